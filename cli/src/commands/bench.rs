@@ -1,0 +1,234 @@
+//! `quill bench`: load keys into a volume, then drive the engine directly on this thread with
+//! `--concurrency` simulated clients, each keeping one request outstanding, for `--duration`.
+//!
+//! For `--op get` the engine is reopened after the load phase, so nothing is cached from it;
+//! with `--cache-bytes 0` every GET reads the disk.
+
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use quill_core::{EngineStats, Reply};
+use quill_io_real::{config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeOptions, VolumeState};
+
+use report::{print_report, BenchReport};
+use workload::{BenchOp, Workload};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The data file or block device.
+    #[arg(long)]
+    path: PathBuf,
+    /// The data file's size if it has to be created, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    size: u64,
+    #[arg(long, value_enum, default_value_t = BenchOp::Get)]
+    op: BenchOp,
+    /// Keys written in the load phase (and drawn from in the run phase).
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Requests in flight: one per simulated client.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Length of the run phase, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// The value cache's budget during the run phase (default: the engine's).
+    #[arg(long)]
+    cache_bytes: Option<usize>,
+    #[arg(long, value_enum, default_value_t = IoArg::Uring)]
+    io: IoArg,
+    /// Format the volume first, even if it holds QuillKV data (which is lost).
+    #[arg(long)]
+    reformat: bool,
+    /// Skip the load phase: the volume already holds the keys from an earlier run with the same
+    /// --keys and --value-size (every GET still checks its value).
+    #[arg(long, conflicts_with = "reformat")]
+    skip_load: bool,
+    /// Seed of the key and operation choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object on stdout at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IoArg {
+    Uring,
+    Sync,
+}
+
+/// Clients writing the load phase: many, so group commit fills large batches.
+const LOAD_CONCURRENCY: usize = 1024;
+
+pub fn run(args: BenchArgs) -> u8 {
+    if args.concurrency == 0 || args.keys == 0 || !(args.duration > 0.0) {
+        eprintln!("quill bench: --concurrency, --keys and --duration must be positive");
+        return 2;
+    }
+    let io = match args.io {
+        IoArg::Uring => IoChoice::Uring,
+        IoArg::Sync => IoChoice::Sync,
+    };
+    let options = VolumeOptions { create_size_bytes: Some(args.size), reformat: args.reformat, direct: true };
+    let mut volume = match open_volume(&args.path, &options) {
+        Ok(volume) => volume,
+        Err(error) => {
+            eprintln!("quill bench: {error}");
+            return 2;
+        }
+    };
+    match bench(&args, io, &mut volume) {
+        Ok(report) => {
+            print_report(&report, args.json);
+            u8::from(report.errors > 0)
+        }
+        Err(message) => {
+            eprintln!("quill bench: {message}");
+            1
+        }
+    }
+}
+
+fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchReport, String> {
+    let mut workload = Workload::new(args.op, args.keys, args.value_size, args.seed);
+    let mut runner = EngineRunner::start(volume, config_for_volume(volume, None), io).map_err(|e| e.to_string())?;
+    if args.skip_load {
+        if runner.engine().key_count() < args.keys {
+            return Err(format!(
+                "--skip-load: the volume holds {} keys, fewer than --keys",
+                runner.engine().key_count()
+            ));
+        }
+    } else {
+        load_phase(args, volume, &mut runner, &workload)?;
+    }
+    if args.op != BenchOp::Set {
+        // Reopen so the run phase starts with an empty cache: GETs measure the disk.
+        drop(runner);
+        volume.state = VolumeState::Formatted;
+        let config = config_for_volume(volume, args.cache_bytes);
+        runner = EngineRunner::start(volume, config, io).map_err(|e| e.to_string())?;
+    }
+    let before = runner.engine().stats().clone();
+    let duration = Duration::from_secs_f64(args.duration);
+    let phase = run_phase(&mut runner, &mut workload, args.concurrency, duration)?;
+    let after = runner.engine().stats().clone();
+    Ok(BenchReport::new(args, runner.driver_name(), volume.direct, &phase, &stats_delta(&before, &after)))
+}
+
+fn load_phase(args: &BenchArgs, volume: &Volume, runner: &mut EngineRunner, workload: &Workload) -> Result<(), String> {
+    let started = Instant::now();
+    let load_errors = load(runner, workload)?;
+    if load_errors > 0 {
+        return Err(format!("{load_errors} SETs failed in the load phase"));
+    }
+    if !args.json {
+        eprintln!(
+            "loaded {} keys of {} bytes in {:.1} s ({} driver, O_DIRECT {})",
+            args.keys,
+            args.value_size,
+            started.elapsed().as_secs_f64(),
+            runner.driver_name(),
+            volume.direct
+        );
+    }
+    Ok(())
+}
+
+/// Writes every key once, `LOAD_CONCURRENCY` SETs in flight. Returns the failed SETs.
+fn load(runner: &mut EngineRunner, workload: &Workload) -> Result<u64, String> {
+    let mut next_key = 0;
+    let mut in_flight = 0usize;
+    let mut errors = 0;
+    while next_key < workload.keys() || in_flight > 0 {
+        while in_flight < LOAD_CONCURRENCY && next_key < workload.keys() {
+            runner.submit(next_key % LOAD_CONCURRENCY as u64, workload.load_request(next_key));
+            next_key += 1;
+            in_flight += 1;
+        }
+        runner.turn(true).map_err(|error| error.to_string())?;
+        while let Some((_, reply)) = runner.poll_reply() {
+            in_flight -= 1;
+            errors += u64::from(reply.is_error());
+        }
+    }
+    Ok(errors)
+}
+
+/// What the run phase measured.
+pub struct PhaseResult {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency_us: Histogram<u64>,
+}
+
+/// Keeps one request outstanding per client until `duration` has passed, then drains.
+fn run_phase(
+    runner: &mut EngineRunner,
+    workload: &mut Workload,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<PhaseResult, String> {
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut outstanding: Vec<Option<(Instant, Option<Vec<u8>>)>> = vec![None; concurrency];
+    let (mut ops, mut errors, mut in_flight) = (0u64, 0u64, 0usize);
+    let start = Instant::now();
+    loop {
+        let issuing = start.elapsed() < duration;
+        if issuing {
+            for (client, slot) in outstanding.iter_mut().enumerate().filter(|(_, slot)| slot.is_none()) {
+                let (request, expected) = workload.next_request();
+                *slot = Some((Instant::now(), expected));
+                runner.submit(client as u64, request);
+                in_flight += 1;
+            }
+        } else if in_flight == 0 {
+            break;
+        }
+        runner.turn(true).map_err(|error| error.to_string())?;
+        let now = Instant::now();
+        while let Some((client, reply)) = runner.poll_reply() {
+            let Some((sent, expected)) = outstanding.get_mut(client as usize).and_then(Option::take) else {
+                return Err(format!("a reply for client {client}, which has nothing outstanding"));
+            };
+            in_flight -= 1;
+            ops += 1;
+            errors += u64::from(!reply_matches(&reply, expected.as_deref()));
+            let micros = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+            latency_us.saturating_record(micros.max(1));
+        }
+    }
+    Ok(PhaseResult { ops, errors, elapsed: start.elapsed(), latency_us })
+}
+
+/// A GET must return the value the load phase wrote; a SET must say OK.
+fn reply_matches(reply: &Reply, expected: Option<&[u8]>) -> bool {
+    match (reply, expected) {
+        (Reply::Bulk(Some(value)), Some(expected)) => value.as_slice() == expected,
+        (Reply::Simple(_), None) => true,
+        _ => false,
+    }
+}
+
+fn stats_delta(before: &EngineStats, after: &EngineStats) -> EngineStats {
+    EngineStats {
+        reads: after.reads - before.reads,
+        writes: after.writes - before.writes,
+        syncs: after.syncs - before.syncs,
+        bytes_read: after.bytes_read - before.bytes_read,
+        bytes_written: after.bytes_written - before.bytes_written,
+        batches_committed: after.batches_committed - before.batches_committed,
+        records_committed: after.records_committed - before.records_committed,
+        checksum_failures: after.checksum_failures - before.checksum_failures,
+        reads_in_flight_max: after.reads_in_flight_max,
+        ..EngineStats::default()
+    }
+}

@@ -1,0 +1,338 @@
+//! `quill sim`, `quill replay`, `quill shrink`: the simulation swarm and its tools.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use quill_sim::{reproduce_command, run_seed, FaultKind, FaultLedger, FaultLevel, Outcome, SeedReport, SimOptions};
+use serde_json::json;
+
+/// Operations per seed unless told otherwise.
+pub const OPS_DEFAULT: u64 = 5_000;
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Run this one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run this many seeds, from --start.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Client operations per seed.
+    #[arg(long, default_value_t = OPS_DEFAULT)]
+    ops: u64,
+    /// Worker threads (seeds are independent). Default: one per core.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only shard I of N (I from 0): seeds whose index modulo N is I.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(u64, u64)>,
+    #[arg(long, default_value = "default")]
+    faults: FaultLevel,
+    /// Run every seed twice and compare the trace hashes.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Print one JSON object at the end (and no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (index, count) = text.split_once('/').ok_or("expected I/N, for example 0/4")?;
+    let index: u64 = index.parse().map_err(|_| "I must be a number")?;
+    let count: u64 = count.parse().map_err(|_| "N must be a number")?;
+    if count == 0 || index >= count {
+        return Err("need 0 <= I < N".into());
+    }
+    Ok((index, count))
+}
+
+/// One seed's run, as `replay` and `shrink` name it.
+#[derive(clap::Args)]
+pub struct OneSeed {
+    #[arg(long)]
+    seed: u64,
+    #[arg(long, default_value_t = OPS_DEFAULT)]
+    ops: u64,
+    #[arg(long, default_value = "default")]
+    faults: FaultLevel,
+}
+
+impl OneSeed {
+    fn options(&self) -> SimOptions {
+        SimOptions::new(self.seed, self.ops, self.faults)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    run: OneSeed,
+    /// Override the seed's drawn client count.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Fault decisions to skip, by ordinal (from `quill shrink`).
+    #[arg(long, value_delimiter = ',')]
+    fault_mask: Vec<u64>,
+    /// Print the event trace.
+    #[arg(long)]
+    trace: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShrinkArgs {
+    #[command(flatten)]
+    run: OneSeed,
+    /// Re-runs allowed.
+    #[arg(long, default_value_t = 400)]
+    runs: u64,
+}
+
+/// A seed's result in the swarm.
+struct SeedResult {
+    report: SeedReport,
+    determinism_mismatch: Option<(u64, u64)>,
+}
+
+pub fn run(args: SimArgs) -> u8 {
+    let seeds = seed_list(&args);
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |count| count.get())).max(1);
+    let progress = progress_bar(seeds.len() as u64, args.json);
+    let started = Instant::now();
+    let results = run_swarm(&seeds, &args, jobs, &progress);
+    progress.finish_and_clear();
+    let elapsed_s = started.elapsed().as_secs_f64();
+    summarize(&args, &results, elapsed_s)
+}
+
+fn seed_list(args: &SimArgs) -> Vec<u64> {
+    let all: Vec<u64> = match args.seed {
+        Some(seed) => vec![seed],
+        None => (args.start..args.start + args.seeds).collect(),
+    };
+    match args.shard {
+        Some((index, count)) => all
+            .into_iter()
+            .enumerate()
+            .filter(|(position, _)| *position as u64 % count == index)
+            .map(|(_, seed)| seed)
+            .collect(),
+        None => all,
+    }
+}
+
+fn progress_bar(length: u64, json: bool) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(length);
+    let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {elapsed} (eta {eta}) {msg}");
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn run_swarm(seeds: &[u64], args: &SimArgs, jobs: usize, progress: &indicatif::ProgressBar) -> Vec<SeedResult> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(seeds.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(seeds.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(index) else { break };
+                let result = run_one(seed, args);
+                if !result.report.passed() || result.determinism_mismatch.is_some() {
+                    progress.set_message(format!("seed {seed} FAILED"));
+                }
+                progress.inc(1);
+                results.lock().expect("no worker panics while holding the lock").push(result);
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("workers finished");
+    results.sort_by_key(|result| result.report.seed);
+    results
+}
+
+fn run_one(seed: u64, args: &SimArgs) -> SeedResult {
+    let options = SimOptions::new(seed, args.ops, args.faults);
+    let report = run_seed(&options);
+    let determinism_mismatch = if args.check_determinism {
+        let again = run_seed(&options);
+        (again.trace_hash != report.trace_hash).then_some((report.trace_hash, again.trace_hash))
+    } else {
+        None
+    };
+    SeedResult { report, determinism_mismatch }
+}
+
+fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
+    let mut ledger = FaultLedger::default();
+    let (mut ops, mut ticks, mut crashes, mut detections, mut design_limit) = (0, 0, 0, 0, 0);
+    let mut failed = Vec::new();
+    for result in results {
+        ledger.merge(&result.report.ledger);
+        ops += result.report.ops;
+        ticks += result.report.ticks;
+        crashes += result.report.crashes;
+        detections += u64::from(result.report.stopped_by_detection.is_some() && !result.report.stopped_at_design_limit);
+        design_limit += u64::from(result.report.stopped_at_design_limit);
+        if !result.report.passed() || result.determinism_mismatch.is_some() {
+            failed.push(result);
+        }
+    }
+    for result in &failed {
+        print_failure(result, args);
+    }
+    let faults: serde_json::Map<String, serde_json::Value> =
+        FaultKind::ALL.iter().map(|kind| (kind.name().to_string(), json!(ledger.count(*kind)))).collect();
+    let outcomes: serde_json::Map<String, serde_json::Value> = Outcome::ALL
+        .iter()
+        .map(|outcome| (outcome.name().to_string(), json!(ledger.outcomes.get(outcome).copied().unwrap_or(0))))
+        .collect();
+    let failed_seeds: Vec<u64> = failed.iter().map(|result| result.report.seed).collect();
+    let summary = json!({
+        "seeds_run": results.len(),
+        "seeds_failed": failed.len(),
+        "failed_seeds": failed_seeds,
+        "ops": ops,
+        "ticks": ticks,
+        "crashes": crashes,
+        "faults": faults,
+        "faults_total": ledger.total(),
+        "faults_detected": ledger.outcomes.get(&Outcome::Detected).copied().unwrap_or(0),
+        "fault_outcomes": outcomes,
+        "seeds_stopped_by_detection": detections,
+        "seeds_stopped_at_design_limit": design_limit,
+        "determinism_checked": args.check_determinism,
+        "elapsed_s": elapsed_s,
+        "ops_per_s": ops as f64 / elapsed_s.max(1e-9),
+        "trace_hash": (results.len() == 1).then(|| format!("{:016x}", results[0].report.trace_hash)),
+    });
+    if args.json {
+        say(&summary.to_string());
+    } else {
+        print_human_summary(&summary);
+    }
+    u8::from(!failed.is_empty())
+}
+
+/// Prints a line; a closed pipe (`quill replay --trace | head`) ends the output quietly.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn print_human_summary(summary: &serde_json::Value) {
+    println!(
+        "{} seeds, {} failed; {} ops in {:.2} s ({:.0} ops/s); {} crashes; faults {} ({} detected); outcomes {}",
+        summary["seeds_run"],
+        summary["seeds_failed"],
+        summary["ops"],
+        summary["elapsed_s"].as_f64().unwrap_or(0.0),
+        summary["ops_per_s"].as_f64().unwrap_or(0.0),
+        summary["crashes"],
+        summary["faults"],
+        summary["faults_detected"],
+        summary["fault_outcomes"]
+    );
+    if let Some(hash) = summary["trace_hash"].as_str() {
+        println!("trace hash {hash}");
+    }
+}
+
+fn print_failure(result: &SeedResult, args: &SimArgs) {
+    let report = &result.report;
+    eprintln!("seed {} FAILED", report.seed);
+    if let Some((first, second)) = result.determinism_mismatch {
+        eprintln!("  nondeterminism: trace hash {first:016x} on the first run, {second:016x} on the second");
+    }
+    if let Some(violation) = &report.violation {
+        eprintln!("  violated: {}", violation.what);
+        eprintln!("  key: {:?}", violation.key);
+        eprintln!("  expected: {}", violation.expected);
+        eprintln!("  got: {}", violation.got);
+        for line in &violation.history {
+            eprintln!("  history: {line}");
+        }
+    }
+    let options = SimOptions::new(report.seed, args.ops, args.faults);
+    eprintln!("  reproduce: {}", reproduce_command(&options));
+    eprintln!(
+        "  shrink:    quill shrink --seed {} --ops {} --faults {}",
+        report.seed,
+        args.ops,
+        fault_name(args.faults)
+    );
+}
+
+fn fault_name(level: FaultLevel) -> &'static str {
+    match level {
+        FaultLevel::None => "none",
+        FaultLevel::Default => "default",
+        FaultLevel::Heavy => "heavy",
+    }
+}
+
+pub fn replay(args: ReplayArgs) -> u8 {
+    let mut options = args.run.options();
+    options.clients = args.clients;
+    options.fault_mask = args.fault_mask.into_iter().collect::<BTreeSet<u64>>();
+    options.keep_trace = args.trace;
+    let report = run_seed(&options);
+    for line in &report.trace {
+        say(line);
+    }
+    print_report(&report);
+    u8::from(!report.passed())
+}
+
+fn print_report(report: &SeedReport) {
+    println!("seed {}: {}", report.seed, if report.passed() { "passed" } else { "FAILED" });
+    println!("knobs: {}", serde_json::to_string(&report.knobs).unwrap_or_default());
+    println!(
+        "{} ops, {} ticks, {} crashes, {} reads checked, {} trace events, trace hash {:016x}",
+        report.ops, report.ticks, report.crashes, report.reads_checked, report.trace_events, report.trace_hash
+    );
+    let faults: Vec<String> =
+        FaultKind::ALL.iter().map(|kind| format!("{} {}", kind.name(), report.ledger.count(*kind))).collect();
+    println!("faults: {}", faults.join(", "));
+    if let Some(reason) = &report.stopped_by_detection {
+        println!("stopped early (a pass): {reason}");
+    }
+    if let Some(violation) = &report.violation {
+        println!(
+            "violated: {}\n  key {:?}\n  expected {}\n  got {}",
+            violation.what, violation.key, violation.expected, violation.got
+        );
+        for line in &violation.history {
+            println!("  history: {line}");
+        }
+    }
+}
+
+pub fn shrink(args: ShrinkArgs) -> u8 {
+    let options = args.run.options();
+    match quill_sim::shrink(&options, args.runs) {
+        None => {
+            println!("seed {} passes; nothing to shrink", options.seed);
+            0
+        }
+        Some(result) => {
+            print_report(&result.report);
+            println!(
+                "smallest reproduction found in {} runs ({} ops, {} faults masked):",
+                result.runs,
+                result.options.ops,
+                result.options.fault_mask.len()
+            );
+            println!("  {}", reproduce_command(&result.options));
+            1
+        }
+    }
+}

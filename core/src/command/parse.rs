@@ -1,0 +1,156 @@
+//! Arguments (as a RESP array delivers them) to a [`Request`], with Redis's error texts.
+
+use super::{Bytes, Reply, Request, SetCondition};
+
+/// Parses one command. `Err` carries the exact error reply Redis would send.
+pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
+    parse_request_owned(arguments.to_vec())
+}
+
+/// Parses one command, moving the arguments into the request instead of copying them (the
+/// server's path: no allocation per argument).
+pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> {
+    let Some((name, rest)) = arguments.split_first_mut() else {
+        return Err(Reply::error("ERR empty command"));
+    };
+    let name: &[u8] = name;
+    let lower = name.to_ascii_lowercase();
+    let request = match lower.as_slice() {
+        b"get" => Request::Get { key: one_key(&lower, rest)? },
+        b"set" => parse_set(rest)?,
+        b"del" | b"unlink" => Request::Del { keys: keys_at_least_one(&lower, rest)? },
+        b"exists" => Request::Exists { keys: keys_at_least_one(&lower, rest)? },
+        b"mget" => Request::MGet { keys: keys_at_least_one(&lower, rest)? },
+        b"mset" => parse_mset(rest)?,
+        b"incr" => Request::IncrBy { key: one_key(&lower, rest)?, delta: 1 },
+        b"decr" => Request::IncrBy { key: one_key(&lower, rest)?, delta: -1 },
+        b"incrby" => parse_incrby(&lower, rest, false)?,
+        b"decrby" => parse_incrby(&lower, rest, true)?,
+        b"append" => {
+            let [key, value] = exact::<2>(&lower, rest)?;
+            Request::Append { key, value }
+        }
+        b"strlen" => Request::StrLen { key: one_key(&lower, rest)? },
+        b"dbsize" => {
+            exact::<0>(&lower, rest)?;
+            Request::DbSize
+        }
+        b"ping" => match rest {
+            [] => Request::Ping { message: None },
+            [message] => Request::Ping { message: Some(std::mem::take(message)) },
+            _ => return Err(wrong_arguments(&lower)),
+        },
+        b"flushall" | b"flushdb" => parse_flush(&lower, rest)?,
+        _ => return Err(unknown_command(name, rest)),
+    };
+    Ok(request)
+}
+
+/// Redis's text for an unknown command, quoting at most a few arguments.
+pub fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
+    let mut text = format!("ERR unknown command '{}', with args beginning with: ", printable(name));
+    for argument in rest.iter().take(8) {
+        text.push_str(&format!("'{}' ", printable(argument)));
+    }
+    Reply::Error(text)
+}
+
+fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(128)]);
+    text.replace(['\r', '\n'], " ")
+}
+
+fn wrong_arguments(name: &[u8]) -> Reply {
+    Reply::Error(format!("ERR wrong number of arguments for '{}' command", String::from_utf8_lossy(name)))
+}
+
+fn exact<const N: usize>(name: &[u8], rest: &mut [Bytes]) -> Result<[Bytes; N], Reply> {
+    if rest.len() != N {
+        return Err(wrong_arguments(name));
+    }
+    Ok(std::array::from_fn(|index| std::mem::take(&mut rest[index])))
+}
+
+fn one_key(name: &[u8], rest: &mut [Bytes]) -> Result<Bytes, Reply> {
+    let [key] = exact::<1>(name, rest)?;
+    Ok(key)
+}
+
+fn keys_at_least_one(name: &[u8], rest: &mut [Bytes]) -> Result<Vec<Bytes>, Reply> {
+    if rest.is_empty() {
+        return Err(wrong_arguments(name));
+    }
+    Ok(rest.iter_mut().map(std::mem::take).collect())
+}
+
+fn parse_set(rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, value, options @ ..] = rest else {
+        return Err(wrong_arguments(b"set"));
+    };
+    let mut condition = SetCondition::Always;
+    for option in options {
+        let wanted = match option.to_ascii_lowercase().as_slice() {
+            b"nx" => SetCondition::IfAbsent,
+            b"xx" => SetCondition::IfPresent,
+            _ => return Err(Reply::error("ERR syntax error")),
+        };
+        if condition != SetCondition::Always && condition != wanted {
+            return Err(Reply::error("ERR syntax error"));
+        }
+        condition = wanted;
+    }
+    Ok(Request::Set { key: std::mem::take(key), value: std::mem::take(value), condition })
+}
+
+fn parse_mset(rest: &mut [Bytes]) -> Result<Request, Reply> {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
+        return Err(wrong_arguments(b"mset"));
+    }
+    let pairs =
+        rest.chunks_exact_mut(2).map(|pair| (std::mem::take(&mut pair[0]), std::mem::take(&mut pair[1]))).collect();
+    Ok(Request::MSet { pairs })
+}
+
+fn parse_incrby(name: &[u8], rest: &mut [Bytes], negate: bool) -> Result<Request, Reply> {
+    let [key, delta] = exact::<2>(name, rest)?;
+    let delta = parse_integer(&delta).ok_or_else(not_an_integer)?;
+    let delta =
+        if negate { delta.checked_neg().ok_or_else(|| Reply::error("ERR decrement would overflow"))? } else { delta };
+    Ok(Request::IncrBy { key, delta })
+}
+
+fn parse_flush(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    match rest {
+        [] => Ok(Request::FlushAll),
+        [mode] if matches!(mode.to_ascii_lowercase().as_slice(), b"sync" | b"async") => Ok(Request::FlushAll),
+        [_] => Err(Reply::error("ERR syntax error")),
+        _ => Err(wrong_arguments(name)),
+    }
+}
+
+pub(crate) fn not_an_integer() -> Reply {
+    Reply::error("ERR value is not an integer or out of range")
+}
+
+/// Parses a decimal integer exactly as Redis's `string2ll` does: no spaces, no `+`, no leading
+/// zeros, at most 20 characters, within `i64`.
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    if negative && digits == b"0" {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.parse::<i64>().ok()
+}

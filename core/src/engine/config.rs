@@ -1,0 +1,93 @@
+//! Engine configuration.
+
+use crate::BLOCK_BYTES;
+
+/// A deliberately wrong behaviour that only tests switch on, to prove the simulator catches it.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Acknowledge a batch once its write completes, before its sync.
+    AcknowledgeBeforeSync,
+    /// Rewrite the previous batch's last block in place in front of every new batch.
+    OverwriteTailBlock,
+    /// Serve values read from disk without verifying their checksum.
+    SkipReadChecksum,
+    /// At recovery, truncate the log at the first bad batch even when valid ones follow.
+    TruncateAtFirstBadBatch,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The volume's size in blocks of [`BLOCK_BYTES`].
+    pub volume_blocks: u64,
+    /// Value reads in flight at most; more wait in a queue.
+    pub queue_depth_max: usize,
+    /// The largest value accepted, in bytes.
+    pub value_bytes_max: usize,
+    /// The value cache's budget (keys plus values), in bytes; 0 sends every GET to disk.
+    pub cache_bytes_max: usize,
+    /// The largest batch (group commit) in blocks. Fixed at format time; `open` reads it back.
+    pub batch_blocks_max: u32,
+    /// Commands one client may have queued before further ones are refused.
+    pub client_pipeline_max: usize,
+    /// Seeds the index's and cache's hashing. A real driver draws it at random (so clients
+    /// cannot aim keys at one bucket); the simulator derives it from its seed.
+    pub hash_seed: u64,
+    /// Commit each batch with one durable write (`IoKind::WriteDurable`) instead of a write
+    /// and then a sync. For drivers that can write with O_DSYNC/FUA.
+    pub write_through: bool,
+    /// Open without writing anything (no epoch bump): recovery runs, reads are served, writes are
+    /// refused. For `quill check`, which must not change the volume it verifies.
+    pub open_read_only: bool,
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+impl Config {
+    /// Defaults for a volume of `volume_bytes` (rounded down to whole blocks).
+    pub fn for_volume_bytes(volume_bytes: u64) -> Config {
+        Config {
+            volume_blocks: volume_bytes / BLOCK_BYTES as u64,
+            queue_depth_max: 64,
+            value_bytes_max: 1024 * 1024,
+            cache_bytes_max: 64 * 1024 * 1024,
+            batch_blocks_max: 1024,
+            client_pipeline_max: 4096,
+            hash_seed: 0,
+            write_through: false,
+            open_read_only: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+
+    /// The payload bytes a batch can hold.
+    pub fn batch_payload_bytes_max(batch_blocks_max: u32) -> usize {
+        batch_blocks_max as usize * BLOCK_BYTES - crate::format::BATCH_HEADER_BYTES
+    }
+
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
+    }
+
+    #[cfg(not(feature = "planted-bugs"))]
+    pub(crate) fn has_bug(&self, _bug: PlantedBugStub) -> bool {
+        false
+    }
+}
+
+/// Without the feature the planted-bug checks compile to `false`.
+#[cfg(not(feature = "planted-bugs"))]
+#[derive(Clone, Copy)]
+pub(crate) enum PlantedBugStub {
+    AcknowledgeBeforeSync,
+    OverwriteTailBlock,
+    SkipReadChecksum,
+    TruncateAtFirstBadBatch,
+}
+
+#[cfg(feature = "planted-bugs")]
+pub(crate) use PlantedBug as Bug;
+#[cfg(not(feature = "planted-bugs"))]
+pub(crate) use PlantedBugStub as Bug;

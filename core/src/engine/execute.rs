@@ -1,0 +1,287 @@
+//! Executing commands against the logical keyspace, with Redis semantics.
+
+use std::sync::Arc;
+
+use super::clients::{Executed, SlotState};
+use super::commit::{AppendRefused, NewRecord};
+use super::keyspace::Lookup;
+use super::reads::ReadPurpose;
+use super::{ClientId, Engine};
+use crate::command::parse::{not_an_integer, parse_integer};
+use crate::command::{Reply, Request, SetCondition};
+use crate::format::KEY_BYTES_MAX;
+
+impl Engine {
+    /// Executes one command of `client_id`, whose slot is `slot_id`.
+    pub(super) fn execute(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        if let Some(reply) = self.validate(&request) {
+            return self.finish(client_id, slot_id, reply, 0);
+        }
+        if self.touches_locked_key(&request) {
+            return self.stall(client_id, slot_id, request);
+        }
+        match request {
+            Request::Get { key } => self.start_reads(client_id, slot_id, &[key], false),
+            Request::MGet { keys } => self.start_reads(client_id, slot_id, &keys, true),
+            Request::Exists { keys } => {
+                let lookups: Vec<Lookup> = keys.iter().map(|key| self.keyspace.lookup(key)).collect();
+                let count = lookups.iter().filter(|lookup| lookup.exists()).count() as i64;
+                let wait = lookups.iter().map(Lookup::sequence).max().unwrap_or(0);
+                self.finish(client_id, slot_id, Reply::Integer(count), wait)
+            }
+            Request::StrLen { key } => {
+                let lookup = self.keyspace.lookup(&key);
+                let length = match &lookup {
+                    Lookup::Absent { .. } => 0,
+                    Lookup::Pending { value, .. } => value.len(),
+                    Lookup::Durable(location) => location.value_bytes(key.len()),
+                };
+                self.finish(client_id, slot_id, Reply::Integer(length as i64), lookup.sequence())
+            }
+            Request::DbSize => {
+                let count = self.keyspace.live_keys as i64;
+                self.finish(client_id, slot_id, Reply::Integer(count), self.log.newest_sequence)
+            }
+            Request::Ping { message: None } => self.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
+            Request::Ping { message: Some(message) } => self.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0),
+            Request::Set { .. } | Request::Del { .. } | Request::MSet { .. } | Request::FlushAll => {
+                self.execute_write(client_id, slot_id, request)
+            }
+            Request::IncrBy { .. } | Request::Append { .. } => {
+                self.start_read_modify_write(client_id, slot_id, request)
+            }
+        }
+    }
+
+    /// Limits checked before anything runs: a clear error, nothing changed.
+    fn validate(&self, request: &Request) -> Option<Reply> {
+        // Checked in place, without collecting keys and values: this runs for every command.
+        let long = |key: &[u8]| key.len() > KEY_BYTES_MAX;
+        let value_bytes_max = self.config.value_bytes_max;
+        let large = |value: &[u8]| value.len() > value_bytes_max;
+        let (key_too_long, value_too_big) = match request {
+            Request::Get { key } | Request::StrLen { key } | Request::IncrBy { key, .. } => (long(key), false),
+            Request::Set { key, value, .. } | Request::Append { key, value } => (long(key), large(value)),
+            Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
+                (keys.iter().any(|key| long(key)), false)
+            }
+            Request::MSet { pairs } => {
+                (pairs.iter().any(|(key, _)| long(key)), pairs.iter().any(|(_, value)| large(value)))
+            }
+            Request::DbSize | Request::Ping { .. } | Request::FlushAll => (false, false),
+        };
+        if key_too_long {
+            return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
+        }
+        value_too_big.then(|| value_too_large(value_bytes_max))
+    }
+
+    fn touches_locked_key(&self, request: &Request) -> bool {
+        if self.locked_keys.is_empty() {
+            return false;
+        }
+        match request {
+            Request::Get { key }
+            | Request::StrLen { key }
+            | Request::IncrBy { key, .. }
+            | Request::Set { key, .. }
+            | Request::Append { key, .. } => self.locked_keys.contains(key.as_slice()),
+            Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
+                keys.iter().any(|key| self.locked_keys.contains(key.as_slice()))
+            }
+            Request::MSet { pairs } => pairs.iter().any(|(key, _)| self.locked_keys.contains(key.as_slice())),
+            Request::FlushAll => true,
+            Request::DbSize | Request::Ping { .. } => false,
+        }
+    }
+
+    pub(super) fn finish(&mut self, client_id: ClientId, slot_id: u64, reply: Reply, wait_sequence: u64) -> Executed {
+        let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+        slot.state = SlotState::Done(reply);
+        slot.wait_sequence = slot.wait_sequence.max(wait_sequence);
+        Executed::Ran
+    }
+
+    pub(super) fn stall(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+        slot.state = SlotState::Queued(request);
+        Executed::Stalled
+    }
+
+    fn execute_write(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        let (records, reply, observed) = match &request {
+            Request::Set { key, value, condition } => {
+                let lookup = self.keyspace.lookup(key);
+                let allowed = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => !lookup.exists(),
+                    SetCondition::IfPresent => lookup.exists(),
+                };
+                if !allowed {
+                    return self.finish(client_id, slot_id, Reply::Bulk(None), lookup.sequence());
+                }
+                (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()) }], Reply::ok(), lookup.sequence())
+            }
+            Request::MSet { pairs } => {
+                let records =
+                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
+                (records.collect(), Reply::ok(), 0)
+            }
+            Request::Del { keys } => self.delete_records(keys),
+            Request::FlushAll => (vec![NewRecord::Clear], Reply::ok(), 0),
+            _ => unreachable!("only writes reach execute_write"),
+        };
+        if records.is_empty() {
+            return self.finish(client_id, slot_id, reply, observed);
+        }
+        match self.append_records(&records) {
+            Ok(sequence) => {
+                self.apply_to_keyspace(&records, sequence);
+                self.maybe_seal();
+                self.finish(client_id, slot_id, reply, sequence.max(observed))
+            }
+            Err(AppendRefused::BatchFull) => {
+                drop(records);
+                self.stall(client_id, slot_id, request)
+            }
+            Err(AppendRefused::Reply(error)) => {
+                drop(records);
+                self.finish(client_id, slot_id, error, observed)
+            }
+        }
+    }
+
+    /// DEL writes a tombstone only for keys that exist (each once), and counts them.
+    fn delete_records<'a>(&self, keys: &'a [Vec<u8>]) -> (Vec<NewRecord<'a>>, Reply, u64) {
+        let mut records = Vec::new();
+        let mut observed = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for key in keys {
+            let lookup = self.keyspace.lookup(key);
+            observed = observed.max(lookup.sequence());
+            if lookup.exists() && seen.insert(key.as_slice()) {
+                records.push(NewRecord::Delete { key });
+            }
+        }
+        let count = records.len() as i64;
+        (records, Reply::Integer(count), observed)
+    }
+
+    fn apply_to_keyspace(&mut self, records: &[NewRecord<'_>], sequence: u64) {
+        for record in records {
+            match record {
+                NewRecord::Put { key, value } => self.keyspace.write(key, Some(value.clone()), sequence),
+                NewRecord::Delete { key } => self.keyspace.write(key, None, sequence),
+                NewRecord::Clear => self.keyspace.clear(sequence),
+            }
+        }
+    }
+
+    /// INCRBY and APPEND need the key's current value: from memory if it is there, else from
+    /// disk, with the key locked so nothing else touches it meanwhile.
+    fn start_read_modify_write(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        let key = request_key(&request).to_vec();
+        let current = match self.keyspace.lookup(&key) {
+            Lookup::Absent { .. } => None,
+            Lookup::Pending { value, .. } => Some(value),
+            Lookup::Durable(location) => match self.cache.get(&key) {
+                Some(value) => Some(value),
+                None => {
+                    self.locked_keys.insert(key.as_slice().into());
+                    let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+                    slot.state = SlotState::ReadModifyWrite(request);
+                    self.queue_read(client_id, slot_id, key, location, ReadPurpose::ReadModifyWrite);
+                    return Executed::Blocked;
+                }
+            },
+        };
+        let executed = self.finish_read_modify_write(client_id, slot_id, request, current);
+        if let Executed::Stalled = executed {
+            // The batch is full. No key lock is held on this path, so the command waits as not
+            // executed yet and reads the current value afresh when it runs again.
+            let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+            if let SlotState::ReadModifyWriteReady(request, _) =
+                std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
+            {
+                slot.state = SlotState::Queued(request);
+            }
+        }
+        executed
+    }
+
+    /// Computes and appends the new value. The wait includes the batch of the value read, so a
+    /// reply never reveals a value that is not durable.
+    pub(super) fn finish_read_modify_write(
+        &mut self,
+        client_id: ClientId,
+        slot_id: u64,
+        request: Request,
+        current: Option<Arc<[u8]>>,
+    ) -> Executed {
+        let (key, new_value, reply) =
+            match compute_read_modify_write(&request, current.as_deref(), self.config.value_bytes_max) {
+                Ok(computed) => computed,
+                Err(error) => {
+                    let observed = self.keyspace.lookup(request_key(&request)).sequence();
+                    return self.finish(client_id, slot_id, error, observed);
+                }
+            };
+        let records = [NewRecord::Put { key: &key, value: new_value }];
+        match self.append_records(&records) {
+            Ok(sequence) => {
+                self.apply_to_keyspace(&records, sequence);
+                self.maybe_seal();
+                self.finish(client_id, slot_id, reply, sequence)
+            }
+            Err(AppendRefused::BatchFull) => {
+                let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+                slot.state = SlotState::ReadModifyWriteReady(request, current);
+                Executed::Stalled
+            }
+            Err(AppendRefused::Reply(error)) => self.finish(client_id, slot_id, error, 0),
+        }
+    }
+}
+
+/// The key of a read-modify-write (INCRBY, APPEND).
+pub(super) fn request_key(request: &Request) -> &[u8] {
+    match request {
+        Request::IncrBy { key, .. } | Request::Append { key, .. } => key,
+        _ => unreachable!("only read-modify-writes"),
+    }
+}
+
+fn value_too_large(limit: usize) -> Reply {
+    Reply::error(format!("ERR value too large (the limit is {limit} bytes)"))
+}
+
+/// The new value and the reply of an INCRBY or APPEND over `current`.
+fn compute_read_modify_write(
+    request: &Request,
+    current: Option<&[u8]>,
+    value_bytes_max: usize,
+) -> Result<(Vec<u8>, Arc<[u8]>, Reply), Reply> {
+    match request {
+        Request::IncrBy { key, delta } => {
+            let old = match current {
+                None => 0,
+                Some(bytes) => parse_integer(bytes).ok_or_else(not_an_integer)?,
+            };
+            let new =
+                old.checked_add(*delta).ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
+            Ok((key.clone(), Arc::from(new.to_string().into_bytes()), Reply::Integer(new)))
+        }
+        Request::Append { key, value } => {
+            let old = current.unwrap_or(&[]);
+            if old.len() + value.len() > value_bytes_max {
+                return Err(value_too_large(value_bytes_max));
+            }
+            let mut joined = Vec::with_capacity(old.len() + value.len());
+            joined.extend_from_slice(old);
+            joined.extend_from_slice(value);
+            let length = joined.len() as i64;
+            Ok((key.clone(), Arc::from(joined), Reply::Integer(length)))
+        }
+        _ => unreachable!("only read-modify-writes"),
+    }
+}

@@ -1,0 +1,261 @@
+//! The in-memory index: key → location of its durable record, compact enough for flash-sized
+//! key counts.
+//!
+//! An open-addressing table of 8-byte slots (a 32-bit hash tag and a 32-bit arena offset) over
+//! a byte arena holding, per key, `[record offset: 8][record length: 4][batch sequence, low 32
+//! bits: 4][key length: 2][key]`. That is 18 bytes plus the key in the arena and 8 / load bytes
+//! of table per key: no allocation per key and no pointer to chase before comparing keys.
+//! The arena grows in 1 MiB chunks (an entry never spans two), so growth wastes at most one
+//! chunk; the table grows by half when slots (live plus tombstones) pass 7/8 and maps hashes to
+//! slots by multiplication, so its load stays between 58 % and 87 %. Removed entries leave
+//! garbage in the arena, reclaimed by a rebuild once it outweighs the live entries.
+
+use std::hash::BuildHasher;
+
+use super::hashing::SeededState;
+use super::keyspace::Location;
+
+const EMPTY: u64 = 0;
+const TOMBSTONE: u64 = 1;
+const ENTRY_HEADER_BYTES: usize = 18;
+const CHUNK_BYTES: usize = 1 << 20;
+
+pub struct CompactIndex {
+    /// `tag << 32 | (arena offset + 2)`, or EMPTY / TOMBSTONE.
+    slots: Vec<u64>,
+    /// Chunks of CHUNK_BYTES; an arena offset is `chunk * CHUNK_BYTES + offset in chunk`.
+    arena: Vec<Vec<u8>>,
+    arena_bytes: usize,
+    hasher: SeededState,
+    live: usize,
+    tombstones: usize,
+    garbage_bytes: usize,
+}
+
+impl CompactIndex {
+    pub fn new(hash_seed: u64) -> CompactIndex {
+        CompactIndex {
+            slots: vec![EMPTY; 16],
+            arena: Vec::new(),
+            arena_bytes: 0,
+            hasher: SeededState { seed: hash_seed },
+            live: 0,
+            tombstones: 0,
+            garbage_bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn entry(&self, at: usize) -> &[u8] {
+        &self.arena[at / CHUNK_BYTES][at % CHUNK_BYTES..]
+    }
+
+    fn entry_mut(&mut self, at: usize) -> &mut [u8] {
+        &mut self.arena[at / CHUNK_BYTES][at % CHUNK_BYTES..]
+    }
+
+    fn entry_key(&self, at: usize) -> &[u8] {
+        let entry = self.entry(at);
+        let length = u16::from_le_bytes([entry[16], entry[17]]) as usize;
+        &entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + length]
+    }
+
+    fn entry_location(&self, at: usize) -> Location {
+        let entry = self.entry(at);
+        let field = |start: usize, width: usize| {
+            let mut raw = [0u8; 8];
+            raw[..width].copy_from_slice(&entry[start..start + width]);
+            u64::from_le_bytes(raw)
+        };
+        Location { offset_bytes: field(0, 8), record_bytes: field(8, 4) as u32, sequence_low: field(12, 4) as u32 }
+    }
+
+    fn write_location(&mut self, at: usize, location: &Location) {
+        let entry = self.entry_mut(at);
+        entry[0..8].copy_from_slice(&location.offset_bytes.to_le_bytes());
+        entry[8..12].copy_from_slice(&location.record_bytes.to_le_bytes());
+        entry[12..16].copy_from_slice(&location.sequence_low.to_le_bytes());
+    }
+
+    /// Appends an entry for `key`; returns its arena offset.
+    fn append_entry(&mut self, key: &[u8], location: &Location) -> usize {
+        let size = ENTRY_HEADER_BYTES + key.len();
+        let fits = self.arena.last().is_some_and(|chunk| chunk.capacity() - chunk.len() >= size);
+        if !fits {
+            // Keys are under 64 KiB, so an entry always fits in a fresh chunk.
+            self.arena.push(Vec::with_capacity(CHUNK_BYTES));
+        }
+        let chunk_index = self.arena.len() - 1;
+        let chunk = &mut self.arena[chunk_index];
+        let at = chunk_index * CHUNK_BYTES + chunk.len();
+        chunk.extend_from_slice(&[0; ENTRY_HEADER_BYTES]);
+        chunk[at % CHUNK_BYTES + 16..at % CHUNK_BYTES + 18].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        chunk.extend_from_slice(key);
+        self.arena_bytes += size;
+        self.write_location(at, location);
+        at
+    }
+
+    /// Where probing for `hash` starts: multiplication maps hashes onto any table size.
+    fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash as u32) * self.slots.len() as u128) >> 32) as usize
+    }
+
+    /// The slot holding `key`, or `Err(first free slot)` where it would go.
+    fn find(&self, key: &[u8], hash: u64) -> Result<usize, usize> {
+        let tag = hash >> 32;
+        let mut free = None;
+        let mut index = self.home(hash);
+        for _ in 0..self.slots.len() {
+            match self.slots[index] {
+                EMPTY => return Err(free.unwrap_or(index)),
+                TOMBSTONE => free = free.or(Some(index)),
+                slot if slot >> 32 == tag && self.entry_key((slot as u32 - 2) as usize) == key => return Ok(index),
+                _ => {}
+            }
+            index = if index + 1 == self.slots.len() { 0 } else { index + 1 };
+        }
+        Err(free.expect("the table always keeps free slots"))
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Location> {
+        let index = self.find(key, self.hash(key)).ok()?;
+        Some(self.entry_location((self.slots[index] as u32 - 2) as usize))
+    }
+
+    pub fn insert(&mut self, key: &[u8], location: Location) {
+        assert!(key.len() <= u16::MAX as usize, "keys are at most 65535 bytes");
+        let hash = self.hash(key);
+        match self.find(key, hash) {
+            Ok(index) => {
+                let at = (self.slots[index] as u32 - 2) as usize;
+                self.write_location(at, &location);
+            }
+            Err(index) => {
+                let at = self.append_entry(key, &location);
+                assert!(at < u32::MAX as usize - 2, "index arena offsets fit in 32 bits");
+                if self.slots[index] == TOMBSTONE {
+                    self.tombstones -= 1;
+                }
+                self.slots[index] = (hash >> 32) << 32 | (at as u64 + 2);
+                self.live += 1;
+                self.grow_if_needed();
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
+        let index = self.find(key, self.hash(key)).ok()?;
+        let at = (self.slots[index] as u32 - 2) as usize;
+        let location = self.entry_location(at);
+        self.garbage_bytes += ENTRY_HEADER_BYTES + key.len();
+        self.slots[index] = TOMBSTONE;
+        self.live -= 1;
+        self.tombstones += 1;
+        if self.garbage_bytes > 4096 && self.garbage_bytes > self.arena_bytes / 2 {
+            self.rebuild(self.slots.len());
+        }
+        Some(location)
+    }
+
+    pub fn clear(&mut self) {
+        let seed = self.hasher.seed;
+        *self = CompactIndex::new(seed);
+    }
+
+    fn grow_if_needed(&mut self) {
+        if (self.live + self.tombstones) * 8 > self.slots.len() * 7 {
+            let grown = self.slots.len() + self.slots.len() / 2;
+            let capacity = if self.live * 2 > self.slots.len() { grown } else { self.slots.len() };
+            self.rebuild(capacity);
+        }
+    }
+
+    /// Re-inserts every live entry into a fresh table of `capacity` slots and a compact arena.
+    fn rebuild(&mut self, capacity: usize) {
+        let seed = self.hasher.seed;
+        let old = std::mem::replace(self, CompactIndex::new(seed));
+        self.slots = vec![EMPTY; capacity.max(16)];
+        for (key, location) in old.iter() {
+            self.insert(key, location);
+        }
+        debug_assert_eq!(self.live, old.live);
+    }
+
+    /// Every key and location, in table order (deterministic for a given seed and history).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Location)> + '_ {
+        self.slots.iter().filter(|slot| **slot > TOMBSTONE).map(|slot| {
+            let at = (*slot as u32 - 2) as usize;
+            (self.entry_key(at), self.entry_location(at))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CompactIndex;
+    use crate::engine::keyspace::Location;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn location(value: u64) -> Location {
+        Location {
+            offset_bytes: value.wrapping_mul(7),
+            record_bytes: value as u32,
+            sequence_low: value.wrapping_mul(3) as u32,
+        }
+    }
+
+    #[test]
+    fn spans_many_arena_chunks_and_reclaims_garbage() {
+        let mut index = CompactIndex::new(7);
+        let key = |number: u64| format!("a-longer-key-to-fill-chunks-{number:08}").into_bytes();
+        for number in 0..200_000u64 {
+            index.insert(&key(number), location(number));
+        }
+        assert!(index.arena.len() >= 9, "several chunks: {}", index.arena.len());
+        for number in (0..200_000u64).filter(|number| number % 3 != 0) {
+            assert_eq!(index.remove(&key(number)), Some(location(number)));
+        }
+        assert_eq!(index.len(), 66_667);
+        for number in 0..200_000u64 {
+            let expected = (number % 3 == 0).then(|| location(number));
+            assert_eq!(index.get(&key(number)), expected, "key {number}");
+        }
+        let live_bytes = 66_667 * (18 + 36);
+        assert!(index.arena_bytes <= 2 * live_bytes, "garbage was reclaimed: {} bytes", index.arena_bytes);
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_map(operations in proptest::collection::vec((0u8..3, 0u16..300, any::<u64>()), 0..3000)) {
+            let mut index = CompactIndex::new(42);
+            let mut model = BTreeMap::new();
+            for (kind, key, value) in operations {
+                let key = format!("key-{key}").into_bytes();
+                match kind {
+                    0 | 1 => {
+                        index.insert(&key, location(value));
+                        model.insert(key, location(value));
+                    }
+                    _ => prop_assert_eq!(index.remove(&key), model.remove(&key)),
+                }
+                prop_assert_eq!(index.len(), model.len());
+            }
+            for (key, expected) in &model {
+                prop_assert_eq!(index.get(key), Some(*expected));
+            }
+            let mut listed: Vec<(Vec<u8>, Location)> = index.iter().map(|(key, location)| (key.to_vec(), location)).collect();
+            listed.sort_by(|a, b| a.0.cmp(&b.0));
+            let expected: Vec<(Vec<u8>, Location)> = model.into_iter().collect();
+            prop_assert_eq!(listed, expected);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The logical keyspace: the durable index (key → location on disk) under an overlay of writes
+//! that are not durable yet. A lookup says what it saw and which batch must be durable before a
+//! reply may reveal it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::index::CompactIndex;
+
+/// Where a durable record lives (16 bytes in the index; see `index.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The record's absolute byte offset on the volume.
+    pub offset_bytes: u64,
+    /// The whole record's length: header, key and value.
+    pub record_bytes: u32,
+    /// The low 32 bits of the batch sequence number stamped in the record, checked on read (a
+    /// stale record at the same offset is from another batch; the CRC binds the offset).
+    pub sequence_low: u32,
+}
+
+impl Location {
+    pub fn value_bytes(&self, key_bytes: usize) -> usize {
+        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - key_bytes
+    }
+}
+
+/// A write not yet durable: the value it set (`None`: deleted) and its batch.
+#[derive(Clone, Debug)]
+pub struct PendingWrite {
+    pub sequence: u64,
+    pub value: Option<Arc<[u8]>>,
+}
+
+/// What a lookup found.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    /// Not present; the absence was made by batch `sequence` (0: durable already).
+    Absent { sequence: u64 },
+    /// A value in memory, written by batch `sequence` (not durable yet).
+    Pending { value: Arc<[u8]>, sequence: u64 },
+    /// A durable value on disk.
+    Durable(Location),
+}
+
+impl Lookup {
+    pub fn exists(&self) -> bool {
+        !matches!(self, Lookup::Absent { .. })
+    }
+
+    /// The batch that must be durable before a reply reveals this lookup.
+    pub fn sequence(&self) -> u64 {
+        match self {
+            Lookup::Absent { sequence } | Lookup::Pending { sequence, .. } => *sequence,
+            Lookup::Durable(_) => 0,
+        }
+    }
+}
+
+pub struct Keyspace {
+    pub index: CompactIndex,
+    pub overlay: BTreeMap<Box<[u8]>, PendingWrite>,
+    /// A FLUSHALL not yet durable: keys missing from the overlay are absent since this batch.
+    pub cleared_at: Option<u64>,
+    /// Keys in the logical (newest) state, for DBSIZE.
+    pub live_keys: u64,
+}
+
+impl Keyspace {
+    pub fn new(hash_seed: u64) -> Keyspace {
+        Keyspace { index: CompactIndex::new(hash_seed), overlay: BTreeMap::new(), cleared_at: None, live_keys: 0 }
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Lookup {
+        if let Some(pending) = self.overlay.get(key) {
+            return match &pending.value {
+                Some(value) => Lookup::Pending { value: value.clone(), sequence: pending.sequence },
+                None => Lookup::Absent { sequence: pending.sequence },
+            };
+        }
+        if let Some(sequence) = self.cleared_at {
+            return Lookup::Absent { sequence };
+        }
+        match self.index.get(key) {
+            Some(location) => Lookup::Durable(location),
+            None => Lookup::Absent { sequence: 0 },
+        }
+    }
+
+    /// Records a write in batch `sequence` in the logical state.
+    pub fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>, sequence: u64) {
+        let existed = self.lookup(key).exists();
+        match (existed, value.is_some()) {
+            (false, true) => self.live_keys += 1,
+            (true, false) => self.live_keys -= 1,
+            _ => {}
+        }
+        self.overlay.insert(key.into(), PendingWrite { sequence, value });
+    }
+
+    pub fn clear(&mut self, sequence: u64) {
+        self.overlay.clear();
+        self.cleared_at = Some(sequence);
+        self.live_keys = 0;
+    }
+
+    /// Forgets every write that is not durable (after a failed write or sync) and recounts.
+    pub fn discard_overlay(&mut self) {
+        self.overlay.clear();
+        self.cleared_at = None;
+        self.live_keys = self.index.len() as u64;
+    }
+
+    /// Drops overlay entries made durable by batch `sequence`.
+    pub fn retire(&mut self, sequence: u64) {
+        self.overlay.retain(|_, pending| pending.sequence > sequence);
+        if self.cleared_at.is_some_and(|cleared| cleared <= sequence) {
+            self.cleared_at = None;
+        }
+    }
+}

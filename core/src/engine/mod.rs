@@ -1,0 +1,318 @@
+//! The engine state machine. See the crate documentation for the input/output contract and the
+//! drain order.
+
+mod cache;
+mod clients;
+mod commit;
+mod config;
+mod execute;
+mod hashing;
+mod index;
+mod keyspace;
+mod reads;
+mod recovery;
+mod tokens;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use config::Config;
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
+pub use keyspace::Location;
+pub use recovery::OpenError;
+
+use crate::command::{Reply, Request};
+use crate::io::{IoCompletion, IoKind, IoRequest};
+use cache::ValueCache;
+use clients::Client;
+use commit::Log;
+use keyspace::Keyspace;
+use reads::ReadJob;
+use recovery::Recovery;
+use tokens::TokenTable;
+
+/// A client as the driver names it.
+pub type ClientId = u64;
+
+/// Counters a driver may report. They never influence the engine's behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub reads: u64,
+    pub writes: u64,
+    pub syncs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub batches_committed: u64,
+    pub records_committed: u64,
+    pub checksum_failures: u64,
+    pub reads_in_flight_max: u64,
+    pub recovered_batches: u64,
+    pub truncated_at_block: Option<u64>,
+    pub superblock_copies_bad: u64,
+}
+
+enum Phase {
+    Formatting,
+    Recovering(Box<Recovery>),
+    Ready,
+    Failed(OpenError),
+}
+
+/// What an I/O in flight is for.
+enum IoPurpose {
+    SuperblockRead,
+    RecoveryChunk { start_block: u64 },
+    SuperblockWrite,
+    SuperblockSync,
+    BatchWrite,
+    BatchSync,
+    ValueRead(ReadJob),
+}
+
+/// The volume's identity, read from (or written to) the superblock.
+#[derive(Clone, Debug, Default)]
+struct Volume {
+    volume_id: u64,
+    epoch: u64,
+    superblock_sequence: u64,
+    batch_blocks_max: u32,
+    volume_blocks: u64,
+}
+
+pub struct Engine {
+    config: Config,
+    phase: Phase,
+    now: u64,
+    volume: Volume,
+    tokens: TokenTable<IoPurpose>,
+    io_out: VecDeque<IoRequest>,
+    replies_out: VecDeque<(ClientId, Reply)>,
+    keyspace: Keyspace,
+    cache: ValueCache,
+    clients: BTreeMap<ClientId, Client>,
+    stalled: BTreeSet<ClientId>,
+    locked_keys: BTreeSet<Box<[u8]>>,
+    read_queue: VecDeque<ReadJob>,
+    reads_in_flight: usize,
+    log: Log,
+    read_only: Option<String>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    fn new(config: Config, phase: Phase) -> Engine {
+        assert!(config.queue_depth_max > 0);
+        assert!(config.client_pipeline_max > 0);
+        Engine {
+            cache: ValueCache::new(config.cache_bytes_max, config.hash_seed),
+            phase,
+            now: 0,
+            volume: Volume::default(),
+            tokens: TokenTable::new(),
+            io_out: VecDeque::new(),
+            replies_out: VecDeque::new(),
+            keyspace: Keyspace::new(config.hash_seed),
+            clients: BTreeMap::new(),
+            stalled: BTreeSet::new(),
+            locked_keys: BTreeSet::new(),
+            read_queue: VecDeque::new(),
+            reads_in_flight: 0,
+            log: Log::default(),
+            read_only: None,
+            stats: EngineStats::default(),
+            config,
+        }
+    }
+
+    /// Formats a fresh volume: writes both superblock copies and syncs. `volume_id` must differ
+    /// between formats of the same device (the driver draws it at random) so that records left
+    /// by an earlier format can never verify.
+    pub fn format(config: Config, volume_id: u64) -> Engine {
+        let mut engine = Engine::new(config, Phase::Formatting);
+        engine.start_format(volume_id);
+        engine
+    }
+
+    /// Opens an existing volume and recovers its state from the log.
+    pub fn open(config: Config) -> Engine {
+        let mut engine = Engine::new(config, Phase::Recovering(Box::default()));
+        engine.start_recovery();
+        engine
+    }
+
+    /// Input: a client's request. The reply comes out of [`Engine::poll_reply`], in the order
+    /// the client submitted its requests.
+    pub fn submit(&mut self, client: ClientId, request: Request) {
+        self.enqueue_request(client, request);
+        self.run_client(client);
+        self.release_replies(client);
+    }
+
+    /// Input: the completion of an I/O this engine asked for.
+    ///
+    /// # Panics
+    /// If the token is not in flight: a driver that completes an I/O twice is broken.
+    pub fn complete(&mut self, completion: IoCompletion) {
+        let purpose = self.tokens.remove(completion.token).expect("completion for a token that is not in flight");
+        match purpose {
+            IoPurpose::SuperblockRead => self.on_superblock_read(completion.result),
+            IoPurpose::RecoveryChunk { start_block } => self.on_recovery_chunk(start_block, completion.result),
+            IoPurpose::SuperblockWrite => self.on_superblock_write(completion.result),
+            IoPurpose::SuperblockSync => self.on_superblock_sync(completion.result),
+            IoPurpose::BatchWrite => self.on_batch_write(completion.result),
+            IoPurpose::BatchSync => self.on_batch_sync(completion.result),
+            IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
+        }
+        self.issue_queued_reads();
+    }
+
+    /// Input: the current time, and the end of the driver's loop turn. Call it once per turn,
+    /// after feeding the turn's completions and requests, and whenever
+    /// [`Engine::poll_timeout`] asks. When a batch becomes durable the next one is sealed here,
+    /// not at once, so that clients answered in this turn can put their next writes into it.
+    pub fn tick(&mut self, now: u64) {
+        debug_assert!(now >= self.now, "time runs forward");
+        self.now = now;
+        self.seal_deferred();
+    }
+
+    /// Output: the next I/O to perform.
+    pub fn poll_io(&mut self) -> Option<IoRequest> {
+        self.io_out.pop_front()
+    }
+
+    /// Output: the next reply, with the client it is for.
+    pub fn poll_reply(&mut self) -> Option<(ClientId, Reply)> {
+        self.replies_out.pop_front()
+    }
+
+    /// Output: when the engine next wants [`Engine::tick`]: now, if a sealed-at-tick batch
+    /// waits; otherwise never (the engine has no timers).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.log.seal_at_tick.then_some(self.now)
+    }
+
+    /// The client has gone: its queued commands still run (a write sent is a write made), but
+    /// their replies are dropped.
+    pub fn disconnect(&mut self, client: ClientId) {
+        if let Some(state) = self.clients.get_mut(&client) {
+            state.disconnected = true;
+        }
+        self.release_replies(client);
+    }
+
+    /// A one-line summary of what the engine waits on, for liveness reports.
+    pub fn debug_state(&self) -> String {
+        let queued: usize = self.clients.values().map(|client| client.slots.len()).sum();
+        let blocked = self.clients.values().filter(|client| client.blocked).count();
+        let front = self.clients.iter().find_map(|(id, client)| {
+            let slot = client.slots.front()?;
+            Some(format!(
+                "client {id} front slot: {}, waits on batch {}, executed {}",
+                slot.state.describe(),
+                slot.wait_sequence,
+                client.executed
+            ))
+        });
+        format!(
+            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}; {}",
+            self.clients.len(),
+            self.stalled.len(),
+            self.locked_keys.len(),
+            self.read_queue.len(),
+            self.tokens.len(),
+            self.log.debug_state(),
+            front.unwrap_or_default()
+        )
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    pub fn open_error(&self) -> Option<&OpenError> {
+        match &self.phase {
+            Phase::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Why the engine refuses writes, if it does.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn io_in_flight(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads_in_flight
+    }
+
+    /// Commands the client has submitted that have not been answered yet.
+    pub fn client_backlog(&self, client: ClientId) -> usize {
+        self.clients.get(&client).map_or(0, |state| state.slots.len())
+    }
+
+    /// Keys in the newest state (what DBSIZE answers, durable or not).
+    pub fn key_count(&self) -> u64 {
+        self.keyspace.live_keys
+    }
+
+    /// The durable keys and their locations, in the index's (seeded, deterministic) order: for
+    /// checkers and `quill check`.
+    pub fn durable_index(&self) -> impl Iterator<Item = (&[u8], Location)> + '_ {
+        self.keyspace.index.iter()
+    }
+
+    /// The highest batch sequence number known durable.
+    pub fn durable_sequence(&self) -> u64 {
+        self.log.durable_sequence
+    }
+
+    pub fn volume_id(&self) -> u64 {
+        self.volume.volume_id
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.volume.epoch
+    }
+
+    /// The largest value this engine accepts.
+    pub fn value_bytes_max(&self) -> usize {
+        self.config.value_bytes_max
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    fn push_io(&mut self, purpose: IoPurpose, kind: IoKind) {
+        match &kind {
+            IoKind::Read { offset_bytes, length_bytes } => {
+                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
+                debug_assert!((*length_bytes as usize).is_multiple_of(crate::BLOCK_BYTES) && *length_bytes > 0);
+                self.stats.reads += 1;
+                self.stats.bytes_read += u64::from(*length_bytes);
+            }
+            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
+                debug_assert!(data.len() % crate::BLOCK_BYTES == 0 && !data.is_empty());
+                assert!(
+                    *offset_bytes >= crate::format::LOG_START_BLOCK * crate::BLOCK_BYTES as u64
+                        || matches!(purpose, IoPurpose::SuperblockWrite)
+                );
+                self.stats.writes += 1;
+                self.stats.bytes_written += data.len() as u64;
+            }
+            IoKind::Sync => self.stats.syncs += 1,
+        }
+        let token = self.tokens.insert(purpose);
+        self.io_out.push_back(IoRequest { token, kind });
+    }
+}

@@ -1,0 +1,311 @@
+//! Opening a volume: pick the newest valid superblock copy, replay the log batch by batch,
+//! truncate a torn tail, refuse a log that is corrupt in the middle, then bump the epoch.
+
+use super::keyspace::Location;
+use super::{Engine, IoPurpose, Phase, Volume};
+use crate::format::{
+    BatchHeader, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
+};
+use crate::io::{IoError, IoKind};
+use crate::BLOCK_BYTES;
+
+/// Why a volume cannot be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("not a QuillKV volume, or both superblock copies are corrupt (copy A: {copy_a}; copy B: {copy_b})")]
+    NoValidSuperblock { copy_a: FormatError, copy_b: FormatError },
+    #[error("the volume holds {actual} blocks but its superblock says {expected}")]
+    VolumeSize { expected: u64, actual: u64 },
+    #[error("log corrupt at block {block} (byte offset {offset}): {reason}; a valid later batch (sequence {next_sequence}) follows at block {next_block}, so this is not a torn tail; refusing to open")]
+    CorruptLog { block: u64, offset: u64, reason: String, next_block: u64, next_sequence: u64 },
+    #[error("I/O error while opening: {0}")]
+    Io(IoError),
+}
+
+/// Recovery's progress through the log.
+#[derive(Default)]
+pub struct Recovery {
+    /// The next batch's expected first block.
+    block: u64,
+    last_sequence: u64,
+    chunk: Vec<u8>,
+    chunk_start_block: u64,
+}
+
+/// What replaying the batch at a block found.
+enum Replay {
+    Applied(u64),
+    /// The batch runs past the chunk in memory.
+    NeedMore,
+    Bad(String),
+}
+
+/// Recovery reads the log in chunks at least this large, and always large enough to hold a
+/// whole batch plus the window that tells a torn tail from corruption in the middle.
+const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 256;
+
+impl Engine {
+    pub(super) fn start_format(&mut self, volume_id: u64) {
+        assert!(self.config.volume_blocks > LOG_START_BLOCK + u64::from(self.config.batch_blocks_max));
+        self.volume = Volume {
+            volume_id,
+            epoch: 1,
+            superblock_sequence: 2,
+            batch_blocks_max: self.config.batch_blocks_max,
+            volume_blocks: self.config.volume_blocks,
+        };
+        let mut blocks = Vec::with_capacity(2 * BLOCK_BYTES);
+        for sequence in [2, 1] {
+            blocks.extend_from_slice(&self.superblock(sequence).encode());
+        }
+        self.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes: 0, data: blocks });
+        self.log.reset(LOG_START_BLOCK, 1);
+    }
+
+    fn superblock(&self, sequence: u64) -> Superblock {
+        Superblock {
+            sequence,
+            volume_id: self.volume.volume_id,
+            epoch: self.volume.epoch,
+            volume_blocks: self.volume.volume_blocks,
+            log_start_block: LOG_START_BLOCK,
+            batch_blocks_max: self.volume.batch_blocks_max,
+        }
+    }
+
+    pub(super) fn start_recovery(&mut self) {
+        let length_bytes = (crate::format::SUPERBLOCK_COPIES * BLOCK_BYTES) as u32;
+        self.push_io(IoPurpose::SuperblockRead, IoKind::Read { offset_bytes: 0, length_bytes });
+    }
+
+    pub(super) fn on_superblock_read(&mut self, result: Result<Vec<u8>, IoError>) {
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        let copy_a = Superblock::decode(&bytes[..BLOCK_BYTES], 0);
+        let copy_b = Superblock::decode(&bytes[BLOCK_BYTES..], 1);
+        self.stats.superblock_copies_bad = u64::from(copy_a.is_err()) + u64::from(copy_b.is_err());
+        let newest = match (copy_a, copy_b) {
+            (Ok(a), Ok(b)) => {
+                if a.sequence >= b.sequence {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Ok(a), Err(_)) => a,
+            (Err(_), Ok(b)) => b,
+            (Err(copy_a), Err(copy_b)) => return self.fail_open(OpenError::NoValidSuperblock { copy_a, copy_b }),
+        };
+        if newest.volume_blocks > self.config.volume_blocks {
+            let error = OpenError::VolumeSize { expected: newest.volume_blocks, actual: self.config.volume_blocks };
+            return self.fail_open(error);
+        }
+        self.volume = Volume {
+            volume_id: newest.volume_id,
+            epoch: newest.epoch + 1,
+            superblock_sequence: newest.sequence + 1,
+            batch_blocks_max: newest.batch_blocks_max,
+            volume_blocks: newest.volume_blocks,
+        };
+        let recovery = self.recovery_mut();
+        recovery.block = LOG_START_BLOCK;
+        self.continue_scan();
+    }
+
+    fn recovery_mut(&mut self) -> &mut Recovery {
+        match &mut self.phase {
+            Phase::Recovering(recovery) => recovery,
+            _ => unreachable!("recovery I/O completes only while recovering"),
+        }
+    }
+
+    pub(super) fn on_recovery_chunk(&mut self, start_block: u64, result: Result<Vec<u8>, IoError>) {
+        match result {
+            Ok(bytes) => {
+                let recovery = self.recovery_mut();
+                recovery.chunk = bytes;
+                recovery.chunk_start_block = start_block;
+                self.continue_scan();
+            }
+            Err(error) => self.fail_open(OpenError::Io(error)),
+        }
+    }
+
+    /// Blocks from `block` on that tell a torn tail from corruption in the middle: the largest
+    /// batch and the block after it, clipped to the volume.
+    fn window_blocks(&self, block: u64) -> u64 {
+        (u64::from(self.volume.batch_blocks_max) + 1).min(self.volume.volume_blocks - block)
+    }
+
+    fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
+        let recovery = self.recovery_mut();
+        let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
+        block >= recovery.chunk_start_block && block + blocks <= chunk_end
+    }
+
+    /// Applies every batch the chunk in memory holds; reads the next chunk, or finishes.
+    fn continue_scan(&mut self) {
+        let batch_count_max = self.volume.volume_blocks;
+        for _ in 0..=batch_count_max {
+            let block = self.recovery_mut().block;
+            if block >= self.volume.volume_blocks {
+                return self.finish_recovery();
+            }
+            if !self.chunk_covers(block, 1) {
+                return self.read_chunk(block);
+            }
+            match self.replay_batch_at(block) {
+                Replay::Applied(next_block) => self.recovery_mut().block = next_block,
+                Replay::NeedMore => return self.read_chunk(block),
+                Replay::Bad(_) if !self.chunk_covers(block, self.window_blocks(block)) => {
+                    return self.read_chunk(block)
+                }
+                Replay::Bad(reason) => return self.at_bad_batch(block, reason),
+            }
+        }
+        unreachable!("every batch is at least one block long");
+    }
+
+    /// Reads from `block` on: at least a whole window, and many batches at a time.
+    fn read_chunk(&mut self, block: u64) {
+        let blocks =
+            RECOVERY_CHUNK_BLOCKS_MIN.max(2 * self.window_blocks(block)).min(self.volume.volume_blocks - block);
+        let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
+        let offset_bytes = block * BLOCK_BYTES as u64;
+        self.push_io(IoPurpose::RecoveryChunk { start_block: block }, IoKind::Read { offset_bytes, length_bytes });
+    }
+
+    fn chunk_slice(&mut self, block: u64, blocks: u64) -> &[u8] {
+        let recovery = self.recovery_mut();
+        let start = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
+        &recovery.chunk[start..start + blocks as usize * BLOCK_BYTES]
+    }
+
+    /// Verifies the batch at `block` and applies its records.
+    fn replay_batch_at(&mut self, block: u64) -> Replay {
+        let volume_id = self.volume.volume_id;
+        let batch_blocks_max = self.volume.batch_blocks_max;
+        let expected_sequence = self.recovery_mut().last_sequence + 1;
+        let header = match BatchHeader::decode(self.chunk_slice(block, 1), block, volume_id, batch_blocks_max) {
+            Ok(header) => header,
+            Err(error) => return Replay::Bad(format!("batch header: {error}")),
+        };
+        if header.sequence != expected_sequence {
+            return Replay::Bad(format!("batch sequence {} where {} was expected", header.sequence, expected_sequence));
+        }
+        if block + u64::from(header.block_count) > self.volume.volume_blocks {
+            return Replay::Bad("batch runs past the end of the volume".to_string());
+        }
+        if !self.chunk_covers(block, header.block_count.into()) {
+            return Replay::NeedMore;
+        }
+        let batch = self.chunk_slice(block, header.block_count.into()).to_vec();
+        if let Err(error) = header.verify_payload(&batch) {
+            return Replay::Bad(format!("batch payload: {error}"));
+        }
+        if let Err(reason) = self.apply_recovered_batch(&header, &batch) {
+            return Replay::Bad(reason);
+        }
+        self.recovery_mut().last_sequence = header.sequence;
+        self.stats.recovered_batches += 1;
+        Replay::Applied(block + u64::from(header.block_count))
+    }
+
+    fn apply_recovered_batch(&mut self, header: &BatchHeader, batch: &[u8]) -> Result<(), String> {
+        let payload_end = BATCH_HEADER_BYTES + header.payload_bytes as usize;
+        let mut at = BATCH_HEADER_BYTES;
+        for _ in 0..header.record_count {
+            let record =
+                RecordHeader::decode_trusted(&batch[at..payload_end]).map_err(|error| format!("record: {error}"))?;
+            if record.sequence != header.sequence {
+                return Err("record sequence differs from its batch".to_string());
+            }
+            let key_end = at + crate::format::RECORD_HEADER_BYTES + record.key_bytes as usize;
+            let key = &batch[at + crate::format::RECORD_HEADER_BYTES..key_end];
+            let offset_bytes = header.block * BLOCK_BYTES as u64 + at as u64;
+            let location = Location {
+                offset_bytes,
+                record_bytes: record.total_bytes() as u32,
+                sequence_low: header.sequence as u32,
+            };
+            match record.kind {
+                RecordKind::Put => self.keyspace.index.insert(key, location),
+                RecordKind::Delete => _ = self.keyspace.index.remove(key),
+                RecordKind::Clear => self.keyspace.index.clear(),
+            }
+            at += record.total_bytes();
+        }
+        if at != payload_end {
+            return Err("records do not fill the payload exactly".to_string());
+        }
+        Ok(())
+    }
+
+    /// The batch at `block` is bad. If a valid later batch follows within one batch's reach, the
+    /// log is corrupt in the middle; otherwise this is the torn tail and the log ends here.
+    fn at_bad_batch(&mut self, block: u64, reason: String) {
+        if !self.config.has_bug(super::config::Bug::TruncateAtFirstBadBatch) {
+            if let Some((next_block, next_sequence)) = self.find_later_batch(block) {
+                let offset = block * BLOCK_BYTES as u64;
+                return self.fail_open(OpenError::CorruptLog { block, offset, reason, next_block, next_sequence });
+            }
+        }
+        if block < self.volume.volume_blocks {
+            self.stats.truncated_at_block = Some(block);
+        }
+        self.finish_recovery();
+    }
+
+    fn find_later_batch(&mut self, block: u64) -> Option<(u64, u64)> {
+        let volume_id = self.volume.volume_id;
+        let batch_blocks_max = self.volume.batch_blocks_max;
+        let last_sequence = self.recovery_mut().last_sequence;
+        let window_end = (block + u64::from(batch_blocks_max) + 1).min(self.volume.volume_blocks);
+        (block + 1..window_end).find_map(|candidate| {
+            let header =
+                BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
+            (header.sequence > last_sequence).then_some((candidate, header.sequence))
+        })
+    }
+
+    fn finish_recovery(&mut self) {
+        let recovery = self.recovery_mut();
+        let (block, last_sequence) = (recovery.block, recovery.last_sequence);
+        recovery.chunk = Vec::new();
+        self.log.reset(block, last_sequence + 1);
+        self.keyspace.live_keys = self.keyspace.index.len() as u64;
+        if self.config.open_read_only {
+            self.read_only = Some("the volume was opened read-only".to_string());
+            self.phase = Phase::Ready;
+            return self.run_all_clients();
+        }
+        let superblock = self.superblock(self.volume.superblock_sequence);
+        let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;
+        self.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
+    }
+
+    pub(super) fn on_superblock_write(&mut self, result: Result<Vec<u8>, IoError>) {
+        match result {
+            Ok(_) => self.push_io(IoPurpose::SuperblockSync, IoKind::Sync),
+            Err(error) => self.fail_open(OpenError::Io(error)),
+        }
+    }
+
+    pub(super) fn on_superblock_sync(&mut self, result: Result<Vec<u8>, IoError>) {
+        match result {
+            Ok(_) => {
+                self.phase = Phase::Ready;
+                self.run_all_clients();
+            }
+            Err(error) => self.fail_open(OpenError::Io(error)),
+        }
+    }
+
+    fn fail_open(&mut self, error: OpenError) {
+        self.phase = Phase::Failed(error);
+        self.keyspace = super::keyspace::Keyspace::new(self.config.hash_seed);
+        self.run_all_clients();
+    }
+}

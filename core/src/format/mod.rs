@@ -1,0 +1,43 @@
+//! The on-disk format, byte by byte. `docs/format.md` is this module's prose twin: change both.
+//!
+//! A volume (a data file or a block device) is:
+//!
+//! | block | content |
+//! |---|---|
+//! | 0 | superblock copy A |
+//! | 1 | superblock copy B |
+//! | 2.. | the log: batches, each starting on a fresh block |
+//!
+//! All integers are little-endian. Every checksum is CRC32C.
+
+pub mod batch;
+pub mod bytes;
+pub mod record;
+pub mod superblock;
+
+pub use batch::{BatchHeader, BATCH_HEADER_BYTES};
+pub use record::{RecordHeader, RecordKind, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
+pub use superblock::{Superblock, SUPERBLOCK_COPIES};
+
+/// The first block of the log region.
+pub const LOG_START_BLOCK: u64 = SUPERBLOCK_COPIES as u64;
+
+/// Rounds `bytes` up to a whole number of blocks.
+pub fn blocks_for(bytes: usize) -> usize {
+    bytes.div_ceil(crate::BLOCK_BYTES)
+}
+
+/// Why bytes read from disk are not what they should be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("bad magic number")]
+    Magic,
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    #[error("field {field} holds {value}, which is out of range")]
+    Range { field: &'static str, value: u64 },
+    #[error("belongs to another volume or location")]
+    Foreign,
+}

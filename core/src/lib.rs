@@ -1,0 +1,28 @@
+//! QuillKV's engine: a sans-I/O key-value state machine.
+//!
+//! The engine never touches a file, socket, clock or random source. A driver (the simulator in
+//! `quill-sim`, the io_uring driver in `quill-io-real`) feeds it inputs and drains its outputs:
+//!
+//! * inputs: [`Engine::submit`] (a client's request), [`Engine::complete`] (an I/O completion),
+//!   [`Engine::tick`] (the current time);
+//! * outputs: [`Engine::poll_io`] (an I/O request with its storage token),
+//!   [`Engine::poll_reply`] (a client and its reply), [`Engine::poll_timeout`].
+//!
+//! **Drain order.** After every input the driver calls `poll_io` until it returns `None`, then
+//! `poll_reply` until it returns `None`, then reads `poll_timeout`. I/O first, so that the disk
+//! starts on new work before replies are written to sockets. Neither drain feeds the engine, so
+//! the order between them never changes what the engine does, only when the driver does it.
+
+pub mod command;
+pub mod engine;
+pub mod format;
+pub mod io;
+pub mod resp;
+pub mod server;
+
+pub use command::{Reply, Request};
+pub use engine::{Config, Engine, EngineStats, OpenError};
+pub use io::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
+
+/// Every I/O offset, length and buffer is a multiple of this many bytes.
+pub const BLOCK_BYTES: usize = 4096;

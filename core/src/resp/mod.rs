@@ -1,0 +1,12 @@
+//! Sans-I/O RESP2 codec: the connection layer feeds received bytes into a
+//! [`Decoder`] and writes whatever [`encode_reply`] appended to its output
+//! buffer. Nothing here touches sockets, threads or clocks, so every path is
+//! testable with plain byte slices.
+
+mod decoder;
+mod encoder;
+mod limits;
+
+pub use decoder::{Command, Decoder, ProtocolError};
+pub use encoder::encode_reply;
+pub use limits::Limits;

@@ -1,0 +1,341 @@
+//! Parsing a connection's commands and answering the connection-level ones (AUTH, HELLO, QUIT,
+//! SELECT, ECHO, CLIENT, COMMAND, CONFIG, INFO) without the engine.
+
+use super::{ClientId, Server};
+use crate::command::{parse_request_owned, Reply};
+
+/// Commands parsed per call for one connection, so one client cannot monopolize a loop turn.
+const COMMANDS_PER_TURN_MAX: usize = 4096;
+
+/// Commands the server knows, with Redis's arity (negative: at least), for COMMAND.
+pub const COMMAND_TABLE: &[(&str, i64)] = &[
+    ("get", 2),
+    ("set", -3),
+    ("del", -2),
+    ("unlink", -2),
+    ("exists", -2),
+    ("mget", -2),
+    ("mset", -3),
+    ("incr", 2),
+    ("decr", 2),
+    ("incrby", 3),
+    ("decrby", 3),
+    ("append", 3),
+    ("strlen", 2),
+    ("dbsize", 1),
+    ("ping", -1),
+    ("flushall", -1),
+    ("flushdb", -1),
+    ("echo", 2),
+    ("quit", -1),
+    ("auth", -2),
+    ("hello", -1),
+    ("select", 2),
+    ("client", -2),
+    ("command", -1),
+    ("config", -2),
+    ("info", -1),
+];
+
+impl Server {
+    /// Parses and dispatches every complete command the connection has, within its limits.
+    pub(super) fn process_commands(&mut self, client: ClientId) {
+        for _ in 0..COMMANDS_PER_TURN_MAX {
+            let Some(connection) = self.connections.get_mut(&client) else { return };
+            if connection.stopped
+                || connection.engine_in_flight >= self.config.commands_in_flight_max
+                || connection.output.len() >= self.config.output_bytes_pause
+            {
+                break;
+            }
+            match connection.decoder.next_command() {
+                Ok(None) => break,
+                Ok(Some(arguments)) => {
+                    self.stats.commands_processed += 1;
+                    self.dispatch(client, arguments);
+                }
+                Err(error) => {
+                    self.stats.protocol_errors += 1;
+                    if error.sends_reply() {
+                        connection.push_local(error.to_reply());
+                    }
+                    connection.push_close();
+                    break;
+                }
+            }
+        }
+        self.flush_ready(client);
+    }
+
+    fn dispatch(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
+        let name = arguments.first().map(|name| name.to_ascii_lowercase()).unwrap_or_default();
+        let authenticated = self.connections.get(&client).is_some_and(|connection| connection.authenticated);
+        if !authenticated && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit") {
+            return self.reply_local(client, Reply::error("NOAUTH Authentication required."));
+        }
+        let reply = match name.as_slice() {
+            b"quit" => {
+                self.reply_local(client, Reply::ok());
+                if let Some(connection) = self.connections.get_mut(&client) {
+                    connection.push_close();
+                }
+                return;
+            }
+            b"auth" => self.auth(client, &arguments[1..]),
+            b"hello" => self.hello(client, &arguments[1..]),
+            b"select" => select(&arguments[1..]),
+            b"echo" => match &arguments[1..] {
+                [message] => Reply::Bulk(Some(message.clone())),
+                _ => wrong_arguments("echo"),
+            },
+            b"client" => self.client_command(client, &arguments[1..]),
+            b"command" => command_command(&arguments[1..]),
+            b"config" => self.config_command(&arguments[1..]),
+            b"info" => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
+            _ => return self.submit_to_engine(client, arguments),
+        };
+        self.reply_local(client, reply);
+    }
+
+    fn submit_to_engine(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
+        match parse_request_owned(arguments) {
+            Ok(request) => {
+                if let Some(connection) = self.connections.get_mut(&client) {
+                    connection.push_engine();
+                }
+                self.engine.submit(client, request);
+            }
+            Err(reply) => self.reply_local(client, reply),
+        }
+    }
+
+    fn reply_local(&mut self, client: ClientId, reply: Reply) {
+        if let Some(connection) = self.connections.get_mut(&client) {
+            connection.push_local(reply);
+        }
+    }
+
+    fn auth(&mut self, client: ClientId, arguments: &[Vec<u8>]) -> Reply {
+        let password = match arguments {
+            [password] | [_, password] => password,
+            _ => return wrong_arguments("auth"),
+        };
+        let Some(expected) = &self.config.requirepass else {
+            return Reply::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        };
+        if !constant_time_equal(password, expected) {
+            return Reply::error("WRONGPASS invalid username-password pair or user is disabled.");
+        }
+        if let Some(connection) = self.connections.get_mut(&client) {
+            connection.authenticated = true;
+        }
+        Reply::ok()
+    }
+
+    /// HELLO speaks RESP2 only: version 3 is refused as Redis does without RESP3.
+    fn hello(&mut self, client: ClientId, arguments: &[Vec<u8>]) -> Reply {
+        let mut rest = arguments;
+        if let Some((version, tail)) = rest.split_first() {
+            match crate::command::parse::parse_integer(version) {
+                Some(2) => rest = tail,
+                Some(3) => return Reply::error("NOPROTO sorry, this protocol version is not supported."),
+                Some(_) => return Reply::error("NOPROTO sorry, this protocol version is not supported."),
+                None => return Reply::error("ERR Protocol version is not an integer or out of range"),
+            }
+        }
+        while let Some((option, tail)) = rest.split_first() {
+            match (option.to_ascii_lowercase().as_slice(), tail) {
+                (b"auth", [user, password, more @ ..]) => {
+                    let reply = self.auth(client, &[user.clone(), password.clone()]);
+                    if reply.is_error() {
+                        return reply;
+                    }
+                    rest = more;
+                }
+                (b"setname", [name, more @ ..]) => {
+                    if let Some(connection) = self.connections.get_mut(&client) {
+                        connection.name = Some(name.clone());
+                    }
+                    rest = more;
+                }
+                _ => {
+                    return Reply::error(format!(
+                        "ERR Syntax error in HELLO option '{}'",
+                        String::from_utf8_lossy(option)
+                    ))
+                }
+            }
+        }
+        if !self.connections.get(&client).is_some_and(|connection| connection.authenticated) {
+            return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
+        let bulk = |text: &str| Reply::Bulk(Some(text.as_bytes().to_vec()));
+        Reply::Array(Some(vec![
+            bulk("server"),
+            bulk("redis"),
+            bulk("version"),
+            bulk(super::info::REDIS_COMPATIBLE_VERSION),
+            bulk("proto"),
+            Reply::Integer(2),
+            bulk("id"),
+            Reply::Integer(client as i64),
+            bulk("mode"),
+            bulk("standalone"),
+            bulk("role"),
+            bulk("master"),
+            bulk("modules"),
+            Reply::Array(Some(Vec::new())),
+        ]))
+    }
+
+    fn client_command(&mut self, client: ClientId, arguments: &[Vec<u8>]) -> Reply {
+        let Some((sub, rest)) = arguments.split_first() else { return wrong_arguments("client") };
+        let connection = self.connections.get_mut(&client);
+        match (sub.to_ascii_lowercase().as_slice(), rest, connection) {
+            (b"setname", [name], Some(connection)) => {
+                if name.iter().any(|byte| *byte <= b' ' || *byte > b'~') {
+                    return Reply::error("ERR Client names cannot contain spaces, newlines or special characters.");
+                }
+                connection.name = (!name.is_empty()).then(|| name.clone());
+                Reply::ok()
+            }
+            (b"getname", [], Some(connection)) => Reply::Bulk(connection.name.clone()),
+            (b"id", [], _) => Reply::Integer(client as i64),
+            (b"setinfo", [_, _], _) => Reply::ok(),
+            _ => Reply::error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(sub))),
+        }
+    }
+
+    fn config_command(&self, arguments: &[Vec<u8>]) -> Reply {
+        let Some((sub, rest)) = arguments.split_first() else { return wrong_arguments("config") };
+        match sub.to_ascii_lowercase().as_slice() {
+            b"get" if !rest.is_empty() => {
+                let mut pairs = Vec::new();
+                for (key, value) in self.config_values() {
+                    if rest.iter().any(|pattern| glob_match(&pattern.to_ascii_lowercase(), key.as_bytes())) {
+                        pairs.push(Reply::Bulk(Some(key.as_bytes().to_vec())));
+                        pairs.push(Reply::Bulk(Some(value.into_bytes())));
+                    }
+                }
+                Reply::Array(Some(pairs))
+            }
+            b"resetstat" => Reply::ok(),
+            b"get" => wrong_arguments("config|get"),
+            _ => Reply::error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", String::from_utf8_lossy(sub))),
+        }
+    }
+
+    fn config_values(&self) -> Vec<(&'static str, String)> {
+        let timeout_s = self.config.idle_timeout_ticks.map_or(0, |ticks| ticks / self.config.ticks_per_second.max(1));
+        vec![
+            ("save", String::new()),
+            ("appendonly", "yes".into()),
+            ("appendfsync", "always".into()),
+            ("databases", "1".into()),
+            ("maxclients", self.config.clients_max.to_string()),
+            ("maxmemory", "0".into()),
+            ("proto-max-bulk-len", self.config.limits.bulk_bytes_max.to_string()),
+            ("timeout", timeout_s.to_string()),
+        ]
+    }
+}
+
+fn select(arguments: &[Vec<u8>]) -> Reply {
+    match arguments {
+        [index] => match crate::command::parse::parse_integer(index) {
+            Some(0) => Reply::ok(),
+            Some(_) => Reply::error("ERR DB index is out of range"),
+            None => Reply::error("ERR value is not an integer or out of range"),
+        },
+        _ => wrong_arguments("select"),
+    }
+}
+
+/// COMMAND, COMMAND COUNT, COMMAND DOCS (empty: no docs), COMMAND INFO.
+fn command_command(arguments: &[Vec<u8>]) -> Reply {
+    let entry = |(name, arity): &(&str, i64)| {
+        Reply::Array(Some(vec![
+            Reply::Bulk(Some(name.as_bytes().to_vec())),
+            Reply::Integer(*arity),
+            Reply::Array(Some(Vec::new())),
+            Reply::Integer(0),
+            Reply::Integer(0),
+            Reply::Integer(0),
+        ]))
+    };
+    match arguments.split_first() {
+        None => Reply::Array(Some(COMMAND_TABLE.iter().map(entry).collect())),
+        Some((sub, rest)) => match sub.to_ascii_lowercase().as_slice() {
+            b"count" => Reply::Integer(COMMAND_TABLE.len() as i64),
+            b"docs" => Reply::Array(Some(Vec::new())),
+            b"info" => Reply::Array(Some(
+                rest.iter()
+                    .map(|name| {
+                        let lower = String::from_utf8_lossy(&name.to_ascii_lowercase()).into_owned();
+                        COMMAND_TABLE.iter().find(|(known, _)| *known == lower).map_or(Reply::Array(None), entry)
+                    })
+                    .collect(),
+            )),
+            _ => Reply::error(format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", String::from_utf8_lossy(sub))),
+        },
+    }
+}
+
+fn wrong_arguments(name: &str) -> Reply {
+    Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a password matched.
+fn constant_time_equal(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+/// Redis-style glob with `*` and `?` (enough for CONFIG GET), in O(pattern × text): on a
+/// mismatch it backtracks only to the last `*`, so no pattern can make it exponential.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut at_pattern, mut at_text) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while at_text < text.len() {
+        match pattern.get(at_pattern) {
+            Some(b'*') => {
+                last_star = Some((at_pattern, at_text));
+                at_pattern += 1;
+            }
+            Some(byte) if *byte == b'?' || *byte == text[at_text] => {
+                at_pattern += 1;
+                at_text += 1;
+            }
+            _ => match last_star {
+                Some((star, matched)) => {
+                    at_pattern = star + 1;
+                    at_text = matched + 1;
+                    last_star = Some((star, matched + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[at_pattern.min(pattern.len())..].iter().all(|byte| *byte == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob_matches_like_redis() {
+        assert!(glob_match(b"*", b"save"));
+        assert!(glob_match(b"app*", b"appendonly"));
+        assert!(glob_match(b"*only", b"appendonly"));
+        assert!(glob_match(b"s?ve", b"save"));
+        assert!(!glob_match(b"save", b"saved"));
+        assert!(!glob_match(b"x*", b"save"));
+        assert!(!glob_match(&[b'*'; 200].iter().chain(b"z").copied().collect::<Vec<u8>>(), &[b'a'; 200]));
+    }
+}

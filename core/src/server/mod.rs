@@ -1,0 +1,294 @@
+//! The Redis-protocol server, sans-I/O: connections' bytes in, the engine's I/O and the
+//! connections' reply bytes out. A socket loop (in `quill-io-real`) or the simulator drives it.
+//!
+//! **Inputs**: [`Server::connect`], [`Server::receive`] (bytes read from a connection),
+//! [`Server::disconnect`], [`Server::complete`] (an I/O completion), [`Server::tick`].
+//! **Outputs**, drained after every input in this order: [`Server::poll_io`] until `None`, then
+//! [`Server::poll_output`] (bytes to write to a connection) until `None`, then
+//! [`Server::poll_close`] (connections to close once their output is written) until `None`.
+//! [`Server::wants_input`] says whether to keep reading a connection (backpressure).
+
+mod admin;
+mod connection;
+mod info;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::engine::{ClientId, Engine};
+use crate::io::{IoCompletion, IoRequest};
+use crate::resp::Limits;
+use connection::Connection;
+
+/// The first client id for [`Server::submit_direct`].
+pub const DIRECT_CLIENT_BASE: ClientId = 1 << 48;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// With a password, every command but AUTH, HELLO and QUIT is refused until AUTH.
+    pub requirepass: Option<Vec<u8>>,
+    pub limits: Limits,
+    /// Connections at most; more are refused with Redis's error.
+    pub clients_max: usize,
+    /// A connection's unsent replies at most, in bytes; beyond it the connection is closed.
+    pub output_bytes_max: usize,
+    /// Stop reading a connection while its unsent replies exceed this many bytes.
+    pub output_bytes_pause: usize,
+    /// Commands one connection may have in the engine at once; more wait in its buffer.
+    pub commands_in_flight_max: usize,
+    /// Close a connection idle this long (ticks; `None`: never).
+    pub idle_timeout_ticks: Option<u64>,
+    /// Ticks per second of the clock passed to `tick`, for INFO's uptime.
+    pub ticks_per_second: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            requirepass: None,
+            limits: Limits::default(),
+            clients_max: 10_000,
+            output_bytes_max: 64 << 20,
+            output_bytes_pause: 1 << 20,
+            commands_in_flight_max: 1024,
+            idle_timeout_ticks: None,
+            ticks_per_second: 1_000,
+        }
+    }
+}
+
+/// Counters for INFO.
+#[derive(Clone, Debug, Default)]
+pub struct ServerStats {
+    pub connections_received: u64,
+    pub connections_rejected: u64,
+    pub commands_processed: u64,
+    pub protocol_errors: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+pub struct Server {
+    engine: Engine,
+    config: ServerConfig,
+    connections: BTreeMap<ClientId, Connection>,
+    client_id_next: ClientId,
+    /// Connections with bytes to send, in the order they got them.
+    output_ready: VecDeque<ClientId>,
+    output_queued: BTreeSet<ClientId>,
+    closes: VecDeque<ClientId>,
+    /// Replies to clients that submitted requests directly, not over a connection.
+    direct_replies: VecDeque<(ClientId, crate::Reply)>,
+    now: u64,
+    started_at: u64,
+    stats: ServerStats,
+}
+
+impl Server {
+    pub fn new(engine: Engine, mut config: ServerConfig) -> Server {
+        assert!(config.commands_in_flight_max > 0);
+        // A bulk string larger than the engine accepts is refused by the parser already.
+        config.limits.bulk_bytes_max = config.limits.bulk_bytes_max.min(engine.value_bytes_max());
+        Server {
+            engine,
+            config,
+            connections: BTreeMap::new(),
+            client_id_next: 1,
+            output_ready: VecDeque::new(),
+            output_queued: BTreeSet::new(),
+            closes: VecDeque::new(),
+            direct_replies: VecDeque::new(),
+            now: 0,
+            started_at: 0,
+            stats: ServerStats::default(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// A new connection. Beyond the limit it gets Redis's error and is closed at once.
+    pub fn connect(&mut self) -> ClientId {
+        let id = self.client_id_next;
+        self.client_id_next += 1;
+        self.stats.connections_received += 1;
+        let mut connection = Connection::new(self.config.limits, self.now);
+        connection.authenticated = self.config.requirepass.is_none();
+        self.connections.insert(id, connection);
+        if self.connections.len() > self.config.clients_max {
+            self.stats.connections_rejected += 1;
+            self.push_local(id, crate::Reply::error("ERR max number of clients reached"));
+            self.close_after_output(id);
+        }
+        id
+    }
+
+    /// Bytes read from a connection.
+    pub fn receive(&mut self, client: ClientId, bytes: &[u8]) {
+        let now = self.now;
+        let Some(connection) = self.connections.get_mut(&client) else { return };
+        if connection.closing {
+            return;
+        }
+        self.stats.bytes_received += bytes.len() as u64;
+        connection.decoder.feed(bytes);
+        connection.last_active = now;
+        self.process_commands(client);
+        self.drain_engine();
+    }
+
+    /// The connection has gone (closed by the peer, or closed after `poll_close`).
+    pub fn disconnect(&mut self, client: ClientId) {
+        if self.connections.remove(&client).is_some() {
+            self.engine.disconnect(client);
+            self.drain_engine();
+        }
+    }
+
+    pub fn complete(&mut self, completion: IoCompletion) {
+        self.engine.complete(completion);
+        self.drain_engine();
+    }
+
+    /// The time; closes connections idle past the timeout.
+    pub fn tick(&mut self, now: u64) {
+        if self.started_at == 0 && self.now == 0 {
+            self.started_at = now;
+        }
+        self.now = now;
+        self.engine.tick(now);
+        self.drain_engine();
+        let Some(timeout) = self.config.idle_timeout_ticks else { return };
+        let idle: Vec<ClientId> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| !connection.closing && connection.idle(now, timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.close_after_output(id);
+        }
+    }
+
+    pub fn poll_io(&mut self) -> Option<IoRequest> {
+        self.engine.poll_io()
+    }
+
+    /// When the engine wants [`Server::tick`] next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.engine.poll_timeout()
+    }
+
+    /// Bytes to write to a connection, all of its pending output at once.
+    pub fn poll_output(&mut self) -> Option<(ClientId, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        let id = self.poll_output_into(&mut bytes)?;
+        Some((id, bytes))
+    }
+
+    /// Like [`Server::poll_output`], but appends the bytes to `into` and keeps the connection's
+    /// buffer (and its capacity) for the next replies: no allocation per flush.
+    pub fn poll_output_into(&mut self, into: &mut Vec<u8>) -> Option<ClientId> {
+        while let Some(id) = self.output_ready.pop_front() {
+            self.output_queued.remove(&id);
+            let Some(connection) = self.connections.get_mut(&id) else { continue };
+            if connection.output.is_empty() {
+                continue;
+            }
+            into.extend_from_slice(&connection.output);
+            self.stats.bytes_sent += connection.output.len() as u64;
+            connection.output.clear();
+            self.after_output_drained(id);
+            return Some(id);
+        }
+        None
+    }
+
+    /// A connection to close now that its output has been handed out.
+    pub fn poll_close(&mut self) -> Option<ClientId> {
+        let id = self.closes.pop_front()?;
+        self.connections.remove(&id);
+        self.engine.disconnect(id);
+        Some(id)
+    }
+
+    /// Whether to keep reading from the connection: not while its replies pile up unsent.
+    pub fn wants_input(&self, client: ClientId) -> bool {
+        self.connections
+            .get(&client)
+            .is_some_and(|connection| !connection.closing && connection.output.len() < self.config.output_bytes_pause)
+    }
+
+    /// Submits a request for a client that is not a connection (an embedded caller, the
+    /// simulator's verifier); its reply comes out of [`Server::poll_direct_reply`]. Direct client
+    /// ids must not collide with connection ids, which count up from 1: use
+    /// [`DIRECT_CLIENT_BASE`] and above.
+    pub fn submit_direct(&mut self, client: ClientId, request: crate::Request) {
+        assert!(client >= DIRECT_CLIENT_BASE, "direct client ids start at DIRECT_CLIENT_BASE");
+        self.engine.submit(client, request);
+        self.drain_engine();
+    }
+
+    pub fn poll_direct_reply(&mut self) -> Option<(ClientId, crate::Reply)> {
+        self.direct_replies.pop_front()
+    }
+
+    /// Replies drained from the engine go to their connections, in order.
+    fn drain_engine(&mut self) {
+        while let Some((client, reply)) = self.engine.poll_reply() {
+            if client >= DIRECT_CLIENT_BASE {
+                self.direct_replies.push_back((client, reply));
+                continue;
+            }
+            let Some(connection) = self.connections.get_mut(&client) else { continue };
+            connection.engine_reply(reply);
+            self.flush_ready(client);
+            self.process_commands(client);
+        }
+    }
+
+    /// Moves answered commands' replies, in order, to the connection's output.
+    fn flush_ready(&mut self, client: ClientId) {
+        let Some(connection) = self.connections.get_mut(&client) else { return };
+        let closes = connection.encode_ready();
+        let has_output = !connection.output.is_empty();
+        let overflow = connection.output.len() > self.config.output_bytes_max;
+        if has_output && self.output_queued.insert(client) {
+            self.output_ready.push_back(client);
+        }
+        if closes || overflow {
+            self.close_after_output(client);
+        }
+    }
+
+    fn after_output_drained(&mut self, client: ClientId) {
+        self.process_commands(client);
+        self.drain_engine();
+    }
+
+    fn close_after_output(&mut self, client: ClientId) {
+        let Some(connection) = self.connections.get_mut(&client) else { return };
+        if !connection.closing {
+            connection.closing = true;
+            self.closes.push_back(client);
+        }
+        if !connection.output.is_empty() && self.output_queued.insert(client) {
+            self.output_ready.push_back(client);
+        }
+    }
+
+    fn push_local(&mut self, client: ClientId, reply: crate::Reply) {
+        if let Some(connection) = self.connections.get_mut(&client) {
+            connection.push_local(reply);
+        }
+        self.flush_ready(client);
+    }
+}

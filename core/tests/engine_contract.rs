@@ -1,0 +1,301 @@
+//! The engine's contract, driven through the in-memory driver in `support`.
+
+mod support;
+
+use quill_core::command::{parse_request, Request};
+use quill_core::{OpenError, Reply};
+use support::{bulk, get, set, FailNext, Harness};
+
+fn command(words: &[&[u8]]) -> Request {
+    let arguments: Vec<Vec<u8>> = words.iter().map(|word| word.to_vec()).collect();
+    parse_request(&arguments).expect("a valid command")
+}
+
+#[test]
+fn set_then_get_survives_a_crash() {
+    let mut harness = Harness::format(support::small_config(), 1);
+    assert_eq!(harness.call(1, set("a", b"1")), Reply::ok());
+    assert_eq!(harness.call(1, get("a")), bulk(b"1"));
+    harness.crash_and_reopen();
+    assert!(harness.engine.is_ready());
+    assert_eq!(harness.call(1, get("a")), bulk(b"1"));
+    assert_eq!(harness.engine.epoch(), 2);
+}
+
+#[test]
+fn redis_semantics_of_every_command() {
+    let mut h = Harness::format(support::small_config(), 2);
+    assert_eq!(h.call(1, command(&[b"PING"])), Reply::Simple("PONG".into()));
+    assert_eq!(h.call(1, command(&[b"MSET", b"a", b"1", b"b", b"2"])), Reply::ok());
+    assert_eq!(
+        h.call(1, command(&[b"MGET", b"a", b"zz", b"b"])),
+        Reply::Array(Some(vec![bulk(b"1"), Reply::Bulk(None), bulk(b"2")]))
+    );
+    assert_eq!(h.call(1, command(&[b"EXISTS", b"a", b"a", b"zz"])), Reply::Integer(2));
+    assert_eq!(h.call(1, command(&[b"INCR", b"a"])), Reply::Integer(2));
+    assert_eq!(h.call(1, command(&[b"DECRBY", b"a", b"5"])), Reply::Integer(-3));
+    assert_eq!(h.call(1, command(&[b"GET", b"a"])), bulk(b"-3"));
+    assert_eq!(h.call(1, command(&[b"SET", b"s", b" 1"])), Reply::ok());
+    assert_eq!(h.call(1, command(&[b"INCR", b"s"])), Reply::error("ERR value is not an integer or out of range"));
+    assert_eq!(h.call(1, command(&[b"SET", b"m", b"9223372036854775807"])), Reply::ok());
+    assert_eq!(h.call(1, command(&[b"INCR", b"m"])), Reply::error("ERR increment or decrement would overflow"));
+    assert_eq!(h.call(1, command(&[b"APPEND", b"s", b"x"])), Reply::Integer(3));
+    assert_eq!(h.call(1, command(&[b"STRLEN", b"s"])), Reply::Integer(3));
+    assert_eq!(h.call(1, command(&[b"SET", b"s", b"new", b"NX"])), Reply::Bulk(None));
+    assert_eq!(h.call(1, command(&[b"SET", b"q", b"new", b"XX"])), Reply::Bulk(None));
+    assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(4));
+    assert_eq!(h.call(1, command(&[b"DEL", b"a", b"a", b"nope", b"b"])), Reply::Integer(2));
+    assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(2));
+    assert_eq!(h.call(1, command(&[b"FLUSHALL"])), Reply::ok());
+    assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(0));
+    assert_eq!(h.call(1, command(&[b"GET", b"s"])), Reply::Bulk(None));
+    h.crash_and_reopen();
+    assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(0));
+    assert_eq!(h.call(1, command(&[b"GET", b"m"])), Reply::Bulk(None));
+}
+
+#[test]
+fn parse_errors_match_redis() {
+    let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
+    assert_eq!(parse_request(&words(&[b"GET"])), Err(Reply::error("ERR wrong number of arguments for 'get' command")));
+    assert_eq!(
+        parse_request(&words(&[b"INCRBY", b"k", b"x"])),
+        Err(Reply::error("ERR value is not an integer or out of range"))
+    );
+    assert_eq!(
+        parse_request(&words(&[b"FOO", b"bar"])),
+        Err(Reply::error("ERR unknown command 'FOO', with args beginning with: 'bar' "))
+    );
+    assert_eq!(parse_request(&words(&[b"SET", b"k", b"v", b"NX", b"XX"])), Err(Reply::error("ERR syntax error")));
+}
+
+#[test]
+fn empty_and_one_mebibyte_values_round_trip_and_larger_is_refused() {
+    let mut config = support::small_config();
+    config.batch_blocks_max = 512;
+    config.cache_bytes_max = 0;
+    let mut h = Harness::format(config, 3);
+    let big: Vec<u8> = (0..1 << 20).map(|index: u32| (index * 7 % 251) as u8).collect();
+    assert_eq!(h.call(1, set("empty", b"")), Reply::ok());
+    assert_eq!(h.call(1, set("big", &big)), Reply::ok());
+    let too_big = vec![0u8; (1 << 20) + 1];
+    assert_eq!(h.call(1, set("huge", &too_big)), Reply::error("ERR value too large (the limit is 1048576 bytes)"));
+    h.crash_and_reopen();
+    assert_eq!(h.call(1, get("empty")), bulk(b""));
+    assert_eq!(h.call(1, get("big")), bulk(&big));
+    assert_eq!(h.call(1, get("huge")), Reply::Bulk(None));
+}
+
+#[test]
+fn thirty_two_clients_have_thirty_two_reads_in_flight() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 0;
+    let mut h = Harness::format(config, 4);
+    for key in 0..32 {
+        assert_eq!(h.call(1, set(&format!("k{key}"), b"value")), Reply::ok());
+    }
+    for client in 0..32 {
+        h.submit(100 + client, get(&format!("k{client}")));
+    }
+    assert!(h.engine.reads_in_flight() >= 32, "reads in flight: {}", h.engine.reads_in_flight());
+    assert_eq!(h.in_flight.len(), 32);
+    h.run_until_idle();
+    for client in 0..32 {
+        assert_eq!(h.take_replies(100 + client), vec![bulk(b"value")]);
+    }
+}
+
+#[test]
+fn a_client_waiting_on_disk_does_not_delay_a_cached_get() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 1 << 20;
+    let mut h = Harness::format(config, 5);
+    assert_eq!(h.call(1, set("cold", b"from disk")), Reply::ok());
+    h.crash_and_reopen(); // empties the cache
+    assert_eq!(h.call(1, set("hot", b"cached")), Reply::ok()); // written through to the cache
+    h.submit(1, get("cold"));
+    assert_eq!(h.in_flight.len(), 1, "the cold GET waits on a disk read");
+    h.submit(2, get("hot"));
+    assert_eq!(h.take_replies(2), vec![bulk(b"cached")], "answered with the read still in flight");
+    assert!(h.take_replies(1).is_empty());
+    h.run_until_idle();
+    assert_eq!(h.take_replies(1), vec![bulk(b"from disk")]);
+}
+
+#[test]
+fn a_failed_sync_acknowledges_nothing_and_makes_the_engine_read_only() {
+    let mut h = Harness::format(support::small_config(), 6);
+    assert_eq!(h.call(1, set("kept", b"old")), Reply::ok());
+    h.fail_next = FailNext::Sync;
+    for client in 1..=4 {
+        h.submit(client, set("kept", format!("new{client}").as_bytes()));
+    }
+    h.run_until_idle();
+    for client in 1..=4 {
+        let replies = h.take_replies(client);
+        assert_eq!(replies.len(), 1);
+        assert!(matches!(&replies[0], Reply::Error(text) if text.contains("not durable")), "{replies:?}");
+    }
+    assert!(h.engine.read_only_reason().is_some());
+    let refused = h.call(9, set("other", b"x"));
+    assert!(matches!(&refused, Reply::Error(text) if text.starts_with("READONLY")), "{refused:?}");
+    assert_eq!(h.call(9, get("kept")), bulk(b"old"), "reads see only durable state");
+}
+
+#[test]
+fn a_failed_write_makes_the_engine_read_only() {
+    let mut h = Harness::format(support::small_config(), 7);
+    h.fail_next = FailNext::Write;
+    assert!(h.call(1, set("a", b"1")).is_error());
+    assert!(h.call(1, set("b", b"1")).is_error());
+    h.crash_and_reopen();
+    assert!(h.engine.read_only_reason().is_none(), "a restart runs recovery and allows writes");
+    assert_eq!(h.call(1, set("b", b"2")), Reply::ok());
+}
+
+/// Writes `batches` batches of one key each and returns their first blocks.
+fn write_batches(h: &mut Harness, batches: usize) {
+    for index in 0..batches {
+        assert_eq!(h.call(1, set(&format!("key{index}"), &[b'v'; 5000])), Reply::ok());
+    }
+}
+
+#[test]
+fn a_torn_tail_is_truncated_but_middle_corruption_refuses_to_open() {
+    let mut h = Harness::format(support::small_config(), 8);
+    write_batches(&mut h, 4); // each batch: 2 blocks, from block 2
+    let block = 4096;
+    // Tear the last batch (blocks 8..10): it was synced, but pretend the crash tore it.
+    h.disk.durable[8 * block + 100] ^= 0xff;
+    h.crash_and_reopen();
+    assert!(h.engine.is_ready());
+    assert_eq!(h.engine.stats().truncated_at_block, Some(8));
+    assert_eq!(h.call(1, get("key3")), Reply::Bulk(None));
+    assert_eq!(h.call(1, get("key2")), bulk(&[b'v'; 5000]));
+    // Now corrupt a batch in the middle: valid batches follow, so this is not a torn tail.
+    h.disk.durable[4 * block + 200] ^= 0x01;
+    h.crash_and_reopen();
+    let error = h.engine.open_error().cloned().expect("refuses to open");
+    assert!(matches!(error, OpenError::CorruptLog { block: 4, next_block: 6, .. }), "{error}");
+    let reply = h.call(1, get("key0"));
+    assert!(matches!(&reply, Reply::Error(text) if text.contains("log corrupt at block 4")), "{reply:?}");
+}
+
+#[test]
+fn a_corrupt_record_is_an_error_reply_never_a_wrong_value() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 0;
+    let mut h = Harness::format(config, 9);
+    assert_eq!(h.call(1, set("a", b"precious")), Reply::ok());
+    assert_eq!(h.call(1, set("b", b"other")), Reply::ok());
+    let offset = 2 * 4096 + 64 + 24 + 1; // the first record's value
+    h.disk.volatile[offset] ^= 0x20;
+    let reply = h.call(1, get("a"));
+    assert!(matches!(&reply, Reply::Error(text) if text.contains("data corrupt")), "{reply:?}");
+    assert_eq!(h.engine.stats().checksum_failures, 1);
+    assert_eq!(h.call(1, get("b")), bulk(b"other"));
+}
+
+#[test]
+fn losing_one_superblock_copy_loses_nothing() {
+    let mut h = Harness::format(support::small_config(), 10);
+    assert_eq!(h.call(1, set("a", b"1")), Reply::ok());
+    for copy in 0..2 {
+        h.crash_and_reopen();
+        let saved = h.disk.durable[copy * 4096..(copy + 1) * 4096].to_vec();
+        h.disk.durable[copy * 4096 + 20] ^= 0xff;
+        h.crash_and_reopen();
+        assert!(h.engine.is_ready(), "copy {copy} lost: {:?}", h.engine.open_error());
+        assert_eq!(h.call(1, get("a")), bulk(b"1"));
+        h.disk.durable[copy * 4096..(copy + 1) * 4096].copy_from_slice(&saved);
+    }
+    h.disk.durable[20] ^= 0xff;
+    h.disk.durable[4096 + 20] ^= 0xff;
+    h.crash_and_reopen();
+    assert!(matches!(h.engine.open_error(), Some(OpenError::NoValidSuperblock { .. })));
+}
+
+#[test]
+fn the_disk_full_error_keeps_reads_and_data() {
+    let mut config = quill_core::Config::for_volume_bytes(64 * 4096);
+    config.batch_blocks_max = 8;
+    let mut h = Harness::format(config, 11);
+    let mut written = 0;
+    loop {
+        let reply = h.call(1, set(&format!("k{written}"), &[b'x'; 3000]));
+        if reply.is_error() {
+            assert!(matches!(&reply, Reply::Error(text) if text.starts_with("OOM")), "{reply:?}");
+            break;
+        }
+        written += 1;
+        assert!(written < 100);
+    }
+    assert!(written > 50);
+    assert_eq!(h.call(1, get("k0")), bulk(&[b'x'; 3000]));
+    h.crash_and_reopen();
+    assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(written));
+}
+
+#[test]
+fn pipelined_commands_of_one_client_are_answered_in_order() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 0;
+    let mut h = Harness::format(config, 12);
+    assert_eq!(h.call(1, set("cold", b"c")), Reply::ok());
+    h.submit(1, get("cold"));
+    h.submit(1, set("cold", b"d"));
+    h.submit(1, command(&[b"INCR", b"n"]));
+    h.submit(1, get("cold"));
+    h.run_until_idle();
+    assert_eq!(h.take_replies(1), vec![bulk(b"c"), Reply::ok(), Reply::Integer(1), bulk(b"d")]);
+}
+
+#[test]
+fn a_read_only_open_recovers_serves_reads_and_writes_nothing() {
+    let mut h = Harness::format(support::small_config(), 15);
+    assert_eq!(h.call(1, set("a", b"1")), Reply::ok());
+    h.disk.crash();
+    let image = h.disk.durable.clone();
+    let mut config = h.config.clone();
+    config.open_read_only = true;
+    h.engine = quill_core::Engine::open(config);
+    h.run_until_idle();
+    assert!(h.engine.is_ready());
+    assert_eq!(h.call(1, get("a")), bulk(b"1"));
+    let refused = h.call(1, set("b", b"2"));
+    assert!(matches!(&refused, Reply::Error(text) if text.starts_with("READONLY")), "{refused:?}");
+    assert!(h.disk.durable == image && h.disk.volatile == image, "nothing was written");
+    assert_eq!(h.engine.epoch(), 2, "the epoch is read, not bumped on disk");
+}
+
+#[test]
+fn commands_beyond_the_pipeline_limit_are_refused_in_order() {
+    let mut config = support::small_config();
+    config.client_pipeline_max = 2;
+    config.cache_bytes_max = 0;
+    let mut h = Harness::format(config, 13);
+    assert_eq!(h.call(1, set("a", b"1")), Reply::ok());
+    h.crash_and_reopen();
+    for _ in 0..4 {
+        h.submit(1, get("a"));
+    }
+    h.run_until_idle();
+    let refused = Reply::error("ERR too many commands in flight for this client");
+    assert_eq!(h.take_replies(1), vec![bulk(b"1"), bulk(b"1"), refused.clone(), refused]);
+}
+
+#[test]
+fn recovery_reads_the_log_about_once() {
+    let mut config = quill_core::Config::for_volume_bytes(64 << 20);
+    config.batch_blocks_max = 1024; // the default: a 4 MiB window
+    let mut h = Harness::format(config, 14);
+    for index in 0..2_000 {
+        assert_eq!(h.call(1, set(&format!("key{index}"), &[b'x'; 100])), Reply::ok());
+    }
+    h.crash_and_reopen();
+    assert_eq!(h.engine.key_count(), 2_000);
+    let log_bytes = (2 + 2_000) * 4096; // one block per single-SET batch, plus the superblocks
+    let read = h.engine.stats().bytes_read;
+    // The log once, plus the look-ahead past its end (one chunk of two windows at most).
+    assert!(read <= log_bytes + 4 * 1025 * 4096 + 8192, "recovery read {read} bytes for a {log_bytes}-byte log");
+}

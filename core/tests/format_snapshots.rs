@@ -1,0 +1,66 @@
+//! Snapshots of encoded on-disk structures: a format change must be deliberate (update the
+//! snapshot and `docs/format.md` together).
+
+use quill_core::format::{BatchHeader, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES};
+
+fn hex_dump(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (row, chunk) in bytes.chunks(16).enumerate() {
+        if chunk.iter().all(|byte| *byte == 0) && row > 0 {
+            continue;
+        }
+        let hex: Vec<String> = chunk.iter().map(|byte| format!("{byte:02x}")).collect();
+        out.push_str(&format!("{:04x}: {}\n", row * 16, hex.join(" ")));
+    }
+    out
+}
+
+#[test]
+fn superblock_encoding() {
+    let superblock = Superblock {
+        sequence: 3,
+        volume_id: 0x0123_4567_89ab_cdef,
+        epoch: 2,
+        volume_blocks: 1024,
+        log_start_block: 2,
+        batch_blocks_max: 64,
+    };
+    let block = superblock.encode();
+    assert_eq!(block.len(), 4096);
+    assert_eq!(Superblock::decode(&block, 1), Ok(superblock.clone()));
+    assert!(Superblock::decode(&block, 0).is_err(), "the checksum binds a copy to its block");
+    insta::assert_snapshot!(hex_dump(&block));
+}
+
+#[test]
+fn batch_with_two_records_encoding() {
+    let volume_id = 0x0123_4567_89ab_cdef;
+    let block = 7u64;
+    let mut batch = vec![0u8; BATCH_HEADER_BYTES];
+    let put = RecordHeader { kind: RecordKind::Put, key_bytes: 3, value_bytes: 5, epoch_low: 2, sequence: 9 };
+    put.encode_into(&mut batch, volume_id, block * 4096 + 64, b"key", b"value");
+    let offset = block * 4096 + batch.len() as u64;
+    let delete = RecordHeader { kind: RecordKind::Delete, key_bytes: 3, value_bytes: 0, epoch_low: 2, sequence: 9 };
+    delete.encode_into(&mut batch, volume_id, offset, b"old", b"");
+    let payload_bytes = (batch.len() - BATCH_HEADER_BYTES) as u32;
+    batch.resize(4096, 0);
+    let mut header = BatchHeader {
+        volume_id,
+        epoch: 2,
+        sequence: 9,
+        block,
+        block_count: 1,
+        payload_bytes,
+        record_count: 2,
+        payload_checksum: 0,
+    };
+    header.seal(&mut batch);
+    let decoded = BatchHeader::decode(&batch, block, volume_id, 64).expect("valid");
+    assert_eq!(decoded, header);
+    assert!(decoded.verify_payload(&batch).is_ok());
+    assert!(BatchHeader::decode(&batch, block + 1, volume_id, 64).is_err(), "a misdirected batch is foreign");
+    let record = RecordHeader::decode_verified(&batch[64..], volume_id, block * 4096 + 64).expect("valid record");
+    assert_eq!(record, put);
+    assert!(RecordHeader::decode_verified(&batch[64..], volume_id, block * 4096 + 4160).is_err());
+    insta::assert_snapshot!(hex_dump(&batch));
+}

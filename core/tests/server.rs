@@ -1,0 +1,169 @@
+//! The sans-I/O server: bytes in, bytes out, over the in-memory disk.
+
+mod support;
+
+use quill_core::server::{Server, ServerConfig};
+use quill_core::{Engine, IoCompletion};
+use support::MemDisk;
+
+struct Rig {
+    server: Server,
+    disk: MemDisk,
+    in_flight: Vec<quill_core::IoRequest>,
+    output: std::collections::BTreeMap<u64, Vec<u8>>,
+    closed: Vec<u64>,
+    now: u64,
+}
+
+impl Rig {
+    fn new(config: ServerConfig) -> Rig {
+        let engine_config = support::small_config();
+        let disk = MemDisk::new(engine_config.volume_blocks as usize * 4096);
+        let engine = Engine::format(engine_config, 77);
+        let mut rig = Rig {
+            server: Server::new(engine, config),
+            disk,
+            in_flight: Vec::new(),
+            output: Default::default(),
+            closed: Vec::new(),
+            now: 0,
+        };
+        rig.run();
+        rig
+    }
+
+    fn drain(&mut self) {
+        while let Some(request) = self.server.poll_io() {
+            self.in_flight.push(request);
+        }
+        while let Some((client, bytes)) = self.server.poll_output() {
+            self.output.entry(client).or_default().extend_from_slice(&bytes);
+        }
+        while let Some(client) = self.server.poll_close() {
+            self.closed.push(client);
+        }
+    }
+
+    /// Performs I/O until none is left, ticking (the end of a loop turn) when the engine asks.
+    fn run(&mut self) {
+        self.drain();
+        for _ in 1..100_000 {
+            if let Some(request) = self.in_flight.pop() {
+                let result = self.disk.perform_public(&request.kind);
+                self.server.complete(IoCompletion { token: request.token, result });
+            } else if self.server.poll_timeout().is_some() {
+                self.now += 1;
+                self.server.tick(self.now);
+            } else {
+                return;
+            }
+            self.drain();
+        }
+    }
+
+    fn send(&mut self, client: u64, bytes: &[u8]) -> String {
+        self.server.receive(client, bytes);
+        self.run();
+        String::from_utf8_lossy(&self.output.remove(&client).unwrap_or_default()).into_owned()
+    }
+}
+
+#[test]
+fn pipelined_commands_split_anywhere_get_replies_in_order() {
+    let input =
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nGET k\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nINCR n\r\nPING\r\n";
+    let expected = "+OK\r\n$5\r\nhello\r\n$2\r\nhi\r\n:1\r\n+PONG\r\n";
+    for split in 0..input.len() {
+        let mut rig = Rig::new(ServerConfig::default());
+        let client = rig.server.connect();
+        let mut got = rig.send(client, &input[..split]);
+        got.push_str(&rig.send(client, &input[split..]));
+        let counter_reset = rig.send(client, b"DEL n\r\n");
+        assert_eq!(got, expected, "split at {split}");
+        assert_eq!(counter_reset, ":1\r\n");
+    }
+}
+
+#[test]
+fn requirepass_refuses_everything_but_auth_hello_and_quit() {
+    let config = ServerConfig { requirepass: Some(b"secret".to_vec()), ..ServerConfig::default() };
+    let mut rig = Rig::new(config);
+    let client = rig.server.connect();
+    assert_eq!(rig.send(client, b"GET k\r\n"), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        rig.send(client, b"AUTH wrong\r\n"),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(rig.send(client, b"AUTH secret\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(client, b"GET k\r\n"), "$-1\r\n");
+    assert_eq!(rig.send(client, b"QUIT\r\n"), "+OK\r\n");
+    assert_eq!(rig.closed, vec![client]);
+}
+
+#[test]
+fn connection_commands_answer_like_redis() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    assert_eq!(rig.send(client, b"HELLO 3\r\n"), "-NOPROTO sorry, this protocol version is not supported.\r\n");
+    assert!(rig.send(client, b"HELLO 2\r\n").starts_with("*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n"));
+    assert_eq!(rig.send(client, b"CLIENT SETNAME app\r\nCLIENT GETNAME\r\n"), "+OK\r\n$3\r\napp\r\n");
+    assert_eq!(rig.send(client, b"CLIENT ID\r\n"), format!(":{client}\r\n"));
+    assert_eq!(rig.send(client, b"SELECT 0\r\nSELECT 1\r\n"), "+OK\r\n-ERR DB index is out of range\r\n");
+    assert_eq!(rig.send(client, b"CONFIG GET appendonly\r\n"), "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+    assert!(rig.send(client, b"COMMAND COUNT\r\n").starts_with(':'));
+    assert_eq!(rig.send(client, b"COMMAND DOCS\r\n"), "*0\r\n");
+    assert_eq!(rig.send(client, b"NOPE a\r\n"), "-ERR unknown command 'NOPE', with args beginning with: 'a' \r\n");
+    rig.send(client, b"SET a 1\r\nSET b 2\r\n");
+    let info = rig.send(client, b"INFO keyspace\r\n");
+    assert!(info.contains("db0:keys=2,expires=0,avg_ttl=0"), "{info}");
+    assert_eq!(rig.send(client, b"DBSIZE\r\nFLUSHDB\r\nDBSIZE\r\n"), ":2\r\n+OK\r\n:0\r\n");
+    let all = rig.send(client, b"INFO\r\n");
+    for section in ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats", "# Keyspace"] {
+        assert!(all.contains(section), "{section} missing");
+    }
+}
+
+#[test]
+fn a_protocol_error_is_answered_and_closes_the_connection() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    let reply = rig.send(client, b"SET a 1\r\n*1\r\n$x\r\n");
+    assert_eq!(reply, "+OK\r\n-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(rig.closed, vec![client]);
+}
+
+#[test]
+fn a_bulk_larger_than_the_engine_accepts_is_refused_before_it_is_buffered() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    let reply = rig.send(client, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n");
+    assert_eq!(reply, "-ERR Protocol error: invalid bulk length\r\n");
+}
+
+#[test]
+fn clients_beyond_the_limit_are_refused() {
+    let config = ServerConfig { clients_max: 1, ..ServerConfig::default() };
+    let mut rig = Rig::new(config);
+    let first = rig.server.connect();
+    let second = rig.server.connect();
+    rig.run();
+    assert_eq!(
+        String::from_utf8_lossy(&rig.output.remove(&second).unwrap_or_default()),
+        "-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(rig.closed, vec![second]);
+    assert_eq!(rig.send(first, b"PING\r\n"), "+PONG\r\n");
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_timeout() {
+    let config = ServerConfig { idle_timeout_ticks: Some(100), ..ServerConfig::default() };
+    let mut rig = Rig::new(config);
+    let client = rig.server.connect();
+    rig.server.tick(rig.now + 50);
+    rig.drain();
+    assert!(rig.closed.is_empty());
+    rig.server.tick(rig.now + 150);
+    rig.drain();
+    assert_eq!(rig.closed, vec![client]);
+}

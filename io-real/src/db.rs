@@ -1,0 +1,237 @@
+//! The embedded handle: a [`Db`] owns one engine thread, which runs the driver loop; calls from
+//! any number of threads are funnelled to it through a channel and answered through oneshots.
+//!
+//! ```
+//! use quill_io_real::{Db, DbOptions};
+//!
+//! let path = std::env::temp_dir().join(format!("quill-doctest-{}.qkv", std::process::id()));
+//! let _ = std::fs::remove_file(&path);
+//! let db = Db::open(&path, DbOptions { create_size_bytes: Some(16 << 20), ..DbOptions::default() })?;
+//! db.set(b"greeting", b"hello")?;
+//! assert_eq!(db.get(b"greeting")?, Some(b"hello".to_vec()));
+//! assert_eq!(db.incr_by(b"visits", 2)?, 2);
+//! // The async versions return futures; any executor drives them.
+//! assert!(futures::executor::block_on(db.exists_async(b"greeting"))?);
+//! db.close()?;
+//!
+//! // Reopening recovers every acknowledged write from the log.
+//! let db = Db::open(&path, DbOptions::default())?;
+//! assert_eq!(db.get(b"visits")?, Some(b"2".to_vec()));
+//! drop(db);
+//! std::fs::remove_file(&path).ok();
+//! # Ok::<(), quill_io_real::DbError>(())
+//! ```
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+use quill_core::command::SetCondition;
+use quill_core::{Reply, Request};
+
+use crate::driver::IoChoice;
+use crate::engine_thread::{engine_thread, Message};
+use crate::runner::{config_for_volume, EngineRunner};
+use crate::volume::{open_volume, VolumeOptions};
+use crate::DbError;
+
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// Create a data file of this size if the path does not exist (or is an empty file).
+    pub create_size_bytes: Option<u64>,
+    /// Format the volume even if it holds QuillKV data (see [`VolumeOptions::reformat`]).
+    pub reformat: bool,
+    pub io: IoChoice,
+    /// The value cache's budget; `None` keeps the engine's default.
+    pub cache_bytes_max: Option<usize>,
+    /// Try O_DIRECT.
+    pub direct: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> DbOptions {
+        DbOptions { create_size_bytes: None, reformat: false, io: IoChoice::Uring, cache_bytes_max: None, direct: true }
+    }
+}
+
+/// A QuillKV database on a file or block device. `Send + Sync`: share it with `Arc`.
+///
+/// Every call is one engine request. Requests run in the order the engine thread receives them,
+/// and a write returns only once durable.
+pub struct Db {
+    sender: Option<mpsc::Sender<Message>>,
+    thread: Option<JoinHandle<()>>,
+    stop_reason: Arc<Mutex<Option<String>>>,
+    driver_name: &'static str,
+}
+
+impl Db {
+    /// Opens (or creates, with `create_size_bytes`) the volume at `path`, formats or recovers it,
+    /// and starts the engine thread.
+    pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Db, DbError> {
+        let volume_options = VolumeOptions {
+            create_size_bytes: options.create_size_bytes,
+            reformat: options.reformat,
+            direct: options.direct,
+        };
+        let volume = open_volume(path.as_ref(), &volume_options)?;
+        let config = config_for_volume(&volume, options.cache_bytes_max);
+        let runner = EngineRunner::start(&volume, config, options.io)?;
+        let driver_name = runner.driver_name();
+        let (sender, receiver) = mpsc::channel();
+        let stop_reason = Arc::new(Mutex::new(None));
+        let thread_stop_reason = Arc::clone(&stop_reason);
+        let thread = std::thread::Builder::new()
+            .name("quill-engine".to_string())
+            .spawn(move || {
+                if let Err(error) = engine_thread(runner, receiver) {
+                    *thread_stop_reason.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(error.to_string());
+                }
+            })
+            .map_err(DbError::Spawn)?;
+        Ok(Db { sender: Some(sender), thread: Some(thread), stop_reason, driver_name })
+    }
+
+    /// `"io_uring"` or `"sync"`: the driver actually in use.
+    pub fn driver_name(&self) -> &'static str {
+        self.driver_name
+    }
+
+    /// Runs any request and returns the engine's raw reply.
+    pub fn execute(&self, request: Request) -> Result<Reply, DbError> {
+        futures::executor::block_on(self.execute_async(request))
+    }
+
+    /// Sends the request now; the future resolves with the reply.
+    pub fn execute_async(&self, request: Request) -> impl Future<Output = Result<Reply, DbError>> + Send + 'static {
+        let (reply_sender, reply_receiver) = oneshot::channel();
+        let sent =
+            self.sender.as_ref().is_some_and(|sender| sender.send(Message::Request(request, reply_sender)).is_ok());
+        let stop_reason = Arc::clone(&self.stop_reason);
+        async move {
+            if !sent {
+                return Err(closed(&stop_reason));
+            }
+            reply_receiver.await.map_err(|_| closed(&stop_reason))
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
+        futures::executor::block_on(self.get_async(key))
+    }
+
+    pub fn get_async(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, DbError>> + Send + 'static {
+        let reply = self.execute_async(Request::Get { key: key.to_vec() });
+        async move { expect_bulk("get", reply.await?) }
+    }
+
+    /// Sets `key` to `value`; returns once the write is durable.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<(), DbError> {
+        futures::executor::block_on(self.set_async(key, value))
+    }
+
+    pub fn set_async(&self, key: &[u8], value: &[u8]) -> impl Future<Output = Result<(), DbError>> + Send + 'static {
+        let request = Request::Set { key: key.to_vec(), value: value.to_vec(), condition: SetCondition::Always };
+        let reply = self.execute_async(request);
+        async move { expect_ok("set", reply.await?) }
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub fn del(&self, key: &[u8]) -> Result<bool, DbError> {
+        futures::executor::block_on(self.del_async(key))
+    }
+
+    pub fn del_async(&self, key: &[u8]) -> impl Future<Output = Result<bool, DbError>> + Send + 'static {
+        let reply = self.execute_async(Request::Del { keys: vec![key.to_vec()] });
+        async move { expect_integer("del", reply.await?).map(|count| count > 0) }
+    }
+
+    pub fn exists(&self, key: &[u8]) -> Result<bool, DbError> {
+        futures::executor::block_on(self.exists_async(key))
+    }
+
+    pub fn exists_async(&self, key: &[u8]) -> impl Future<Output = Result<bool, DbError>> + Send + 'static {
+        let reply = self.execute_async(Request::Exists { keys: vec![key.to_vec()] });
+        async move { expect_integer("exists", reply.await?).map(|count| count > 0) }
+    }
+
+    /// Adds `delta` to the integer stored at `key` (0 if absent); returns the new value.
+    pub fn incr_by(&self, key: &[u8], delta: i64) -> Result<i64, DbError> {
+        futures::executor::block_on(self.incr_by_async(key, delta))
+    }
+
+    pub fn incr_by_async(&self, key: &[u8], delta: i64) -> impl Future<Output = Result<i64, DbError>> + Send + 'static {
+        let reply = self.execute_async(Request::IncrBy { key: key.to_vec(), delta });
+        async move { expect_integer("incrby", reply.await?) }
+    }
+
+    /// The number of keys.
+    pub fn db_size(&self) -> Result<u64, DbError> {
+        let count = expect_integer("dbsize", self.execute(Request::DbSize)?)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Finishes every request in flight, stops the engine thread and reports how it ended.
+    pub fn close(mut self) -> Result<(), DbError> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<(), DbError> {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Message::Close);
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                return Err(DbError::Closed(": the engine thread panicked".to_string()));
+            }
+        }
+        match self.stop_reason.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
+            Some(reason) => Err(DbError::Closed(format!(": {reason}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.shut_down();
+    }
+}
+
+fn closed(stop_reason: &Mutex<Option<String>>) -> DbError {
+    match stop_reason.lock().unwrap_or_else(|poison| poison.into_inner()).as_deref() {
+        Some(reason) => DbError::Closed(format!(": the engine thread stopped: {reason}")),
+        None => DbError::Closed(String::new()),
+    }
+}
+
+fn unexpected(command: &'static str, reply: Reply) -> DbError {
+    match reply {
+        Reply::Error(text) => DbError::Command(text),
+        other => DbError::UnexpectedReply { command, reply: format!("{other:?}") },
+    }
+}
+
+fn expect_bulk(command: &'static str, reply: Reply) -> Result<Option<Vec<u8>>, DbError> {
+    match reply {
+        Reply::Bulk(value) => Ok(value),
+        other => Err(unexpected(command, other)),
+    }
+}
+
+fn expect_integer(command: &'static str, reply: Reply) -> Result<i64, DbError> {
+    match reply {
+        Reply::Integer(value) => Ok(value),
+        other => Err(unexpected(command, other)),
+    }
+}
+
+fn expect_ok(command: &'static str, reply: Reply) -> Result<(), DbError> {
+    match reply {
+        Reply::Simple(_) => Ok(()),
+        other => Err(unexpected(command, other)),
+    }
+}

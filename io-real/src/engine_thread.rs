@@ -1,0 +1,96 @@
+//! The loop a [`crate::Db`]'s engine thread runs: take requests from the channel, run the driver,
+//! deliver replies. It blocks on the channel only when no I/O is pending; otherwise it blocks on
+//! the driver, so a request that arrives meanwhile waits at most one I/O completion.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use futures::channel::oneshot;
+use quill_core::{Reply, Request};
+
+use crate::runner::EngineRunner;
+use crate::DriverError;
+
+pub enum Message {
+    Request(Request, oneshot::Sender<Reply>),
+    Close,
+}
+
+/// Messages taken from the channel per loop turn at most, so completions keep flowing.
+const MESSAGES_PER_TURN_MAX: usize = 4096;
+
+struct Clients {
+    /// Each request runs as its own engine client; its reply goes to this sender.
+    waiting: HashMap<u64, oneshot::Sender<Reply>>,
+    client_next: u64,
+}
+
+/// Runs until closed (or every `Db` handle is gone) and every request in flight is answered.
+pub fn engine_thread(mut runner: EngineRunner, receiver: Receiver<Message>) -> Result<(), DriverError> {
+    let mut clients = Clients { waiting: HashMap::new(), client_next: 0 };
+    let mut closing = false;
+    loop {
+        if !closing {
+            closing = take_messages(&mut runner, &receiver, &mut clients);
+        }
+        deliver_replies(&mut runner, &mut clients);
+        if closing && clients.waiting.is_empty() && runner.io_pending() == 0 {
+            return Ok(());
+        }
+        if runner.io_pending() > 0 {
+            runner.turn(true)?;
+            deliver_replies(&mut runner, &mut clients);
+        }
+    }
+}
+
+/// Submits waiting messages; blocks for the first only if nothing else can wake the loop.
+/// Returns whether the handle asked to close (or is gone).
+fn take_messages(runner: &mut EngineRunner, receiver: &Receiver<Message>, clients: &mut Clients) -> bool {
+    if runner.io_pending() == 0 {
+        match receiver.recv() {
+            Ok(message) => {
+                if handle(runner, message, clients) {
+                    return true;
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    for _ in 0..MESSAGES_PER_TURN_MAX {
+        match receiver.try_recv() {
+            Ok(message) => {
+                if handle(runner, message, clients) {
+                    return true;
+                }
+            }
+            Err(TryRecvError::Empty) => return false,
+            Err(TryRecvError::Disconnected) => return true,
+        }
+    }
+    false
+}
+
+fn handle(runner: &mut EngineRunner, message: Message, clients: &mut Clients) -> bool {
+    match message {
+        Message::Request(request, reply_sender) => {
+            let client = clients.client_next;
+            clients.client_next += 1;
+            clients.waiting.insert(client, reply_sender);
+            runner.submit(client, request);
+            false
+        }
+        Message::Close => true,
+    }
+}
+
+fn deliver_replies(runner: &mut EngineRunner, clients: &mut Clients) {
+    while let Some((client, reply)) = runner.poll_reply() {
+        if let Some(reply_sender) = clients.waiting.remove(&client) {
+            // The caller may have dropped its future; the request ran all the same.
+            let _ = reply_sender.send(reply);
+        }
+        // One request per client: forget the client so the engine frees its state.
+        runner.disconnect(client);
+    }
+}

@@ -1,0 +1,60 @@
+//! One error enum per operation: opening a volume, running a driver, using a [`crate::Db`].
+
+use std::io;
+use std::path::PathBuf;
+
+use quill_core::OpenError;
+
+/// Why a volume (data file or block device) could not be opened or created.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{path}: {action}: {source}")]
+    Io { path: PathBuf, action: &'static str, source: io::Error },
+    #[error("{path} does not exist; give a size to create it")]
+    Missing { path: PathBuf },
+    #[error(
+        "{path} is not a QuillKV volume (no QUILLKV1 superblock at byte 0 or 4096) and is not empty; \
+         refusing to overwrite it — remove it or choose another path"
+    )]
+    NotAVolume { path: PathBuf },
+    #[error(
+        "{path} is a block device without a QuillKV superblock; refusing to format it unless told to \
+         (reformat)"
+    )]
+    BlankDevice { path: PathBuf },
+    #[error("{path} is neither a regular file nor a block device")]
+    UnsupportedKind { path: PathBuf },
+    #[error("{path}: {size_bytes} bytes is too small for a volume (at least {minimum_bytes} bytes)")]
+    TooSmall { path: PathBuf, size_bytes: u64, minimum_bytes: u64 },
+}
+
+/// Why a driver could not be set up or stopped working.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("io_uring setup failed: {0}")]
+    UringSetup(io::Error),
+    #[error("io_uring lacks the {0} operation on this kernel")]
+    UringUnsupported(&'static str),
+    #[error("io_uring submit/wait failed: {0}")]
+    UringSubmit(io::Error),
+}
+
+/// Why a [`crate::Db`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("could not open the volume: {0}")]
+    Open(#[from] OpenError),
+    #[error("could not start the engine thread: {0}")]
+    Spawn(io::Error),
+    #[error("the database is closed{0}")]
+    Closed(String),
+    /// The engine answered with an error reply (`ERR …`, `READONLY …`, `OOM …`).
+    #[error("{0}")]
+    Command(String),
+    #[error("unexpected reply to {command}: {reply}")]
+    UnexpectedReply { command: &'static str, reply: String },
+}

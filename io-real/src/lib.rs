@@ -1,0 +1,30 @@
+//! QuillKV's real I/O: the engine from `quill-core` driven over a data file or a block device.
+//!
+//! * [`open_volume`]: create and preallocate a data file, or open a raw block device (exclusively),
+//!   with O_DIRECT where the filesystem allows; refuses paths holding foreign data.
+//! * [`Driver`]: [`UringDriver`] (io_uring, batched submission) and [`SyncDriver`] (portable
+//!   pread/pwrite), chosen with [`open_driver`]; io_uring falls back to the portable driver with a
+//!   notice where it cannot be set up.
+//! * [`EngineRunner`]: an engine joined to a driver (the loop `quill bench` and `quill check` run).
+//! * [`Db`]: the embedded, thread-safe handle with blocking and async calls.
+
+mod aligned;
+mod db;
+mod driver;
+mod engine_thread;
+mod errors;
+mod runner;
+mod server_loop;
+mod sync_driver;
+mod uring;
+mod volume;
+
+pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
+pub use db::{Db, DbOptions};
+pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
+pub use errors::{DbError, DriverError, VolumeError};
+pub use runner::{config_for_volume, EngineRunner};
+pub use server_loop::{serve, ServeError};
+pub use sync_driver::SyncDriver;
+pub use uring::{uring_available, UringDriver};
+pub use volume::{open_volume, random_volume_id, Volume, VolumeKind, VolumeOptions, VolumeState, VOLUME_BYTES_MIN};

@@ -1,0 +1,245 @@
+//! `quill serve`'s network loop: one thread runs the sans-I/O [`Server`] (RESP connections and
+//! the engine) over non-blocking TCP sockets and the storage driver.
+//!
+//! Why not sockets on io_uring too: the loop waits in `poll(2)` on the sockets and runs the
+//! storage driver (io_uring or pread/pwrite) between waits; when storage I/O is in flight it
+//! polls sockets without blocking and then waits on the driver only if no socket had work. One
+//! thread, one engine, no locks; the engine's batching (group commit, many reads in flight)
+//! comes from the sans-I/O core either way.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use quill_core::server::{Server, ServerConfig};
+use quill_core::{Config, Engine, IoCompletion};
+
+use crate::driver::{open_driver, Driver, IoChoice};
+use crate::volume::{random_volume_id, Volume, VolumeState};
+use crate::DriverError;
+
+/// Bytes read from one connection per loop turn at most, so one client cannot starve others.
+const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
+/// How long `poll(2)` sleeps when nothing is in flight, in milliseconds.
+const IDLE_WAIT_MS: i32 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not open the volume: {0}")]
+    Open(quill_core::OpenError),
+    #[error("storage driver failed: {0}")]
+    Driver(#[from] DriverError),
+    #[error("socket error: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+struct Peer {
+    stream: TcpStream,
+    unsent: Vec<u8>,
+    close_when_flushed: bool,
+}
+
+struct Loop {
+    server: Server,
+    driver: Box<dyn Driver>,
+    listener: TcpListener,
+    peers: BTreeMap<u64, Peer>,
+    completions: Vec<IoCompletion>,
+    read_buffer: Vec<u8>,
+    output: Vec<u8>,
+    started: Instant,
+}
+
+/// Serves until `stop` is set. The volume is formatted if blank, else recovered, first.
+pub fn serve(
+    volume: &Volume,
+    config: Config,
+    io: IoChoice,
+    server_config: ServerConfig,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServeError> {
+    let engine = match volume.state {
+        VolumeState::Blank => Engine::format(config, random_volume_id()?),
+        VolumeState::Formatted => Engine::open(config),
+    };
+    listener.set_nonblocking(true)?;
+    let mut state = Loop {
+        server: Server::new(engine, server_config),
+        driver: open_driver(io, volume.file.clone()),
+        listener,
+        peers: BTreeMap::new(),
+        completions: Vec::new(),
+        read_buffer: vec![0; 64 * 1024],
+        output: Vec::with_capacity(64 * 1024),
+        started: Instant::now(),
+    };
+    state.open_engine()?;
+    while !stop.load(Ordering::Relaxed) {
+        state.turn()?;
+    }
+    Ok(())
+}
+
+impl Loop {
+    fn open_engine(&mut self) -> Result<(), ServeError> {
+        self.drain();
+        while !self.server.engine().is_ready() {
+            if let Some(error) = self.server.engine().open_error() {
+                return Err(ServeError::Open(error.clone()));
+            }
+            self.run_driver(true)?;
+        }
+        Ok(())
+    }
+
+    /// One turn: wait for sockets (briefly if storage I/O is in flight), serve them, run storage.
+    fn turn(&mut self) -> Result<(), ServeError> {
+        let storage_busy = self.driver.pending() > 0;
+        let wanted = self.server.poll_timeout().is_some();
+        let ready = self.poll_sockets(if storage_busy || wanted { 0 } else { IDLE_WAIT_MS })?;
+        let socket_events = !ready.is_empty();
+        self.accept_all();
+        for (id, readable, writable) in ready {
+            if readable {
+                self.read_from(id);
+            }
+            if writable {
+                self.flush(id);
+            }
+        }
+        // The turn's requests are in: a group commit waiting for them is sealed now.
+        self.server.tick(self.started.elapsed().as_millis() as u64);
+        self.drain();
+        // Block on storage only when the sockets had nothing to do this turn.
+        self.run_driver(storage_busy && !socket_events)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// `poll(2)` on the listener and every connection; returns (id, readable, writable).
+    fn poll_sockets(&mut self, timeout_ms: i32) -> Result<Vec<(u64, bool, bool)>, ServeError> {
+        let mut fds = vec![libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        for id in &ids {
+            let peer = &self.peers[id];
+            let mut events = 0;
+            if self.server.wants_input(*id) {
+                events |= libc::POLLIN;
+            }
+            if !peer.unsent.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd { fd: peer.stream.as_raw_fd(), events, revents: 0 });
+        }
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the call's duration.
+        let result = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if result < 0 {
+            let error = std::io::Error::last_os_error();
+            return if error.kind() == ErrorKind::Interrupted { Ok(Vec::new()) } else { Err(error.into()) };
+        }
+        let hangup = libc::POLLHUP | libc::POLLERR;
+        Ok(ids
+            .iter()
+            .zip(&fds[1..])
+            .filter(|(_, fd)| fd.revents != 0)
+            .map(|(id, fd)| (*id, fd.revents & (libc::POLLIN | hangup) != 0, fd.revents & libc::POLLOUT != 0))
+            .collect())
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let id = self.server.connect();
+                    self.peers.insert(id, Peer { stream, unsent: Vec::new(), close_when_flushed: false });
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                // EMFILE and the like: leave the rest in the backlog for a later turn.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read_from(&mut self, id: u64) {
+        let mut total = 0;
+        while total < READ_BYTES_PER_TURN_MAX && self.server.wants_input(id) {
+            let Some(peer) = self.peers.get_mut(&id) else { return };
+            match peer.stream.read(&mut self.read_buffer) {
+                Ok(0) => return self.drop_peer(id),
+                Ok(count) => {
+                    total += count;
+                    self.server.receive(id, &self.read_buffer[..count]);
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.drop_peer(id),
+            }
+        }
+    }
+
+    fn drop_peer(&mut self, id: u64) {
+        self.peers.remove(&id);
+        self.server.disconnect(id);
+    }
+
+    /// Moves the server's outputs to the driver and the sockets.
+    fn drain(&mut self) {
+        while let Some(request) = self.server.poll_io() {
+            self.driver.push(request);
+        }
+        loop {
+            self.output.clear();
+            let Some(id) = self.server.poll_output_into(&mut self.output) else { break };
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.unsent.extend_from_slice(&self.output);
+            }
+            self.flush(id);
+        }
+        while let Some(id) = self.server.poll_close() {
+            match self.peers.get_mut(&id) {
+                Some(peer) if !peer.unsent.is_empty() => peer.close_when_flushed = true,
+                _ => _ = self.peers.remove(&id),
+            }
+        }
+    }
+
+    fn flush(&mut self, id: u64) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        let mut written = 0;
+        while written < peer.unsent.len() {
+            match peer.stream.write(&peer.unsent[written..]) {
+                Ok(0) => break,
+                Ok(count) => written += count,
+                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return self.drop_peer(id),
+            }
+        }
+        peer.unsent.drain(..written);
+        if peer.unsent.is_empty() && peer.close_when_flushed {
+            self.peers.remove(&id);
+        }
+    }
+
+    fn run_driver(&mut self, wait: bool) -> Result<(), ServeError> {
+        let wait = wait && self.driver.pending() > 0;
+        self.driver.run(wait, &mut self.completions)?;
+        let mut completions = std::mem::take(&mut self.completions);
+        for completion in completions.drain(..) {
+            self.server.complete(completion);
+            self.drain();
+        }
+        self.completions = completions;
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The io_uring driver: one ring per engine, used from one thread.
+//!
+//! Each loop turn submits every request that may start in one `io_uring_enter`, then reaps all
+//! completions. Short reads and writes are continued from where they stopped, EINTR/EAGAIN are
+//! resubmitted (bounded), and other failures become error completions. A buffer stays owned by
+//! its operation until the kernel's completion for it arrives (pitfall 13), and at most
+//! `entries` operations are in the kernel, so the completion queue (twice as large) cannot
+//! overflow.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::sync::Arc;
+
+use io_uring::{opcode, register::Probe, types, IoUring};
+use quill_core::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
+use slab::Slab;
+
+use crate::aligned::{AlignedBuffer, BufferPool};
+use crate::driver::{io_error_from_errno, is_transient, Driver, TRANSIENT_RETRIES_MAX};
+use crate::DriverError;
+
+/// One request being carried out, possibly in several kernel operations (short transfers).
+struct Operation {
+    token: IoToken,
+    kind: OperationKind,
+    buffer: Option<AlignedBuffer>,
+    offset_bytes: u64,
+    length_bytes: usize,
+    done_bytes: usize,
+    transient_failures: u32,
+    /// For a write: its number in push order, so syncs can wait for earlier writes.
+    write_number: u64,
+    in_kernel: bool,
+    /// A write that must be durable when it completes (RWF_DSYNC).
+    durable: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OperationKind {
+    Read,
+    Write,
+    Sync,
+}
+
+pub struct UringDriver {
+    ring: IoUring,
+    file: Arc<File>,
+    operations: Slab<Operation>,
+    /// Operations ready for the kernel (new, or a continuation), in order.
+    ready: VecDeque<usize>,
+    /// Syncs waiting for the writes pushed before them; each with the first write number after it.
+    held_syncs: VecDeque<(usize, u64)>,
+    /// Writes pushed and not yet complete, by write number.
+    writes_pending: BTreeSet<u64>,
+    write_number_next: u64,
+    in_kernel: usize,
+    in_kernel_max: usize,
+    pool: BufferPool,
+}
+
+impl UringDriver {
+    /// Sets up a ring of `entries` and checks that the kernel has the operations we use.
+    pub fn new(file: Arc<File>, entries: u32) -> Result<UringDriver, DriverError> {
+        let ring = IoUring::new(entries).map_err(DriverError::UringSetup)?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe).map_err(DriverError::UringSetup)?;
+        for (code, name) in
+            [(opcode::Read::CODE, "read"), (opcode::Write::CODE, "write"), (opcode::Fsync::CODE, "fsync")]
+        {
+            if !probe.is_supported(code) {
+                return Err(DriverError::UringUnsupported(name));
+            }
+        }
+        Ok(UringDriver {
+            in_kernel_max: ring.params().sq_entries() as usize,
+            ring,
+            file,
+            operations: Slab::new(),
+            ready: VecDeque::new(),
+            held_syncs: VecDeque::new(),
+            writes_pending: BTreeSet::new(),
+            write_number_next: 0,
+            in_kernel: 0,
+            pool: BufferPool::new(64 << 20),
+        })
+    }
+
+    /// Moves held syncs whose earlier writes have all completed to the ready queue.
+    fn release_syncs(&mut self) {
+        while let Some(&(key, first_later_write)) = self.held_syncs.front() {
+            let earlier_write_pending = self.writes_pending.first().is_some_and(|&number| number < first_later_write);
+            if earlier_write_pending {
+                break;
+            }
+            self.held_syncs.pop_front();
+            self.ready.push_back(key);
+        }
+    }
+
+    /// Puts ready operations into the submission queue, up to the in-kernel limit.
+    fn fill_submission_queue(&mut self) {
+        let fd = types::Fd(self.file.as_raw_fd());
+        while self.in_kernel < self.in_kernel_max {
+            let Some(&key) = self.ready.front() else { break };
+            let operation = &mut self.operations[key];
+            let entry = match operation.kind {
+                OperationKind::Sync => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+                OperationKind::Read | OperationKind::Write => {
+                    let buffer = operation.buffer.as_mut().expect("reads and writes own a buffer");
+                    // SAFETY: `done_bytes < length_bytes <= buffer.len()`, so the pointer stays inside.
+                    let pointer = unsafe { buffer.as_mut_ptr().add(operation.done_bytes) };
+                    let remaining = u32::try_from(operation.length_bytes - operation.done_bytes).unwrap_or(u32::MAX);
+                    let offset = operation.offset_bytes + operation.done_bytes as u64;
+                    if operation.kind == OperationKind::Read {
+                        opcode::Read::new(fd, pointer, remaining).offset(offset).build()
+                    } else {
+                        let flags = if operation.durable { libc::RWF_DSYNC } else { 0 };
+                        opcode::Write::new(fd, pointer, remaining).offset(offset).rw_flags(flags).build()
+                    }
+                }
+            };
+            let entry = entry.user_data(key as u64);
+            // SAFETY: the buffer behind the entry is owned by `operations[key]`, which is kept
+            // (buffer included) until the kernel's completion for it has been reaped.
+            if unsafe { self.ring.submission().push(&entry) }.is_err() {
+                break;
+            }
+            operation.in_kernel = true;
+            self.in_kernel += 1;
+            self.ready.pop_front();
+        }
+    }
+
+    /// Submits the queue; with `wait`, blocks for one completion.
+    fn enter(&mut self, wait: bool) -> Result<(), DriverError> {
+        let want = usize::from(wait && self.in_kernel > 0);
+        for _ in 0..TRANSIENT_RETRIES_MAX {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(error) => match error.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // The kernel is short of completion room or memory: reap first, retry next turn.
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) => return Ok(()),
+                    _ => return Err(DriverError::UringSubmit(error)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, completions: &mut Vec<IoCompletion>) {
+        let finished: Vec<(usize, i32)> =
+            self.ring.completion().map(|entry| (entry.user_data() as usize, entry.result())).collect();
+        for (key, result) in finished {
+            self.in_kernel -= 1;
+            self.operations[key].in_kernel = false;
+            if let Some(outcome) = self.advance(key, result) {
+                let operation = self.operations.remove(key);
+                completions.push(self.finish(operation, outcome));
+            }
+        }
+    }
+
+    /// Applies one kernel result; returns the outcome when the operation is over.
+    fn advance(&mut self, key: usize, result: i32) -> Option<Result<(), IoError>> {
+        let operation = &mut self.operations[key];
+        if result < 0 {
+            let errno = -result;
+            if is_transient(errno) && operation.transient_failures < TRANSIENT_RETRIES_MAX {
+                operation.transient_failures += 1;
+                self.ready.push_back(key);
+                return None;
+            }
+            return Some(Err(io_error_from_errno(errno)));
+        }
+        if operation.kind == OperationKind::Sync {
+            return Some(Ok(()));
+        }
+        let moved = result as usize;
+        if moved == 0 {
+            let reason = if operation.kind == OperationKind::Read {
+                "read past the end of the volume"
+            } else {
+                "write made no progress"
+            };
+            return Some(Err(IoError::Other(reason.to_string())));
+        }
+        operation.done_bytes += moved;
+        if operation.done_bytes < operation.length_bytes {
+            // A short transfer: continue from where it stopped.
+            self.ready.push_back(key);
+            return None;
+        }
+        Some(Ok(()))
+    }
+
+    fn finish(&mut self, mut operation: Operation, outcome: Result<(), IoError>) -> IoCompletion {
+        if operation.kind == OperationKind::Write {
+            self.writes_pending.remove(&operation.write_number);
+        }
+        let result = outcome.map(|()| match (operation.kind, &operation.buffer) {
+            (OperationKind::Read, Some(buffer)) => buffer.as_slice()[..operation.length_bytes].to_vec(),
+            _ => Vec::new(),
+        });
+        if let Some(buffer) = operation.buffer.take() {
+            self.pool.give(buffer);
+        }
+        IoCompletion { token: operation.token, result }
+    }
+}
+
+impl Driver for UringDriver {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn push(&mut self, request: IoRequest) {
+        let durable = matches!(request.kind, IoKind::WriteDurable { .. });
+        let (kind, buffer, offset_bytes, length_bytes) = match request.kind {
+            IoKind::Read { offset_bytes, length_bytes } => {
+                (OperationKind::Read, Some(self.pool.take(length_bytes as usize)), offset_bytes, length_bytes as usize)
+            }
+            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+                (OperationKind::Write, Some(self.pool.take_copy_of(&data)), offset_bytes, data.len())
+            }
+            IoKind::Sync => (OperationKind::Sync, None, 0, 0),
+        };
+        let write_number = self.write_number_next;
+        let operation = Operation {
+            token: request.token,
+            kind,
+            buffer,
+            offset_bytes,
+            length_bytes,
+            done_bytes: 0,
+            transient_failures: 0,
+            write_number,
+            in_kernel: false,
+            durable,
+        };
+        let key = self.operations.insert(operation);
+        match kind {
+            OperationKind::Write => {
+                self.writes_pending.insert(write_number);
+                self.write_number_next += 1;
+                self.ready.push_back(key);
+            }
+            OperationKind::Sync => self.held_syncs.push_back((key, self.write_number_next)),
+            OperationKind::Read => self.ready.push_back(key),
+        }
+    }
+
+    fn run(&mut self, wait: bool, completions: &mut Vec<IoCompletion>) -> Result<(), DriverError> {
+        self.release_syncs();
+        self.fill_submission_queue();
+        self.enter(wait)?;
+        self.reap(completions);
+        Ok(())
+    }
+
+    fn pending(&self) -> usize {
+        self.operations.len()
+    }
+}
+
+impl Drop for UringDriver {
+    /// The kernel may still write into buffers of operations in flight: wait for them before the
+    /// buffers are freed. If waiting fails, leak the buffers rather than risk a use after free.
+    fn drop(&mut self) {
+        for _ in 0..TRANSIENT_RETRIES_MAX {
+            if self.in_kernel == 0 {
+                return;
+            }
+            if self.ring.submit_and_wait(1).is_err_and(|error| error.raw_os_error() != Some(libc::EINTR)) {
+                break;
+            }
+            let finished = self.ring.completion().count();
+            self.in_kernel -= finished;
+        }
+        if self.in_kernel > 0 {
+            for (_, operation) in self.operations.iter_mut() {
+                if operation.in_kernel {
+                    std::mem::forget(operation.buffer.take());
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for UringDriver {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "UringDriver {{ pending: {}, in_kernel: {} }}", self.operations.len(), self.in_kernel)
+    }
+}
+
+/// Whether an io_uring ring can be set up here (for tests that must fall back otherwise).
+pub fn uring_available() -> io::Result<()> {
+    IoUring::new(8).map(|_| ())
+}

@@ -1,0 +1,112 @@
+//! Crashes and recoveries. A crash drops every I/O in flight and every reply not yet sent;
+//! the disk keeps what was durable plus whatever the crash model lets through; the engine
+//! restarts on that image and runs its own recovery.
+
+use quill_core::server::Server;
+use quill_core::Engine;
+
+use crate::runner::server_config;
+use rand::Rng;
+
+use crate::faults::Outcome;
+use crate::runner::Sim;
+
+impl Sim {
+    pub(crate) fn crash(&mut self) {
+        self.crashes += 1;
+        let number = self.crashes;
+        let read_only = self.engine().read_only_reason().is_some();
+        self.trace.record(self.tick, &[5, number, u64::from(read_only)], |line| {
+            line.push_str(&format!("crash {number}{}", if read_only { " (restart after a failed write)" } else { "" }))
+        });
+        self.storage.clear();
+        for client in &mut self.clients {
+            client.outstanding.clear();
+        }
+        self.checker.crash();
+        let (survive, tear) = if self.faults_enabled {
+            (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm)
+        } else {
+            (1_000_000, 0) // a clean restart once faults are off: unsynced writes reach the disk whole
+        };
+        self.tail_exposure =
+            self.disk.last_durable_log_write.filter(|(first, end)| self.ledger.has_corruption_in(*first, *end));
+        self.disk.crash(&mut self.fault_rng, survive, tear, &mut self.ledger);
+        // Format never finished (an injected error or crash hit it): format again, as an
+        // operator would; otherwise restart and recover.
+        let engine = if self.formatted {
+            // Now and then the restart is a read-only open (what `quill check` does); the next
+            // tick sees the engine read-only and restarts it normally.
+            let mut config = self.config.clone();
+            config.open_read_only = self.faults_enabled && self.fault_rng.gen_range(0..10) == 0;
+            self.opened_read_only = config.open_read_only;
+            Engine::open(config)
+        } else {
+            Engine::format(self.config.clone(), self.fault_rng.gen())
+        };
+        self.server = Server::new(engine, server_config());
+        self.reconnect_all();
+        self.recovering = true;
+        self.drain_engine();
+    }
+
+    /// Once a recovery has finished: account for the damage it met, and decide whether a refusal
+    /// to open is a detection (damage beyond the budget) or a bug.
+    pub(crate) fn after_recovery_if_done(&mut self) {
+        if !self.recovering || !(self.engine().is_ready() || self.engine().open_error().is_some()) {
+            return;
+        }
+        self.recovering = false;
+        let epoch = self.engine().epoch();
+        if let Some(error @ quill_core::OpenError::Io(_)) = self.engine().open_error().cloned() {
+            // An injected I/O error during recovery: the engine said so; restart and retry.
+            self.trace
+                .record(self.tick, &[6, 2], |line| line.push_str(&format!("recovery failed: {error}; restarting")));
+            return self.crash();
+        }
+        if let Some(error) = self.engine().open_error().cloned() {
+            self.trace.record(self.tick, &[6, 0], |line| line.push_str(&format!("recovery refused: {error}")));
+            self.ledger.resolve_blocks(0, u64::MAX, Outcome::Detected);
+            if self.ledger.beyond_budget {
+                self.stopped_by_detection =
+                    Some(format!("the engine refused to open after damage beyond the fault budget: {error}"));
+            } else {
+                self.checker.fail(
+                    "the engine refused to open with no fault that explains it",
+                    b"",
+                    "a clean open".into(),
+                    error.to_string(),
+                );
+            }
+            return;
+        }
+        let stats = self.engine().stats().clone();
+        self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
+            line.push_str(&format!(
+                "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad",
+                stats.recovered_batches, stats.truncated_at_block, stats.superblock_copies_bad
+            ))
+        });
+        if let (Some((first, end)), Some(truncated)) = (self.tail_exposure, stats.truncated_at_block) {
+            if truncated < end {
+                self.stopped_at_design_limit = true;
+                self.stopped_by_detection = Some(format!(
+                    "bit rot or a misdirected write hit the last acknowledged batch (blocks {first}..{end}) before a crash; recovery cannot tell it from a torn tail and truncated at block {truncated}"
+                ));
+                return;
+            }
+        }
+        let superblock_outcome = if stats.superblock_copies_bad > 0 { Outcome::Repaired } else { Outcome::Harmless };
+        self.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);
+        match stats.truncated_at_block {
+            Some(block) => {
+                // Recovery verified everything before the tail and examined one batch's reach
+                // after it (the torn tail it discarded); damage further out is not log data.
+                let examined_end = block + u64::from(self.knobs.batch_blocks_max) + 1;
+                self.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, block, Outcome::Harmless);
+                self.ledger.resolve_blocks(block, examined_end, Outcome::Detected);
+            }
+            None => self.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, u64::MAX, Outcome::Harmless),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The simulated disk: a durable image and a volatile view, both sparse (only written blocks are
+//! stored; the rest read as zeros, like a preallocated file).
+//!
+//! A write lands in the volatile view when it completes. A sync makes durable the writes that
+//! completed before it was issued. A crash drops the volatile view: each write that was not yet
+//! durable (completed or still in flight) independently survives whole, vanishes, or tears at
+//! 512-byte sectors (each sector new, old, or garbage).
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::faults::{FaultKind, FaultLedger, Outcome};
+use quill_core::BLOCK_BYTES;
+
+pub const SECTOR_BYTES: usize = 512;
+
+type Block = Box<[u8]>;
+
+/// A write that is not durable yet.
+#[derive(Clone, Debug)]
+pub struct UnsyncedWrite {
+    pub id: u64,
+    /// Where the bytes actually went (differs from the request for a misdirected write).
+    pub offset_bytes: u64,
+    /// Where the engine asked the bytes to go.
+    pub intended_offset_bytes: u64,
+    pub data: Vec<u8>,
+    pub completed: bool,
+}
+
+#[derive(Default)]
+pub struct SimDisk {
+    durable: BTreeMap<u64, Block>,
+    /// Blocks whose volatile content differs from (or is newer than) the durable image.
+    volatile: BTreeMap<u64, Block>,
+    unsynced: Vec<UnsyncedWrite>,
+    pub volume_blocks: u64,
+    /// The blocks the most recent durable log write was meant for: the last acknowledged batch.
+    pub last_durable_log_write: Option<(u64, u64)>,
+}
+
+impl SimDisk {
+    pub fn new(volume_blocks: u64) -> SimDisk {
+        SimDisk { volume_blocks, ..SimDisk::default() }
+    }
+
+    fn block(&self, block: u64) -> Option<&Block> {
+        self.volatile.get(&block).or_else(|| self.durable.get(&block))
+    }
+
+    pub fn read(&self, offset_bytes: u64, length_bytes: usize) -> Vec<u8> {
+        let mut out = vec![0u8; length_bytes];
+        let first = offset_bytes / BLOCK_BYTES as u64;
+        for (index, chunk) in out.chunks_mut(BLOCK_BYTES).enumerate() {
+            if let Some(content) = self.block(first + index as u64) {
+                chunk.copy_from_slice(content);
+            }
+        }
+        out
+    }
+
+    /// Registers a write as issued (not yet complete): a crash now may still land it.
+    pub fn begin_write(&mut self, id: u64, offset_bytes: u64, intended_offset_bytes: u64, data: Vec<u8>) {
+        self.unsynced.push(UnsyncedWrite { id, offset_bytes, intended_offset_bytes, data, completed: false });
+    }
+
+    /// The write completes: its bytes appear in the volatile view.
+    pub fn complete_write(&mut self, id: u64) {
+        let Some(write) = self.unsynced.iter_mut().find(|write| write.id == id) else { return };
+        write.completed = true;
+        let first = write.offset_bytes / BLOCK_BYTES as u64;
+        for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
+            self.volatile.insert(first + index as u64, chunk.into());
+        }
+    }
+
+    /// A write that failed with EIO: whether its bytes landed is unknown; model both.
+    pub fn fail_write(&mut self, id: u64, landed: bool) {
+        if landed {
+            self.complete_write(id);
+        } else {
+            self.unsynced.retain(|write| write.id != id);
+        }
+    }
+
+    /// The ids of completed, not yet durable writes: what a sync issued now covers.
+    pub fn sync_snapshot(&self) -> Vec<u64> {
+        self.unsynced.iter().filter(|write| write.completed).map(|write| write.id).collect()
+    }
+
+    /// A sync completed: the writes it covered are durable.
+    pub fn complete_sync(&mut self, covered: &[u64]) {
+        let (durable, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.unsynced).into_iter().partition(|write| covered.contains(&write.id));
+        self.unsynced = rest;
+        for write in durable {
+            let intended = write.intended_offset_bytes / BLOCK_BYTES as u64;
+            if intended >= quill_core::format::LOG_START_BLOCK {
+                self.last_durable_log_write = Some((intended, intended + (write.data.len() / BLOCK_BYTES) as u64));
+            }
+            let first = write.offset_bytes / BLOCK_BYTES as u64;
+            for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
+                let block = first + index as u64;
+                self.durable.insert(block, chunk.into());
+                if self.volatile.get(&block).is_some_and(|newer| **newer == *chunk) {
+                    self.volatile.remove(&block);
+                }
+            }
+        }
+    }
+
+    /// A crash: every write that is not durable survives, vanishes or tears; the volatile view
+    /// is gone.
+    pub fn crash(&mut self, rng: &mut ChaCha8Rng, survive_ppm: u32, tear_ppm: u32, ledger: &mut FaultLedger) {
+        for write in std::mem::take(&mut self.unsynced) {
+            let first = write.offset_bytes / BLOCK_BYTES as u64;
+            let blocks = first..first + (write.data.len() / BLOCK_BYTES) as u64;
+            let draw = rng.gen_range(0..1_000_000);
+            if draw < survive_ppm {
+                self.land(&write);
+            } else if draw < survive_ppm.saturating_add(tear_ppm) {
+                self.tear(&write, rng);
+                ledger.inject_damage(FaultKind::TornWrite, blocks);
+            } else {
+                ledger.inject_damage(FaultKind::LostWrite, blocks);
+            }
+        }
+        self.volatile.clear();
+    }
+
+    fn land(&mut self, write: &UnsyncedWrite) {
+        let first = write.offset_bytes / BLOCK_BYTES as u64;
+        for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
+            self.durable.insert(first + index as u64, chunk.into());
+        }
+    }
+
+    fn tear(&mut self, write: &UnsyncedWrite, rng: &mut ChaCha8Rng) {
+        let first = write.offset_bytes / BLOCK_BYTES as u64;
+        for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
+            let block = first + index as u64;
+            let mut content: Vec<u8> =
+                self.durable.get(&block).map_or_else(|| vec![0; BLOCK_BYTES], |old| old.to_vec());
+            for (sector, new) in content.chunks_mut(SECTOR_BYTES).zip(chunk.chunks(SECTOR_BYTES)) {
+                match rng.gen_range(0..3) {
+                    0 => sector.copy_from_slice(new),
+                    1 => {}
+                    _ => rng.fill(sector),
+                }
+            }
+            self.durable.insert(block, content.into());
+        }
+    }
+
+    /// Flips one bit of a durable block at rest (a latent sector error); returns the block.
+    pub fn flip_bit(&mut self, rng: &mut ChaCha8Rng) -> Option<u64> {
+        if self.durable.is_empty() {
+            return None;
+        }
+        let index = rng.gen_range(0..self.durable.len());
+        let block = *self.durable.keys().nth(index)?;
+        let bit = rng.gen_range(0..BLOCK_BYTES * 8);
+        self.flip_bit_at(block * BLOCK_BYTES as u64 * 8 + bit as u64)
+    }
+
+    /// Flips the bit at `bit_offset` (counted from the volume's start) if its block is durable.
+    pub fn flip_bit_at(&mut self, bit_offset: u64) -> Option<u64> {
+        let block = bit_offset / 8 / BLOCK_BYTES as u64;
+        let byte = (bit_offset / 8 % BLOCK_BYTES as u64) as usize;
+        let mask = 1u8 << (bit_offset % 8);
+        self.durable.get_mut(&block)?[byte] ^= mask;
+        if let Some(view) = self.volatile.get_mut(&block) {
+            view[byte] ^= mask;
+        }
+        Some(block)
+    }
+
+    /// The durable image's blocks, for final checks and accounting.
+    pub fn written_blocks(&self) -> usize {
+        self.durable.len()
+    }
+
+    /// Resolves damage on blocks that a write is about to replace.
+    pub fn note_overwrite(ledger: &mut FaultLedger, offset_bytes: u64, length_bytes: usize) {
+        let first = offset_bytes / BLOCK_BYTES as u64;
+        let end = first + (length_bytes / BLOCK_BYTES) as u64;
+        ledger.resolve_blocks(first, end, Outcome::Overwritten);
+    }
+}

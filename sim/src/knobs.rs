@@ -1,0 +1,149 @@
+//! Swarm testing: every seed draws its own knob settings (fault rates, clients, pipeline depth,
+//! operation mix, key skew, value sizes, cache size), so a swarm explores far more combinations
+//! than one fixed configuration would.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// How hard the swarm injects faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum FaultLevel {
+    None,
+    Default,
+    Heavy,
+}
+
+impl std::str::FromStr for FaultLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<FaultLevel, String> {
+        match text {
+            "none" => Ok(FaultLevel::None),
+            "default" => Ok(FaultLevel::Default),
+            "heavy" => Ok(FaultLevel::Heavy),
+            other => Err(format!("unknown fault level '{other}' (none, default, heavy)")),
+        }
+    }
+}
+
+/// Probabilities are per I/O (or per tick for crashes and bit rot), in parts per million.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Knobs {
+    pub clients: usize,
+    pub pipeline_depth: usize,
+    pub keys: u64,
+    /// 0: uniform; larger: more skewed towards low key numbers.
+    pub key_skew: u32,
+    /// Operation weights: set, get, del, mset, mget, exists, strlen, incr, append, flushall.
+    pub mix: [u32; 10],
+    pub value_bytes_small_max: usize,
+    /// Parts per million of values that are large (up to several blocks).
+    pub value_large_ppm: u32,
+    pub value_bytes_large_max: usize,
+    pub cache_bytes: usize,
+    pub queue_depth: usize,
+    /// The engine's per-client limit on queued commands (small in some seeds, so refusals happen).
+    pub client_pipeline_max: usize,
+    /// The engine's value limit: small in some seeds, so large values and long appends are refused.
+    pub value_bytes_max: usize,
+    pub volume_blocks: u64,
+    pub batch_blocks_max: u32,
+    pub read_latency_ticks_max: u64,
+    pub write_latency_ticks_max: u64,
+    pub read_error_ppm: u32,
+    pub write_error_ppm: u32,
+    pub sync_error_ppm: u32,
+    pub misdirect_ppm: u32,
+    pub bit_flip_per_tick_ppm: u32,
+    pub crash_per_tick_ppm: u32,
+    pub crashes_max: u32,
+    /// On a crash, the chance (ppm) an unsynced write survives whole, and that it tears.
+    pub crash_survive_ppm: u32,
+    /// Clients speak RESP over simulated connections (split, delayed, cut) instead of handing
+    /// requests to the engine directly.
+    pub network: bool,
+    /// Commit with one durable (O_DSYNC) write per batch instead of a write and a sync.
+    pub write_through: bool,
+    pub disconnect_per_tick_ppm: u32,
+    pub crash_tear_ppm: u32,
+}
+
+/// The engine's value limit in most seeds: above every value the workload makes.
+pub const VALUE_BYTES_MAX_DEFAULT: usize = 64 * 1024;
+
+fn chance(rng: &mut ChaCha8Rng, ppm: u32) -> bool {
+    rng.gen_range(0..1_000_000) < ppm
+}
+
+impl Knobs {
+    pub fn draw(rng: &mut ChaCha8Rng, level: FaultLevel) -> Knobs {
+        let mut mix = [
+            rng.gen_range(1..40),
+            rng.gen_range(1..40),
+            rng.gen_range(0..10),
+            rng.gen_range(0..6),
+            rng.gen_range(0..6),
+            rng.gen_range(0..4),
+            rng.gen_range(0..4),
+            rng.gen_range(0..8),
+            rng.gen_range(0..8),
+            0,
+        ];
+        if chance(rng, 200_000) {
+            mix[9] = 1; // FLUSHALL, rarely, in some seeds
+        }
+        let large = chance(rng, 500_000);
+        let mut knobs = Knobs {
+            clients: rng.gen_range(1..=12),
+            pipeline_depth: rng.gen_range(1..=8),
+            keys: [4, 16, 64, 256, 2000][rng.gen_range(0..5)],
+            key_skew: rng.gen_range(0..4),
+            mix,
+            value_bytes_small_max: [0, 8, 64, 300][rng.gen_range(0..4)],
+            value_large_ppm: if large { rng.gen_range(1_000..100_000) } else { 0 },
+            value_bytes_large_max: rng.gen_range(4096..=3 * 4096 + 100),
+            cache_bytes: [0, 2048, 64 * 1024, 16 << 20][rng.gen_range(0..4)],
+            queue_depth: rng.gen_range(1..=64),
+            client_pipeline_max: if chance(rng, 250_000) { rng.gen_range(1..=8) } else { 4096 },
+            value_bytes_max: if chance(rng, 250_000) { rng.gen_range(256..4096) } else { VALUE_BYTES_MAX_DEFAULT },
+            // A fifth of the seeds get a volume small enough to fill: writes then meet the
+            // disk-full error while reads go on.
+            volume_blocks: if chance(rng, 200_000) { rng.gen_range(100..800) } else { rng.gen_range(2_000..12_000) },
+            batch_blocks_max: rng.gen_range(8..=64),
+            read_latency_ticks_max: rng.gen_range(0..20),
+            write_latency_ticks_max: rng.gen_range(0..60),
+            read_error_ppm: 0,
+            write_error_ppm: 0,
+            sync_error_ppm: 0,
+            misdirect_ppm: 0,
+            bit_flip_per_tick_ppm: 0,
+            crash_per_tick_ppm: 0,
+            crashes_max: 0,
+            crash_survive_ppm: rng.gen_range(0..400_000),
+            crash_tear_ppm: rng.gen_range(100_000..600_000),
+            network: chance(rng, 500_000),
+            disconnect_per_tick_ppm: 0,
+            write_through: chance(rng, 500_000),
+        };
+        knobs.draw_faults(rng, level);
+        knobs
+    }
+
+    fn draw_faults(&mut self, rng: &mut ChaCha8Rng, level: FaultLevel) {
+        let scale = match level {
+            FaultLevel::None => return,
+            FaultLevel::Default => 1,
+            FaultLevel::Heavy => 5,
+        };
+        // Each fault kind is off in some seeds so that the others get long runs.
+        let mut rate =
+            |on_ppm: u32, max_ppm: u32| if chance(rng, on_ppm) { rng.gen_range(0..max_ppm * scale) } else { 0 };
+        self.read_error_ppm = rate(500_000, 4_000);
+        self.write_error_ppm = rate(300_000, 1_500);
+        self.sync_error_ppm = rate(300_000, 1_500);
+        self.misdirect_ppm = rate(200_000, 1_000);
+        self.bit_flip_per_tick_ppm = rate(300_000, 150);
+        self.crash_per_tick_ppm = rate(800_000, 600);
+        self.disconnect_per_tick_ppm = rate(500_000, 2_000);
+        self.crashes_max = rng.gen_range(1..=4) * scale;
+    }
+}

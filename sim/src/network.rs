@@ -1,0 +1,96 @@
+//! The simulated network: requests encoded as RESP (multibulk, or inline where Redis allows),
+//! delivered to the server in pieces split at random boundaries, and replies parsed back.
+
+use quill_core::command::SetCondition;
+use quill_core::{Reply, Request};
+
+/// The arguments a client sends for `request` (the inverse of `parse_request`).
+pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
+    // (SET NX/XX are sent as SET key value NX|XX, as parse_request reads them.)
+    let word = |text: &str| text.as_bytes().to_vec();
+    let mut out = vec![word(request.name())];
+    match request {
+        Request::Get { key } | Request::StrLen { key } => out.push(key.clone()),
+        Request::Set { key, value, condition } => {
+            out.extend([key.clone(), value.clone()]);
+            match condition {
+                SetCondition::Always => {}
+                SetCondition::IfAbsent => out.push(word("NX")),
+                SetCondition::IfPresent => out.push(word("XX")),
+            }
+        }
+        Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => out.extend(keys.iter().cloned()),
+        Request::MSet { pairs } => {
+            for (key, value) in pairs {
+                out.extend([key.clone(), value.clone()]);
+            }
+        }
+        Request::IncrBy { key, delta } => out.extend([key.clone(), delta.to_string().into_bytes()]),
+        Request::Append { key, value } => out.extend([key.clone(), value.clone()]),
+        Request::Ping { message } => out.extend(message.iter().cloned()),
+        Request::DbSize | Request::FlushAll => {}
+    }
+    out
+}
+
+/// Encodes as multibulk, or as an inline line when `inline` and every argument is a plain word.
+pub fn encode(arguments: &[Vec<u8>], inline: bool, out: &mut Vec<u8>) {
+    let plain = |argument: &Vec<u8>| {
+        !argument.is_empty() && argument.iter().all(|byte| byte.is_ascii_graphic() && !b"\"'\\".contains(byte))
+    };
+    if inline && arguments.iter().all(plain) {
+        let line: Vec<&[u8]> = arguments.iter().map(Vec::as_slice).collect();
+        out.extend_from_slice(&line.join(&b' '));
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    out.extend_from_slice(format!("*{}\r\n", arguments.len()).as_bytes());
+    for argument in arguments {
+        out.extend_from_slice(format!("${}\r\n", argument.len()).as_bytes());
+        out.extend_from_slice(argument);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Parses one reply from the front of `bytes`: `Ok(None)` if it is incomplete.
+pub fn parse_reply(bytes: &[u8]) -> Result<Option<(Reply, usize)>, String> {
+    let Some(line_end) = bytes.windows(2).position(|pair| pair == b"\r\n") else { return Ok(None) };
+    let line = std::str::from_utf8(&bytes[1..line_end]).map_err(|_| "a reply header that is not UTF-8")?;
+    let after = line_end + 2;
+    let number = || line.parse::<i64>().map_err(|_| format!("bad number in reply header {line:?}"));
+    match bytes.first() {
+        Some(b'+') => Ok(Some((Reply::Simple(line.to_string()), after))),
+        Some(b'-') => Ok(Some((Reply::Error(line.to_string()), after))),
+        Some(b':') => Ok(Some((Reply::Integer(number()?), after))),
+        Some(b'$') => {
+            let length = number()?;
+            if length < 0 {
+                return Ok(Some((Reply::Bulk(None), after)));
+            }
+            let end = after + length as usize;
+            if bytes.len() < end + 2 {
+                return Ok(None);
+            }
+            Ok(Some((Reply::Bulk(Some(bytes[after..end].to_vec())), end + 2)))
+        }
+        Some(b'*') => {
+            let count = number()?;
+            if count < 0 {
+                return Ok(Some((Reply::Array(None), after)));
+            }
+            let mut items = Vec::new();
+            let mut at = after;
+            for _ in 0..count {
+                match parse_reply(&bytes[at..])? {
+                    Some((item, used)) => {
+                        items.push(item);
+                        at += used;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Reply::Array(Some(items)), at)))
+        }
+        _ => Err(format!("a reply starting with {:?}", bytes.first())),
+    }
+}

@@ -1,0 +1,333 @@
+//! Recording requests with the checker and checking every reply against it.
+
+use quill_core::{Reply, Request};
+
+use crate::checker::{family, Family, Status, ValueId};
+use crate::runner::{written_keys, Outstanding, Sim};
+
+pub fn describe_request(request: &Request) -> String {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(24)]).into_owned();
+    match request {
+        Request::Get { key } | Request::StrLen { key } => format!("{} {}", request.name(), text(key)),
+        Request::Set { key, value, .. } => format!("set {} ({} bytes)", text(key), value.len()),
+        Request::Append { key, value } => format!("append {} {}", text(key), text(value)),
+        Request::IncrBy { key, delta } => format!("incrby {} {delta}", text(key)),
+        Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
+            format!("{} {}", request.name(), keys.iter().map(|key| text(key)).collect::<Vec<_>>().join(" "))
+        }
+        Request::MSet { pairs } => {
+            format!("mset {}", pairs.iter().map(|(key, _)| text(key)).collect::<Vec<_>>().join(" "))
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn describe_reply(reply: &Reply) -> String {
+    match reply {
+        Reply::Bulk(Some(value)) => format!("{} bytes #{:016x}", value.len(), crate::trace::digest(value)),
+        Reply::Array(Some(items)) => format!("[{}]", items.iter().map(describe_reply).collect::<Vec<_>>().join(", ")),
+        other => format!("{other:?}"),
+    }
+}
+
+fn reply_word(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Simple(text) | Reply::Error(text) => crate::trace::digest(text.as_bytes()),
+        Reply::Integer(value) => *value as u64,
+        Reply::Bulk(Some(value)) => crate::trace::digest(value),
+        Reply::Bulk(None) | Reply::Array(None) => 0,
+        Reply::Array(Some(items)) => items.iter().map(reply_word).fold(0, |hash, word| hash.rotate_left(7) ^ word),
+    }
+}
+
+/// The verifier's pipeline depth at the end of a run.
+const VERIFY_PIPELINE: usize = crate::runner::VERIFY_CHUNK_KEYS;
+
+/// What an error reply means for the request it answers.
+enum ErrorMeaning {
+    /// Not applied (refused before anything was written).
+    NotApplied,
+    /// Maybe applied: it was written but never made durable.
+    Unknown,
+    /// A read that failed on a fault the simulator injected.
+    ReadFault,
+}
+
+impl Sim {
+    pub(crate) fn begin_in_checker(&mut self, op_id: u64, request: &Request, invoked: u64) {
+        if matches!(request, Request::FlushAll) {
+            return self.checker.begin_flush(op_id, invoked);
+        }
+        let keys = written_keys(request);
+        if keys.is_empty() || is_conditional_set(request) {
+            // A conditional SET also reads: it judges the state it meets, so the history it
+            // may have met must not be pruned before its reply.
+            self.checker.begin_read(invoked);
+        }
+        if keys.is_empty() {
+            return;
+        }
+        for key in keys {
+            let (value, amount) = match request {
+                Request::Set { value, .. } => (Some(ValueId::of(value)), 0),
+                Request::MSet { pairs } => {
+                    let value = pairs.iter().rev().find(|(candidate, _)| *candidate == key).map(|(_, value)| value);
+                    (value.map(|value| ValueId::of(value)), 0)
+                }
+                Request::IncrBy { delta, .. } => (None, *delta),
+                Request::Append { value, .. } => {
+                    (None, i64::from_str_radix(&String::from_utf8_lossy(&value[..7]), 16).unwrap_or(-1))
+                }
+                _ => (None, 0),
+            };
+            self.checker.begin_write(key, op_id, value, amount, invoked);
+        }
+    }
+
+    pub(crate) fn on_reply(&mut self, client: usize, reply: Reply) {
+        let Some(outstanding) = self.clients[client].outstanding.pop_front() else {
+            return self.checker.fail(
+                "a reply for a client with nothing outstanding",
+                b"",
+                "no reply".into(),
+                format!("{reply:?}"),
+            );
+        };
+        let responded = self.checker.now();
+        let op_id = outstanding.op_id;
+        self.trace.record(self.tick, &[2, client as u64, op_id, reply_word(&reply)], |line| {
+            line.push_str(&format!("client {client} gets op {op_id}: {}", describe_reply(&reply)))
+        });
+        let keys = written_keys(&outstanding.request);
+        if let Reply::Error(text) = &reply {
+            if text.starts_with("ERR Protocol error") {
+                self.clients[client].expect_close = true;
+            }
+            return self.on_error_reply(&outstanding, &keys, text, responded);
+        }
+        if matches!(outstanding.request, Request::FlushAll) {
+            self.check_write_reply(&outstanding, &reply, responded);
+            return self.checker.end_flush(op_id, Status::Acknowledged, responded);
+        }
+        if keys.is_empty() {
+            self.check_read(&outstanding, &reply, responded);
+            self.checker.end_read(outstanding.invoked);
+            return;
+        }
+        if let Request::Set { key, condition, .. } = &outstanding.request {
+            if *condition != quill_core::command::SetCondition::Always {
+                return self.on_conditional_set_reply(&outstanding, key, *condition, &reply, responded);
+            }
+        }
+        self.check_write_reply(&outstanding, &reply, responded);
+        for key in &keys {
+            self.checker.end_write(key, op_id, Status::Acknowledged, responded);
+        }
+    }
+
+    fn on_conditional_set_reply(
+        &mut self,
+        outstanding: &Outstanding,
+        key: &[u8],
+        condition: quill_core::command::SetCondition,
+        reply: &Reply,
+        responded: u64,
+    ) {
+        let wants_absent = condition == quill_core::command::SetCondition::IfAbsent;
+        let wrote = match reply {
+            Reply::Simple(text) if text == "OK" => true,
+            Reply::Bulk(None) => false,
+            other => return self.mismatch(key, "OK or nil", other),
+        };
+        let (op_id, invoked) = (outstanding.op_id, outstanding.invoked);
+        self.checker.check_conditional_set(key, op_id, wants_absent, wrote, invoked, responded);
+        self.checker.end_read(invoked);
+        let status = if wrote { Status::Acknowledged } else { Status::Failed };
+        self.checker.end_write(key, op_id, status, responded);
+    }
+
+    fn on_error_reply(&mut self, outstanding: &Outstanding, keys: &[&[u8]], text: &str, responded: u64) {
+        let meaning = match self.classify_error(text) {
+            Some(meaning) => meaning,
+            None => {
+                let key = keys.first().map(|key| key.to_vec()).unwrap_or_default();
+                return self.checker.fail(
+                    "an error reply no injected fault explains",
+                    &key,
+                    "a value".into(),
+                    text.to_string(),
+                );
+            }
+        };
+        let status = match meaning {
+            ErrorMeaning::NotApplied => Status::Failed,
+            ErrorMeaning::Unknown | ErrorMeaning::ReadFault => Status::Indeterminate,
+        };
+        if matches!(outstanding.request, Request::FlushAll) {
+            return self.checker.end_flush(outstanding.op_id, status, responded);
+        }
+        if keys.is_empty() || is_conditional_set(&outstanding.request) {
+            self.checker.end_read(outstanding.invoked);
+        }
+        if keys.is_empty() {
+            return;
+        }
+        for key in keys {
+            self.checker.end_write(key, outstanding.op_id, status, responded);
+        }
+    }
+
+    /// Which error replies the faults injected so far can explain.
+    fn classify_error(&self, text: &str) -> Option<ErrorMeaning> {
+        use crate::faults::FaultKind;
+        let write_faults = self.ledger.count(FaultKind::WriteError) + self.ledger.count(FaultKind::SyncError) > 0;
+        let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
+        let value_limit_small = self.knobs.value_bytes_max < crate::knobs::VALUE_BYTES_MAX_DEFAULT;
+        let pipeline_overfull = self.knobs.pipeline_depth.max(VERIFY_PIPELINE) > self.knobs.client_pipeline_max;
+        // (prefix, explained by the faults so far, meaning)
+        let table = [
+            ("ERR not durable", write_faults, ErrorMeaning::Unknown),
+            ("READONLY", write_faults || self.opened_read_only, ErrorMeaning::NotApplied),
+            ("OOM", true, ErrorMeaning::NotApplied),
+            // Judged when the recovery ends (see crash.rs): a detection or a bug.
+            ("ERR QuillKV could not open", true, ErrorMeaning::NotApplied),
+            ("ERR I/O error reading", read_faults, ErrorMeaning::ReadFault),
+            ("ERR data corrupt", self.ledger.beyond_budget, ErrorMeaning::ReadFault),
+            ("ERR too many commands in flight", pipeline_overfull, ErrorMeaning::NotApplied),
+            ("ERR value too large", value_limit_small, ErrorMeaning::NotApplied),
+            // Over a connection, a bulk above the engine's value limit is refused by the parser,
+            // which then closes the connection, as Redis does.
+            (
+                "ERR Protocol error: invalid bulk length",
+                value_limit_small && self.knobs.network,
+                ErrorMeaning::NotApplied,
+            ),
+        ];
+        table
+            .into_iter()
+            .find(|(prefix, explained, _)| *explained && text.starts_with(prefix))
+            .map(|(_, _, meaning)| meaning)
+    }
+
+    fn check_read(&mut self, outstanding: &Outstanding, reply: &Reply, responded: u64) {
+        let invoked = outstanding.invoked;
+        match (&outstanding.request, reply) {
+            (Request::Get { key }, Reply::Bulk(value)) => self.check_value(key, value.as_deref(), invoked, responded),
+            (Request::MGet { keys }, Reply::Array(Some(values))) if values.len() == keys.len() => {
+                for (key, value) in keys.iter().zip(values) {
+                    match value {
+                        Reply::Bulk(value) => self.check_value(key, value.as_deref(), invoked, responded),
+                        other => self.mismatch(key, "a bulk string", other),
+                    }
+                }
+            }
+            (Request::Exists { keys }, Reply::Integer(count)) => self.check_exists(keys, *count, invoked, responded),
+            (Request::StrLen { key }, Reply::Integer(length)) => self.check_strlen(key, *length, invoked, responded),
+            (Request::DbSize, Reply::Integer(count)) => {
+                let known = self.checker.keys.len() as i64;
+                if *count < 0 || *count > known {
+                    let got = count.to_string();
+                    self.checker.fail(
+                        "DBSIZE counted more keys than were ever written",
+                        b"",
+                        format!("0..={known}"),
+                        got,
+                    );
+                }
+            }
+            (Request::Ping { message: None }, Reply::Simple(text)) if text == "PONG" => {}
+            (Request::Ping { message: Some(message) }, Reply::Bulk(Some(echoed))) if echoed == message => {}
+            (request, other) => self.mismatch(request_key(request), "a reply of the request's type", other),
+        }
+    }
+
+    fn check_value(&mut self, key: &[u8], value: Option<&[u8]>, invoked: u64, responded: u64) {
+        match family(key) {
+            Some(Family::Register) => self.checker.check_register(key, value.map(ValueId::of), invoked, responded),
+            Some(Family::Counter) => {
+                let parsed = value.map_or(Some(0), |bytes| String::from_utf8_lossy(bytes).parse::<i64>().ok());
+                match parsed {
+                    Some(number) => self.checker.check_counter(key, number, invoked, responded),
+                    None => self.checker.fail(
+                        "a counter holds a non-integer",
+                        key,
+                        "an integer".into(),
+                        format!("{value:?}"),
+                    ),
+                }
+            }
+            Some(Family::Append) => self.checker.check_appends(key, value.unwrap_or_default(), invoked, responded),
+            None => {
+                self.checker.fail("a key outside the workload's families", key, "k, c or a keys".into(), String::new())
+            }
+        }
+    }
+
+    fn check_exists(&mut self, keys: &[Vec<u8>], count: i64, invoked: u64, responded: u64) {
+        let (mut low, mut high) = (0, 0);
+        for key in keys {
+            let (may_be_absent, may_be_present) = self.checker.register_possibilities(key, invoked, responded);
+            low += i64::from(!may_be_absent);
+            high += i64::from(may_be_present);
+        }
+        if count < low || count > high {
+            let key = keys.first().cloned().unwrap_or_default();
+            self.checker.fail(
+                "EXISTS counted keys the history does not allow",
+                &key,
+                format!("{low}..={high}"),
+                count.to_string(),
+            );
+        }
+    }
+
+    fn check_strlen(&mut self, key: &[u8], length: i64, invoked: u64, responded: u64) {
+        let lengths = self.checker.register_lengths(key, invoked, responded);
+        if !lengths.contains(&(length as usize)) {
+            self.checker.fail(
+                "STRLEN returned a length no allowed value has",
+                key,
+                format!("one of {lengths:?}"),
+                length.to_string(),
+            );
+        }
+    }
+
+    fn check_write_reply(&mut self, outstanding: &Outstanding, reply: &Reply, responded: u64) {
+        let request = &outstanding.request;
+        match (request, reply) {
+            (Request::Set { .. } | Request::MSet { .. } | Request::FlushAll, Reply::Simple(text)) if text == "OK" => {}
+            (Request::Del { keys }, Reply::Integer(count)) if *count >= 0 && *count as usize <= keys.len() => {}
+            (Request::IncrBy { key, .. }, Reply::Integer(value)) => {
+                self.checker.check_counter(key, *value, outstanding.invoked, responded);
+            }
+            (Request::Append { key, .. }, Reply::Integer(length)) => {
+                self.checker.check_append_length(key, *length, outstanding.invoked, responded);
+            }
+            (request, other) => self.mismatch(request_key(request), "the write's success reply", other),
+        }
+    }
+
+    fn mismatch(&mut self, key: &[u8], expected: &str, got: &Reply) {
+        self.checker.fail("a reply of the wrong shape", key, expected.to_string(), format!("{got:?}"));
+    }
+}
+
+pub(crate) fn is_conditional_set(request: &Request) -> bool {
+    matches!(request, Request::Set { condition, .. } if *condition != quill_core::command::SetCondition::Always)
+}
+
+fn request_key(request: &Request) -> &[u8] {
+    match request {
+        Request::Get { key }
+        | Request::StrLen { key }
+        | Request::Set { key, .. }
+        | Request::IncrBy { key, .. }
+        | Request::Append { key, .. } => key,
+        Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
+            keys.first().map_or(&[], |key| key)
+        }
+        Request::MSet { pairs } => pairs.first().map_or(&[], |(key, _)| key),
+        _ => &[],
+    }
+}

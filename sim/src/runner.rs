@@ -1,0 +1,470 @@
+//! One seed's run: the event loop over virtual time.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use quill_core::server::{Server, ServerConfig, DIRECT_CLIENT_BASE};
+use quill_core::{Config, Engine, Request};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::{Checker, Violation};
+use crate::disk::SimDisk;
+use crate::faults::FaultLedger;
+use crate::knobs::{FaultLevel, Knobs};
+use crate::trace::Trace;
+use crate::workload;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub ops: u64,
+    pub faults: FaultLevel,
+    /// Overrides the seed's drawn client count (shrinking).
+    pub clients: Option<usize>,
+    /// Fault decisions (by ordinal, from 1) to skip (shrinking).
+    pub fault_mask: BTreeSet<u64>,
+    pub keep_trace: bool,
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<quill_core::engine::PlantedBug>,
+}
+
+impl SimOptions {
+    pub fn new(seed: u64, ops: u64, faults: FaultLevel) -> SimOptions {
+        SimOptions {
+            seed,
+            ops,
+            faults,
+            clients: None,
+            fault_mask: BTreeSet::new(),
+            keep_trace: false,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+}
+
+/// How a seed's run ended.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub violation: Option<Violation>,
+    /// Set when the run stopped early because the engine detected damage beyond the fault budget
+    /// (for example it refused to open a log corrupt in the middle): a pass.
+    pub stopped_by_detection: Option<String>,
+    /// Set when the run stopped because damage hit the one place the design cannot tell from a
+    /// torn tail: the last acknowledged batch before a crash (see docs/simulation.md).
+    pub stopped_at_design_limit: bool,
+    pub ops: u64,
+    pub ticks: u64,
+    pub crashes: u64,
+    pub ledger: FaultLedger,
+    pub trace_hash: u64,
+    pub trace_events: u64,
+    pub trace: Vec<String>,
+    pub knobs: Knobs,
+    /// How many fault decisions were made (the mask's range, for shrinking).
+    pub fault_decisions: u64,
+    pub reads_checked: u64,
+}
+
+impl SeedReport {
+    pub fn passed(&self) -> bool {
+        self.violation.is_none()
+    }
+}
+
+/// A request a simulated client is waiting on.
+pub(crate) struct Outstanding {
+    pub op_id: u64,
+    pub request: Request,
+    pub invoked: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct SimClient {
+    pub outstanding: VecDeque<Outstanding>,
+    /// In network mode: the client's connection, bytes not yet delivered, replies not yet parsed.
+    pub connection: Option<u64>,
+    pub unsent: Vec<u8>,
+    pub received: Vec<u8>,
+    /// The server answered a protocol error: it will close this connection.
+    pub expect_close: bool,
+}
+
+pub(crate) struct Sim {
+    pub options: SimOptions,
+    pub knobs: Knobs,
+    pub config: Config,
+    pub workload_rng: ChaCha8Rng,
+    pub fault_rng: ChaCha8Rng,
+    pub latency_rng: ChaCha8Rng,
+    pub server: Server,
+    pub disk: SimDisk,
+    pub storage: crate::storage::InFlight,
+    pub clients: Vec<SimClient>,
+    pub checker: Checker,
+    pub ledger: FaultLedger,
+    pub trace: Trace,
+    pub tick: u64,
+    pub op_id_next: u64,
+    pub ops_submitted: u64,
+    pub crashes: u64,
+    pub fault_ordinal: u64,
+    pub faults_enabled: bool,
+    pub recovering: bool,
+    /// Format has completed (a crash before that would only lose an unformatted volume).
+    pub formatted: bool,
+    /// The engine was last opened read-only: writes may be refused with READONLY.
+    pub opened_read_only: bool,
+    pub stopped_by_detection: Option<String>,
+    pub stopped_at_design_limit: bool,
+    /// At the last crash: the last acknowledged batch's blocks, if bit rot or a misdirected write
+    /// had damaged them.
+    pub tail_exposure: Option<(u64, u64)>,
+}
+
+/// Ticks allowed, once faults stop, for every outstanding request to complete.
+pub const LIVENESS_TICKS_MAX: u64 = 200_000;
+/// The id of the client that reads every key at the end.
+const VERIFIER_CLIENT: usize = 1000;
+/// The verifier's pipeline: well under the engine's per-client limit.
+pub(crate) const VERIFY_CHUNK_KEYS: usize = 256;
+
+const _: () = assert!(VERIFY_CHUNK_KEYS < 4096);
+
+fn stream(seed: u64, number: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(number);
+    rng
+}
+
+/// Runs one seed to its end and reports.
+pub fn run_seed(options: &SimOptions) -> SeedReport {
+    let mut sim = Sim::new(options.clone());
+    sim.run();
+    sim.report()
+}
+
+impl Sim {
+    fn new(options: SimOptions) -> Sim {
+        let mut knobs = Knobs::draw(&mut stream(options.seed, 0), options.faults);
+        if let Some(clients) = options.clients {
+            knobs.clients = clients.max(1);
+        }
+        if knobs.mix[9] > 0 {
+            knobs.mix[7] = 0; // FLUSHALL seeds use registers only (see the checker)
+            knobs.mix[8] = 0;
+        }
+        let config = Sim::engine_config(&knobs, &options);
+        let mut fault_rng = stream(options.seed, 2);
+        let volume_id = fault_rng.gen();
+        Sim {
+            server: Server::new(Engine::format(config.clone(), volume_id), server_config()),
+            disk: SimDisk::new(knobs.volume_blocks),
+            storage: Default::default(),
+            clients: (0..=VERIFIER_CLIENT.min(knobs.clients)).map(|_| SimClient::default()).collect(),
+            checker: Checker::default(),
+            ledger: FaultLedger::default(),
+            trace: Trace::new(options.keep_trace),
+            tick: 0,
+            op_id_next: 1,
+            ops_submitted: 0,
+            crashes: 0,
+            fault_ordinal: 0,
+            faults_enabled: options.faults != FaultLevel::None,
+            // Format is judged like a recovery: an injected I/O error there means format again.
+            recovering: true,
+            formatted: false,
+            opened_read_only: false,
+            stopped_by_detection: None,
+            stopped_at_design_limit: false,
+            tail_exposure: None,
+            workload_rng: stream(options.seed, 1),
+            fault_rng,
+            latency_rng: stream(options.seed, 3),
+            knobs,
+            config,
+            options,
+        }
+    }
+
+    fn engine_config(knobs: &Knobs, options: &SimOptions) -> Config {
+        let mut config = Config::for_volume_bytes(knobs.volume_blocks * quill_core::BLOCK_BYTES as u64);
+        config.queue_depth_max = knobs.queue_depth;
+        config.client_pipeline_max = knobs.client_pipeline_max;
+        config.write_through = knobs.write_through;
+        // Derived from the seed: the index's iteration order is reproducible.
+        config.hash_seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0051_5749_4c4c_4b56;
+        config.cache_bytes_max = knobs.cache_bytes;
+        config.batch_blocks_max = knobs.batch_blocks_max;
+        config.value_bytes_max = knobs.value_bytes_max;
+        #[cfg(feature = "planted-bugs")]
+        {
+            config.planted_bug = options.planted_bug;
+        }
+        config
+    }
+
+    /// Decides whether a fault with probability `ppm` happens now, honouring the shrink mask.
+    pub fn fault(&mut self, ppm: u32) -> bool {
+        if !self.faults_enabled || ppm == 0 || self.fault_rng.gen_range(0..1_000_000) >= ppm {
+            return false;
+        }
+        self.fault_ordinal += 1;
+        !self.options.fault_mask.contains(&self.fault_ordinal)
+    }
+
+    fn run(&mut self) {
+        self.reconnect_all();
+        self.drain_engine();
+        let tick_limit = self.options.ops * 2_000 + 1_000_000;
+        while self.ops_submitted < self.options.ops && self.tick < tick_limit && self.is_running() {
+            self.step();
+        }
+        if !self.is_running() {
+            return;
+        }
+        self.faults_enabled = false;
+        self.settle("the workload");
+        let keys: Vec<Vec<u8>> = self.checker.keys.keys().cloned().collect();
+        for chunk in keys.chunks(VERIFY_CHUNK_KEYS) {
+            if !self.is_running() {
+                break;
+            }
+            self.verify_keys(chunk);
+            self.settle("the final verification");
+        }
+        if self.is_running() {
+            self.check_no_unknown_keys();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.checker.violation.is_none() && self.stopped_by_detection.is_none()
+    }
+
+    /// One tick: completions due, faults, new requests.
+    fn step(&mut self) {
+        self.tick = self.next_tick();
+        self.server.tick(self.tick);
+        self.drain_engine();
+        self.deliver_due_completions();
+        self.after_recovery_if_done();
+        if !self.is_running() {
+            return;
+        }
+        self.formatted |= self.engine().is_ready();
+        if self.engine().read_only_reason().is_some() {
+            return self.crash();
+        }
+        if self.formatted
+            && self.crashes < u64::from(self.knobs.crashes_max)
+            && self.fault(self.knobs.crash_per_tick_ppm)
+        {
+            return self.crash();
+        }
+        if self.fault(self.knobs.bit_flip_per_tick_ppm) {
+            if let Some(block) = self.flip_a_bit() {
+                self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
+                self.trace
+                    .record(self.tick, &[7, block], |line| line.push_str(&format!("fault bit_flip block {block}")));
+            }
+        }
+        self.submit_requests();
+        self.deliver_network();
+        if self.knobs.network && self.fault(self.knobs.disconnect_per_tick_ppm) {
+            self.disconnect_one();
+        }
+    }
+
+    /// Bit rot: half the time in a live value (what reads will meet), else anywhere on disk.
+    fn flip_a_bit(&mut self) -> Option<u64> {
+        if self.fault_rng.gen_range(0..20) == 0 {
+            // A superblock copy, now and then: the other copy must carry the open.
+            let copy = self.fault_rng.gen_range(0..quill_core::format::SUPERBLOCK_COPIES as u64);
+            let bit = self.fault_rng.gen_range(0..64 * 8); // within the fields and checksum
+            return self.disk.flip_bit_at(copy * quill_core::BLOCK_BYTES as u64 * 8 + bit);
+        }
+        let live = self.engine().durable_index().count();
+        if live == 0 || self.fault_rng.gen_bool(0.5) {
+            return self.disk.flip_bit(&mut self.fault_rng);
+        }
+        let pick = self.fault_rng.gen_range(0..live);
+        let (key, location) = self.engine().durable_index().nth(pick).map(|(key, location)| (key.len(), location))?;
+        let value_start = location.offset_bytes + (quill_core::format::RECORD_HEADER_BYTES + key) as u64;
+        let value_end = location.offset_bytes + u64::from(location.record_bytes);
+        if value_end <= value_start {
+            return self.disk.flip_bit(&mut self.fault_rng);
+        }
+        let bit = self.fault_rng.gen_range(value_start * 8..value_end * 8);
+        self.disk.flip_bit_at(bit)
+    }
+
+    /// The next tick with something to do: now + 1 if a client may submit, else the next
+    /// completion.
+    fn next_tick(&self) -> u64 {
+        let may_send = self.clients.iter().any(|client| !client.unsent.is_empty());
+        let may_submit = may_send
+            || self.ops_submitted < self.options.ops
+                && self.clients[..self.knobs.clients]
+                    .iter()
+                    .any(|client| client.outstanding.len() < self.knobs.pipeline_depth);
+        match self.storage.next_due() {
+            Some(due) if !may_submit => due.max(self.tick + 1),
+            _ => self.tick + 1,
+        }
+    }
+
+    fn submit_requests(&mut self) {
+        for client in 0..self.knobs.clients {
+            if self.ops_submitted >= self.options.ops
+                || self.clients[client].outstanding.len() >= self.knobs.pipeline_depth
+            {
+                continue;
+            }
+            if self.workload_rng.gen_range(0..4) == 0 {
+                continue; // clients think, so arrivals spread out
+            }
+            let op_id = self.op_id_next;
+            let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
+            self.send(client, request);
+            self.ops_submitted += 1;
+        }
+    }
+
+    /// Sends a request from `client` and records it with the checker.
+    pub fn send(&mut self, client: usize, request: Request) {
+        let op_id = self.op_id_next;
+        self.op_id_next += 1;
+        let invoked = self.checker.now();
+        self.begin_in_checker(op_id, &request, invoked);
+        let name = request.name();
+        self.trace.record(self.tick, &[1, client as u64, op_id, crate::trace::digest(name.as_bytes())], |line| {
+            line.push_str(&format!("client {client} sends op {op_id}: {}", crate::replies::describe_request(&request)))
+        });
+        let inline = self.workload_rng.gen_range(0..5) == 0;
+        let state = &mut self.clients[client];
+        state.outstanding.push_back(Outstanding { op_id, request: request.clone(), invoked });
+        if state.connection.is_some() {
+            crate::network::encode(&crate::network::arguments(&request), inline, &mut state.unsent);
+        } else {
+            self.server.submit_direct(DIRECT_CLIENT_BASE + client as u64, request);
+        }
+        self.drain_engine();
+    }
+
+    /// Drains the server's outputs in the documented order: I/O, output bytes, closes; and the
+    /// replies to direct clients.
+    pub fn drain_engine(&mut self) {
+        while let Some(request) = self.server.poll_io() {
+            self.issue_io(request);
+        }
+        while let Some((connection, bytes)) = self.server.poll_output() {
+            self.on_output(connection, &bytes);
+        }
+        while let Some(connection) = self.server.poll_close() {
+            self.on_close(connection);
+        }
+        while let Some((client, reply)) = self.server.poll_direct_reply() {
+            self.on_reply((client - DIRECT_CLIENT_BASE) as usize, reply);
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.server.engine()
+    }
+
+    /// Runs with faults off until every outstanding request is answered, or fails liveness.
+    fn settle(&mut self, phase: &str) {
+        let deadline = self.tick + LIVENESS_TICKS_MAX;
+        while self.is_running() && self.tick < deadline {
+            if self.engine().read_only_reason().is_some() || self.engine().open_error().is_some() && !self.recovering {
+                self.crash();
+                continue;
+            }
+            let waiting = self.clients.iter().any(|client| !client.outstanding.is_empty());
+            if !waiting && self.storage.is_empty() && !self.recovering {
+                return;
+            }
+            self.step();
+        }
+        if self.is_running() {
+            let outstanding: usize = self.clients.iter().map(|client| client.outstanding.len()).sum();
+            self.checker.fail(
+                format!("liveness: after {phase}, with faults off, requests were still outstanding after {LIVENESS_TICKS_MAX} ticks"),
+                b"",
+                "every request answered".into(),
+                format!("{outstanding} outstanding, {} I/Os in flight; engine: {}", self.storage.len(), self.engine().debug_state()),
+            );
+        }
+    }
+
+    /// Reads keys the model knows, through the engine, as one more client.
+    fn verify_keys(&mut self, keys: &[Vec<u8>]) {
+        let verifier = self.clients.len() - 1;
+        for key in keys {
+            self.send(verifier, Request::Get { key: key.clone() });
+        }
+    }
+
+    /// No key the workload never wrote may exist.
+    fn check_no_unknown_keys(&mut self) {
+        let unknown = self
+            .engine()
+            .durable_index()
+            .map(|(key, _)| key.to_vec())
+            .find(|key| crate::checker::family(key).is_none() || !self.checker.keys.contains_key(key));
+        if let Some(key) = unknown {
+            self.checker.fail("a key that was never written exists", &key, "absent".into(), "present".into());
+        }
+        if self.engine().key_count() != self.engine().durable_index().count() as u64 {
+            let got = format!(
+                "{} keys in DBSIZE, {} in the index",
+                self.engine().key_count(),
+                self.engine().durable_index().count()
+            );
+            self.checker.fail("DBSIZE disagrees with the index once idle", b"", "equal".into(), got);
+        }
+    }
+
+    fn report(mut self) -> SeedReport {
+        self.ledger.finish();
+        SeedReport {
+            seed: self.options.seed,
+            violation: self.checker.violation.take(),
+            stopped_by_detection: self.stopped_by_detection.take(),
+            stopped_at_design_limit: self.stopped_at_design_limit,
+            ops: self.ops_submitted,
+            ticks: self.tick,
+            crashes: self.crashes,
+            trace_hash: self.trace.hash(),
+            trace_events: self.trace.events,
+            trace: self.trace.lines().to_vec(),
+            knobs: self.knobs.clone(),
+            fault_decisions: self.fault_ordinal,
+            reads_checked: self.checker.reads_checked,
+            ledger: self.ledger,
+        }
+    }
+}
+
+/// The simulated server's limits (the defaults; the engine's own limits are knobs).
+pub(crate) fn server_config() -> ServerConfig {
+    ServerConfig::default()
+}
+
+/// Keys a request writes, for the checker (FLUSHALL is recorded apart: it writes every key).
+pub(crate) fn written_keys(request: &Request) -> Vec<&[u8]> {
+    match request {
+        Request::Set { key, .. } | Request::IncrBy { key, .. } | Request::Append { key, .. } => vec![key],
+        Request::MSet { pairs } => pairs.iter().map(|(key, _)| key.as_slice()).collect(),
+        Request::Del { keys } => {
+            let mut keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        }
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,192 @@
+//! The simulated storage path: I/O requests from the engine get a latency and maybe a fault,
+//! wait in a queue ordered by due tick, and complete against the simulated disk.
+
+use std::collections::BTreeMap;
+
+use quill_core::{IoCompletion, IoError, IoKind, IoRequest, BLOCK_BYTES};
+use rand::Rng;
+
+use crate::faults::{FaultKind, Outcome};
+use crate::runner::Sim;
+
+/// An I/O in flight in the simulator.
+pub struct PendingIo {
+    request: IoRequest,
+    /// For a sync: the writes it covers (those completed when it was issued).
+    sync_covers: Vec<u64>,
+    fail: bool,
+    /// For a write: where its bytes really go.
+    target_offset_bytes: u64,
+}
+
+#[derive(Default)]
+pub struct InFlight {
+    queue: BTreeMap<(u64, u64), PendingIo>,
+    issued_next: u64,
+    completed_highest: u64,
+}
+
+impl InFlight {
+    pub fn next_due(&self) -> Option<u64> {
+        self.queue.keys().next().map(|(due, _)| *due)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+fn kind_word(kind: &IoKind) -> [u64; 3] {
+    match kind {
+        IoKind::Read { offset_bytes, length_bytes } => [1, *offset_bytes, u64::from(*length_bytes)],
+        IoKind::Write { offset_bytes, data } => [2, *offset_bytes, crate::trace::digest(data)],
+        IoKind::WriteDurable { offset_bytes, data } => [8, *offset_bytes, crate::trace::digest(data)],
+        IoKind::Sync => [3, 0, 0],
+    }
+}
+
+impl Sim {
+    pub(crate) fn issue_io(&mut self, request: IoRequest) {
+        let token = request.token.as_u64();
+        let [kind, offset, detail] = kind_word(&request.kind);
+        self.trace.record(self.tick, &[3, token, kind, offset, detail], |line| {
+            line.push_str(&format!("io issue {token:#x} {}", describe_io(&request.kind)))
+        });
+        let (latency_max, fail) = match &request.kind {
+            IoKind::Read { .. } => (self.knobs.read_latency_ticks_max, self.fault(self.knobs.read_error_ppm)),
+            IoKind::Write { .. } | IoKind::WriteDurable { .. } => {
+                (self.knobs.write_latency_ticks_max, self.fault(self.knobs.write_error_ppm))
+            }
+            IoKind::Sync => (self.knobs.write_latency_ticks_max, self.fault(self.knobs.sync_error_ppm)),
+        };
+        let mut pending = PendingIo { sync_covers: Vec::new(), fail, target_offset_bytes: 0, request };
+        let issued = self.storage.issued_next;
+        self.storage.issued_next += 1;
+        match &pending.request.kind {
+            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+                pending.target_offset_bytes = self.write_target(*offset_bytes, data.len());
+                self.disk.begin_write(issued, pending.target_offset_bytes, *offset_bytes, data.clone());
+            }
+            IoKind::Sync => pending.sync_covers = self.disk.sync_snapshot(),
+            IoKind::Read { .. } => {}
+        }
+        let due = self.tick + 1 + self.latency_rng.gen_range(0..=latency_max);
+        self.storage.queue.insert((due, issued), pending);
+    }
+
+    /// Where a write's bytes land: usually where asked, sometimes (misdirected) elsewhere in
+    /// the log region.
+    fn write_target(&mut self, offset_bytes: u64, length_bytes: usize) -> u64 {
+        if !self.fault(self.knobs.misdirect_ppm) {
+            return offset_bytes;
+        }
+        let blocks = (length_bytes / BLOCK_BYTES) as u64;
+        let first = quill_core::format::LOG_START_BLOCK;
+        let last = self.knobs.volume_blocks.saturating_sub(blocks).max(first + 1);
+        let target = self.fault_rng.gen_range(first..last) * BLOCK_BYTES as u64;
+        let intended = offset_bytes / BLOCK_BYTES as u64;
+        let landed = target / BLOCK_BYTES as u64;
+        let damaged = (intended..intended + blocks).chain(landed..landed + blocks);
+        self.ledger.inject_damage(FaultKind::MisdirectedWrite, damaged);
+        self.trace.record(self.tick, &[7, 8, offset_bytes, target], |line| {
+            line.push_str(&format!("fault misdirected_write: {offset_bytes} lands at {target}"))
+        });
+        target
+    }
+
+    pub(crate) fn deliver_due_completions(&mut self) {
+        let limit = self.storage.queue.len();
+        for _ in 0..limit {
+            let Some((&(due, issued), _)) = self.storage.queue.first_key_value() else { break };
+            if due > self.tick {
+                break;
+            }
+            let pending = self.storage.queue.remove(&(due, issued)).expect("first entry exists");
+            if issued < self.storage.completed_highest {
+                self.ledger.inject_resolved(FaultKind::Reorder, Outcome::Harmless);
+            }
+            self.storage.completed_highest = self.storage.completed_highest.max(issued);
+            self.complete_io(issued, pending);
+            if !self.is_running() {
+                return;
+            }
+        }
+    }
+
+    fn complete_io(&mut self, issued: u64, pending: PendingIo) {
+        let token = pending.request.token;
+        let result = match &pending.request.kind {
+            IoKind::Read { offset_bytes, length_bytes } if pending.fail => {
+                self.ledger.inject_resolved(FaultKind::ReadError, Outcome::Detected);
+                let _ = (offset_bytes, length_bytes);
+                Err(IoError::Eio)
+            }
+            IoKind::Read { offset_bytes, length_bytes } => Ok(self.disk.read(*offset_bytes, *length_bytes as usize)),
+            IoKind::Write { data, .. } | IoKind::WriteDurable { data, .. } if pending.fail => {
+                let landed = self.fault_rng.gen_bool(0.5);
+                if landed {
+                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, pending.target_offset_bytes, data.len());
+                }
+                self.disk.fail_write(issued, landed);
+                self.ledger.inject_resolved(FaultKind::WriteError, Outcome::Detected);
+                Err(IoError::Eio)
+            }
+            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+                if pending.target_offset_bytes == *offset_bytes {
+                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, *offset_bytes, data.len());
+                }
+                self.disk.complete_write(issued);
+                if matches!(pending.request.kind, IoKind::WriteDurable { .. }) {
+                    self.disk.complete_sync(&[issued]); // O_DSYNC: durable on completion
+                }
+                Ok(Vec::new())
+            }
+            IoKind::Sync if pending.fail => {
+                self.ledger.inject_resolved(FaultKind::SyncError, Outcome::Detected);
+                Err(IoError::Eio)
+            }
+            IoKind::Sync => {
+                self.disk.complete_sync(&pending.sync_covers);
+                Ok(Vec::new())
+            }
+        };
+        let ok = result.is_ok();
+        let token_word = token.as_u64();
+        self.trace.record(self.tick, &[4, token_word, u64::from(ok)], |line| {
+            line.push_str(&format!("io done {token_word:#x} {}", if ok { "ok" } else { "EIO (injected)" }))
+        });
+        let read_range = match &pending.request.kind {
+            IoKind::Read { offset_bytes, length_bytes } if ok && !self.recovering => Some((
+                *offset_bytes / BLOCK_BYTES as u64,
+                (*offset_bytes + u64::from(*length_bytes)) / BLOCK_BYTES as u64,
+            )),
+            _ => None,
+        };
+        let failures_before = self.engine().stats().checksum_failures;
+        self.server.complete(IoCompletion { token, result });
+        if let Some((first, end)) = read_range {
+            if self.ledger.has_damage_in(first, end) {
+                let detected = self.engine().stats().checksum_failures > failures_before;
+                self.ledger.resolve_blocks(first, end, if detected { Outcome::Detected } else { Outcome::Harmless });
+            }
+        }
+        self.drain_engine();
+    }
+}
+
+pub fn describe_io(kind: &IoKind) -> String {
+    match kind {
+        IoKind::Read { offset_bytes, length_bytes } => format!("read {length_bytes} bytes at {offset_bytes}"),
+        IoKind::Write { offset_bytes, data } => format!("write {} bytes at {offset_bytes}", data.len()),
+        IoKind::WriteDurable { offset_bytes, data } => format!("durable write {} bytes at {offset_bytes}", data.len()),
+        IoKind::Sync => "sync".to_string(),
+    }
+}

@@ -1,0 +1,63 @@
+//! The simulator as a test: regression seeds, determinism, a trace snapshot and a small swarm.
+
+use quill_sim::{run_seed, FaultKind, FaultLevel, SimOptions};
+
+fn regression_seeds() -> Vec<SimOptions> {
+    let text = include_str!("regressions/seeds.txt");
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let seed = fields[0].parse().expect("seed");
+            let ops = fields[1].parse().expect("ops");
+            let faults = fields[2].parse().expect("fault level");
+            SimOptions::new(seed, ops, faults)
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_that_once_failed_pass() {
+    let seeds = regression_seeds();
+    assert!(seeds.len() >= 6);
+    for options in seeds {
+        let report = run_seed(&options);
+        assert!(report.passed(), "seed {}: {:?}", options.seed, report.violation);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    for seed in [1, 2, 3, 99] {
+        let options = SimOptions::new(seed, 1_000, FaultLevel::Heavy);
+        let (first, second) = (run_seed(&options), run_seed(&options));
+        assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}");
+        assert_eq!(first.ops, second.ops);
+        assert!(first.trace_events > 1_000);
+    }
+    let other = run_seed(&SimOptions::new(4, 1_000, FaultLevel::Heavy));
+    assert_ne!(other.trace_hash, run_seed(&SimOptions::new(1, 1_000, FaultLevel::Heavy)).trace_hash);
+}
+
+#[test]
+fn a_short_seed_trace_is_stable() {
+    let mut options = SimOptions::new(7, 12, FaultLevel::Default);
+    options.keep_trace = true;
+    let report = run_seed(&options);
+    assert!(report.passed());
+    insta::assert_snapshot!(report.trace.join("\n"));
+}
+
+#[test]
+fn a_small_swarm_passes_and_injects_every_fault_kind() {
+    let mut ledger = quill_sim::FaultLedger::default();
+    for seed in 0..60 {
+        let report = run_seed(&SimOptions::new(seed, 1_500, FaultLevel::Heavy));
+        assert!(report.passed(), "seed {seed}: {:?}", report.violation);
+        ledger.merge(&report.ledger);
+    }
+    for kind in FaultKind::ALL {
+        assert!(ledger.count(kind) > 0, "{} never injected", kind.name());
+    }
+}
