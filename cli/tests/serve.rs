@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 struct QuillServer {
     child: Child,
     port: u16,
+    log: std::path::PathBuf,
+}
+
+impl QuillServer {
+    /// What the server printed on stderr so far, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for QuillServer {
@@ -28,19 +36,25 @@ fn free_port() -> u16 {
 
 fn start(path: &Path, extra: &[&str]) -> QuillServer {
     let port = free_port();
+    let log = path.with_extension(format!("{port}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_quill"))
         .args(["serve", "--io", "sync", "--size", &(64u64 << 20).to_string(), "--port", &port.to_string(), "--path"])
         .arg(path)
         .args(extra)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("server log"))
         .spawn()
         .expect("start quill serve");
+    let mut server = QuillServer { child, port, log };
+    // The server opens (recovers) its volume before it accepts: wait until it says it is ready.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "quill serve did not start listening");
+    while !server.log().contains("ready") {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("quill serve exited with {status}: {}", server.log());
+        }
+        assert!(Instant::now() < deadline, "quill serve did not become ready: {}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    QuillServer { child, port }
+    server
 }
 
 fn redis_tools_present() -> bool {
@@ -148,7 +162,8 @@ fn every_acknowledged_set_survives_kill_dash_nine() {
     for round in 0..5 {
         let server = start(&path, &[]);
         let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
-        let mut connection = client.get_connection().expect("connect");
+        let mut connection =
+            client.get_connection().unwrap_or_else(|error| panic!("round {round}: connect: {error}: {}", server.log()));
         for (key, value) in &acknowledged {
             let got: Option<String> = redis::cmd("GET").arg(key).query(&mut connection).expect("get after restart");
             let later = unanswered.as_ref().filter(|(pending, _)| pending == key).map(|(_, value)| value.as_str());

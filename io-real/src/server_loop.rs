@@ -54,7 +54,8 @@ struct Loop {
     started: Instant,
 }
 
-/// Serves until `stop` is set. The volume is formatted if blank, else recovered, first.
+/// Serves until `stop` is set. The volume is formatted if blank, else recovered, first; then
+/// `on_ready` runs, once, before the first connection is served.
 pub fn serve(
     volume: &Volume,
     config: Config,
@@ -62,6 +63,7 @@ pub fn serve(
     server_config: ServerConfig,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let engine = match volume.state {
         VolumeState::Blank => Engine::format(config, random_volume_id()?),
@@ -79,6 +81,7 @@ pub fn serve(
         started: Instant::now(),
     };
     state.open_engine()?;
+    on_ready();
     while !stop.load(Ordering::Relaxed) {
         state.turn()?;
     }

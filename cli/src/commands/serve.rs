@@ -78,7 +78,6 @@ pub fn run(args: ServeArgs) -> u8 {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    eprintln!("quill serve: listening on {}:{} ({})", args.bind, args.port, args.path.display());
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = Arc::clone(&stop);
     std::thread::spawn(move || loop {
@@ -88,7 +87,10 @@ pub fn run(args: ServeArgs) -> u8 {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     });
-    match serve(&volume, config_for_volume(&volume, Some(args.cache_bytes)), io, server_config, listener, stop) {
+    let config = config_for_volume(&volume, Some(args.cache_bytes));
+    let on_ready =
+        || eprintln!("quill serve: ready, listening on {}:{} ({})", args.bind, args.port, args.path.display());
+    match serve(&volume, config, io, server_config, listener, stop, on_ready) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("quill serve: {error}");
