@@ -68,7 +68,7 @@ enum IoArg {
 const LOAD_CONCURRENCY: usize = 1024;
 
 pub fn run(args: BenchArgs) -> u8 {
-    if args.concurrency == 0 || args.keys == 0 || !(args.duration > 0.0) {
+    if args.concurrency == 0 || args.keys == 0 || args.duration.is_nan() || args.duration <= 0.0 {
         eprintln!("quill bench: --concurrency, --keys and --duration must be positive");
         return 2;
     }
