@@ -61,3 +61,23 @@ fn a_small_swarm_passes_and_injects_every_fault_kind() {
         assert!(ledger.count(kind) > 0, "{} never injected", kind.name());
     }
 }
+
+#[test]
+fn the_swarm_compacts_wraps_checkpoints_and_deletes_heavily() {
+    let mut totals = quill_sim::space::SpaceTotals::default();
+    let (mut compacted, mut delete_heavy, mut within_target, mut from_checkpoint) = (0, 0, 0, 0);
+    for seed in 1000..1060 {
+        let report = run_seed(&SimOptions::new(seed, 3_000, FaultLevel::Default));
+        assert!(report.passed(), "seed {seed}: {:?}", report.violation);
+        compacted += u32::from(report.space.tail_advances > 0);
+        delete_heavy += u32::from(report.knobs.delete_heavy && report.space.tail_advances > 0);
+        within_target += u32::from(report.space.ended_within_target);
+        from_checkpoint += u32::from(report.space.checkpoints_loaded > 0);
+        totals.merge(&report.space);
+    }
+    assert!(compacted >= 40, "only {compacted} of 60 seeds moved the log's tail");
+    assert!(delete_heavy >= 3, "only {delete_heavy} delete-heavy seeds compacted");
+    assert!(within_target >= 40, "only {within_target} seeds ended within their space target");
+    assert!(from_checkpoint >= 5, "only {from_checkpoint} seeds restarted from a checkpoint");
+    assert!(totals.records_moved > 0 && totals.checkpoints_written > 0);
+}

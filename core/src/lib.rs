@@ -21,7 +21,7 @@ pub mod resp;
 pub mod server;
 
 pub use command::{Reply, Request};
-pub use engine::{Config, Engine, EngineStats, OpenError};
+pub use engine::{CompactionState, Config, Engine, EngineStats, OpenError, SpaceReport};
 pub use io::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
 
 /// Every I/O offset, length and buffer is a multiple of this many bytes.

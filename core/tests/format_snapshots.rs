@@ -24,6 +24,17 @@ fn superblock_encoding() {
         volume_blocks: 1024,
         log_start_block: 2,
         batch_blocks_max: 64,
+        checkpoint_slot_blocks: 16,
+        tail_block: 40,
+        tail_sequence: 17,
+        checkpoint: Some(quill_core::format::CheckpointRef {
+            slot: 2,
+            checksum: 0x89ab_cdef,
+            bytes: 5000,
+            sequence: 20,
+            replay_block: 60,
+            keys: 99,
+        }),
     };
     let block = superblock.encode();
     assert_eq!(block.len(), 4096);

@@ -23,7 +23,10 @@ pub struct EngineRunner {
 /// largest value) clipped so that small volumes can still be formatted.
 pub fn config_for_volume(volume: &Volume, cache_bytes_max: Option<usize>) -> Config {
     let mut config = Config::for_volume_bytes(volume.size_bytes);
-    let batch_blocks_limit = u32::try_from((config.volume_blocks.saturating_sub(3)) / 2).unwrap_or(u32::MAX);
+    // Room for the checkpoint slots, and for the log to hold batches beyond its reserves (eight
+    // batches' worth; see the engine's space.rs).
+    let log_blocks = config.volume_blocks.saturating_sub(3 + 2 * u64::from(config.checkpoint_slot_blocks));
+    let batch_blocks_limit = u32::try_from(log_blocks / 10).unwrap_or(u32::MAX);
     config.batch_blocks_max = config.batch_blocks_max.min(batch_blocks_limit).max(1);
     // A record (24-byte header, key, value) must fit in one batch; leave room for a 4 KiB key.
     let payload_bytes_max = Config::batch_payload_bytes_max(config.batch_blocks_max);

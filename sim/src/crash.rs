@@ -14,6 +14,8 @@ use crate::runner::Sim;
 impl Sim {
     pub(crate) fn crash(&mut self) {
         self.crashes += 1;
+        let stats = self.engine().stats().clone();
+        self.space.add(&stats);
         let number = self.crashes;
         let read_only = self.engine().read_only_reason().is_some();
         self.trace.record(self.tick, &[5, number, u64::from(read_only)], |line| {
@@ -88,7 +90,7 @@ impl Sim {
             ))
         });
         if let (Some((first, end)), Some(truncated)) = (self.tail_exposure, stats.truncated_at_block) {
-            if truncated < end {
+            if (first..end).contains(&truncated) {
                 self.stopped_at_design_limit = true;
                 self.stopped_by_detection = Some(format!(
                     "bit rot or a misdirected write hit the last acknowledged batch (blocks {first}..{end}) before a crash; recovery cannot tell it from a torn tail and truncated at block {truncated}"

@@ -39,11 +39,13 @@ pub struct SimDisk {
     pub volume_blocks: u64,
     /// The blocks the most recent durable log write was meant for: the last acknowledged batch.
     pub last_durable_log_write: Option<(u64, u64)>,
+    /// The log region ends here (the checkpoint slots follow).
+    pub log_end_block: u64,
 }
 
 impl SimDisk {
-    pub fn new(volume_blocks: u64) -> SimDisk {
-        SimDisk { volume_blocks, ..SimDisk::default() }
+    pub fn new(volume_blocks: u64, log_end_block: u64) -> SimDisk {
+        SimDisk { volume_blocks, log_end_block, ..SimDisk::default() }
     }
 
     fn block(&self, block: u64) -> Option<&Block> {
@@ -97,7 +99,7 @@ impl SimDisk {
         self.unsynced = rest;
         for write in durable {
             let intended = write.intended_offset_bytes / BLOCK_BYTES as u64;
-            if intended >= quill_core::format::LOG_START_BLOCK {
+            if (quill_core::format::LOG_START_BLOCK..self.log_end_block).contains(&intended) {
                 self.last_durable_log_write = Some((intended, intended + (write.data.len() / BLOCK_BYTES) as u64));
             }
             let first = write.offset_bytes / BLOCK_BYTES as u64;

@@ -47,6 +47,15 @@ pub struct Knobs {
     pub value_bytes_max: usize,
     pub volume_blocks: u64,
     pub batch_blocks_max: u32,
+    /// Compaction's chunk, checkpoint slots and interval, and space target: tiny, so that
+    /// compaction, wrap-around, a full disk and checkpoints happen in most seeds.
+    pub compaction_chunk_blocks: u32,
+    pub compaction_batch_percent: u32,
+    pub space_amplification_percent: u32,
+    pub checkpoint_slot_blocks: u32,
+    pub checkpoint_interval_blocks: u64,
+    /// DEL is as frequent as SET.
+    pub delete_heavy: bool,
     pub read_latency_ticks_max: u64,
     pub write_latency_ticks_max: u64,
     pub read_error_ppm: u32,
@@ -91,7 +100,21 @@ impl Knobs {
         if chance(rng, 200_000) {
             mix[9] = 1; // FLUSHALL, rarely, in some seeds
         }
+        // A fifth of the seeds delete as often as they set: tombstones everywhere, which
+        // compaction must keep until no older record of their key remains.
+        let delete_heavy = chance(rng, 200_000);
+        if delete_heavy {
+            mix[2] = mix[0] + rng.gen_range(0..10);
+        }
         let large = chance(rng, 500_000);
+        let batch_blocks_max = rng.gen_range(4..=32);
+        // Most volumes are a few dozen batches: the log wraps many times and compaction runs all
+        // the time; some are small enough to fill (writes meet the disk-full error, reads go on).
+        let volume_blocks = match rng.gen_range(0..10) {
+            0..=3 => u64::from(batch_blocks_max) * rng.gen_range(14..40),
+            4..=7 => u64::from(batch_blocks_max) * rng.gen_range(40..200),
+            _ => rng.gen_range(2_000..12_000),
+        };
         let mut knobs = Knobs {
             clients: rng.gen_range(1..=12),
             pipeline_depth: rng.gen_range(1..=8),
@@ -105,10 +128,18 @@ impl Knobs {
             queue_depth: rng.gen_range(1..=64),
             client_pipeline_max: if chance(rng, 250_000) { rng.gen_range(1..=8) } else { 4096 },
             value_bytes_max: if chance(rng, 250_000) { rng.gen_range(256..4096) } else { VALUE_BYTES_MAX_DEFAULT },
-            // A fifth of the seeds get a volume small enough to fill: writes then meet the
-            // disk-full error while reads go on.
-            volume_blocks: if chance(rng, 200_000) { rng.gen_range(100..800) } else { rng.gen_range(2_000..12_000) },
-            batch_blocks_max: rng.gen_range(8..=64),
+            volume_blocks,
+            batch_blocks_max,
+            compaction_chunk_blocks: batch_blocks_max * rng.gen_range(1..=4),
+            compaction_batch_percent: rng.gen_range(10..=90),
+            space_amplification_percent: rng.gen_range(120..=300),
+            checkpoint_slot_blocks: if chance(rng, 300_000) {
+                0
+            } else {
+                rng.gen_range(1..=(volume_blocks / 8).min(64)) as u32
+            },
+            checkpoint_interval_blocks: rng.gen_range(8..=256),
+            delete_heavy,
             read_latency_ticks_max: rng.gen_range(0..20),
             write_latency_ticks_max: rng.gen_range(0..60),
             read_error_ppm: 0,

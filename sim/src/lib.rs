@@ -16,6 +16,7 @@ pub mod network;
 mod replies;
 pub mod runner;
 pub mod shrink;
+pub mod space;
 mod storage;
 pub mod trace;
 pub mod workload;

@@ -66,6 +66,7 @@ pub struct SeedReport {
     /// How many fault decisions were made (the mask's range, for shrinking).
     pub fault_decisions: u64,
     pub reads_checked: u64,
+    pub space: crate::space::SpaceTotals,
 }
 
 impl SeedReport {
@@ -122,6 +123,7 @@ pub(crate) struct Sim {
     /// At the last crash: the last acknowledged batch's blocks, if bit rot or a misdirected write
     /// had damaged them.
     pub tail_exposure: Option<(u64, u64)>,
+    pub space: crate::space::SpaceTotals,
 }
 
 /// Ticks allowed, once faults stop, for every outstanding request to complete.
@@ -161,7 +163,7 @@ impl Sim {
         let volume_id = fault_rng.gen();
         Sim {
             server: Server::new(Engine::format(config.clone(), volume_id), server_config()),
-            disk: SimDisk::new(knobs.volume_blocks),
+            disk: SimDisk::new(knobs.volume_blocks, knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks)),
             storage: Default::default(),
             clients: (0..=VERIFIER_CLIENT.min(knobs.clients)).map(|_| SimClient::default()).collect(),
             checker: Checker::default(),
@@ -180,6 +182,7 @@ impl Sim {
             stopped_by_detection: None,
             stopped_at_design_limit: false,
             tail_exposure: None,
+            space: Default::default(),
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -198,6 +201,11 @@ impl Sim {
         config.hash_seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0051_5749_4c4c_4b56;
         config.cache_bytes_max = knobs.cache_bytes;
         config.batch_blocks_max = knobs.batch_blocks_max;
+        config.compaction_chunk_blocks = knobs.compaction_chunk_blocks;
+        config.compaction_batch_percent = knobs.compaction_batch_percent;
+        config.space_amplification_percent = knobs.space_amplification_percent;
+        config.checkpoint_slot_blocks = knobs.checkpoint_slot_blocks;
+        config.checkpoint_interval_blocks = knobs.checkpoint_interval_blocks;
         config.value_bytes_max = knobs.value_bytes_max;
         #[cfg(feature = "planted-bugs")]
         {
@@ -227,6 +235,7 @@ impl Sim {
         }
         self.faults_enabled = false;
         self.settle("the workload");
+        self.settle_compaction();
         let keys: Vec<Vec<u8>> = self.checker.keys.keys().cloned().collect();
         for chunk in keys.chunks(VERIFY_CHUNK_KEYS) {
             if !self.is_running() {
@@ -245,7 +254,7 @@ impl Sim {
     }
 
     /// One tick: completions due, faults, new requests.
-    fn step(&mut self) {
+    pub(crate) fn step(&mut self) {
         self.tick = self.next_tick();
         self.server.tick(self.tick);
         self.drain_engine();
@@ -430,6 +439,8 @@ impl Sim {
 
     fn report(mut self) -> SeedReport {
         self.ledger.finish();
+        let stats = self.engine().stats().clone();
+        self.space.add(&stats);
         SeedReport {
             seed: self.options.seed,
             violation: self.checker.violation.take(),
@@ -444,6 +455,7 @@ impl Sim {
             knobs: self.knobs.clone(),
             fault_decisions: self.fault_ordinal,
             reads_checked: self.checker.reads_checked,
+            space: self.space,
             ledger: self.ledger,
         }
     }

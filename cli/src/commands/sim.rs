@@ -174,10 +174,20 @@ fn run_one(seed: u64, args: &SimArgs) -> SeedResult {
 fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
     let mut ledger = FaultLedger::default();
     let (mut ops, mut ticks, mut crashes, mut detections, mut design_limit) = (0, 0, 0, 0, 0);
+    let mut space = quill_sim::space::SpaceTotals::default();
+    let (mut space_endings, mut seeds_compacted, mut seeds_checkpointed) = ([0u64; 3], 0u64, 0u64);
+    let mut seeds_delete_heavy = 0u64;
     let mut failed = Vec::new();
     for result in results {
         ledger.merge(&result.report.ledger);
         ops += result.report.ops;
+        space.merge(&result.report.space);
+        space_endings[0] += u64::from(result.report.space.ended_within_target);
+        space_endings[1] += u64::from(result.report.space.ended_paused);
+        space_endings[2] += u64::from(result.report.space.ended_halted);
+        seeds_compacted += u64::from(result.report.space.tail_advances > 0);
+        seeds_delete_heavy += u64::from(result.report.knobs.delete_heavy);
+        seeds_checkpointed += u64::from(result.report.space.checkpoints_loaded > 0);
         ticks += result.report.ticks;
         crashes += result.report.crashes;
         detections += u64::from(result.report.stopped_by_detection.is_some() && !result.report.stopped_at_design_limit);
@@ -209,6 +219,19 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         "fault_outcomes": outcomes,
         "seeds_stopped_by_detection": detections,
         "seeds_stopped_at_design_limit": design_limit,
+        "compaction": {
+            "seeds_with_tail_advance": seeds_compacted,
+            "seeds_restarted_from_checkpoint": seeds_checkpointed,
+            "seeds_delete_heavy": seeds_delete_heavy,
+            "tail_advances": space.tail_advances,
+            "records_moved": space.records_moved,
+            "checkpoints_written": space.checkpoints_written,
+            "checkpoints_loaded": space.checkpoints_loaded,
+            "checkpoints_rejected": space.checkpoints_rejected,
+            "seeds_ended_within_target": space_endings[0],
+            "seeds_ended_paused": space_endings[1],
+            "seeds_ended_halted": space_endings[2],
+        },
         "determinism_checked": args.check_determinism,
         "elapsed_s": elapsed_s,
         "ops_per_s": ops as f64 / elapsed_s.max(1e-9),

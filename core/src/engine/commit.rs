@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::config::{Bug, Config};
 use super::keyspace::Location;
+use super::space::{Ring, Writer};
 use super::{Engine, IoPurpose};
 use crate::command::Reply;
 use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
@@ -15,9 +16,22 @@ use crate::BLOCK_BYTES;
 
 /// One record's effect, applied to the index when its batch is durable.
 enum Effect {
-    Put { key: Box<[u8]>, location: Location, value: Arc<[u8]> },
-    Delete { key: Box<[u8]> },
+    Put {
+        key: Box<[u8]>,
+        location: Location,
+        value: Arc<[u8]>,
+    },
+    Delete {
+        key: Box<[u8]>,
+    },
     Clear,
+    /// Compaction copied the record at `from` to `to`: repoint the key only if nothing newer
+    /// replaced it meanwhile.
+    Move {
+        key: Box<[u8]>,
+        from: Location,
+        to: Location,
+    },
 }
 
 /// The batch being filled.
@@ -27,16 +41,26 @@ struct OpenBatch {
     buffer: Vec<u8>,
     record_count: u32,
     effects: Vec<Effect>,
+    /// Bytes of compaction's moved records in this batch.
+    moved_bytes: usize,
 }
 
 impl OpenBatch {
     fn new(sequence: u64, start_block: u64) -> OpenBatch {
-        OpenBatch { sequence, start_block, buffer: vec![0; BATCH_HEADER_BYTES], record_count: 0, effects: Vec::new() }
+        OpenBatch {
+            sequence,
+            start_block,
+            buffer: vec![0; BATCH_HEADER_BYTES],
+            record_count: 0,
+            effects: Vec::new(),
+            moved_bytes: 0,
+        }
     }
 }
 
 struct InFlightBatch {
     sequence: u64,
+    start_block: u64,
     effects: Vec<Effect>,
     durable: bool,
 }
@@ -52,7 +76,7 @@ pub struct Log {
     /// The sequence of the newest write in the logical state.
     pub newest_sequence: u64,
     /// The previous batch's last block, kept only for the planted tail-overwrite bug.
-    last_block: Option<Vec<u8>>,
+    last_block: Option<(u64, Vec<u8>)>,
 }
 
 impl Default for Log {
@@ -81,6 +105,20 @@ impl Log {
         )
     }
 
+    /// Where the next batch goes (it may still wrap to the region's start).
+    pub fn head_block(&self) -> u64 {
+        self.open.start_block
+    }
+
+    /// The first batch that is not durable yet, and where it starts: the log a restart must
+    /// replay on top of an index checkpoint of the durable state.
+    pub fn first_not_durable(&self) -> (u64, u64) {
+        match &self.in_flight {
+            Some(batch) => (batch.start_block, batch.sequence),
+            None => (self.open.start_block, self.open.sequence),
+        }
+    }
+
     pub fn reset(&mut self, next_block: u64, next_sequence: u64) {
         assert!(next_sequence >= 1);
         *self = Log {
@@ -94,9 +132,20 @@ impl Log {
 
 /// A record to append.
 pub enum NewRecord<'a> {
-    Put { key: &'a [u8], value: Arc<[u8]> },
-    Delete { key: &'a [u8] },
+    Put {
+        key: &'a [u8],
+        value: Arc<[u8]>,
+    },
+    Delete {
+        key: &'a [u8],
+    },
     Clear,
+    /// Compaction's copy of the live record at `from`.
+    Move {
+        key: &'a [u8],
+        value: &'a [u8],
+        from: Location,
+    },
 }
 
 impl NewRecord<'_> {
@@ -105,6 +154,7 @@ impl NewRecord<'_> {
             NewRecord::Put { key, value } => key.len() + value.len(),
             NewRecord::Delete { key } => key.len(),
             NewRecord::Clear => 0,
+            NewRecord::Move { key, value, .. } => key.len() + value.len(),
         };
         crate::format::RECORD_HEADER_BYTES + body
     }
@@ -120,7 +170,7 @@ pub enum AppendRefused {
 
 impl Engine {
     /// Appends a command's records to the open batch, all or none; returns the batch sequence.
-    pub(super) fn append_records(&mut self, records: &[NewRecord<'_>]) -> Result<u64, AppendRefused> {
+    pub(super) fn append_records(&mut self, records: &[NewRecord<'_>], writer: Writer) -> Result<u64, AppendRefused> {
         if let Some(reason) = &self.read_only {
             return Err(AppendRefused::Reply(Reply::error(format!("READONLY {reason}"))));
         }
@@ -133,9 +183,14 @@ impl Engine {
         if open.buffer.len() - BATCH_HEADER_BYTES + added > payload_max {
             return Err(AppendRefused::BatchFull);
         }
-        let blocks_after = blocks_for(open.buffer.len() + added) as u64;
-        if open.start_block + blocks_after > self.volume.volume_blocks {
-            return Err(AppendRefused::Reply(Reply::error("OOM disk full: no room left in the log for this write")));
+        let moved_bytes_max = payload_max * self.config.compaction_batch_percent as usize / 100;
+        if writer == Writer::Compaction && open.moved_bytes > 0 && open.moved_bytes + added > moved_bytes_max {
+            return Err(AppendRefused::BatchFull);
+        }
+        let start_block = self.place_open_batch(added, writer)?;
+        self.log.open.start_block = start_block;
+        if writer == Writer::Compaction {
+            self.log.open.moved_bytes += added;
         }
         for record in records {
             self.append_record(record);
@@ -143,6 +198,40 @@ impl Engine {
         let sequence = self.log.open.sequence;
         self.log.newest_sequence = sequence;
         Ok(sequence)
+    }
+
+    /// Where the open batch goes if it grows by `added` bytes: an empty batch is placed afresh
+    /// (it may wrap); a started one must still fit where it is, else it is sealed first. The
+    /// free space left must cover the writer's reserve.
+    fn place_open_batch(&self, added: usize, writer: Writer) -> Result<u64, AppendRefused> {
+        let ring = self.ring();
+        let tail = self.volume.tail_block;
+        let open = &self.log.open;
+        let blocks_after = blocks_for(open.buffer.len() + added) as u64;
+        let start_block = if open.record_count == 0 {
+            ring.place(tail, open.start_block, blocks_after).ok_or_else(|| self.disk_full(writer))?
+        } else {
+            if open.start_block + blocks_after > ring.limit(tail, open.start_block) {
+                return Err(AppendRefused::BatchFull);
+            }
+            open.start_block
+        };
+        let reserve = Ring::reserve_blocks(writer, self.chunk_blocks(), self.volume.batch_blocks_max);
+        if ring.free_blocks(tail, start_block + blocks_after) < reserve {
+            return Err(self.disk_full(writer));
+        }
+        Ok(start_block)
+    }
+
+    fn disk_full(&self, writer: Writer) -> AppendRefused {
+        if writer == Writer::Compaction {
+            return AppendRefused::BatchFull;
+        }
+        let why = match &self.cleaner.halted {
+            Some(reason) => format!("compaction is halted: {reason}"),
+            None => "compaction cannot free more until keys are deleted".to_string(),
+        };
+        AppendRefused::Reply(Reply::error(format!("OOM disk full: no room left in the log for this write ({why})")))
     }
 
     fn append_record(&mut self, record: &NewRecord<'_>) {
@@ -154,6 +243,7 @@ impl Engine {
             NewRecord::Put { key, value } => (RecordKind::Put, key, value),
             NewRecord::Delete { key } => (RecordKind::Delete, key, &[]),
             NewRecord::Clear => (RecordKind::Clear, &[], &[]),
+            NewRecord::Move { key, value, .. } => (RecordKind::Put, key, value),
         };
         let header = RecordHeader {
             kind,
@@ -165,14 +255,12 @@ impl Engine {
         header.encode_into(&mut open.buffer, volume_id, offset_bytes, key, value);
         open.record_count += 1;
         let record_bytes = header.total_bytes() as u32;
+        let location = Location { offset_bytes, record_bytes, sequence_low: open.sequence as u32 };
         open.effects.push(match record {
-            NewRecord::Put { key, value } => Effect::Put {
-                key: (*key).into(),
-                location: Location { offset_bytes, record_bytes, sequence_low: open.sequence as u32 },
-                value: value.clone(),
-            },
+            NewRecord::Put { key, value } => Effect::Put { key: (*key).into(), location, value: value.clone() },
             NewRecord::Delete { key } => Effect::Delete { key: (*key).into() },
             NewRecord::Clear => Effect::Clear,
+            NewRecord::Move { key, from, .. } => Effect::Move { key: (*key).into(), from: *from, to: location },
         });
     }
 
@@ -217,13 +305,21 @@ impl Engine {
         let mut data = batch.buffer;
         let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
         if self.config.has_bug(Bug::OverwriteTailBlock) {
-            if let Some(previous) = self.log.last_block.take() {
-                offset_bytes -= BLOCK_BYTES as u64;
-                data.splice(0..0, previous);
+            // Only where the previous batch ended right before this one (not across a wrap).
+            if let Some((end_block, previous)) = self.log.last_block.take() {
+                if end_block == batch.start_block {
+                    offset_bytes -= BLOCK_BYTES as u64;
+                    data.splice(0..0, previous);
+                }
             }
-            self.log.last_block = Some(last_block);
+            self.log.last_block = Some((batch.start_block + block_count as u64, last_block));
         }
-        self.log.in_flight = Some(InFlightBatch { sequence: batch.sequence, effects: batch.effects, durable: false });
+        self.log.in_flight = Some(InFlightBatch {
+            sequence: batch.sequence,
+            start_block: batch.start_block,
+            effects: batch.effects,
+            durable: false,
+        });
         let kind = if self.config.write_through {
             IoKind::WriteDurable { offset_bytes, data }
         } else {
@@ -279,15 +375,23 @@ impl Engine {
             match effect {
                 Effect::Put { key, location, value } => {
                     self.cache.insert(&key, value);
+                    let before = self.keyspace.index.len();
                     self.keyspace.index.insert(&key, location);
+                    self.stats.records_replaced += u64::from(self.keyspace.index.len() == before);
                 }
                 Effect::Delete { key } => {
                     self.cache.remove(&key);
                     self.keyspace.index.remove(&key);
+                    self.stats.records_replaced += 1;
                 }
                 Effect::Clear => {
                     self.cache.clear();
+                    self.stats.records_replaced += self.keyspace.index.len() as u64 + 1;
                     self.keyspace.index.clear();
+                }
+                Effect::Move { key, from, to } => {
+                    let moved = self.keyspace.index.replace_if(&key, from, to);
+                    self.stats.records_moved += u64::from(moved);
                 }
             }
         }

@@ -39,6 +39,20 @@ pub struct Config {
     /// Open without writing anything (no epoch bump): recovery runs, reads are served, writes are
     /// refused. For `quill check`, which must not change the volume it verifies.
     pub open_read_only: bool,
+    /// Each of the two index checkpoint slots at the end of the volume, in blocks; 0: no
+    /// checkpoints. Fixed at format time; `open` reads it back.
+    pub checkpoint_slot_blocks: u32,
+    /// Write a new checkpoint once the log after the last one's replay point (or the whole log,
+    /// without one) is this many blocks long; 0: never.
+    pub checkpoint_interval_blocks: u64,
+    /// Compaction reads the log's tail in chunks of this many blocks (at least one batch).
+    pub compaction_chunk_blocks: u32,
+    /// Compaction's moved records fill at most this share of a batch (percent), so client
+    /// writes always find room beside them.
+    pub compaction_batch_percent: u32,
+    /// Compaction runs while the log holds more than this share (percent) of the live records'
+    /// bytes, plus a fixed slack (see `space.rs`), or when free space runs low.
+    pub space_amplification_percent: u32,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
 }
@@ -46,16 +60,26 @@ pub struct Config {
 impl Config {
     /// Defaults for a volume of `volume_bytes` (rounded down to whole blocks).
     pub fn for_volume_bytes(volume_bytes: u64) -> Config {
+        let volume_blocks = volume_bytes / BLOCK_BYTES as u64;
+        let checkpoint_slot_blocks = (volume_blocks / 32).min(u64::from(u32::MAX)) as u32;
+        // A small volume gets smaller batches: the log must hold several beyond its reserves.
+        let log_blocks = volume_blocks.saturating_sub(3 + 2 * u64::from(checkpoint_slot_blocks));
+        let batch_blocks_max = (log_blocks / 10).clamp(1, 1024) as u32;
         Config {
-            volume_blocks: volume_bytes / BLOCK_BYTES as u64,
+            volume_blocks,
             queue_depth_max: 64,
             value_bytes_max: 1024 * 1024,
             cache_bytes_max: 64 * 1024 * 1024,
-            batch_blocks_max: 1024,
+            batch_blocks_max,
             client_pipeline_max: 4096,
             hash_seed: 0,
             write_through: false,
             open_read_only: false,
+            checkpoint_slot_blocks,
+            checkpoint_interval_blocks: volume_bytes / BLOCK_BYTES as u64 / 8,
+            compaction_chunk_blocks: 1024,
+            compaction_batch_percent: 50,
+            space_amplification_percent: 150,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }

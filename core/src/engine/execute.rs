@@ -6,6 +6,7 @@ use super::clients::{Executed, SlotState};
 use super::commit::{AppendRefused, NewRecord};
 use super::keyspace::Lookup;
 use super::reads::ReadPurpose;
+use super::space::Writer;
 use super::{ClientId, Engine};
 use crate::command::parse::{not_an_integer, parse_integer};
 use crate::command::{Reply, Request, SetCondition};
@@ -134,7 +135,10 @@ impl Engine {
         if records.is_empty() {
             return self.finish(client_id, slot_id, reply, observed);
         }
-        match self.append_records(&records) {
+        // Deletes may use space puts may not: a full disk must still take the DELs that free it.
+        let writer =
+            if matches!(request, Request::Del { .. } | Request::FlushAll) { Writer::Delete } else { Writer::Put };
+        match self.append_records(&records, writer) {
             Ok(sequence) => {
                 self.apply_to_keyspace(&records, sequence);
                 self.maybe_seal();
@@ -173,6 +177,7 @@ impl Engine {
                 NewRecord::Put { key, value } => self.keyspace.write(key, Some(value.clone()), sequence),
                 NewRecord::Delete { key } => self.keyspace.write(key, None, sequence),
                 NewRecord::Clear => self.keyspace.clear(sequence),
+                NewRecord::Move { .. } => unreachable!("clients do not move records"),
             }
         }
     }
@@ -227,7 +232,7 @@ impl Engine {
                 }
             };
         let records = [NewRecord::Put { key: &key, value: new_value }];
-        match self.append_records(&records) {
+        match self.append_records(&records, Writer::Put) {
             Ok(sequence) => {
                 self.apply_to_keyspace(&records, sequence);
                 self.maybe_seal();

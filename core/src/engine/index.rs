@@ -30,6 +30,8 @@ pub struct CompactIndex {
     live: usize,
     tombstones: usize,
     garbage_bytes: usize,
+    /// The sum of the live records' lengths on disk: what compaction must keep.
+    live_record_bytes: u64,
 }
 
 impl CompactIndex {
@@ -42,11 +44,17 @@ impl CompactIndex {
             live: 0,
             tombstones: 0,
             garbage_bytes: 0,
+            live_record_bytes: 0,
         }
     }
 
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// The bytes on disk that live records occupy (headers, keys and values).
+    pub fn live_record_bytes(&self) -> u64 {
+        self.live_record_bytes
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -136,6 +144,8 @@ impl CompactIndex {
         match self.find(key, hash) {
             Ok(index) => {
                 let at = (self.slots[index] as u32 - 2) as usize;
+                self.live_record_bytes -= u64::from(self.entry_location(at).record_bytes);
+                self.live_record_bytes += u64::from(location.record_bytes);
                 self.write_location(at, &location);
             }
             Err(index) => {
@@ -146,9 +156,25 @@ impl CompactIndex {
                 }
                 self.slots[index] = (hash >> 32) << 32 | (at as u64 + 2);
                 self.live += 1;
+                // Before a rebuild, which recounts from the entries.
+                self.live_record_bytes += u64::from(location.record_bytes);
                 self.grow_if_needed();
             }
         }
+    }
+
+    /// Points `key` at `to` only if it still points at `from` (compaction moved its record and
+    /// no newer write replaced it meanwhile). Says whether it did.
+    pub fn replace_if(&mut self, key: &[u8], from: Location, to: Location) -> bool {
+        let Ok(index) = self.find(key, self.hash(key)) else { return false };
+        let at = (self.slots[index] as u32 - 2) as usize;
+        if self.entry_location(at) != from {
+            return false;
+        }
+        self.live_record_bytes -= u64::from(from.record_bytes);
+        self.live_record_bytes += u64::from(to.record_bytes);
+        self.write_location(at, &to);
+        true
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
@@ -156,6 +182,7 @@ impl CompactIndex {
         let at = (self.slots[index] as u32 - 2) as usize;
         let location = self.entry_location(at);
         self.garbage_bytes += ENTRY_HEADER_BYTES + key.len();
+        self.live_record_bytes -= u64::from(location.record_bytes);
         self.slots[index] = TOMBSTONE;
         self.live -= 1;
         self.tombstones += 1;

@@ -2,8 +2,10 @@
 //! drain order.
 
 mod cache;
+mod checkpoint;
 mod clients;
 mod commit;
+mod compaction;
 mod config;
 mod execute;
 mod hashing;
@@ -11,24 +13,31 @@ mod index;
 mod keyspace;
 mod reads;
 mod recovery;
+mod space;
+mod superblock_writer;
 mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use compaction::CompactionState;
 pub use config::Config;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use keyspace::Location;
 pub use recovery::OpenError;
+pub use space::Ring;
 
 use crate::command::{Reply, Request};
 use crate::io::{IoCompletion, IoKind, IoRequest};
 use cache::ValueCache;
+use checkpoint::Checkpointer;
 use clients::Client;
 use commit::Log;
+use compaction::Cleaner;
 use keyspace::Keyspace;
 use reads::ReadJob;
 use recovery::Recovery;
+use superblock_writer::SuperblockUpdate;
 use tokens::TokenTable;
 
 /// A client as the driver names it.
@@ -47,8 +56,36 @@ pub struct EngineStats {
     pub checksum_failures: u64,
     pub reads_in_flight_max: u64,
     pub recovered_batches: u64,
+    /// Bytes the last open read (superblocks, checkpoint, log).
+    pub recovery_bytes_read: u64,
     pub truncated_at_block: Option<u64>,
     pub superblock_copies_bad: u64,
+    /// Live records compaction copied to the head (and the index repointed).
+    pub records_moved: u64,
+    /// Durable records that a later write replaced or deleted (new garbage for compaction).
+    pub records_replaced: u64,
+    /// Times compaction paused after a lap of the log that gained nothing.
+    pub compaction_pauses: u64,
+    pub compaction_chunks: u64,
+    pub tail_advances: u64,
+    pub checkpoints_written: u64,
+    /// Checkpoints not written (the index did not fit a slot) or dropped (the tail passed them).
+    pub checkpoints_skipped: u64,
+    /// The last open started from a checkpoint.
+    pub checkpoint_loaded: bool,
+    /// Why the last open could not use its checkpoint (and scanned the whole log instead).
+    pub checkpoint_rejected: Option<String>,
+}
+
+/// How the log uses the volume, for INFO, benchmarks and the simulator's space check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceReport {
+    /// The log region (between the superblocks and the checkpoint slots).
+    pub log_capacity_bytes: u64,
+    /// From the tail to the head, wrap gap included.
+    pub log_used_bytes: u64,
+    /// The records the index points at (headers, keys, values).
+    pub live_bytes: u64,
 }
 
 enum Phase {
@@ -67,6 +104,10 @@ enum IoPurpose {
     BatchWrite,
     BatchSync,
     ValueRead(ReadJob),
+    CompactionRead { start_block: u64 },
+    CheckpointWrite,
+    CheckpointSync,
+    CheckpointRead(crate::format::CheckpointRef),
 }
 
 /// The volume's identity, read from (or written to) the superblock.
@@ -77,6 +118,13 @@ struct Volume {
     superblock_sequence: u64,
     batch_blocks_max: u32,
     volume_blocks: u64,
+    /// The log region ends here; the checkpoint slots follow.
+    log_end_block: u64,
+    checkpoint_slot_blocks: u32,
+    /// The oldest batch recovery must read, as the superblock on disk says (both copies).
+    tail_block: u64,
+    tail_sequence: u64,
+    checkpoint: Option<crate::format::CheckpointRef>,
 }
 
 pub struct Engine {
@@ -97,6 +145,9 @@ pub struct Engine {
     log: Log,
     read_only: Option<String>,
     stats: EngineStats,
+    cleaner: Cleaner,
+    checkpointer: Checkpointer,
+    superblock_update: Option<SuperblockUpdate>,
 }
 
 impl Engine {
@@ -120,6 +171,9 @@ impl Engine {
             log: Log::default(),
             read_only: None,
             stats: EngineStats::default(),
+            cleaner: Cleaner::default(),
+            checkpointer: Checkpointer::default(),
+            superblock_update: None,
             config,
         }
     }
@@ -162,8 +216,19 @@ impl Engine {
             IoPurpose::BatchWrite => self.on_batch_write(completion.result),
             IoPurpose::BatchSync => self.on_batch_sync(completion.result),
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
+            IoPurpose::CompactionRead { start_block } => self.on_compaction_read(start_block, completion.result),
+            IoPurpose::CheckpointWrite => self.on_checkpoint_write(completion.result),
+            IoPurpose::CheckpointSync => self.on_checkpoint_sync(completion.result),
+            IoPurpose::CheckpointRead(checkpoint) => self.on_checkpoint_read(checkpoint, completion.result),
         }
         self.issue_queued_reads();
+        self.drive_background();
+    }
+
+    /// Compaction and checkpoints go on after every input that may unblock them.
+    fn drive_background(&mut self) {
+        self.drive_cleaner();
+        self.drive_checkpoint();
     }
 
     /// Input: the current time, and the end of the driver's loop turn. Call it once per turn,
@@ -174,6 +239,7 @@ impl Engine {
         debug_assert!(now >= self.now, "time runs forward");
         self.now = now;
         self.seal_deferred();
+        self.drive_background();
     }
 
     /// Output: the next I/O to perform.
@@ -215,13 +281,14 @@ impl Engine {
             ))
         });
         format!(
-            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}; {}",
+            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}, compaction {}; {}",
             self.clients.len(),
             self.stalled.len(),
             self.locked_keys.len(),
             self.read_queue.len(),
             self.tokens.len(),
             self.log.debug_state(),
+            self.cleaner.describe(),
             front.unwrap_or_default()
         )
     }
@@ -244,6 +311,23 @@ impl Engine {
 
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// How much of the log region is in use and how much of that is live.
+    pub fn space(&self) -> SpaceReport {
+        if !matches!(self.phase, Phase::Ready) {
+            return SpaceReport::default();
+        }
+        SpaceReport {
+            log_capacity_bytes: self.ring().capacity_blocks() * crate::BLOCK_BYTES as u64,
+            log_used_bytes: self.used_blocks() * crate::BLOCK_BYTES as u64,
+            live_bytes: self.keyspace.index.live_record_bytes(),
+        }
+    }
+
+    /// Why compaction stopped for good, if it did (it never drops data it cannot read).
+    pub fn compaction_halted(&self) -> Option<&str> {
+        self.cleaner.halted.as_deref()
     }
 
     pub fn io_in_flight(&self) -> usize {
@@ -295,6 +379,9 @@ impl Engine {
     fn push_io(&mut self, purpose: IoPurpose, kind: IoKind) {
         match &kind {
             IoKind::Read { offset_bytes, length_bytes } => {
+                if matches!(self.phase, Phase::Recovering(_)) {
+                    self.stats.recovery_bytes_read += u64::from(*length_bytes);
+                }
                 debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
                 debug_assert!((*length_bytes as usize).is_multiple_of(crate::BLOCK_BYTES) && *length_bytes > 0);
                 self.stats.reads += 1;

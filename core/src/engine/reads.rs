@@ -23,7 +23,7 @@ pub struct ReadJob {
     client_id: ClientId,
     slot_id: u64,
     key: Vec<u8>,
-    location: Location,
+    pub(super) location: Location,
     purpose: ReadPurpose,
 }
 

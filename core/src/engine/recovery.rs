@@ -2,6 +2,8 @@
 //! truncate a torn tail, refuse a log that is corrupt in the middle, then bump the epoch.
 
 use super::keyspace::Location;
+use super::space::{Ring, Writer};
+use super::superblock_writer::UpdateReason;
 use super::{Engine, IoPurpose, Phase, Volume};
 use crate::format::{
     BatchHeader, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
@@ -30,6 +32,15 @@ pub struct Recovery {
     last_sequence: u64,
     chunk: Vec<u8>,
     chunk_start_block: u64,
+    /// The expected batch was not at this block (with this reason): it is tried at the region's
+    /// start, where a batch goes that did not fit before the region's end.
+    wrap_from: Option<(u64, String)>,
+    /// Back at the block where the log ended, to check the window after it.
+    final_check: bool,
+    /// Batches and retries so far, bounded by the log's size.
+    steps: u64,
+    /// A checkpoint is being read: its bytes so far.
+    pub(super) checkpoint_bytes: Vec<u8>,
 }
 
 /// What replaying the batch at a block found.
@@ -42,35 +53,32 @@ enum Replay {
 
 /// Recovery reads the log in chunks at least this large, and always large enough to hold a
 /// whole batch plus the window that tells a torn tail from corruption in the middle.
-const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 256;
+const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 1024;
 
 impl Engine {
     pub(super) fn start_format(&mut self, volume_id: u64) {
-        assert!(self.config.volume_blocks > LOG_START_BLOCK + u64::from(self.config.batch_blocks_max));
+        let slots_blocks = 2 * u64::from(self.config.checkpoint_slot_blocks);
+        let batch_blocks = self.config.batch_blocks_max;
+        let reserve = Ring::reserve_blocks(Writer::Put, batch_blocks, batch_blocks);
+        assert!(
+            self.config.volume_blocks > LOG_START_BLOCK + slots_blocks + 4 * u64::from(batch_blocks) + reserve,
+            "the volume is too small for its batch size, reserves and checkpoint slots"
+        );
         self.volume = Volume {
             volume_id,
             epoch: 1,
-            superblock_sequence: 2,
+            superblock_sequence: 1,
             batch_blocks_max: self.config.batch_blocks_max,
             volume_blocks: self.config.volume_blocks,
+            log_end_block: self.config.volume_blocks - slots_blocks,
+            checkpoint_slot_blocks: self.config.checkpoint_slot_blocks,
+            tail_block: LOG_START_BLOCK,
+            tail_sequence: 1,
+            checkpoint: None,
         };
-        let mut blocks = Vec::with_capacity(2 * BLOCK_BYTES);
-        for sequence in [2, 1] {
-            blocks.extend_from_slice(&self.superblock(sequence).encode());
-        }
-        self.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes: 0, data: blocks });
         self.log.reset(LOG_START_BLOCK, 1);
-    }
-
-    fn superblock(&self, sequence: u64) -> Superblock {
-        Superblock {
-            sequence,
-            volume_id: self.volume.volume_id,
-            epoch: self.volume.epoch,
-            volume_blocks: self.volume.volume_blocks,
-            log_start_block: LOG_START_BLOCK,
-            batch_blocks_max: self.volume.batch_blocks_max,
-        }
+        self.cleaner.reset(LOG_START_BLOCK, 1);
+        self.start_superblock_update(UpdateReason::Open, (LOG_START_BLOCK, 1), None);
     }
 
     pub(super) fn start_recovery(&mut self) {
@@ -108,13 +116,35 @@ impl Engine {
             superblock_sequence: newest.sequence + 1,
             batch_blocks_max: newest.batch_blocks_max,
             volume_blocks: newest.volume_blocks,
+            log_end_block: newest.log_end_block(),
+            checkpoint_slot_blocks: newest.checkpoint_slot_blocks,
+            tail_block: newest.tail_block,
+            tail_sequence: newest.tail_sequence,
+            checkpoint: newest.checkpoint,
         };
+        match newest.checkpoint {
+            Some(checkpoint) => self.start_checkpoint_load(checkpoint),
+            None => self.scan_from_tail(),
+        }
+    }
+
+    /// Replays the whole log from its tail (no checkpoint, or an unusable one).
+    pub(super) fn scan_from_tail(&mut self) {
+        self.keyspace.index.clear();
+        let (block, sequence) = (self.volume.tail_block, self.volume.tail_sequence);
+        self.scan_from(block, sequence - 1);
+    }
+
+    /// Replays the log from `block`, where batch `last_sequence + 1` is expected.
+    pub(super) fn scan_from(&mut self, block: u64, last_sequence: u64) {
         let recovery = self.recovery_mut();
-        recovery.block = LOG_START_BLOCK;
+        recovery.block = block;
+        recovery.last_sequence = last_sequence;
+        recovery.chunk = Vec::new();
         self.continue_scan();
     }
 
-    fn recovery_mut(&mut self) -> &mut Recovery {
+    pub(super) fn recovery_mut(&mut self) -> &mut Recovery {
         match &mut self.phase {
             Phase::Recovering(recovery) => recovery,
             _ => unreachable!("recovery I/O completes only while recovering"),
@@ -134,9 +164,9 @@ impl Engine {
     }
 
     /// Blocks from `block` on that tell a torn tail from corruption in the middle: the largest
-    /// batch and the block after it, clipped to the volume.
+    /// batch and the block after it, clipped to the log region.
     fn window_blocks(&self, block: u64) -> u64 {
-        (u64::from(self.volume.batch_blocks_max) + 1).min(self.volume.volume_blocks - block)
+        (u64::from(self.volume.batch_blocks_max) + 1).min(self.volume.log_end_block - block)
     }
 
     fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
@@ -147,31 +177,99 @@ impl Engine {
 
     /// Applies every batch the chunk in memory holds; reads the next chunk, or finishes.
     fn continue_scan(&mut self) {
-        let batch_count_max = self.volume.volume_blocks;
-        for _ in 0..=batch_count_max {
+        let steps_max = 2 * self.volume.log_end_block + 8;
+        for _ in 0..=steps_max {
+            self.recovery_mut().steps += 1;
+            if self.recovery_mut().steps > steps_max {
+                let block = self.recovery_mut().block;
+                let reason = "the log's chain of batches does not end".to_string();
+                return self.fail_open(OpenError::CorruptLog {
+                    block,
+                    offset: 0,
+                    reason,
+                    next_block: 0,
+                    next_sequence: 0,
+                });
+            }
             let block = self.recovery_mut().block;
-            if block >= self.volume.volume_blocks {
-                return self.finish_recovery();
+            if block >= self.volume.log_end_block {
+                if self.recovery_mut().final_check {
+                    return self.finish_recovery();
+                }
+                if let Some(corrupt) = self.at_missing_batch(block, "the log region ends here".to_string()) {
+                    return self.fail_open(corrupt);
+                }
+                continue;
             }
             if !self.chunk_covers(block, 1) {
                 return self.read_chunk(block);
             }
             match self.replay_batch_at(block) {
-                Replay::Applied(next_block) => self.recovery_mut().block = next_block,
+                Replay::Applied(next_block) => {
+                    let recovery = self.recovery_mut();
+                    recovery.block = next_block;
+                    recovery.wrap_from = None;
+                }
                 Replay::NeedMore => return self.read_chunk(block),
                 Replay::Bad(_) if !self.chunk_covers(block, self.window_blocks(block)) => {
                     return self.read_chunk(block)
                 }
-                Replay::Bad(reason) => return self.at_bad_batch(block, reason),
+                Replay::Bad(reason) => {
+                    if self.recovery_mut().final_check {
+                        return self.at_bad_batch(block, reason);
+                    }
+                    if let Some(corrupt) = self.at_missing_batch(block, reason) {
+                        return self.fail_open(corrupt);
+                    }
+                }
+            }
+            if matches!(self.phase, Phase::Failed(_)) {
+                return;
             }
         }
-        unreachable!("every batch is at least one block long");
+    }
+
+    /// The expected batch is not at `block`. The first time, it is looked for at the region's
+    /// start (a wrap). If it is not there either, no later batch may sit near the start (that
+    /// would be corruption), and recovery goes back to where the log ended for its final check.
+    fn at_missing_batch(&mut self, block: u64, reason: String) -> Option<OpenError> {
+        let log_start = LOG_START_BLOCK;
+        // Only a log still in the tail's lap can wrap, and only if the tail left room at the start.
+        let tail_block = self.volume.tail_block;
+        let may_wrap = block >= tail_block && tail_block > log_start;
+        let recovery = self.recovery_mut();
+        match recovery.wrap_from.take() {
+            None if may_wrap => {
+                recovery.wrap_from = Some((block, reason));
+                recovery.block = log_start;
+                None
+            }
+            None => {
+                recovery.final_check = true;
+                None
+            }
+            Some((ended_at, first_reason)) => {
+                if let Some((next_block, next_sequence)) = self.find_later_batch(log_start, true) {
+                    let offset = ended_at * BLOCK_BYTES as u64;
+                    let reason = first_reason;
+                    return Some(OpenError::CorruptLog { block: ended_at, offset, reason, next_block, next_sequence });
+                }
+                let recovery = self.recovery_mut();
+                recovery.block = ended_at;
+                recovery.final_check = true;
+                None
+            }
+        }
     }
 
     /// Reads from `block` on: at least a whole window, and many batches at a time.
     fn read_chunk(&mut self, block: u64) {
-        let blocks =
-            RECOVERY_CHUNK_BLOCKS_MIN.max(2 * self.window_blocks(block)).min(self.volume.volume_blocks - block);
+        let recovery = self.recovery_mut();
+        // Looking for a wrapped batch, or at the window after the end: no need for a long read.
+        let probing = recovery.wrap_from.is_some() || recovery.final_check;
+        let window_blocks = 2 * self.window_blocks(block);
+        let blocks = if probing { window_blocks } else { RECOVERY_CHUNK_BLOCKS_MIN.max(window_blocks) };
+        let blocks = blocks.min(self.volume.log_end_block - block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
         let offset_bytes = block * BLOCK_BYTES as u64;
         self.push_io(IoPurpose::RecoveryChunk { start_block: block }, IoKind::Read { offset_bytes, length_bytes });
@@ -195,7 +293,7 @@ impl Engine {
         if header.sequence != expected_sequence {
             return Replay::Bad(format!("batch sequence {} where {} was expected", header.sequence, expected_sequence));
         }
-        if block + u64::from(header.block_count) > self.volume.volume_blocks {
+        if block + u64::from(header.block_count) > self.volume.log_end_block {
             return Replay::Bad("batch runs past the end of the volume".to_string());
         }
         if !self.chunk_covers(block, header.block_count.into()) {
@@ -247,63 +345,49 @@ impl Engine {
     /// log is corrupt in the middle; otherwise this is the torn tail and the log ends here.
     fn at_bad_batch(&mut self, block: u64, reason: String) {
         if !self.config.has_bug(super::config::Bug::TruncateAtFirstBadBatch) {
-            if let Some((next_block, next_sequence)) = self.find_later_batch(block) {
+            if let Some((next_block, next_sequence)) = self.find_later_batch(block, false) {
                 let offset = block * BLOCK_BYTES as u64;
                 return self.fail_open(OpenError::CorruptLog { block, offset, reason, next_block, next_sequence });
             }
         }
-        if block < self.volume.volume_blocks {
-            self.stats.truncated_at_block = Some(block);
-        }
+        self.stats.truncated_at_block = Some(block);
         self.finish_recovery();
     }
 
-    fn find_later_batch(&mut self, block: u64) -> Option<(u64, u64)> {
+    /// A valid batch newer than the last one applied, in the window from `block` (after it,
+    /// or from it with `include_block`).
+    fn find_later_batch(&mut self, block: u64, include_block: bool) -> Option<(u64, u64)> {
         let volume_id = self.volume.volume_id;
         let batch_blocks_max = self.volume.batch_blocks_max;
         let last_sequence = self.recovery_mut().last_sequence;
-        let window_end = (block + u64::from(batch_blocks_max) + 1).min(self.volume.volume_blocks);
-        (block + 1..window_end).find_map(|candidate| {
+        let first = if include_block { block } else { block + 1 };
+        let window_end = (block + u64::from(batch_blocks_max) + 1).min(self.volume.log_end_block);
+        (first..window_end).find_map(|candidate| {
             let header =
                 BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
             (header.sequence > last_sequence).then_some((candidate, header.sequence))
         })
     }
 
-    fn finish_recovery(&mut self) {
+    pub(super) fn finish_recovery(&mut self) {
+        let log_end_block = self.volume.log_end_block;
         let recovery = self.recovery_mut();
-        let (block, last_sequence) = (recovery.block, recovery.last_sequence);
+        let (block, last_sequence) = (recovery.block.min(log_end_block), recovery.last_sequence);
         recovery.chunk = Vec::new();
+        assert!(last_sequence + 1 >= self.volume.tail_sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);
+        self.cleaner.reset(self.volume.tail_block, self.volume.tail_sequence);
         self.keyspace.live_keys = self.keyspace.index.len() as u64;
         if self.config.open_read_only {
             self.read_only = Some("the volume was opened read-only".to_string());
             self.phase = Phase::Ready;
             return self.run_all_clients();
         }
-        let superblock = self.superblock(self.volume.superblock_sequence);
-        let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;
-        self.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
+        let tail = (self.volume.tail_block, self.volume.tail_sequence);
+        self.start_superblock_update(UpdateReason::Open, tail, self.volume.checkpoint);
     }
 
-    pub(super) fn on_superblock_write(&mut self, result: Result<Vec<u8>, IoError>) {
-        match result {
-            Ok(_) => self.push_io(IoPurpose::SuperblockSync, IoKind::Sync),
-            Err(error) => self.fail_open(OpenError::Io(error)),
-        }
-    }
-
-    pub(super) fn on_superblock_sync(&mut self, result: Result<Vec<u8>, IoError>) {
-        match result {
-            Ok(_) => {
-                self.phase = Phase::Ready;
-                self.run_all_clients();
-            }
-            Err(error) => self.fail_open(OpenError::Io(error)),
-        }
-    }
-
-    fn fail_open(&mut self, error: OpenError) {
+    pub(super) fn fail_open(&mut self, error: OpenError) {
         self.phase = Phase::Failed(error);
         self.keyspace = super::keyspace::Keyspace::new(self.config.hash_seed);
         self.run_all_clients();

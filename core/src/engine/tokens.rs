@@ -30,6 +30,11 @@ impl<T> TokenTable<T> {
         }
     }
 
+    /// The purposes of every I/O in flight.
+    pub fn purposes(&self) -> impl Iterator<Item = &T> + '_ {
+        self.slots.iter().map(|(_, (_, purpose))| purpose)
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

@@ -12,12 +12,13 @@
 
 pub mod batch;
 pub mod bytes;
+pub mod checkpoint;
 pub mod record;
 pub mod superblock;
 
 pub use batch::{BatchHeader, BATCH_HEADER_BYTES};
 pub use record::{RecordHeader, RecordKind, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
-pub use superblock::{Superblock, SUPERBLOCK_COPIES};
+pub use superblock::{CheckpointRef, Superblock, SUPERBLOCK_COPIES};
 
 /// The first block of the log region.
 pub const LOG_START_BLOCK: u64 = SUPERBLOCK_COPIES as u64;

@@ -1,9 +1,9 @@
-//! The superblock: what the volume is, in two copies (blocks 0 and 1).
+//! The superblock: what the volume is and where its log starts, in two copies (blocks 0 and 1).
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `QUILLKV1` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2) |
 //! | 12 | 4 | block size in bytes (4096) |
 //! | 16 | 8 | sequence: incremented on every superblock write; the highest valid copy wins |
 //! | 24 | 8 | volume id: chosen at format time, stamped into every batch and record checksum |
@@ -11,8 +11,18 @@
 //! | 40 | 8 | volume size in blocks |
 //! | 48 | 8 | first log block (2) |
 //! | 56 | 4 | largest batch in blocks |
-//! | 60 | 4 | CRC32C of bytes 0..60 followed by this copy's block number (8 bytes, LE) |
-//! | 64 | 4032 | zero |
+//! | 60 | 4 | checkpoint slot size in blocks (two slots at the end of the volume; 0: none) |
+//! | 64 | 8 | log tail: the block of the oldest batch recovery must read |
+//! | 72 | 8 | log tail: that batch's sequence number |
+//! | 80 | 4 | checkpoint slot in use: 0 none, 1 or 2 |
+//! | 84 | 4 | CRC32C of the checkpoint's bytes |
+//! | 88 | 8 | checkpoint length in bytes |
+//! | 96 | 8 | checkpoint sequence: the index state after every batch up to this one |
+//! | 104 | 8 | replay block: where the batch after the checkpoint sequence starts |
+//! | 112 | 8 | keys in the checkpoint |
+//! | 120 | 4 | zero |
+//! | 124 | 4 | CRC32C of bytes 0..124 followed by this copy's block number (8 bytes, LE) |
+//! | 128 | 3968 | zero |
 
 use super::bytes::{get_u32, get_u64, put_u32, put_u64};
 use super::FormatError;
@@ -20,8 +30,22 @@ use crate::BLOCK_BYTES;
 
 pub const SUPERBLOCK_COPIES: usize = 2;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"QUILLKV1";
-pub const FORMAT_VERSION: u32 = 1;
-const CHECKSUM_AT: usize = 60;
+pub const FORMAT_VERSION: u32 = 2;
+const CHECKSUM_AT: usize = 124;
+
+/// An index checkpoint the superblock points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointRef {
+    /// 1 or 2: which of the two slots at the end of the volume holds it.
+    pub slot: u32,
+    pub checksum: u32,
+    pub bytes: u64,
+    /// The index state after every batch up to and including this sequence.
+    pub sequence: u64,
+    /// Where batch `sequence + 1` starts: recovery replays the log from here.
+    pub replay_block: u64,
+    pub keys: u64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superblock {
@@ -31,6 +55,10 @@ pub struct Superblock {
     pub volume_blocks: u64,
     pub log_start_block: u64,
     pub batch_blocks_max: u32,
+    pub checkpoint_slot_blocks: u32,
+    pub tail_block: u64,
+    pub tail_sequence: u64,
+    pub checkpoint: Option<CheckpointRef>,
 }
 
 impl Superblock {
@@ -38,6 +66,11 @@ impl Superblock {
     /// write of one copy leaves the other intact.
     pub fn home_block(&self) -> u64 {
         self.sequence % SUPERBLOCK_COPIES as u64
+    }
+
+    /// The first block past the log region: the checkpoint slots follow it.
+    pub fn log_end_block(&self) -> u64 {
+        self.volume_blocks - 2 * u64::from(self.checkpoint_slot_blocks)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -51,6 +84,17 @@ impl Superblock {
         put_u64(&mut block, 40, self.volume_blocks);
         put_u64(&mut block, 48, self.log_start_block);
         put_u32(&mut block, 56, self.batch_blocks_max);
+        put_u32(&mut block, 60, self.checkpoint_slot_blocks);
+        put_u64(&mut block, 64, self.tail_block);
+        put_u64(&mut block, 72, self.tail_sequence);
+        if let Some(checkpoint) = &self.checkpoint {
+            put_u32(&mut block, 80, checkpoint.slot);
+            put_u32(&mut block, 84, checkpoint.checksum);
+            put_u64(&mut block, 88, checkpoint.bytes);
+            put_u64(&mut block, 96, checkpoint.sequence);
+            put_u64(&mut block, 104, checkpoint.replay_block);
+            put_u64(&mut block, 112, checkpoint.keys);
+        }
         let checksum = checksum(&block, self.home_block());
         put_u32(&mut block, CHECKSUM_AT, checksum);
         block
@@ -74,6 +118,15 @@ impl Superblock {
         if block_bytes as usize != BLOCK_BYTES {
             return Err(FormatError::Range { field: "block size", value: block_bytes.into() });
         }
+        let slot = get_u32(block, 80);
+        let checkpoint = (slot != 0).then(|| CheckpointRef {
+            slot,
+            checksum: get_u32(block, 84),
+            bytes: get_u64(block, 88),
+            sequence: get_u64(block, 96),
+            replay_block: get_u64(block, 104),
+            keys: get_u64(block, 112),
+        });
         let superblock = Superblock {
             sequence: get_u64(block, 16),
             volume_id: get_u64(block, 24),
@@ -81,17 +134,39 @@ impl Superblock {
             volume_blocks: get_u64(block, 40),
             log_start_block: get_u64(block, 48),
             batch_blocks_max: get_u32(block, 56),
+            checkpoint_slot_blocks: get_u32(block, 60),
+            tail_block: get_u64(block, 64),
+            tail_sequence: get_u64(block, 72),
+            checkpoint,
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);
         }
-        if superblock.log_start_block != super::LOG_START_BLOCK
-            || superblock.volume_blocks <= superblock.log_start_block
-            || superblock.batch_blocks_max == 0
-        {
-            return Err(FormatError::Range { field: "layout", value: superblock.volume_blocks });
-        }
+        superblock.validate_layout()?;
         Ok(superblock)
+    }
+
+    /// Every block number the superblock holds lies where it must: a checksummed copy with an
+    /// impossible layout was written by a broken program, and is refused like a corrupt one.
+    fn validate_layout(&self) -> Result<(), FormatError> {
+        let slots_blocks = 2 * u64::from(self.checkpoint_slot_blocks);
+        let layout_ok = self.log_start_block == super::LOG_START_BLOCK
+            && self.batch_blocks_max > 0
+            && self.volume_blocks > self.log_start_block + slots_blocks + u64::from(self.batch_blocks_max);
+        if !layout_ok {
+            return Err(FormatError::Range { field: "layout", value: self.volume_blocks });
+        }
+        let log = self.log_start_block..self.log_end_block();
+        if !log.contains(&self.tail_block) || self.tail_sequence == 0 {
+            return Err(FormatError::Range { field: "log tail", value: self.tail_block });
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            let slot_bytes = u64::from(self.checkpoint_slot_blocks) * BLOCK_BYTES as u64;
+            if checkpoint.slot > 2 || checkpoint.bytes > slot_bytes || !log.contains(&checkpoint.replay_block) {
+                return Err(FormatError::Range { field: "checkpoint", value: checkpoint.slot.into() });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -157,7 +157,12 @@ impl Harness {
                 return;
             }
         }
-        panic!("the engine did not go idle");
+        panic!(
+            "the engine did not go idle: {}; {:?}; {:?}",
+            self.engine.debug_state(),
+            self.engine.stats(),
+            self.engine.space()
+        );
     }
 
     /// Submits one request, runs to idle and returns its reply.

@@ -1,0 +1,397 @@
+//! Compaction: cleaning the log's tail. The oldest batches are read a chunk at a time; every
+//! record the index still points at is copied to the head (a move, in the same batches as
+//! client writes), tombstones and overwritten records are dropped, and once the moves are
+//! durable and no read in flight points into the chunk, the superblock moves the tail past it
+//! and its blocks are free.
+//!
+//! Why the oldest batches, not the emptiest: dropping a tombstone is safe exactly when no older
+//! record of its key can remain, and at the tail none can. Under overwrites the oldest batches
+//! are also the emptiest ones, since their records have had the longest time to be replaced.
+//!
+//! Bounds: one chunk in flight at a time; moves fill at most `compaction_batch_percent` of a
+//! batch, so a client write waits for at most one batch of moves beside it.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use super::commit::{AppendRefused, NewRecord};
+use super::keyspace::Location;
+use super::space::{Ring, Writer};
+use super::superblock_writer::UpdateReason;
+use super::{Engine, IoPurpose, Phase};
+use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK, RECORD_HEADER_BYTES};
+use crate::io::{IoError, IoKind};
+use crate::BLOCK_BYTES;
+
+/// Consecutive failed chunk reads before compaction gives up until restart.
+const READ_FAILURES_MAX: u32 = 3;
+
+/// A live record found in a chunk: where its key and value sit in the chunk, and its location.
+struct Candidate {
+    key: Range<usize>,
+    value: Range<usize>,
+    location: Location,
+}
+
+#[derive(Default)]
+enum CleanerState {
+    #[default]
+    Idle,
+    Reading,
+    Moving {
+        chunk: Vec<u8>,
+        candidates: VecDeque<Candidate>,
+        last_sequence: u64,
+        new_tail: (u64, u64),
+        moved_bytes: u64,
+    },
+    /// Moves appended: waiting for batch `sequence` to be durable and for reads into the freed
+    /// blocks to finish.
+    Settling {
+        sequence: u64,
+        new_tail: (u64, u64),
+        moved_bytes: u64,
+    },
+    Recording,
+}
+
+#[derive(Default)]
+pub struct Cleaner {
+    /// The next batch to clean: its block (or the wrap gap before it) and sequence.
+    scan_block: u64,
+    scan_sequence: u64,
+    /// The expected batch was not at `scan_block`; it is being looked for at the region's start.
+    wrap_tried: bool,
+    state: CleanerState,
+    /// Why compaction stopped for good (until restart): it never drops data it cannot read.
+    pub halted: Option<String>,
+    read_failures: u32,
+    /// Blocks freed by recent chunks that gained (almost) nothing: moving live records in
+    /// circles is not worth a lap of the log.
+    unproductive_blocks: u64,
+    /// Paused after a lap without gain, until a write makes new garbage (this count changes).
+    paused_at_garbage: Option<u64>,
+}
+
+impl Cleaner {
+    pub fn reset(&mut self, tail_block: u64, tail_sequence: u64) {
+        *self = Cleaner { scan_block: tail_block, scan_sequence: tail_sequence, ..Cleaner::default() };
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self.state {
+            CleanerState::Idle => "idle",
+            CleanerState::Reading => "reading",
+            CleanerState::Moving { .. } => "moving",
+            CleanerState::Settling { .. } => "settling",
+            CleanerState::Recording => "recording",
+        }
+    }
+}
+
+/// What compaction is doing, for drivers and the simulator's space check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactionState {
+    /// Nothing to do: the log is within its target.
+    Idle,
+    /// Cleaning, or wanting to.
+    Working,
+    /// A whole lap of the log gained nothing (headers and padding only); waits for new garbage.
+    Paused,
+    /// Stopped for good (until restart) at data it could not read.
+    Halted,
+}
+
+impl Engine {
+    pub fn compaction_state(&self) -> CompactionState {
+        if !matches!(self.phase, Phase::Ready) {
+            return CompactionState::Idle;
+        }
+        if self.cleaner.halted.is_some() {
+            return CompactionState::Halted;
+        }
+        if self.cleaner.paused_at_garbage == Some(self.stats.records_replaced) {
+            return CompactionState::Paused;
+        }
+        let idle = matches!(self.cleaner.state, CleanerState::Idle);
+        if idle && (!self.compaction_wanted() || self.cleaner.scan_sequence > self.log.durable_sequence) {
+            CompactionState::Idle
+        } else {
+            CompactionState::Working
+        }
+    }
+
+    /// The ring of the log region.
+    pub(super) fn ring(&self) -> Ring {
+        Ring { start: LOG_START_BLOCK, end: self.volume.log_end_block }
+    }
+
+    /// Compaction's chunk: the configured size, at most a sixteenth of the log region, and at
+    /// least one whole batch.
+    pub(super) fn chunk_blocks(&self) -> u32 {
+        let capacity_blocks = u32::try_from(self.ring().capacity_blocks() / 16).unwrap_or(u32::MAX);
+        self.config.compaction_chunk_blocks.min(capacity_blocks).max(self.volume.batch_blocks_max)
+    }
+
+    pub(super) fn used_blocks(&self) -> u64 {
+        self.ring().used_blocks(self.volume.tail_block, self.log.head_block())
+    }
+
+    /// Garbage beyond the target, or free space running low with garbage worth a chunk and a
+    /// quarter of the live bytes (headers and padding are never reclaimed entirely).
+    fn compaction_wanted(&self) -> bool {
+        if self.cleaner.paused_at_garbage == Some(self.stats.records_replaced) {
+            return false;
+        }
+        let chunk_blocks = self.chunk_blocks();
+        let batch_blocks = self.volume.batch_blocks_max;
+        let used_blocks = self.used_blocks();
+        let live_bytes = self.keyspace.index.live_record_bytes();
+        let slack_blocks = Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
+        if Ring::over_target(used_blocks, live_bytes, self.config.space_amplification_percent, slack_blocks) {
+            return true;
+        }
+        let free_blocks = self.ring().free_blocks(self.volume.tail_block, self.log.head_block());
+        let low = free_blocks < Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
+        low && used_blocks * BLOCK_BYTES as u64 > live_bytes / 4 * 5 + u64::from(chunk_blocks) * BLOCK_BYTES as u64
+    }
+
+    /// Moves compaction forward as far as it can without waiting. Called after every
+    /// completion and tick.
+    pub(super) fn drive_cleaner(&mut self) {
+        if !matches!(self.phase, Phase::Ready) || self.read_only.is_some() || self.cleaner.halted.is_some() {
+            return;
+        }
+        match std::mem::take(&mut self.cleaner.state) {
+            CleanerState::Idle => {
+                if self.compaction_wanted() && self.cleaner.scan_sequence <= self.log.durable_sequence {
+                    self.read_tail_chunk();
+                }
+            }
+            CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes } => {
+                self.append_moves(chunk, candidates, last_sequence, new_tail, moved_bytes)
+            }
+            CleanerState::Settling { sequence, new_tail, moved_bytes } => {
+                self.try_advance_tail(sequence, new_tail, moved_bytes)
+            }
+            state @ (CleanerState::Reading | CleanerState::Recording) => self.cleaner.state = state,
+        }
+    }
+
+    fn read_tail_chunk(&mut self) {
+        let ring = self.ring();
+        if self.cleaner.scan_block >= ring.end {
+            self.cleaner.scan_block = ring.start;
+        }
+        let start_block = self.cleaner.scan_block;
+        let blocks = u64::from(self.chunk_blocks()).min(ring.end - start_block);
+        let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk is under 4 GiB");
+        self.cleaner.state = CleanerState::Reading;
+        let offset_bytes = start_block * BLOCK_BYTES as u64;
+        self.push_io(IoPurpose::CompactionRead { start_block }, IoKind::Read { offset_bytes, length_bytes });
+    }
+
+    pub(super) fn on_compaction_read(&mut self, start_block: u64, result: Result<Vec<u8>, IoError>) {
+        self.cleaner.state = CleanerState::Idle;
+        let chunk = match result {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                self.cleaner.read_failures += 1;
+                if self.cleaner.read_failures >= READ_FAILURES_MAX {
+                    self.cleaner.halted =
+                        Some(format!("reading the log's tail failed {READ_FAILURES_MAX} times ({error})"));
+                }
+                return;
+            }
+        };
+        self.cleaner.read_failures = 0;
+        if self.read_only.is_some() {
+            return;
+        }
+        match self.parse_chunk(start_block, &chunk) {
+            Ok(Some((candidates, new_tail))) => {
+                self.cleaner.wrap_tried = false;
+                self.stats.compaction_chunks += 1;
+                self.append_moves(chunk, candidates, 0, new_tail, 0);
+            }
+            Ok(None) => {}
+            Err(reason) => self.cleaner.halted = Some(reason),
+        }
+    }
+
+    /// The live records of every whole durable batch in the chunk, in log order, and where the
+    /// tail goes after them. `None`: the expected batch is not here; look at the region's start.
+    #[allow(clippy::type_complexity)]
+    fn parse_chunk(
+        &mut self,
+        start_block: u64,
+        chunk: &[u8],
+    ) -> Result<Option<(VecDeque<Candidate>, (u64, u64))>, String> {
+        let chunk_blocks = (chunk.len() / BLOCK_BYTES) as u64;
+        let (mut block, mut sequence) = (start_block, self.cleaner.scan_sequence);
+        let mut candidates = VecDeque::new();
+        for _ in 0..chunk_blocks {
+            if sequence > self.log.durable_sequence || block >= start_block + chunk_blocks {
+                break;
+            }
+            let at = ((block - start_block) as usize) * BLOCK_BYTES;
+            let header = BatchHeader::decode(&chunk[at..], block, self.volume.volume_id, self.volume.batch_blocks_max)
+                .ok()
+                .filter(|header| header.sequence == sequence);
+            let Some(header) = header else {
+                if block != start_block {
+                    break; // the next batch starts a new chunk here, or at the region's start
+                }
+                return self.expected_batch_missing(block, sequence);
+            };
+            let end = at + header.block_count as usize * BLOCK_BYTES;
+            if end > chunk.len() {
+                if block == start_block {
+                    return Err(format!("batch {sequence} at block {block} runs past the log region"));
+                }
+                break;
+            }
+            header.verify_payload(&chunk[at..end]).map_err(|error| {
+                format!("batch {sequence} at block {block} is corrupt ({error}); its records cannot be moved")
+            })?;
+            self.collect_live(&header, &chunk[..end], at, &mut candidates)?;
+            block += u64::from(header.block_count);
+            sequence += 1;
+        }
+        let next_block = if block >= self.volume.log_end_block { LOG_START_BLOCK } else { block };
+        self.cleaner.scan_block = next_block;
+        self.cleaner.scan_sequence = sequence;
+        Ok(Some((candidates, (next_block, sequence))))
+    }
+
+    fn expected_batch_missing(
+        &mut self,
+        block: u64,
+        sequence: u64,
+    ) -> Result<Option<(VecDeque<Candidate>, (u64, u64))>, String> {
+        if self.cleaner.wrap_tried || block == LOG_START_BLOCK {
+            return Err(format!("batch {sequence} is neither at block {block} nor at the log region's start"));
+        }
+        self.cleaner.wrap_tried = true;
+        self.cleaner.scan_block = LOG_START_BLOCK;
+        Ok(None)
+    }
+
+    /// Adds the batch's records that the index still points at.
+    fn collect_live(
+        &self,
+        header: &BatchHeader,
+        chunk: &[u8],
+        batch_at: usize,
+        candidates: &mut VecDeque<Candidate>,
+    ) -> Result<(), String> {
+        let payload_end = batch_at + BATCH_HEADER_BYTES + header.payload_bytes as usize;
+        let mut at = batch_at + BATCH_HEADER_BYTES;
+        for _ in 0..header.record_count {
+            let record = RecordHeader::decode_trusted(&chunk[at..payload_end])
+                .map_err(|error| format!("a record in batch {} does not decode ({error})", header.sequence))?;
+            let key = at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + record.key_bytes as usize;
+            let location = Location {
+                offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,
+                record_bytes: record.total_bytes() as u32,
+                sequence_low: header.sequence as u32,
+            };
+            if record.kind == RecordKind::Put && self.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
+                candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location });
+            }
+            at += record.total_bytes();
+        }
+        Ok(())
+    }
+
+    /// Appends moves while the open batch has room for them. A record is moved only if it is
+    /// still the key's newest state: no newer write, durable or pending, may come before its
+    /// copy in the log (recovery replays the copy as a plain put).
+    fn append_moves(
+        &mut self,
+        chunk: Vec<u8>,
+        mut candidates: VecDeque<Candidate>,
+        mut last_sequence: u64,
+        new_tail: (u64, u64),
+        mut moved_bytes: u64,
+    ) {
+        while let Some(candidate) = candidates.front() {
+            let key = &chunk[candidate.key.clone()];
+            let still_newest = self.keyspace.index.get(key) == Some(candidate.location)
+                && !self.keyspace.overlay.contains_key(key)
+                && self.keyspace.cleared_at.is_none();
+            if still_newest {
+                let value = &chunk[candidate.value.clone()];
+                let from = candidate.location;
+                match self.append_records(&[NewRecord::Move { key, value, from }], Writer::Compaction) {
+                    Ok(sequence) => {
+                        last_sequence = sequence;
+                        moved_bytes += u64::from(candidate.location.record_bytes);
+                    }
+                    Err(AppendRefused::BatchFull) => {
+                        self.maybe_seal();
+                        let state = CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes };
+                        self.cleaner.state = state;
+                        return;
+                    }
+                    Err(AppendRefused::Reply(_)) => return, // read-only now: compaction stops
+                }
+            }
+            candidates.pop_front();
+        }
+        self.maybe_seal();
+        self.try_advance_tail(last_sequence, new_tail, moved_bytes);
+    }
+
+    /// Moves the tail once the moves are durable and no read points into the freed blocks.
+    fn try_advance_tail(&mut self, sequence: u64, new_tail: (u64, u64), moved_bytes: u64) {
+        self.cleaner.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
+        if self.log.durable_sequence < sequence || self.superblock_busy() || self.reads_into(new_tail.0) {
+            return;
+        }
+        // The checkpoint stays usable only while the log it replays from is still there.
+        let checkpoint = self.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
+        let ring = self.ring();
+        let freed_blocks = ring.used_blocks(self.volume.tail_block, new_tail.0.max(ring.start));
+        self.note_gain(freed_blocks, moved_bytes);
+        self.cleaner.state = CleanerState::Recording;
+        self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
+    }
+
+    /// Whether a value read, in flight or queued, points between the tail and `new_tail_block`.
+    fn reads_into(&self, new_tail_block: u64) -> bool {
+        let ring = self.ring();
+        let tail = self.volume.tail_block;
+        let freed = |location: &Location| {
+            let block = location.offset_bytes / BLOCK_BYTES as u64;
+            let last = (location.offset_bytes + u64::from(location.record_bytes) - 1) / BLOCK_BYTES as u64;
+            ring.interval_contains(tail, new_tail_block, block) || ring.interval_contains(tail, new_tail_block, last)
+        };
+        let in_flight = self.tokens.purposes().any(|purpose| match purpose {
+            IoPurpose::ValueRead(job) => freed(&job.location),
+            _ => false,
+        });
+        in_flight || self.read_queue.iter().any(|job| freed(&job.location))
+    }
+
+    /// Pauses compaction after a whole log's worth of chunks that freed little more than they
+    /// moved, until new garbage appears.
+    fn note_gain(&mut self, freed_blocks: u64, moved_bytes: u64) {
+        let moved_blocks = moved_bytes.div_ceil(BLOCK_BYTES as u64);
+        if freed_blocks.saturating_sub(moved_blocks) > u64::from(self.chunk_blocks()) / 8 {
+            self.cleaner.unproductive_blocks = 0;
+            return;
+        }
+        self.cleaner.unproductive_blocks += freed_blocks;
+        if self.cleaner.unproductive_blocks >= self.ring().capacity_blocks() {
+            self.cleaner.unproductive_blocks = 0;
+            self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
+            self.stats.compaction_pauses += 1;
+        }
+    }
+
+    pub(super) fn on_tail_advanced(&mut self) {
+        self.cleaner.state = CleanerState::Idle;
+        self.stats.tail_advances += 1;
+    }
+}

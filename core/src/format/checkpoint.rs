@@ -1,0 +1,85 @@
+//! An index checkpoint: every live key and where its record is, written to one of two slots at
+//! the end of the volume. Entries follow one another from the slot's first byte:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | key length |
+//! | 2 | 8 | record offset on the volume, in bytes |
+//! | 10 | 4 | record length in bytes |
+//! | 14 | 4 | the record's batch sequence, low 32 bits |
+//! | 18 | key length | key |
+//!
+//! Zero padding fills the last block. The superblock that points at the checkpoint holds its
+//! length, key count and a CRC32C over the volume id (8 bytes LE), the checkpoint sequence (8
+//! bytes LE) and the entries, so an older checkpoint left in the slot, or a torn one, never
+//! verifies.
+
+use super::bytes::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::FormatError;
+
+pub const CHECKPOINT_ENTRY_HEADER_BYTES: usize = 18;
+
+/// One checkpoint entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointEntry<'a> {
+    pub key: &'a [u8],
+    pub offset_bytes: u64,
+    pub record_bytes: u32,
+    pub sequence_low: u32,
+}
+
+pub fn encode_entry(out: &mut Vec<u8>, entry: &CheckpointEntry<'_>) {
+    let at = out.len();
+    out.resize(at + CHECKPOINT_ENTRY_HEADER_BYTES, 0);
+    put_u16(out, at, u16::try_from(entry.key.len()).expect("keys are at most 65535 bytes"));
+    put_u64(out, at + 2, entry.offset_bytes);
+    put_u32(out, at + 10, entry.record_bytes);
+    put_u32(out, at + 14, entry.sequence_low);
+    out.extend_from_slice(entry.key);
+}
+
+pub fn checksum(volume_id: u64, sequence: u64, entries: &[u8]) -> u32 {
+    let partial = crc32c::crc32c(&volume_id.to_le_bytes());
+    let partial = crc32c::crc32c_append(partial, &sequence.to_le_bytes());
+    crc32c::crc32c_append(partial, entries)
+}
+
+/// Decodes the entry at `at`; returns it and where the next one starts.
+pub fn decode_entry(entries: &[u8], at: usize) -> Result<(CheckpointEntry<'_>, usize), FormatError> {
+    let truncated = FormatError::Range { field: "checkpoint entry", value: at as u64 };
+    if at + CHECKPOINT_ENTRY_HEADER_BYTES > entries.len() {
+        return Err(truncated);
+    }
+    let key_bytes = get_u16(entries, at) as usize;
+    let key_start = at + CHECKPOINT_ENTRY_HEADER_BYTES;
+    if key_start + key_bytes > entries.len() {
+        return Err(truncated);
+    }
+    let entry = CheckpointEntry {
+        key: &entries[key_start..key_start + key_bytes],
+        offset_bytes: get_u64(entries, at + 2),
+        record_bytes: get_u32(entries, at + 10),
+        sequence_low: get_u32(entries, at + 14),
+    };
+    Ok((entry, key_start + key_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_truncation_is_an_error() {
+        let mut bytes = Vec::new();
+        let first = CheckpointEntry { key: b"alpha", offset_bytes: 8192 + 64, record_bytes: 40, sequence_low: 7 };
+        let second = CheckpointEntry { key: b"", offset_bytes: 12288, record_bytes: 24, sequence_low: 9 };
+        encode_entry(&mut bytes, &first);
+        encode_entry(&mut bytes, &second);
+        let (decoded, next) = decode_entry(&bytes, 0).expect("first");
+        assert_eq!(decoded, first);
+        let (decoded, end) = decode_entry(&bytes, next).expect("second");
+        assert_eq!((decoded, end), (second, bytes.len()));
+        assert!(decode_entry(&bytes[..bytes.len() - 1], next).is_err());
+        assert_ne!(checksum(1, 2, &bytes), checksum(1, 3, &bytes), "bound to the checkpoint sequence");
+    }
+}
