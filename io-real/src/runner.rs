@@ -88,6 +88,17 @@ impl EngineRunner {
         &self.engine
     }
 
+    /// Writes an index checkpoint now and waits until the superblock records it, so the next
+    /// open reads the checkpoint instead of the whole log (what a clean shutdown does).
+    pub fn checkpoint_and_wait(&mut self) -> Result<(), DriverError> {
+        self.engine.checkpoint_now();
+        self.drain_io();
+        while self.engine.checkpoint_in_progress() && self.engine.read_only_reason().is_none() {
+            self.turn(true)?;
+        }
+        Ok(())
+    }
+
     pub fn driver_name(&self) -> &'static str {
         self.driver.name()
     }

@@ -155,6 +155,9 @@ impl Knobs {
             disconnect_per_tick_ppm: 0,
             write_through: chance(rng, 500_000),
         };
+        // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
+        let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
+        knobs.value_bytes_max = knobs.value_bytes_max.min(batch_payload_bytes - 4096);
         knobs.draw_faults(rng, level);
         knobs
     }

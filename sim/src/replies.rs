@@ -184,6 +184,10 @@ impl Sim {
         let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
         let value_limit_small = self.knobs.value_bytes_max < crate::knobs::VALUE_BYTES_MAX_DEFAULT;
         let pipeline_overfull = self.knobs.pipeline_depth.max(VERIFY_PIPELINE) > self.knobs.client_pipeline_max;
+        // An MSET of four large values can exceed a small batch (the engine refuses it whole).
+        let batch_payload_bytes = self.knobs.batch_blocks_max as usize * quill_core::BLOCK_BYTES - 64;
+        let value_bytes_max = self.knobs.value_bytes_large_max.max(self.knobs.value_bytes_small_max);
+        let command_may_exceed_batch = 4 * (value_bytes_max + 64) > batch_payload_bytes;
         // (prefix, explained by the faults so far, meaning)
         let table = [
             ("ERR not durable", write_faults, ErrorMeaning::Unknown),
@@ -195,6 +199,7 @@ impl Sim {
             ("ERR data corrupt", self.ledger.beyond_budget, ErrorMeaning::ReadFault),
             ("ERR too many commands in flight", pipeline_overfull, ErrorMeaning::NotApplied),
             ("ERR value too large", value_limit_small, ErrorMeaning::NotApplied),
+            ("ERR command too large", command_may_exceed_batch, ErrorMeaning::NotApplied),
             // Over a connection, a bulk above the engine's value limit is refused by the parser,
             // which then closes the connection, as Redis does.
             (

@@ -144,7 +144,15 @@ fn stream(seed: u64, number: u64) -> ChaCha8Rng {
 /// Runs one seed to its end and reports.
 pub fn run_seed(options: &SimOptions) -> SeedReport {
     let mut sim = Sim::new(options.clone());
-    sim.run();
+    // A panic is a bug like any violation: report it with the seed that reproduces it.
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run())) {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_string());
+        sim.checker.fail("the engine or the simulator panicked", b"", "no panic".into(), message);
+    }
     sim.report()
 }
 

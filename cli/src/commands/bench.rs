@@ -5,6 +5,7 @@
 //! with `--cache-bytes 0` every GET reads the disk.
 
 mod report;
+mod space;
 mod workload;
 
 use std::path::PathBuf;
@@ -56,6 +57,10 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// After the run: write a checkpoint, then time a restart from it and a restart that scans
+    /// the whole log (`restart_*` figures).
+    #[arg(long)]
+    restart: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -118,9 +123,14 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
     }
     let before = runner.engine().stats().clone();
     let duration = Duration::from_secs_f64(args.duration);
-    let phase = run_phase(&mut runner, &mut workload, args.concurrency, duration)?;
+    let phase = run_phase(&mut runner, &mut workload, args.concurrency, duration, !args.json)?;
     let after = runner.engine().stats().clone();
-    Ok(BenchReport::new(args, runner.driver_name(), volume.direct, &phase, &stats_delta(&before, &after)))
+    let mut report = BenchReport::new(args, runner.driver_name(), volume.direct, &phase, &stats_delta(&before, &after));
+    space::report_space(&runner, &phase.space, &before, &after, &mut report.extra);
+    if args.restart {
+        space::measure_restarts(runner, volume, io, &mut report.extra)?;
+    }
+    Ok(report)
 }
 
 fn load_phase(args: &BenchArgs, volume: &Volume, runner: &mut EngineRunner, workload: &Workload) -> Result<(), String> {
@@ -168,6 +178,7 @@ pub struct PhaseResult {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
+    pub space: space::SpaceSamples,
 }
 
 /// Keeps one request outstanding per client until `duration` has passed, then drains.
@@ -176,7 +187,9 @@ fn run_phase(
     workload: &mut Workload,
     concurrency: usize,
     duration: Duration,
+    progress: bool,
 ) -> Result<PhaseResult, String> {
+    let mut space = space::SpaceSamples::default();
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let mut outstanding: Vec<Option<(Instant, Option<Vec<u8>>)>> = vec![None; concurrency];
     let (mut ops, mut errors, mut in_flight) = (0u64, 0u64, 0usize);
@@ -195,6 +208,7 @@ fn run_phase(
         }
         runner.turn(true).map_err(|error| error.to_string())?;
         let now = Instant::now();
+        space.sample(runner.engine(), now.duration_since(start), progress);
         while let Some((client, reply)) = runner.poll_reply() {
             let Some((sent, expected)) = outstanding.get_mut(client as usize).and_then(Option::take) else {
                 return Err(format!("a reply for client {client}, which has nothing outstanding"));
@@ -206,7 +220,7 @@ fn run_phase(
             latency_us.saturating_record(micros.max(1));
         }
     }
-    Ok(PhaseResult { ops, errors, elapsed: start.elapsed(), latency_us })
+    Ok(PhaseResult { ops, errors, elapsed: start.elapsed(), latency_us, space })
 }
 
 /// A GET must return the value the load phase wrote; a SET must say OK.

@@ -46,15 +46,39 @@ pub struct Checkpointer {
     /// The index did not fit a slot when the log head was at this batch: wait for another
     /// interval before trying again.
     skipped_at_sequence: Option<u64>,
+    /// A driver asked for a checkpoint now (before a clean shutdown).
+    forced: bool,
+    /// The last checkpoint's size: the next waits until the log to replay is a few times
+    /// larger, so checkpoints cost a bounded share of the writes.
+    last_bytes: u64,
 }
+
+/// A new checkpoint once the log to replay is this many times the last checkpoint's size.
+const INTERVAL_CHECKPOINT_MULTIPLE: u64 = 4;
 
 impl Engine {
     fn checkpoint_slot_block(&self, slot: u32) -> u64 {
         self.volume.log_end_block + u64::from(slot - 1) * u64::from(self.volume.checkpoint_slot_blocks)
     }
 
+    /// Asks for a checkpoint as soon as possible (a clean shutdown makes the next restart fast).
+    /// [`Engine::checkpoint_in_progress`] says when it is recorded.
+    pub fn checkpoint_now(&mut self) {
+        self.checkpointer.forced = self.volume.checkpoint_slot_blocks > 0;
+        self.drive_checkpoint();
+    }
+
+    /// A checkpoint is asked for or being written.
+    pub fn checkpoint_in_progress(&self) -> bool {
+        self.checkpointer.forced && self.read_only.is_none()
+            || !matches!(self.checkpointer.state, CheckpointState::Idle)
+    }
+
     /// The log a restart would replay is longer than the interval.
     fn checkpoint_due(&self) -> bool {
+        if self.checkpointer.forced {
+            return true;
+        }
         let interval_blocks = self.config.checkpoint_interval_blocks;
         if interval_blocks == 0 || self.volume.checkpoint_slot_blocks == 0 {
             return false;
@@ -68,7 +92,9 @@ impl Engine {
             None => self.volume.tail_block,
         };
         let head = self.log.head_block().min(ring.end);
-        ring.used_blocks(replay_from, head.max(ring.start)) >= interval_blocks
+        let size_blocks = self.checkpointer.last_bytes.div_ceil(BLOCK_BYTES as u64);
+        let due_blocks = interval_blocks.max(INTERVAL_CHECKPOINT_MULTIPLE * size_blocks);
+        ring.used_blocks(replay_from, head.max(ring.start)) >= due_blocks
     }
 
     pub(super) fn drive_checkpoint(&mut self) {
@@ -88,6 +114,7 @@ impl Engine {
     /// Snapshots the durable index: the state after batch `durable_sequence`, replayed from the
     /// first batch that is not durable yet.
     fn start_checkpoint(&mut self) {
+        self.checkpointer.forced = false;
         let sequence = self.log.durable_sequence;
         let (replay_block, replay_sequence) = self.log.first_not_durable();
         assert_eq!(replay_sequence, sequence + 1, "the first batch not durable follows the durable ones");
@@ -117,6 +144,7 @@ impl Engine {
             replay_block,
             keys: self.keyspace.index.len() as u64,
         };
+        self.checkpointer.last_bytes = data.len() as u64;
         data.resize(blocks_for(data.len()).max(1) * BLOCK_BYTES, 0);
         self.write_checkpoint_pieces(pending, data, 0, 0);
     }

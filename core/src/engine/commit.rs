@@ -331,6 +331,9 @@ impl Engine {
     }
 
     pub(super) fn on_batch_write(&mut self, result: Result<Vec<u8>, IoError>) {
+        if self.batch_abandoned() {
+            return;
+        }
         if let Err(error) = result {
             return self.fail_writes(format!("a log write failed ({error}); the engine is read-only until restart"));
         }
@@ -345,10 +348,21 @@ impl Engine {
     }
 
     pub(super) fn on_batch_sync(&mut self, result: Result<Vec<u8>, IoError>) {
+        if self.batch_abandoned() {
+            return;
+        }
         if let Err(error) = result {
             return self.fail_writes(format!("a log sync failed ({error}); the engine is read-only until restart"));
         }
         self.on_batch_durable();
+    }
+
+    /// Another write (a superblock or checkpoint) failed while this batch was in flight: the
+    /// batch was dropped and its waiters answered with errors; its completion changes nothing.
+    fn batch_abandoned(&self) -> bool {
+        let abandoned = self.log.in_flight.is_none();
+        assert!(!abandoned || self.read_only.is_some(), "a batch completion with no batch in flight");
+        abandoned
     }
 
     /// The in-flight batch is durable (its sync, or its durable write, completed).

@@ -45,6 +45,9 @@ pub struct Config {
     /// Write a new checkpoint once the log after the last one's replay point (or the whole log,
     /// without one) is this many blocks long; 0: never.
     pub checkpoint_interval_blocks: u64,
+    /// Open from the checkpoint if there is one; false scans the whole log from its tail (to
+    /// measure the difference, or to distrust a checkpoint).
+    pub use_checkpoint: bool,
     /// Compaction reads the log's tail in chunks of this many blocks (at least one batch).
     pub compaction_chunk_blocks: u32,
     /// Compaction's moved records fill at most this share of a batch (percent), so client
@@ -77,6 +80,7 @@ impl Config {
             open_read_only: false,
             checkpoint_slot_blocks,
             checkpoint_interval_blocks: volume_bytes / BLOCK_BYTES as u64 / 8,
+            use_checkpoint: true,
             compaction_chunk_blocks: 1024,
             compaction_batch_percent: 50,
             space_amplification_percent: 150,

@@ -123,8 +123,8 @@ impl Engine {
             checkpoint: newest.checkpoint,
         };
         match newest.checkpoint {
-            Some(checkpoint) => self.start_checkpoint_load(checkpoint),
-            None => self.scan_from_tail(),
+            Some(checkpoint) if self.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
+            _ => self.scan_from_tail(),
         }
     }
 
@@ -267,8 +267,8 @@ impl Engine {
         let recovery = self.recovery_mut();
         // Looking for a wrapped batch, or at the window after the end: no need for a long read.
         let probing = recovery.wrap_from.is_some() || recovery.final_check;
-        let window_blocks = 2 * self.window_blocks(block);
-        let blocks = if probing { window_blocks } else { RECOVERY_CHUNK_BLOCKS_MIN.max(window_blocks) };
+        let window_blocks = self.window_blocks(block);
+        let blocks = if probing { window_blocks } else { RECOVERY_CHUNK_BLOCKS_MIN.max(2 * window_blocks) };
         let blocks = blocks.min(self.volume.log_end_block - block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
         let offset_bytes = block * BLOCK_BYTES as u64;

@@ -24,6 +24,8 @@ pub struct BenchReport {
     mean_us: f64,
     stats: EngineStats,
     batch_records_avg: f64,
+    /// Figures beyond the core set: space use, restarts.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl BenchReport {
@@ -54,6 +56,7 @@ impl BenchReport {
             mean_us: histogram.mean(),
             stats: stats.clone(),
             batch_records_avg,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -87,11 +90,14 @@ pub fn print_report(report: &BenchReport, as_json: bool) {
         "group commit: {} batches, {} records, {:.1} records per batch; checksum failures {}",
         stats.batches_committed, stats.records_committed, report.batch_records_avg, stats.checksum_failures
     );
+    for (name, value) in &report.extra {
+        println!("{name}: {value}");
+    }
 }
 
 fn to_json(report: &BenchReport) -> serde_json::Value {
     let stats = &report.stats;
-    json!({
+    let mut value = json!({
         "op": report.op,
         "io": report.driver,
         "direct": report.direct,
@@ -118,5 +124,9 @@ fn to_json(report: &BenchReport) -> serde_json::Value {
         "batch_records_avg": report.batch_records_avg,
         "reads_in_flight_max": stats.reads_in_flight_max,
         "checksum_failures": stats.checksum_failures,
-    })
+    });
+    if let Some(object) = value.as_object_mut() {
+        object.extend(report.extra.clone());
+    }
+    value
 }
