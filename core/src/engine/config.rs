@@ -64,7 +64,7 @@ impl Config {
     /// Defaults for a volume of `volume_bytes` (rounded down to whole blocks).
     pub fn for_volume_bytes(volume_bytes: u64) -> Config {
         let volume_blocks = volume_bytes / BLOCK_BYTES as u64;
-        let checkpoint_slot_blocks = (volume_blocks / 32).min(u64::from(u32::MAX)) as u32;
+        let checkpoint_slot_blocks = (volume_blocks / 16).min(u64::from(u32::MAX)) as u32;
         // A small volume gets smaller batches: the log must hold several beyond its reserves.
         let log_blocks = volume_blocks.saturating_sub(3 + 2 * u64::from(checkpoint_slot_blocks));
         let batch_blocks_max = (log_blocks / 10).clamp(1, 1024) as u32;

@@ -98,7 +98,7 @@ enum Phase {
 /// What an I/O in flight is for.
 enum IoPurpose {
     SuperblockRead,
-    RecoveryChunk { start_block: u64 },
+    RecoveryChunk { start_block: u64, prefetch: bool },
     SuperblockWrite,
     SuperblockSync,
     BatchWrite,
@@ -210,7 +210,9 @@ impl Engine {
         let purpose = self.tokens.remove(completion.token).expect("completion for a token that is not in flight");
         match purpose {
             IoPurpose::SuperblockRead => self.on_superblock_read(completion.result),
-            IoPurpose::RecoveryChunk { start_block } => self.on_recovery_chunk(start_block, completion.result),
+            IoPurpose::RecoveryChunk { start_block, prefetch } => {
+                self.on_recovery_chunk(start_block, prefetch, completion.result)
+            }
             IoPurpose::SuperblockWrite => self.on_superblock_write(completion.result),
             IoPurpose::SuperblockSync => self.on_superblock_sync(completion.result),
             IoPurpose::BatchWrite => self.on_batch_write(completion.result),

@@ -41,6 +41,23 @@ pub struct Recovery {
     steps: u64,
     /// A checkpoint is being read: its bytes so far.
     pub(super) checkpoint_bytes: Vec<u8>,
+    /// The chunk after the one in memory, read ahead so the disk works while batches apply.
+    prefetch: Prefetch,
+    /// The scan waits for the prefetch to continue from this block.
+    waiting_for_prefetch: Option<u64>,
+}
+
+#[derive(Default)]
+enum Prefetch {
+    #[default]
+    None,
+    InFlight {
+        start_block: u64,
+    },
+    Ready {
+        start_block: u64,
+        bytes: Vec<u8>,
+    },
 }
 
 /// What replaying the batch at a block found.
@@ -151,16 +168,66 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_recovery_chunk(&mut self, start_block: u64, result: Result<Vec<u8>, IoError>) {
-        match result {
-            Ok(bytes) => {
-                let recovery = self.recovery_mut();
-                recovery.chunk = bytes;
-                recovery.chunk_start_block = start_block;
-                self.continue_scan();
-            }
-            Err(error) => self.fail_open(OpenError::Io(error)),
+    pub(super) fn on_recovery_chunk(&mut self, start_block: u64, prefetch: bool, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return; // a read-ahead that recovery no longer needed
         }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        let recovery = self.recovery_mut();
+        if prefetch {
+            recovery.prefetch = Prefetch::Ready { start_block, bytes };
+            let Some(block) = recovery.waiting_for_prefetch.take() else { return };
+            if self.install_prefetch(block) {
+                self.continue_scan();
+            } else {
+                self.read_chunk(block);
+            }
+            return;
+        }
+        recovery.chunk = bytes;
+        recovery.chunk_start_block = start_block;
+        self.start_prefetch();
+        self.continue_scan();
+    }
+
+    /// Reads the chunk after the one in memory, unless recovery is probing (a wrap, the window
+    /// after the end) or the log region ends there.
+    fn start_prefetch(&mut self) {
+        let log_end_block = self.volume.log_end_block;
+        let recovery = self.recovery_mut();
+        let probing = recovery.wrap_from.is_some() || recovery.final_check;
+        let start_block = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
+        // One read-ahead at a time; a finished one that did not follow is dropped.
+        if probing || start_block >= log_end_block || matches!(recovery.prefetch, Prefetch::InFlight { .. }) {
+            return;
+        }
+        recovery.prefetch = Prefetch::InFlight { start_block };
+        let blocks = RECOVERY_CHUNK_BLOCKS_MIN.min(log_end_block - start_block);
+        let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
+        let offset_bytes = start_block * BLOCK_BYTES as u64;
+        let purpose = IoPurpose::RecoveryChunk { start_block, prefetch: true };
+        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+    }
+
+    /// Continues from `block` with the rest of the chunk in memory plus the prefetched one, if
+    /// that follows it. Says whether it did.
+    fn install_prefetch(&mut self, block: u64) -> bool {
+        let recovery = self.recovery_mut();
+        let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
+        let follows = matches!(&recovery.prefetch, Prefetch::Ready { start_block, .. } if *start_block == chunk_end);
+        if !follows || block < recovery.chunk_start_block || block > chunk_end {
+            return false;
+        }
+        let Prefetch::Ready { bytes, .. } = std::mem::take(&mut recovery.prefetch) else { unreachable!("checked") };
+        let keep_from = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
+        recovery.chunk.drain(..keep_from);
+        recovery.chunk.extend_from_slice(&bytes);
+        recovery.chunk_start_block = block;
+        self.start_prefetch();
+        true
     }
 
     /// Blocks from `block` on that tell a torn tail from corruption in the middle: the largest
@@ -202,7 +269,10 @@ impl Engine {
                 continue;
             }
             if !self.chunk_covers(block, 1) {
-                return self.read_chunk(block);
+                if self.need_chunk(block) {
+                    continue;
+                }
+                return;
             }
             match self.replay_batch_at(block) {
                 Replay::Applied(next_block) => {
@@ -210,10 +280,13 @@ impl Engine {
                     recovery.block = next_block;
                     recovery.wrap_from = None;
                 }
-                Replay::NeedMore => return self.read_chunk(block),
-                Replay::Bad(_) if !self.chunk_covers(block, self.window_blocks(block)) => {
-                    return self.read_chunk(block)
+                Replay::NeedMore | Replay::Bad(_) if !self.chunk_covers(block, self.window_blocks(block)) => {
+                    if self.need_chunk(block) {
+                        continue;
+                    }
+                    return;
                 }
+                Replay::NeedMore => unreachable!("a window covers the largest batch"),
                 Replay::Bad(reason) => {
                     if self.recovery_mut().final_check {
                         return self.at_bad_batch(block, reason);
@@ -262,8 +335,32 @@ impl Engine {
         }
     }
 
+    /// The chunk in memory does not reach far enough from `block`: continue with the prefetched
+    /// chunk (true), or wait for it or for a new read (false).
+    fn need_chunk(&mut self, block: u64) -> bool {
+        let recovery = self.recovery_mut();
+        let probing = recovery.wrap_from.is_some() || recovery.final_check;
+        if !probing {
+            if self.install_prefetch(block) {
+                return true;
+            }
+            let recovery = self.recovery_mut();
+            let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
+            let in_flight = matches!(recovery.prefetch, Prefetch::InFlight { start_block } if start_block == chunk_end);
+            if in_flight && (recovery.chunk_start_block..=chunk_end).contains(&block) {
+                recovery.waiting_for_prefetch = Some(block);
+                return false;
+            }
+        }
+        self.read_chunk(block);
+        false
+    }
+
     /// Reads from `block` on: at least a whole window, and many batches at a time.
     fn read_chunk(&mut self, block: u64) {
+        if let Prefetch::Ready { .. } = self.recovery_mut().prefetch {
+            self.recovery_mut().prefetch = Prefetch::None; // not where the scan goes on
+        }
         let recovery = self.recovery_mut();
         // Looking for a wrapped batch, or at the window after the end: no need for a long read.
         let probing = recovery.wrap_from.is_some() || recovery.final_check;
@@ -272,7 +369,8 @@ impl Engine {
         let blocks = blocks.min(self.volume.log_end_block - block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
         let offset_bytes = block * BLOCK_BYTES as u64;
-        self.push_io(IoPurpose::RecoveryChunk { start_block: block }, IoKind::Read { offset_bytes, length_bytes });
+        let purpose = IoPurpose::RecoveryChunk { start_block: block, prefetch: false };
+        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
     fn chunk_slice(&mut self, block: u64, blocks: u64) -> &[u8] {
@@ -299,11 +397,16 @@ impl Engine {
         if !self.chunk_covers(block, header.block_count.into()) {
             return Replay::NeedMore;
         }
-        let batch = self.chunk_slice(block, header.block_count.into()).to_vec();
-        if let Err(error) = header.verify_payload(&batch) {
-            return Replay::Bad(format!("batch payload: {error}"));
-        }
-        if let Err(reason) = self.apply_recovered_batch(&header, &batch) {
+        // Taken out for the batch's length (not copied): applying it needs the engine mutably.
+        let chunk = std::mem::take(&mut self.recovery_mut().chunk);
+        let start = ((block - self.recovery_mut().chunk_start_block) as usize) * BLOCK_BYTES;
+        let batch = &chunk[start..start + header.block_count as usize * BLOCK_BYTES];
+        let applied = match header.verify_payload(batch) {
+            Ok(()) => self.apply_recovered_batch(&header, batch),
+            Err(error) => Err(format!("batch payload: {error}")),
+        };
+        self.recovery_mut().chunk = chunk;
+        if let Err(reason) = applied {
             return Replay::Bad(reason);
         }
         self.recovery_mut().last_sequence = header.sequence;
@@ -365,7 +468,10 @@ impl Engine {
         (first..window_end).find_map(|candidate| {
             let header =
                 BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
-            (header.sequence > last_sequence).then_some((candidate, header.sequence))
+            // The expected batch itself at `block` is the torn candidate, not a later batch.
+            let later =
+                header.sequence > last_sequence + 1 || header.sequence == last_sequence + 1 && candidate != block;
+            later.then_some((candidate, header.sequence))
         })
     }
 

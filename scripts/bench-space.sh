@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Space reclamation and restart figures, with fio's sequential read of the same bytes on the
+# same file in the same run as the yardstick for restarts.
+#
+#   scripts/bench-space.sh [DIRECTORY]
+#
+# DIRECTORY (default target/bench-space) must be on the filesystem to measure. Environment:
+#   OVERWRITE_SECONDS (default 600): the overwrite run, `quill bench --op set` over
+#     OVERWRITE_KEYS (default 200,000) keys of OVERWRITE_VALUE_BYTES (default 1000) on a data
+#     file four times the live data;
+#   RESTART_KEYS (default "1000000 10000000"): key counts for the restart measurement
+#     (values of 100 bytes, a data file eight times the live data so a checkpoint fits).
+#
+# Targets (issue 6): space amplification at steady state <= 2x; restart read rate >= 0.5 x
+# fio's sequential-read bandwidth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+directory=${1:-target/bench-space}
+overwrite_seconds=${OVERWRITE_SECONDS:-600}
+overwrite_keys=${OVERWRITE_KEYS:-200000}
+overwrite_value_bytes=${OVERWRITE_VALUE_BYTES:-1000}
+restart_keys=${RESTART_KEYS:-"1000000 10000000"}
+
+if ! command -v fio >/dev/null; then
+  echo "installing fio" >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null
+fi
+command -v jq >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null; }
+cargo build --release -j1 -p quill-cli >&2
+quill=target/release/quill
+mkdir -p "$directory"
+key_bytes=16 # "key:%012d"
+record_header_bytes=24
+
+# 1. Overwrites for minutes on a file four times the live data: it must never fill.
+live=$((overwrite_keys * (record_header_bytes + key_bytes + overwrite_value_bytes)))
+size=$((4 * live))
+echo "+ $quill bench --path $directory/overwrite.qkv --reformat --size $size --op set --keys $overwrite_keys --value-size $overwrite_value_bytes --concurrency 64 --duration $overwrite_seconds --json" >&2
+"$quill" bench --path "$directory/overwrite.qkv" --reformat --size "$size" --op set --keys "$overwrite_keys" \
+  --value-size "$overwrite_value_bytes" --concurrency 64 --duration "$overwrite_seconds" --json |
+  tee "$directory/overwrite.json"
+echo
+jq -r '"overwrite: \(.ops) SETs in \(.elapsed_s|floor) s (\(.ops_per_s|floor)/s), \(.errors) errors; space amplification end \(.space_amplification_end*100|floor/100), max \(.space_amplification_max*100|floor/100) (target <= 2); \(.records_moved) records moved, \(.tail_advances) tail advances; log \(.log_used_bytes) of \(.log_capacity_bytes) bytes; written \(.bytes_written) bytes for \(.ops) SETs"' "$directory/overwrite.json"
+
+# 2. Restart time with and without a checkpoint, against fio reading the same bytes.
+for keys in $restart_keys; do
+  live=$((keys * (record_header_bytes + key_bytes + 100)))
+  size=$((8 * live))
+  file="$directory/restart-$keys.qkv"
+  echo "+ $quill bench --path $file --reformat --size $size --op set --keys $keys --value-size 100 --concurrency 64 --duration 5 --restart --json" >&2
+  "$quill" bench --path "$file" --reformat --size "$size" --op set --keys "$keys" --value-size 100 \
+    --concurrency 64 --duration 5 --restart --json | tee "$directory/restart-$keys.json"
+  echo
+  scan_bytes=$(jq .restart_full_scan_bytes_read "$directory/restart-$keys.json")
+  for shape in "4m 1" "1m 16"; do
+    set -- $shape
+    echo "+ fio --name=seqread --filename=$file --rw=read --bs=$1 --iodepth=$2 --direct=1 --ioengine=io_uring --offset=8192 --size=$scan_bytes" >&2
+    fio --name=seqread --filename="$file" --rw=read --bs="$1" --iodepth="$2" --direct=1 --ioengine=io_uring \
+      --offset=8192 --size="$scan_bytes" --output-format=json >"$directory/fio-seqread-$keys-$1-qd$2.json"
+    fio_mib_s=$(jq '.jobs[0].read.bw_bytes / 1048576' "$directory/fio-seqread-$keys-$1-qd$2.json")
+    jq -r --arg fio "$fio_mib_s" --arg shape "bs $1 QD$2" '"restart \(.restart_keys) keys: checkpoint \(.restart_checkpoint_s*1000|floor) ms (\(.restart_checkpoint_bytes_read) bytes, \(.restart_checkpoint_mib_per_s|floor) MiB/s), full scan \(.restart_full_scan_s*1000|floor) ms (\(.restart_full_scan_bytes_read) bytes, \(.restart_full_scan_mib_per_s|floor) MiB/s); fio seq read (\($shape)) \($fio|tonumber|floor) MiB/s; full-scan rate / fio = \((.restart_full_scan_mib_per_s / ($fio|tonumber))*100|floor/100) (target >= 0.5)"' "$directory/restart-$keys.json"
+  done
+done
