@@ -80,4 +80,5 @@ fn the_swarm_compacts_wraps_checkpoints_and_deletes_heavily() {
     assert!(within_target >= 40, "only {within_target} seeds ended within their space target");
     assert!(from_checkpoint >= 5, "only {from_checkpoint} seeds restarted from a checkpoint");
     assert!(totals.records_moved > 0 && totals.checkpoints_written > 0);
+    assert!(totals.crashes_while_compacting > 0, "no crash hit compaction at work");
 }

@@ -35,7 +35,8 @@ pub fn engine_thread(mut runner: EngineRunner, receiver: Receiver<Message>) -> R
         }
         deliver_replies(&mut runner, &mut clients);
         if closing && clients.waiting.is_empty() && runner.io_pending() == 0 {
-            return Ok(());
+            // A clean shutdown: the next open reads a checkpoint instead of the whole log.
+            return runner.checkpoint_and_wait();
         }
         if runner.io_pending() > 0 {
             runner.turn(true)?;

@@ -85,7 +85,7 @@ pub fn serve(
     while !stop.load(Ordering::Relaxed) {
         state.turn()?;
     }
-    Ok(())
+    state.checkpoint_before_exit()
 }
 
 impl Loop {
@@ -95,6 +95,19 @@ impl Loop {
             if let Some(error) = self.server.engine().open_error() {
                 return Err(ServeError::Open(error.clone()));
             }
+            self.run_driver(true)?;
+        }
+        Ok(())
+    }
+
+    /// A clean shutdown writes an index checkpoint, so the next start reads it instead of the
+    /// whole log. Connections are not served meanwhile.
+    fn checkpoint_before_exit(&mut self) -> Result<(), ServeError> {
+        self.server.checkpoint_now();
+        self.drain();
+        while self.server.engine().checkpoint_in_progress() && self.server.engine().read_only_reason().is_none() {
+            self.server.tick(self.started.elapsed().as_millis() as u64);
+            self.drain();
             self.run_driver(true)?;
         }
         Ok(())

@@ -16,6 +16,9 @@ impl Sim {
         self.crashes += 1;
         let stats = self.engine().stats().clone();
         self.space.add(&stats);
+        let compacting = self.engine().compaction_state() == quill_core::CompactionState::Working;
+        self.space.crashes_while_compacting += u64::from(compacting);
+        self.space.crashes_while_checkpointing += u64::from(self.engine().checkpoint_in_progress());
         let number = self.crashes;
         let read_only = self.engine().read_only_reason().is_some();
         self.trace.record(self.tick, &[5, number, u64::from(read_only)], |line| {

@@ -16,6 +16,9 @@ pub struct SpaceTotals {
     pub checkpoints_written: u64,
     pub checkpoints_loaded: u64,
     pub checkpoints_rejected: u64,
+    /// Crashes that hit compaction at work, or a checkpoint being written or recorded.
+    pub crashes_while_compacting: u64,
+    pub crashes_while_checkpointing: u64,
     /// How the space check ended: within target, paused, halted, or not run (stopped early).
     pub ended_within_target: bool,
     pub ended_paused: bool,
@@ -39,6 +42,8 @@ impl SpaceTotals {
         self.checkpoints_written += other.checkpoints_written;
         self.checkpoints_loaded += other.checkpoints_loaded;
         self.checkpoints_rejected += other.checkpoints_rejected;
+        self.crashes_while_compacting += other.crashes_while_compacting;
+        self.crashes_while_checkpointing += other.crashes_while_checkpointing;
     }
 }
 

@@ -228,6 +228,8 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
             "checkpoints_written": space.checkpoints_written,
             "checkpoints_loaded": space.checkpoints_loaded,
             "checkpoints_rejected": space.checkpoints_rejected,
+            "crashes_while_compacting": space.crashes_while_compacting,
+            "crashes_while_checkpointing": space.crashes_while_checkpointing,
             "seeds_ended_within_target": space_endings[0],
             "seeds_ended_paused": space_endings[1],
             "seeds_ended_halted": space_endings[2],

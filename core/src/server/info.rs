@@ -80,6 +80,22 @@ impl Server {
             u8::from(self.engine.read_only_reason().is_some()),
             self.engine.epoch()
         );
+        let space = self.engine.space();
+        let _ = write!(
+            out,
+            "log_capacity_bytes:{}\r\nlog_used_bytes:{}\r\nlive_bytes:{}\r\ncompaction:{:?}\r\ncompaction_records_moved:{}\r\ncompaction_tail_advances:{}\r\ncheckpoints_written:{}\r\nrestarted_from_checkpoint:{}\r\n",
+            space.log_capacity_bytes,
+            space.log_used_bytes,
+            space.live_bytes,
+            self.engine.compaction_state(),
+            stats.records_moved,
+            stats.tail_advances,
+            stats.checkpoints_written,
+            u8::from(stats.checkpoint_loaded)
+        );
+        if let Some(reason) = self.engine.compaction_halted() {
+            let _ = write!(out, "compaction_halted:{reason}\r\n");
+        }
     }
 
     fn info_stats(&self, out: &mut String) {

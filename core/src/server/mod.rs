@@ -103,6 +103,11 @@ impl Server {
         }
     }
 
+    /// Asks the engine for an index checkpoint now (a clean shutdown); drain `poll_io` after.
+    pub fn checkpoint_now(&mut self) {
+        self.engine.checkpoint_now();
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
