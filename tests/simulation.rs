@@ -52,7 +52,7 @@ fn a_short_seed_trace_is_stable() {
 #[test]
 fn a_small_swarm_passes_and_injects_every_fault_kind() {
     let mut ledger = quill_sim::FaultLedger::default();
-    for seed in 0..60 {
+    for seed in 0..120 {
         let report = run_seed(&SimOptions::new(seed, 1_500, FaultLevel::Heavy));
         assert!(report.passed(), "seed {seed}: {:?}", report.violation);
         ledger.merge(&report.ledger);

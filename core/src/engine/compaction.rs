@@ -317,9 +317,15 @@ impl Engine {
     ) {
         while let Some(candidate) = candidates.front() {
             let key = &chunk[candidate.key.clone()];
-            let still_newest = self.keyspace.index.get(key) == Some(candidate.location)
-                && !self.keyspace.overlay.contains_key(key)
-                && self.keyspace.cleared_at.is_none();
+            // A newer write not yet durable replaces the record only once it is durable: the
+            // tail may not pass the record before that (if the write is lost in a crash, the
+            // record is the key's state again).
+            let newer_pending =
+                self.keyspace.overlay.get(key).map(|pending| pending.sequence).or(self.keyspace.cleared_at);
+            if let Some(sequence) = newer_pending {
+                last_sequence = last_sequence.max(sequence);
+            }
+            let still_newest = self.keyspace.index.get(key) == Some(candidate.location) && newer_pending.is_none();
             if still_newest {
                 let value = &chunk[candidate.value.clone()];
                 let from = candidate.location;
