@@ -320,3 +320,47 @@ fn recovery_reads_the_log_about_once() {
     let extra_bytes = (1024 + 2 * 2 * 1025) * 4096;
     assert!(read <= log_bytes + extra_bytes, "recovery read {read} bytes for a {log_bytes}-byte log");
 }
+
+fn expect_checkpoint_test_state(h: &mut Harness) {
+    for index in 0..200 {
+        let expected = match index {
+            0..50 => Reply::Bulk(None),
+            50..100 => bulk(format!("w{index}").as_bytes()),
+            _ => bulk(format!("v{index}").as_bytes()),
+        };
+        assert_eq!(h.call(1, get(&format!("k{index}"))), expected, "k{index}");
+    }
+    assert_eq!(h.engine.key_count(), 150);
+}
+
+#[test]
+fn a_restart_reads_the_checkpoint_and_a_corrupt_one_falls_back_to_the_whole_log() {
+    let mut config = support::small_config();
+    config.checkpoint_interval_blocks = 0; // only when asked
+    let mut h = Harness::format(config.clone(), 21);
+    for index in 0..200 {
+        assert_eq!(h.call(1, set(&format!("k{index}"), format!("v{index}").as_bytes())), Reply::ok());
+    }
+    h.engine.checkpoint_now();
+    h.drain();
+    h.run_until_idle();
+    assert_eq!(h.engine.stats().checkpoints_written, 1);
+    // After the checkpoint: deletes and overwrites that only the log holds.
+    for index in 0..50 {
+        assert_eq!(h.call(1, command(&[b"DEL", format!("k{index}").as_bytes()])), Reply::Integer(1));
+    }
+    for index in 50..100 {
+        assert_eq!(h.call(1, set(&format!("k{index}"), format!("w{index}").as_bytes())), Reply::ok());
+    }
+    h.crash_and_reopen();
+    assert!(h.engine.stats().checkpoint_loaded, "{:?}", h.engine.stats().checkpoint_rejected);
+    expect_checkpoint_test_state(&mut h);
+    // The first checkpoint went to slot 1, right after the log region.
+    let slot_start = (config.volume_blocks - 2 * u64::from(config.checkpoint_slot_blocks)) as usize * 4096;
+    h.disk.durable[slot_start + 20] ^= 0x40;
+    h.crash_and_reopen();
+    let stats = h.engine.stats().clone();
+    assert!(!stats.checkpoint_loaded);
+    assert!(stats.checkpoint_rejected.as_deref().is_some_and(|why| why.contains("checksum")), "{stats:?}");
+    expect_checkpoint_test_state(&mut h);
+}

@@ -88,7 +88,9 @@ pub fn measure_restarts(
     io: IoChoice,
     extra: &mut Map<String, Value>,
 ) -> Result<(), String> {
+    let started = Instant::now();
     runner.checkpoint_and_wait().map_err(|error| error.to_string())?;
+    extra.insert("checkpoint_write_s".into(), json!(started.elapsed().as_secs_f64()));
     let keys = runner.engine().key_count();
     drop(runner);
     volume.state = VolumeState::Formatted;
