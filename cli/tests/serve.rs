@@ -5,9 +5,9 @@
 //! QUILL_REQUIRE_REDIS_TOOLS=1, which makes their absence a failure instead of a skip.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 struct QuillServer {
@@ -30,31 +30,38 @@ impl Drop for QuillServer {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
-
+/// Starts `quill serve` on a port the system picks (no race with other tests for a free port)
+/// and waits until it has recovered its volume and says where it listens.
 fn start(path: &Path, extra: &[&str]) -> QuillServer {
-    let port = free_port();
-    let log = path.with_extension(format!("{port}.log"));
+    static STARTS: AtomicUsize = AtomicUsize::new(0);
+    let log = path.with_extension(format!("{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
     let child = Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(["serve", "--io", "sync", "--size", &(64u64 << 20).to_string(), "--port", &port.to_string(), "--path"])
+        .args(["serve", "--io", "sync", "--size", &(64u64 << 20).to_string(), "--port", "0", "--path"])
         .arg(path)
         .args(extra)
         .stderr(std::fs::File::create(&log).expect("server log"))
         .spawn()
         .expect("start quill serve");
-    let mut server = QuillServer { child, port, log };
-    // The server opens (recovers) its volume before it accepts: wait until it says it is ready.
+    let mut server = QuillServer { child, port: 0, log };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.log().contains("ready") {
+    loop {
+        if let Some(port) = ready_port(&server.log()) {
+            server.port = port;
+            return server;
+        }
         if let Ok(Some(status)) = server.child.try_wait() {
             panic!("quill serve exited with {status}: {}", server.log());
         }
         assert!(Instant::now() < deadline, "quill serve did not become ready: {}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    server
+}
+
+/// The port in "quill serve: ready, listening on 127.0.0.1:PORT (…)".
+fn ready_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|line| line.contains("ready, listening on"))?;
+    let address = line.split("listening on ").nth(1)?.split_whitespace().next()?;
+    address.rsplit(':').next()?.parse().ok()
 }
 
 fn redis_tools_present() -> bool {

@@ -35,6 +35,7 @@ fn superblock_encoding() {
             replay_block: 60,
             keys: 99,
         }),
+        keys_hint: 123,
     };
     let block = superblock.encode();
     assert_eq!(block.len(), 4096);

@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// the whole log (`restart_*` figures).
     #[arg(long)]
     restart: bool,
+    /// Compaction's space target, percent of the live bytes (the engine's default: 150). A
+    /// large value on a large file runs without compaction, for comparison.
+    #[arg(long)]
+    space_target_percent: Option<u32>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -103,7 +107,14 @@ pub fn run(args: BenchArgs) -> u8 {
 
 fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchReport, String> {
     let mut workload = Workload::new(args.op, args.keys, args.value_size, args.seed);
-    let mut runner = EngineRunner::start(volume, config_for_volume(volume, None), io).map_err(|e| e.to_string())?;
+    let engine_config = |volume: &Volume, cache_bytes: Option<usize>| {
+        let mut config = config_for_volume(volume, cache_bytes);
+        if let Some(percent) = args.space_target_percent {
+            config.space_amplification_percent = percent;
+        }
+        config
+    };
+    let mut runner = EngineRunner::start(volume, engine_config(volume, None), io).map_err(|e| e.to_string())?;
     if args.skip_load {
         if runner.engine().key_count() < args.keys {
             return Err(format!(
@@ -118,8 +129,7 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         // Reopen so the run phase starts with an empty cache: GETs measure the disk.
         drop(runner);
         volume.state = VolumeState::Formatted;
-        let config = config_for_volume(volume, args.cache_bytes);
-        runner = EngineRunner::start(volume, config, io).map_err(|e| e.to_string())?;
+        runner = EngineRunner::start(volume, engine_config(volume, args.cache_bytes), io).map_err(|e| e.to_string())?;
     }
     let before = runner.engine().stats().clone();
     let duration = Duration::from_secs_f64(args.duration);

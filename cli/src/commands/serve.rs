@@ -88,8 +88,10 @@ pub fn run(args: ServeArgs) -> u8 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     });
     let config = config_for_volume(&volume, Some(args.cache_bytes));
-    let on_ready =
-        || eprintln!("quill serve: ready, listening on {}:{} ({})", args.bind, args.port, args.path.display());
+    // With --port 0 the system picks the port: the ready line says which.
+    let address =
+        listener.local_addr().map_or_else(|_| format!("{}:{}", args.bind, args.port), |address| address.to_string());
+    let on_ready = || eprintln!("quill serve: ready, listening on {address} ({})", args.path.display());
     match serve(&volume, config, io, server_config, listener, stop, on_ready) {
         Ok(()) => 0,
         Err(error) => {

@@ -258,8 +258,9 @@ impl Engine {
             return Err("its checksum does not match".to_string());
         }
         let ring = self.ring();
-        let mut at = 0;
         let entries_max = (data.len() / crate::format::checkpoint::CHECKPOINT_ENTRY_HEADER_BYTES) as u64;
+        self.keyspace.index.reserve(checkpoint.keys.min(entries_max) as usize);
+        let mut at = 0;
         for _ in 0..checkpoint.keys.min(entries_max + 1) {
             let (entry, next) = decode_entry(data, at).map_err(|error| format!("an entry is malformed ({error})"))?;
             let block = entry.offset_bytes / BLOCK_BYTES as u64;

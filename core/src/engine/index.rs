@@ -52,6 +52,15 @@ impl CompactIndex {
         self.live
     }
 
+    /// Grows the table once for `keys` entries, so that loading them does not rebuild it again
+    /// and again (each rebuild re-inserts every entry, chasing the arena in table order).
+    pub fn reserve(&mut self, keys: usize) {
+        let capacity = keys.saturating_add(keys / 2); // a load of two thirds after the reserve
+        if (self.live + self.tombstones + keys) * 8 > self.slots.len() * 7 {
+            self.rebuild(capacity.max(self.slots.len()));
+        }
+    }
+
     /// The bytes on disk that live records occupy (headers, keys and values).
     pub fn live_record_bytes(&self) -> u64 {
         self.live_record_bytes

@@ -45,6 +45,8 @@ pub struct Recovery {
     prefetch: Prefetch,
     /// The scan waits for the prefetch to continue from this block.
     waiting_for_prefetch: Option<u64>,
+    /// Keys the index held at the last superblock write: the index is sized for them at once.
+    keys_hint: usize,
 }
 
 #[derive(Default)]
@@ -139,6 +141,7 @@ impl Engine {
             tail_sequence: newest.tail_sequence,
             checkpoint: newest.checkpoint,
         };
+        self.recovery_mut().keys_hint = newest.keys_hint as usize;
         match newest.checkpoint {
             Some(checkpoint) if self.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
             _ => self.scan_from_tail(),
@@ -148,6 +151,8 @@ impl Engine {
     /// Replays the whole log from its tail (no checkpoint, or an unusable one).
     pub(super) fn scan_from_tail(&mut self) {
         self.keyspace.index.clear();
+        let keys_hint = self.recovery_mut().keys_hint;
+        self.keyspace.index.reserve(keys_hint);
         let (block, sequence) = (self.volume.tail_block, self.volume.tail_sequence);
         self.scan_from(block, sequence - 1);
     }
@@ -197,9 +202,9 @@ impl Engine {
     /// after the end) or the log region ends there.
     fn start_prefetch(&mut self) {
         let log_end_block = self.volume.log_end_block;
+        let start_block = self.first_incomplete_batch();
         let recovery = self.recovery_mut();
         let probing = recovery.wrap_from.is_some() || recovery.final_check;
-        let start_block = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
         // One read-ahead at a time; a finished one that did not follow is dropped.
         if probing || start_block >= log_end_block || matches!(recovery.prefetch, Prefetch::InFlight { .. }) {
             return;
@@ -212,19 +217,56 @@ impl Engine {
         self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
-    /// Continues from `block` with the rest of the chunk in memory plus the prefetched one, if
-    /// that follows it. Says whether it did.
+    /// Where the read-ahead should start: the first batch from the scan position on that the
+    /// chunk in memory does not hold whole (found by its headers alone), so that the scan can
+    /// switch to the read-ahead buffer without copying; the chunk's end if the headers stop.
+    fn first_incomplete_batch(&mut self) -> u64 {
+        let (volume_id, batch_blocks_max) = (self.volume.volume_id, self.volume.batch_blocks_max);
+        let recovery = self.recovery_mut();
+        let chunk_blocks = (recovery.chunk.len() / BLOCK_BYTES) as u64;
+        let chunk_end = recovery.chunk_start_block + chunk_blocks;
+        let (mut block, mut sequence) = (recovery.block.max(recovery.chunk_start_block), recovery.last_sequence + 1);
+        for _ in 0..chunk_blocks {
+            if block >= chunk_end {
+                break;
+            }
+            let at = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
+            let Ok(header) = BatchHeader::decode(&recovery.chunk[at..], block, volume_id, batch_blocks_max) else {
+                return chunk_end;
+            };
+            if header.sequence != sequence {
+                return chunk_end;
+            }
+            if block + u64::from(header.block_count) > chunk_end {
+                return block;
+            }
+            block += u64::from(header.block_count);
+            sequence += 1;
+        }
+        chunk_end
+    }
+
+    /// Continues from `block` with the read-ahead: the read-ahead buffer itself if it starts
+    /// there, else the rest of the chunk in memory plus the read-ahead if that follows it. Says
+    /// whether it did.
     fn install_prefetch(&mut self, block: u64) -> bool {
         let recovery = self.recovery_mut();
         let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
-        let follows = matches!(&recovery.prefetch, Prefetch::Ready { start_block, .. } if *start_block == chunk_end);
-        if !follows || block < recovery.chunk_start_block || block > chunk_end {
+        let Prefetch::Ready { start_block, .. } = &recovery.prefetch else { return false };
+        let start_block = *start_block;
+        let swaps = start_block == block;
+        let follows = start_block == chunk_end && (recovery.chunk_start_block..=chunk_end).contains(&block);
+        if !swaps && !follows {
             return false;
         }
         let Prefetch::Ready { bytes, .. } = std::mem::take(&mut recovery.prefetch) else { unreachable!("checked") };
-        let keep_from = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
-        recovery.chunk.drain(..keep_from);
-        recovery.chunk.extend_from_slice(&bytes);
+        if swaps {
+            recovery.chunk = bytes;
+        } else {
+            let keep_from = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
+            recovery.chunk.drain(..keep_from);
+            recovery.chunk.extend_from_slice(&bytes);
+        }
         recovery.chunk_start_block = block;
         self.start_prefetch();
         true
@@ -346,8 +388,14 @@ impl Engine {
             }
             let recovery = self.recovery_mut();
             let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
-            let in_flight = matches!(recovery.prefetch, Prefetch::InFlight { start_block } if start_block == chunk_end);
-            if in_flight && (recovery.chunk_start_block..=chunk_end).contains(&block) {
+            let in_flight = match recovery.prefetch {
+                Prefetch::InFlight { start_block } => {
+                    start_block == block
+                        || start_block == chunk_end && (recovery.chunk_start_block..=chunk_end).contains(&block)
+                }
+                _ => false,
+            };
+            if in_flight {
                 recovery.waiting_for_prefetch = Some(block);
                 return false;
             }

@@ -20,7 +20,7 @@
 //! | 96 | 8 | checkpoint sequence: the index state after every batch up to this one |
 //! | 104 | 8 | replay block: where the batch after the checkpoint sequence starts |
 //! | 112 | 8 | keys in the checkpoint |
-//! | 120 | 4 | zero |
+//! | 120 | 4 | keys in the index when this copy was written (a hint to size the index at open) |
 //! | 124 | 4 | CRC32C of bytes 0..124 followed by this copy's block number (8 bytes, LE) |
 //! | 128 | 3968 | zero |
 
@@ -59,6 +59,8 @@ pub struct Superblock {
     pub tail_block: u64,
     pub tail_sequence: u64,
     pub checkpoint: Option<CheckpointRef>,
+    /// Keys in the index when written, saturating: sizes the index before recovery fills it.
+    pub keys_hint: u32,
 }
 
 impl Superblock {
@@ -95,6 +97,7 @@ impl Superblock {
             put_u64(&mut block, 104, checkpoint.replay_block);
             put_u64(&mut block, 112, checkpoint.keys);
         }
+        put_u32(&mut block, 120, self.keys_hint);
         let checksum = checksum(&block, self.home_block());
         put_u32(&mut block, CHECKSUM_AT, checksum);
         block
@@ -138,6 +141,7 @@ impl Superblock {
             tail_block: get_u64(block, 64),
             tail_sequence: get_u64(block, 72),
             checkpoint,
+            keys_hint: get_u32(block, 120),
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);
