@@ -19,6 +19,8 @@ use crate::BLOCK_BYTES;
 const PIECE_BLOCKS: usize = 256;
 /// Checkpoint writes in flight at most.
 const WRITES_IN_FLIGHT_MAX: usize = 4;
+/// Loading touches the index slots of this many entries ahead of inserting them.
+const TOUCH_AHEAD_ENTRIES: u64 = 32;
 
 #[derive(Default)]
 enum CheckpointState {
@@ -261,7 +263,10 @@ impl Engine {
         let entries_max = (data.len() / crate::format::checkpoint::CHECKPOINT_ENTRY_HEADER_BYTES) as u64;
         self.keyspace.index.reserve(checkpoint.keys.min(entries_max) as usize);
         let mut at = 0;
-        for _ in 0..checkpoint.keys.min(entries_max + 1) {
+        for index in 0..checkpoint.keys.min(entries_max + 1) {
+            if index % TOUCH_AHEAD_ENTRIES == 0 {
+                self.touch_checkpoint_entries(data, at);
+            }
             let (entry, next) = decode_entry(data, at).map_err(|error| format!("an entry is malformed ({error})"))?;
             let block = entry.offset_bytes / BLOCK_BYTES as u64;
             let plausible = (ring.start..ring.end).contains(&block)
@@ -281,6 +286,19 @@ impl Engine {
             return Err("its entries do not fill it exactly".to_string());
         }
         Ok(())
+    }
+
+    /// Loads the index slots of the next entries before inserting them, so that their cache
+    /// misses overlap (loading is bound by them). Entries that do not decode are left to the
+    /// caller.
+    fn touch_checkpoint_entries(&self, data: &[u8], mut at: usize) {
+        let mut touched = 0u64;
+        for _ in 0..TOUCH_AHEAD_ENTRIES {
+            let Ok((entry, next)) = decode_entry(data, at) else { break };
+            touched ^= self.keyspace.index.touch(entry.key);
+            at = next;
+        }
+        std::hint::black_box(touched);
     }
 
     fn reject_checkpoint(&mut self, reason: String) {

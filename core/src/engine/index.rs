@@ -147,6 +147,12 @@ impl CompactIndex {
         Some(self.entry_location((self.slots[index] as u32 - 2) as usize))
     }
 
+    /// Loads the slot where probing for `key` starts, and returns it. Touching the slots of a
+    /// batch of keys before inserting them lets their cache misses overlap (recovery does).
+    pub fn touch(&self, key: &[u8]) -> u64 {
+        self.slots[self.home(self.hash(key))]
+    }
+
     pub fn insert(&mut self, key: &[u8], location: Location) {
         assert!(key.len() <= u16::MAX as usize, "keys are at most 65535 bytes");
         let hash = self.hash(key);
