@@ -66,9 +66,10 @@ pub struct Cleaner {
     /// Why compaction stopped for good (until restart): it never drops data it cannot read.
     pub halted: Option<String>,
     read_failures: u32,
-    /// Blocks freed by recent chunks that gained (almost) nothing: moving live records in
-    /// circles is not worth a lap of the log.
-    unproductive_blocks: u64,
+    /// This lap of the log: blocks freed so far, and the log's use when it began. A lap that
+    /// shrank the log by less than a chunk only moved live records in circles.
+    lap_freed_blocks: u64,
+    lap_start_used_blocks: Option<u64>,
     /// Paused after a lap without gain, until a write makes new garbage (this count changes).
     paused_at_garbage: Option<u64>,
 }
@@ -359,7 +360,10 @@ impl Engine {
         let checkpoint = self.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
         let ring = self.ring();
         let freed_blocks = ring.used_blocks(self.volume.tail_block, new_tail.0.max(ring.start));
-        self.note_gain(freed_blocks, moved_bytes);
+        let used_blocks = self.used_blocks();
+        self.cleaner.lap_start_used_blocks.get_or_insert(used_blocks);
+        self.cleaner.lap_freed_blocks += freed_blocks;
+        self.stats.records_moved_bytes += moved_bytes;
         self.cleaner.state = CleanerState::Recording;
         self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
     }
@@ -380,17 +384,15 @@ impl Engine {
         in_flight || self.read_queue.iter().any(|job| freed(&job.location))
     }
 
-    /// Pauses compaction after a whole log's worth of chunks that freed little more than they
-    /// moved, until new garbage appears.
-    fn note_gain(&mut self, freed_blocks: u64, moved_bytes: u64) {
-        let moved_blocks = moved_bytes.div_ceil(BLOCK_BYTES as u64);
-        if freed_blocks.saturating_sub(moved_blocks) > u64::from(self.chunk_blocks()) / 8 {
-            self.cleaner.unproductive_blocks = 0;
+    /// Pauses compaction after a lap of the log that shrank it by less than a chunk (headers
+    /// and padding only, or records too large to pack), until a write makes new garbage.
+    fn end_lap_if_done(&mut self) {
+        if self.cleaner.lap_freed_blocks < self.ring().capacity_blocks() {
             return;
         }
-        self.cleaner.unproductive_blocks += freed_blocks;
-        if self.cleaner.unproductive_blocks >= self.ring().capacity_blocks() {
-            self.cleaner.unproductive_blocks = 0;
+        let start_used_blocks = self.cleaner.lap_start_used_blocks.take().unwrap_or(0);
+        self.cleaner.lap_freed_blocks = 0;
+        if start_used_blocks.saturating_sub(self.used_blocks()) < u64::from(self.chunk_blocks()) {
             self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
             self.stats.compaction_pauses += 1;
         }
@@ -399,5 +401,6 @@ impl Engine {
     pub(super) fn on_tail_advanced(&mut self) {
         self.cleaner.state = CleanerState::Idle;
         self.stats.tail_advances += 1;
+        self.end_lap_if_done();
     }
 }

@@ -62,6 +62,8 @@ pub struct EngineStats {
     pub superblock_copies_bad: u64,
     /// Live records compaction copied to the head (and the index repointed).
     pub records_moved: u64,
+    /// Their bytes (headers, keys and values).
+    pub records_moved_bytes: u64,
     /// Durable records that a later write replaced or deleted (new garbage for compaction).
     pub records_replaced: u64,
     /// Times compaction paused after a lap of the log that gained nothing.
