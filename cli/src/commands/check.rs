@@ -46,6 +46,7 @@ pub fn run(args: CheckArgs) -> u8 {
     let io = if args.io_sync { IoChoice::Sync } else { IoChoice::Uring };
     let mut config = config_for_volume(&volume, Some(0));
     config.open_read_only = true; // verify without writing: not even the epoch bump
+    config.use_checkpoint = false; // replay and verify the whole log from its tail
     let mut runner = match EngineRunner::start(&volume, config, io) {
         Ok(runner) => runner,
         Err(DbError::Open(error)) => {
