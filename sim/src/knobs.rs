@@ -51,6 +51,8 @@ pub struct Knobs {
     /// compaction, wrap-around, a full disk and checkpoints happen in most seeds.
     pub compaction_chunk_blocks: u32,
     pub compaction_batch_percent: u32,
+    /// Chunks per tail advance (drawn last, so older seeds keep their other draws).
+    pub compaction_chunks_per_advance: u32,
     pub space_amplification_percent: u32,
     pub checkpoint_slot_blocks: u32,
     pub checkpoint_interval_blocks: u64,
@@ -132,6 +134,7 @@ impl Knobs {
             batch_blocks_max,
             compaction_chunk_blocks: batch_blocks_max * rng.gen_range(1..=4),
             compaction_batch_percent: rng.gen_range(10..=90),
+            compaction_chunks_per_advance: 1,
             space_amplification_percent: rng.gen_range(120..=300),
             checkpoint_slot_blocks: if chance(rng, 300_000) {
                 0
@@ -159,6 +162,7 @@ impl Knobs {
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
         knobs.value_bytes_max = knobs.value_bytes_max.min(batch_payload_bytes - 4096);
         knobs.draw_faults(rng, level);
+        knobs.compaction_chunks_per_advance = rng.gen_range(1..=4);
         knobs
     }
 

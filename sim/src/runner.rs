@@ -211,6 +211,7 @@ impl Sim {
         config.batch_blocks_max = knobs.batch_blocks_max;
         config.compaction_chunk_blocks = knobs.compaction_chunk_blocks;
         config.compaction_batch_percent = knobs.compaction_batch_percent;
+        config.compaction_chunks_per_advance = knobs.compaction_chunks_per_advance;
         config.space_amplification_percent = knobs.space_amplification_percent;
         config.checkpoint_slot_blocks = knobs.checkpoint_slot_blocks;
         config.checkpoint_interval_blocks = knobs.checkpoint_interval_blocks;

@@ -65,6 +65,13 @@ pub struct BenchArgs {
     /// large value on a large file runs without compaction, for comparison.
     #[arg(long)]
     space_target_percent: Option<u32>,
+    /// Write an index checkpoint once the log to replay is this many blocks long (the engine's
+    /// default: an eighth of the volume; 0: only at a clean shutdown).
+    #[arg(long)]
+    checkpoint_interval_blocks: Option<u64>,
+    /// The share of a batch (percent) compaction's moves may fill (the engine's default: 50).
+    #[arg(long)]
+    compaction_batch_percent: Option<u32>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -111,6 +118,12 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         let mut config = config_for_volume(volume, cache_bytes);
         if let Some(percent) = args.space_target_percent {
             config.space_amplification_percent = percent;
+        }
+        if let Some(blocks) = args.checkpoint_interval_blocks {
+            config.checkpoint_interval_blocks = blocks;
+        }
+        if let Some(percent) = args.compaction_batch_percent {
+            config.compaction_batch_percent = percent;
         }
         config
     };

@@ -33,11 +33,35 @@ struct Candidate {
     location: Location,
 }
 
+/// A chunk being parsed, a bounded number of bytes per step, so that a chunk never stalls
+/// client requests for long.
+struct ChunkScan {
+    chunk: Vec<u8>,
+    start_block: u64,
+    /// Batches up to this one were durable when the chunk was read: only they are whole in it.
+    durable_sequence: u64,
+    block: u64,
+    sequence: u64,
+    candidates: VecDeque<Candidate>,
+}
+
+/// How far one parsing step got.
+enum ScanStep {
+    More,
+    Done,
+    /// The expected batch is not at the chunk's start: look at the region's start.
+    Missing,
+}
+
+/// Chunk bytes parsed per step (per input to the engine).
+const PARSE_BYTES_PER_STEP: usize = 256 * 1024;
+
 #[derive(Default)]
 enum CleanerState {
     #[default]
     Idle,
     Reading,
+    Parsing(ChunkScan),
     Moving {
         chunk: Vec<u8>,
         candidates: VecDeque<Candidate>,
@@ -70,6 +94,9 @@ pub struct Cleaner {
     /// shrank the log by less than a chunk only moved live records in circles.
     lap_freed_blocks: u64,
     lap_start_used_blocks: Option<u64>,
+    /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
+    /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
+    deferred: Option<(u64, (u64, u64), u64)>,
     /// Paused after a lap without gain, until a write makes new garbage (this count changes).
     paused_at_garbage: Option<u64>,
 }
@@ -83,6 +110,7 @@ impl Cleaner {
         match self.state {
             CleanerState::Idle => "idle",
             CleanerState::Reading => "reading",
+            CleanerState::Parsing(_) => "parsing",
             CleanerState::Moving { .. } => "moving",
             CleanerState::Settling { .. } => "settling",
             CleanerState::Recording => "recording",
@@ -114,7 +142,7 @@ impl Engine {
         if self.cleaner.paused_at_garbage == Some(self.stats.records_replaced) {
             return CompactionState::Paused;
         }
-        let idle = matches!(self.cleaner.state, CleanerState::Idle);
+        let idle = matches!(self.cleaner.state, CleanerState::Idle) && self.cleaner.deferred.is_none();
         if idle && (!self.compaction_wanted() || self.cleaner.scan_sequence > self.log.durable_sequence) {
             CompactionState::Idle
         } else {
@@ -167,8 +195,11 @@ impl Engine {
             CleanerState::Idle => {
                 if self.compaction_wanted() && self.cleaner.scan_sequence <= self.log.durable_sequence {
                     self.read_tail_chunk();
+                } else if let Some((sequence, new_tail, moved_bytes)) = self.cleaner.deferred.take() {
+                    self.try_advance_tail(sequence, new_tail, moved_bytes);
                 }
             }
+            CleanerState::Parsing(scan) => self.continue_chunk(scan),
             CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes } => {
                 self.append_moves(chunk, candidates, last_sequence, new_tail, moved_bytes)
             }
@@ -189,10 +220,16 @@ impl Engine {
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk is under 4 GiB");
         self.cleaner.state = CleanerState::Reading;
         let offset_bytes = start_block * BLOCK_BYTES as u64;
-        self.push_io(IoPurpose::CompactionRead { start_block }, IoKind::Read { offset_bytes, length_bytes });
+        let purpose = IoPurpose::CompactionRead { start_block, durable_sequence: self.log.durable_sequence };
+        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
-    pub(super) fn on_compaction_read(&mut self, start_block: u64, result: Result<Vec<u8>, IoError>) {
+    pub(super) fn on_compaction_read(
+        &mut self,
+        start_block: u64,
+        durable_sequence: u64,
+        result: Result<Vec<u8>, IoError>,
+    ) {
         self.cleaner.state = CleanerState::Idle;
         let chunk = match result {
             Ok(chunk) => chunk,
@@ -209,73 +246,78 @@ impl Engine {
         if self.read_only.is_some() {
             return;
         }
-        match self.parse_chunk(start_block, &chunk) {
-            Ok(Some((candidates, new_tail))) => {
+        let sequence = self.cleaner.scan_sequence;
+        let candidates = VecDeque::new();
+        let scan = ChunkScan { chunk, start_block, durable_sequence, block: start_block, sequence, candidates };
+        self.continue_chunk(scan);
+    }
+
+    /// Parses the next part of the chunk; once it is all parsed, moves its live records.
+    fn continue_chunk(&mut self, mut scan: ChunkScan) {
+        match self.parse_step(&mut scan) {
+            Ok(ScanStep::More) => self.cleaner.state = CleanerState::Parsing(scan),
+            Ok(ScanStep::Done) => {
+                let next_block = if scan.block >= self.volume.log_end_block { LOG_START_BLOCK } else { scan.block };
+                self.cleaner.scan_block = next_block;
+                self.cleaner.scan_sequence = scan.sequence;
                 self.cleaner.wrap_tried = false;
                 self.stats.compaction_chunks += 1;
-                self.append_moves(chunk, candidates, 0, new_tail, 0);
+                self.append_moves(scan.chunk, scan.candidates, 0, (next_block, scan.sequence), 0);
             }
-            Ok(None) => {}
+            Ok(ScanStep::Missing) => {}
             Err(reason) => self.cleaner.halted = Some(reason),
         }
     }
 
-    /// The live records of every whole durable batch in the chunk, in log order, and where the
-    /// tail goes after them. `None`: the expected batch is not here; look at the region's start.
-    #[allow(clippy::type_complexity)]
-    fn parse_chunk(
-        &mut self,
-        start_block: u64,
-        chunk: &[u8],
-    ) -> Result<Option<(VecDeque<Candidate>, (u64, u64))>, String> {
-        let chunk_blocks = (chunk.len() / BLOCK_BYTES) as u64;
-        let (mut block, mut sequence) = (start_block, self.cleaner.scan_sequence);
-        let mut candidates = VecDeque::new();
+    /// Collects the live records of the chunk's next whole durable batches, up to
+    /// `PARSE_BYTES_PER_STEP` bytes of them, in log order.
+    fn parse_step(&mut self, scan: &mut ChunkScan) -> Result<ScanStep, String> {
+        let chunk_blocks = (scan.chunk.len() / BLOCK_BYTES) as u64;
+        let mut parsed_bytes = 0;
         for _ in 0..chunk_blocks {
-            if sequence > self.log.durable_sequence || block >= start_block + chunk_blocks {
-                break;
+            if scan.sequence > scan.durable_sequence || scan.block >= scan.start_block + chunk_blocks {
+                return Ok(ScanStep::Done);
             }
-            let at = ((block - start_block) as usize) * BLOCK_BYTES;
-            let header = BatchHeader::decode(&chunk[at..], block, self.volume.volume_id, self.volume.batch_blocks_max)
-                .ok()
-                .filter(|header| header.sequence == sequence);
+            if parsed_bytes >= PARSE_BYTES_PER_STEP {
+                return Ok(ScanStep::More);
+            }
+            let (block, sequence) = (scan.block, scan.sequence);
+            let at = ((block - scan.start_block) as usize) * BLOCK_BYTES;
+            let header =
+                BatchHeader::decode(&scan.chunk[at..], block, self.volume.volume_id, self.volume.batch_blocks_max)
+                    .ok()
+                    .filter(|header| header.sequence == sequence);
             let Some(header) = header else {
-                if block != start_block {
-                    break; // the next batch starts a new chunk here, or at the region's start
+                if block != scan.start_block {
+                    return Ok(ScanStep::Done); // the next batch starts a new chunk, or at the region's start
                 }
                 return self.expected_batch_missing(block, sequence);
             };
             let end = at + header.block_count as usize * BLOCK_BYTES;
-            if end > chunk.len() {
-                if block == start_block {
+            if end > scan.chunk.len() {
+                if block == scan.start_block {
                     return Err(format!("batch {sequence} at block {block} runs past the log region"));
                 }
-                break;
+                return Ok(ScanStep::Done);
             }
-            header.verify_payload(&chunk[at..end]).map_err(|error| {
+            header.verify_payload(&scan.chunk[at..end]).map_err(|error| {
                 format!("batch {sequence} at block {block} is corrupt ({error}); its records cannot be moved")
             })?;
-            self.collect_live(&header, &chunk[..end], at, &mut candidates)?;
-            block += u64::from(header.block_count);
-            sequence += 1;
+            self.collect_live(&header, &scan.chunk[..end], at, &mut scan.candidates)?;
+            parsed_bytes += end - at;
+            scan.block += u64::from(header.block_count);
+            scan.sequence += 1;
         }
-        let next_block = if block >= self.volume.log_end_block { LOG_START_BLOCK } else { block };
-        self.cleaner.scan_block = next_block;
-        self.cleaner.scan_sequence = sequence;
-        Ok(Some((candidates, (next_block, sequence))))
+        Ok(ScanStep::Done)
     }
 
-    fn expected_batch_missing(
-        &mut self,
-        block: u64,
-        sequence: u64,
-    ) -> Result<Option<(VecDeque<Candidate>, (u64, u64))>, String> {
+    fn expected_batch_missing(&mut self, block: u64, sequence: u64) -> Result<ScanStep, String> {
         if self.cleaner.wrap_tried || block == LOG_START_BLOCK {
             return Err(format!("batch {sequence} is neither at block {block} nor at the log region's start"));
         }
         self.cleaner.wrap_tried = true;
         self.cleaner.scan_block = LOG_START_BLOCK;
-        Ok(None)
+        Ok(ScanStep::Missing)
     }
 
     /// Adds the batch's records that the index still points at.
@@ -351,7 +393,16 @@ impl Engine {
     }
 
     /// Moves the tail once the moves are durable and no read points into the freed blocks.
-    fn try_advance_tail(&mut self, sequence: u64, new_tail: (u64, u64), moved_bytes: u64) {
+    fn try_advance_tail(&mut self, mut sequence: u64, new_tail: (u64, u64), mut moved_bytes: u64) {
+        if let Some((deferred_sequence, _, deferred_bytes)) = self.cleaner.deferred.take() {
+            sequence = sequence.max(deferred_sequence);
+            moved_bytes += deferred_bytes;
+        }
+        if self.may_clean_further(new_tail.0) {
+            self.cleaner.deferred = Some((sequence, new_tail, moved_bytes));
+            self.cleaner.state = CleanerState::Idle;
+            return;
+        }
         self.cleaner.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
         if self.log.durable_sequence < sequence || self.superblock_busy() || self.reads_into(new_tail.0) {
             return;
@@ -366,6 +417,25 @@ impl Engine {
         self.stats.records_moved_bytes += moved_bytes;
         self.cleaner.state = CleanerState::Recording;
         self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
+    }
+
+    /// Whether to clean another chunk before moving the tail to `new_tail_block`: fewer than
+    /// `compaction_chunks_per_advance` chunks are cleaned, more is wanted and readable, and the
+    /// free space holds the moves of every chunk cleaned so far plus one more, beyond the put
+    /// reserve (so the reserves keep their meaning).
+    fn may_clean_further(&self, new_tail_block: u64) -> bool {
+        let ring = self.ring();
+        let chunk_blocks = u64::from(self.chunk_blocks());
+        let chunks_max = u64::from(self.config.compaction_chunks_per_advance);
+        let cleaned_blocks = ring.used_blocks(self.volume.tail_block, new_tail_block.max(ring.start));
+        if cleaned_blocks + chunk_blocks > chunks_max * chunk_blocks {
+            return false;
+        }
+        let free_blocks = ring.free_blocks(self.volume.tail_block, self.log.head_block());
+        let reserve_blocks = Ring::reserve_blocks(Writer::Put, self.chunk_blocks(), self.volume.batch_blocks_max);
+        free_blocks >= reserve_blocks + (chunks_max + 1) * chunk_blocks
+            && self.compaction_wanted()
+            && self.cleaner.scan_sequence <= self.log.durable_sequence
     }
 
     /// Whether a value read, in flight or queued, points between the tail and `new_tail_block`.

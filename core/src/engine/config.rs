@@ -53,6 +53,9 @@ pub struct Config {
     /// Compaction's moved records fill at most this share of a batch (percent), so client
     /// writes always find room beside them.
     pub compaction_batch_percent: u32,
+    /// Compaction cleans up to this many chunks before it moves the tail (each tail advance
+    /// rewrites and syncs both superblock copies), while free space allows.
+    pub compaction_chunks_per_advance: u32,
     /// Compaction runs while the log holds more than this share (percent) of the live records'
     /// bytes, plus a fixed slack (see `space.rs`), or when free space runs low.
     pub space_amplification_percent: u32,
@@ -83,6 +86,7 @@ impl Config {
             use_checkpoint: true,
             compaction_chunk_blocks: 1024,
             compaction_batch_percent: 50,
+            compaction_chunks_per_advance: 4,
             space_amplification_percent: 150,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,

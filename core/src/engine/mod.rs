@@ -106,7 +106,7 @@ enum IoPurpose {
     BatchWrite,
     BatchSync,
     ValueRead(ReadJob),
-    CompactionRead { start_block: u64 },
+    CompactionRead { start_block: u64, durable_sequence: u64 },
     CheckpointWrite,
     CheckpointSync,
     CheckpointRead(crate::format::CheckpointRef),
@@ -220,7 +220,9 @@ impl Engine {
             IoPurpose::BatchWrite => self.on_batch_write(completion.result),
             IoPurpose::BatchSync => self.on_batch_sync(completion.result),
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
-            IoPurpose::CompactionRead { start_block } => self.on_compaction_read(start_block, completion.result),
+            IoPurpose::CompactionRead { start_block, durable_sequence } => {
+                self.on_compaction_read(start_block, durable_sequence, completion.result)
+            }
             IoPurpose::CheckpointWrite => self.on_checkpoint_write(completion.result),
             IoPurpose::CheckpointSync => self.on_checkpoint_sync(completion.result),
             IoPurpose::CheckpointRead(checkpoint) => self.on_checkpoint_read(checkpoint, completion.result),
