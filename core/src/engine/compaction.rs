@@ -93,7 +93,9 @@ pub struct Cleaner {
     /// This lap of the log: blocks freed so far, and the log's use when it began. A lap that
     /// shrank the log by less than a chunk only moved live records in circles.
     lap_freed_blocks: u64,
-    lap_start_used_blocks: Option<u64>,
+    /// The log's use at the end of the last lap (always right after a tail advance, so that
+    /// laps compare at the same point of compaction's cycle).
+    last_lap_end_used_blocks: Option<u64>,
     /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
     /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
     deferred: Option<(u64, (u64, u64), u64)>,
@@ -411,8 +413,6 @@ impl Engine {
         let checkpoint = self.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
         let ring = self.ring();
         let freed_blocks = ring.used_blocks(self.volume.tail_block, new_tail.0.max(ring.start));
-        let used_blocks = self.used_blocks();
-        self.cleaner.lap_start_used_blocks.get_or_insert(used_blocks);
         self.cleaner.lap_freed_blocks += freed_blocks;
         self.stats.records_moved_bytes += moved_bytes;
         self.cleaner.state = CleanerState::Recording;
@@ -460,9 +460,10 @@ impl Engine {
         if self.cleaner.lap_freed_blocks < self.ring().capacity_blocks() {
             return;
         }
-        let start_used_blocks = self.cleaner.lap_start_used_blocks.take().unwrap_or(0);
         self.cleaner.lap_freed_blocks = 0;
-        if start_used_blocks.saturating_sub(self.used_blocks()) < u64::from(self.chunk_blocks()) {
+        let used_blocks = self.used_blocks();
+        let last_used_blocks = self.cleaner.last_lap_end_used_blocks.replace(used_blocks);
+        if last_used_blocks.is_some_and(|last| last.saturating_sub(used_blocks) < u64::from(self.chunk_blocks())) {
             self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
             self.stats.compaction_pauses += 1;
         }
