@@ -92,8 +92,14 @@ impl Sim {
                 stats.recovered_batches, stats.truncated_at_block, stats.superblock_copies_bad
             ))
         });
-        if let (Some((first, end)), Some(truncated)) = (self.tail_exposure, stats.truncated_at_block) {
-            if (first..end).contains(&truncated) {
+        if let Some(truncated) = stats.truncated_at_block {
+            // The last acknowledged batch was hit by injected corruption, found at the crash
+            // (`tail_exposure`) or since (bit rot while recovering): the design cannot tell it
+            // from a torn tail.
+            let exposure = self.tail_exposure.or_else(|| {
+                self.disk.last_durable_log_write.filter(|(first, end)| self.ledger.has_corruption_in(*first, *end))
+            });
+            if let Some((first, end)) = exposure.filter(|(first, end)| (*first..*end).contains(&truncated)) {
                 self.stopped_at_design_limit = true;
                 self.stopped_by_detection = Some(format!(
                     "bit rot or a misdirected write hit the last acknowledged batch (blocks {first}..{end}) before a crash; recovery cannot tell it from a torn tail and truncated at block {truncated}"
