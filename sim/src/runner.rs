@@ -245,6 +245,7 @@ impl Sim {
         self.faults_enabled = false;
         self.settle("the workload");
         self.settle_compaction();
+        self.clean_restart();
         let keys: Vec<Vec<u8>> = self.checker.keys.keys().cloned().collect();
         for chunk in keys.chunks(VERIFY_CHUNK_KEYS) {
             if !self.is_running() {
@@ -256,6 +257,28 @@ impl Sim {
         if self.is_running() {
             self.check_no_unknown_keys();
         }
+    }
+
+    /// A clean shutdown and restart before the final check: a checkpoint on request (what `Db`
+    /// close and `quill serve` do), then a restart that opens from it, so every seed with
+    /// checkpoint slots reaches both.
+    fn clean_restart(&mut self) {
+        if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
+            return;
+        }
+        self.server.checkpoint_now();
+        self.drain_engine();
+        let deadline = self.tick + LIVENESS_TICKS_MAX;
+        while self.is_running() && self.engine().checkpoint_in_progress() && self.tick < deadline {
+            self.step();
+        }
+        if self.engine().checkpoint_in_progress() && self.engine().read_only_reason().is_none() {
+            let state = self.engine().debug_state();
+            self.checker.fail("liveness: a requested checkpoint never finished", b"", "recorded".into(), state);
+            return;
+        }
+        self.crash();
+        self.settle("a clean restart");
     }
 
     pub fn is_running(&self) -> bool {

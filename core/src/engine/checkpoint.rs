@@ -93,10 +93,10 @@ impl Engine {
             Some(checkpoint) => checkpoint.replay_block,
             None => self.volume.tail_block,
         };
-        let head = self.log.head_block().min(ring.end);
+        let head = self.log.head_block();
         let size_blocks = self.checkpointer.last_bytes.div_ceil(BLOCK_BYTES as u64);
         let due_blocks = interval_blocks.max(INTERVAL_CHECKPOINT_MULTIPLE * size_blocks);
-        ring.used_blocks(replay_from, head.max(ring.start)) >= due_blocks
+        ring.used_blocks(replay_from, head) >= due_blocks
     }
 
     pub(super) fn drive_checkpoint(&mut self) {
@@ -120,7 +120,7 @@ impl Engine {
         let sequence = self.log.durable_sequence;
         let (replay_block, replay_sequence) = self.log.first_not_durable();
         assert_eq!(replay_sequence, sequence + 1, "the first batch not durable follows the durable ones");
-        let replay_block = if replay_block >= self.ring().end { self.ring().start } else { replay_block };
+        let replay_block = self.ring().next_head(replay_block);
         let slot_bytes = self.volume.checkpoint_slot_blocks as usize * BLOCK_BYTES;
         let mut data = Vec::new();
         for (key, location) in self.keyspace.index.iter() {

@@ -300,7 +300,7 @@ impl Engine {
             payload_checksum: 0,
         };
         header.seal(&mut batch.buffer);
-        self.log.open.start_block = batch.start_block + block_count as u64;
+        self.log.open.start_block = self.ring().next_head(batch.start_block + block_count as u64);
         let mut offset_bytes = batch.start_block * BLOCK_BYTES as u64;
         let mut data = batch.buffer;
         let last_block = data[data.len() - BLOCK_BYTES..].to_vec();

@@ -543,7 +543,8 @@ impl Engine {
     pub(super) fn finish_recovery(&mut self) {
         let log_end_block = self.volume.log_end_block;
         let recovery = self.recovery_mut();
-        let (block, last_sequence) = (recovery.block.min(log_end_block), recovery.last_sequence);
+        let (block, last_sequence) = (recovery.block, recovery.last_sequence);
+        let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();
         assert!(last_sequence + 1 >= self.volume.tail_sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);

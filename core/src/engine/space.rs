@@ -52,7 +52,8 @@ impl Ring {
     /// (wrapping), or nowhere yet.
     pub fn place(&self, tail: u64, head: u64, blocks: u64) -> Option<u64> {
         if head >= tail {
-            if head + blocks <= self.end {
+            // Ending at the region's end is ending next to its start: not when the tail is there.
+            if head + blocks < self.end || head + blocks == self.end && tail != self.start {
                 return Some(head);
             }
             return (self.start + blocks < tail || (tail == head && self.start + blocks <= self.end))
@@ -61,10 +62,23 @@ impl Ring {
         (head + blocks < tail).then_some(head)
     }
 
+    /// The head after a batch that ends at `end_block`: the region's end is its start.
+    pub fn next_head(&self, end_block: u64) -> u64 {
+        if end_block >= self.end {
+            self.start
+        } else {
+            end_block
+        }
+    }
+
     /// The block a batch placed at `start` must end at or before.
     pub fn limit(&self, tail: u64, start: u64) -> u64 {
         if start >= tail {
-            self.end
+            if tail == self.start {
+                self.end - 1
+            } else {
+                self.end
+            }
         } else {
             tail - 1
         }
@@ -119,6 +133,16 @@ mod tests {
         assert_eq!(RING.place(40, 20, 20), None);
         assert_eq!(RING.limit(40, 20), 39);
         assert_eq!(RING.limit(40, 60), 102);
+    }
+
+    #[test]
+    fn the_head_at_the_regions_end_is_its_start() {
+        assert_eq!(RING.next_head(102), 2);
+        assert_eq!(RING.next_head(50), 50);
+        // With the tail at the start, ending at the end would leave no block between them.
+        assert_eq!(RING.place(2, 92, 10), None);
+        assert_eq!(RING.place(3, 92, 10), Some(92));
+        assert_eq!(RING.limit(2, 92), 101);
     }
 
     #[test]
