@@ -23,14 +23,7 @@ overwrite_keys=${OVERWRITE_KEYS:-200000}
 overwrite_value_bytes=${OVERWRITE_VALUE_BYTES:-1000}
 restart_cases=${RESTART_CASES:-"1000000:100 10000000:100 1000000:1000"}
 
-if ! command -v fio >/dev/null; then
-  echo "installing fio" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null
-fi
-command -v jq >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null; }
-cargo build --release -j1 -p quill-cli >&2
-quill=target/release/quill
-mkdir -p "$directory"
+. scripts/prepare-bench.sh
 key_bytes=16 # "key:%012d"
 record_header_bytes=24
 

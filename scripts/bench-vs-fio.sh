@@ -21,14 +21,7 @@ get_keys=${GET_KEYS:-1000000}
 get_value_bytes=${GET_VALUE_BYTES:-1000}
 set_value_bytes=${SET_VALUE_BYTES:-100}
 
-if ! command -v fio >/dev/null; then
-  echo "installing fio" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null
-fi
-command -v jq >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq jq >/dev/null; }
-cargo build --release -j1 -p quill-cli >&2
-quill=target/release/quill
-mkdir -p "$directory"
+. scripts/prepare-bench.sh
 
 run_fio() { # name, extra fio arguments...; prints the IOPS
   local name=$1
