@@ -74,6 +74,7 @@ fn empty_and_one_mebibyte_values_round_trip_and_larger_is_refused() {
     let mut config = support::small_config();
     config.volume_blocks = 8192;
     config.batch_blocks_max = 512;
+    config.value_bytes_max = 1 << 20;
     config.cache_bytes_max = 0;
     let mut h = Harness::format(config, 3);
     let big: Vec<u8> = (0..1 << 20).map(|index: u32| (index * 7 % 251) as u8).collect();
@@ -236,7 +237,16 @@ fn a_full_disk_refuses_puts_keeps_reads_and_data_and_recovers_after_deletes() {
     assert_eq!(h.call(1, get("k0")), bulk(&[b'x'; 3000]));
     h.crash_and_reopen();
     assert_eq!(h.call(1, command(&[b"DBSIZE"])), Reply::Integer(written));
-    assert!(h.call(1, set("more", b"y")).is_error(), "still full after a restart");
+    // Compaction may repack the one-record batches (their padding is garbage) and make room
+    // for a few more, but the disk fills again.
+    let mut more = 0;
+    while h.call(1, set(&format!("more{more}"), &[b'm'; 3000])) == Reply::ok() {
+        more += 1;
+        assert!(more < written, "still nearly full after a restart");
+    }
+    for index in 0..more {
+        assert_eq!(h.call(1, command(&[b"DEL", format!("more{index}").as_bytes()])), Reply::Integer(1));
+    }
     // Deletes still fit; once they are durable, compaction frees their blocks.
     for index in (0..written).step_by(2) {
         assert_eq!(h.call(1, command(&[b"DEL", format!("k{index}").as_bytes()])), Reply::Integer(1));

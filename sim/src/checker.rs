@@ -434,3 +434,30 @@ impl Checker {
         }
     }
 }
+
+impl Checker {
+    /// An upper bound on the bytes the live records held at some moment of `invoked..responded`
+    /// (when a refused write ran): for every key, the largest value a read over that span may
+    /// return, plus its record header and key. Deleted keys count nothing.
+    pub fn live_record_bytes_upper(&self, invoked: u64, responded: u64) -> u64 {
+        let mut total = 0u64;
+        for (key, history) in &self.keys {
+            let value_bytes = match family(key) {
+                Some(Family::Register) => allowed(&history.writes, &self.flushes, invoked, responded)
+                    .iter()
+                    .filter_map(|write| write.value.map(|value| value.length as u64))
+                    .max(),
+                Some(Family::Counter) => history.writes.iter().any(Write::counts).then_some(20),
+                Some(Family::Append) => {
+                    let tokens = history.writes.iter().filter(|write| write.counts()).count() as u64;
+                    (tokens > 0).then_some(tokens * APPEND_TOKEN_BYTES as u64)
+                }
+                None => None,
+            };
+            if let Some(value_bytes) = value_bytes {
+                total += (quill_core::format::RECORD_HEADER_BYTES + key.len()) as u64 + value_bytes;
+            }
+        }
+        total
+    }
+}

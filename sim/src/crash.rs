@@ -22,7 +22,8 @@ impl Sim {
         let number = self.crashes;
         let read_only = self.engine().read_only_reason().is_some();
         self.trace.record(self.tick, &[5, number, u64::from(read_only)], |line| {
-            line.push_str(&format!("crash {number}{}", if read_only { " (restart after a failed write)" } else { "" }))
+            let restart = if read_only { " (restart after a failed write)" } else { "" };
+            line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
         self.storage.clear();
         for client in &mut self.clients {
@@ -88,8 +89,11 @@ impl Sim {
         let stats = self.engine().stats().clone();
         self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
             line.push_str(&format!(
-                "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad",
-                stats.recovered_batches, stats.truncated_at_block, stats.superblock_copies_bad
+                "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad; {}",
+                stats.recovered_batches,
+                stats.truncated_at_block,
+                stats.superblock_copies_bad,
+                self.server.engine().debug_state()
             ))
         });
         if let Some(truncated) = stats.truncated_at_block {

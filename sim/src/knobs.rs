@@ -76,6 +76,40 @@ pub struct Knobs {
     pub write_through: bool,
     pub disconnect_per_tick_ppm: u32,
     pub crash_tear_ppm: u32,
+    /// The seed's family (drawn from its own stream, so a standard seed's other draws are what
+    /// they were before families existed).
+    pub family: Family,
+    /// The engine runs with the production defaults for the volume's size (`Config::
+    /// for_volume_bytes` and what the real drivers set), not with drawn engine knobs.
+    pub production_config: bool,
+    /// Full-disk cycles: every value has this size, the key space is larger than the log, and the
+    /// workload fills the log, deletes this share of the keys (percent), and fills it again.
+    pub fill_value_bytes: usize,
+    pub drain_percent: u32,
+}
+
+/// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Family {
+    /// The drawn knobs above, nothing more.
+    Standard,
+    /// `Config::for_volume_bytes` for a volume of 1 to 16 MiB, as `quill serve` and `Db` run it.
+    Production,
+    /// Fill the log until writes meet the disk-full error, delete back to a fraction, refill,
+    /// across crashes; writes must succeed again once deletes have freed the space.
+    FullDisk,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Standard, Family::Production, Family::FullDisk];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Standard => "standard",
+            Family::Production => "production",
+            Family::FullDisk => "full_disk",
+        }
+    }
 }
 
 /// The engine's value limit in most seeds: above every value the workload makes.
@@ -157,6 +191,10 @@ impl Knobs {
             network: chance(rng, 500_000),
             disconnect_per_tick_ppm: 0,
             write_through: chance(rng, 500_000),
+            family: Family::Standard,
+            production_config: false,
+            fill_value_bytes: 0,
+            drain_percent: 0,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;

@@ -10,6 +10,7 @@ pub mod checker;
 mod connections;
 mod crash;
 pub mod disk;
+pub mod families;
 pub mod faults;
 pub mod knobs;
 pub mod network;
@@ -23,6 +24,6 @@ pub mod workload;
 
 pub use checker::Violation;
 pub use faults::{FaultKind, FaultLedger, Outcome};
-pub use knobs::{FaultLevel, Knobs};
+pub use knobs::{Family, FaultLevel, Knobs};
 pub use runner::{run_seed, SeedReport, SimOptions};
 pub use shrink::{reproduce_command, shrink, ShrinkResult};

@@ -103,6 +103,9 @@ impl Sim {
             if text.starts_with("ERR Protocol error") {
                 self.clients[client].expect_close = true;
             }
+            if text.starts_with("OOM") {
+                self.on_disk_full_reply(&outstanding.request);
+            }
             return self.on_error_reply(&outstanding, &keys, text, responded);
         }
         if matches!(outstanding.request, Request::FlushAll) {
@@ -147,8 +150,18 @@ impl Sim {
     }
 
     fn on_error_reply(&mut self, outstanding: &Outstanding, keys: &[&[u8]], text: &str, responded: u64) {
-        let meaning = match self.classify_error(text) {
+        let meaning = match self.classify_error(text, outstanding.invoked, responded) {
             Some(meaning) => meaning,
+            None if text.starts_with("OOM") => {
+                let key = keys.first().map(|key| key.to_vec()).unwrap_or_default();
+                let got = format!("{text}; {}", self.fullness_report(outstanding.invoked, responded));
+                return self.checker.fail(
+                    "a disk-full refusal while the live data fits (deleted space never came back)",
+                    &key,
+                    "the write accepted".into(),
+                    got,
+                );
+            }
             None => {
                 let key = keys.first().map(|key| key.to_vec()).unwrap_or_default();
                 return self.checker.fail(
@@ -178,7 +191,7 @@ impl Sim {
     }
 
     /// Which error replies the faults injected so far can explain.
-    fn classify_error(&self, text: &str) -> Option<ErrorMeaning> {
+    fn classify_error(&self, text: &str, invoked: u64, responded: u64) -> Option<ErrorMeaning> {
         use crate::faults::FaultKind;
         let write_faults = self.ledger.count(FaultKind::WriteError) + self.ledger.count(FaultKind::SyncError) > 0;
         let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
@@ -192,7 +205,7 @@ impl Sim {
         let table = [
             ("ERR not durable", write_faults, ErrorMeaning::Unknown),
             ("READONLY", write_faults || self.opened_read_only, ErrorMeaning::NotApplied),
-            ("OOM", true, ErrorMeaning::NotApplied),
+            ("OOM", text.starts_with("OOM") && self.disk_full_explained(invoked, responded), ErrorMeaning::NotApplied),
             // Judged when the recovery ends (see crash.rs): a detection or a bug.
             ("ERR QuillKV could not open", true, ErrorMeaning::NotApplied),
             ("ERR I/O error reading", read_faults, ErrorMeaning::ReadFault),

@@ -124,6 +124,8 @@ pub(crate) struct Sim {
     /// had damaged them.
     pub tail_exposure: Option<(u64, u64)>,
     pub space: crate::space::SpaceTotals,
+    /// Full-disk seeds: where the fill, drain, refill cycle stands.
+    pub fill_cycle: crate::families::FillCycle,
 }
 
 /// Ticks allowed, once faults stop, for every outstanding request to complete.
@@ -159,6 +161,7 @@ pub fn run_seed(options: &SimOptions) -> SeedReport {
 impl Sim {
     fn new(options: SimOptions) -> Sim {
         let mut knobs = Knobs::draw(&mut stream(options.seed, 0), options.faults);
+        knobs.apply_family(&mut stream(options.seed, 4));
         if let Some(clients) = options.clients {
             knobs.clients = clients.max(1);
         }
@@ -191,6 +194,7 @@ impl Sim {
             stopped_at_design_limit: false,
             tail_exposure: None,
             space: Default::default(),
+            fill_cycle: Default::default(),
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -201,12 +205,23 @@ impl Sim {
     }
 
     fn engine_config(knobs: &Knobs, options: &SimOptions) -> Config {
-        let mut config = Config::for_volume_bytes(knobs.volume_blocks * quill_core::BLOCK_BYTES as u64);
+        // Derived from the seed: the index's iteration order is reproducible.
+        let hash_seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0051_5749_4c4c_4b56;
+        let volume_bytes = knobs.volume_blocks * quill_core::BLOCK_BYTES as u64;
+        if knobs.production_config {
+            #[allow(unused_mut)]
+            let mut config = crate::families::production_config(volume_bytes, hash_seed);
+            #[cfg(feature = "planted-bugs")]
+            {
+                config.planted_bug = options.planted_bug;
+            }
+            return config;
+        }
+        let mut config = Config::for_volume_bytes(volume_bytes);
         config.queue_depth_max = knobs.queue_depth;
         config.client_pipeline_max = knobs.client_pipeline_max;
         config.write_through = knobs.write_through;
-        // Derived from the seed: the index's iteration order is reproducible.
-        config.hash_seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0051_5749_4c4c_4b56;
+        config.hash_seed = hash_seed;
         config.cache_bytes_max = knobs.cache_bytes;
         config.batch_blocks_max = knobs.batch_blocks_max;
         config.compaction_chunk_blocks = knobs.compaction_chunk_blocks;
@@ -368,7 +383,11 @@ impl Sim {
                 continue; // clients think, so arrivals spread out
             }
             let op_id = self.op_id_next;
-            let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
+            let request = if self.knobs.family == crate::knobs::Family::FullDisk {
+                self.next_fill_request(client, op_id)
+            } else {
+                workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id)
+            };
             self.send(client, request);
             self.ops_submitted += 1;
         }

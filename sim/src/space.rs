@@ -67,7 +67,7 @@ impl Sim {
         match self.engine().compaction_state() {
             CompactionState::Idle => self.check_within_target(),
             CompactionState::Paused => self.space.ended_paused = true,
-            CompactionState::Halted if self.halt_explained() => self.space.ended_halted = true,
+            CompactionState::Halted if self.compaction_halt_explained() => self.space.ended_halted = true,
             CompactionState::Halted => {
                 let reason = self.engine().compaction_halted().unwrap_or_default().to_string();
                 self.checker.fail("compaction halted with no fault that explains it", b"", "running".into(), reason);
@@ -86,7 +86,7 @@ impl Sim {
 
     /// Compaction halts at corruption (beyond the budget), or after reads of the tail kept
     /// failing (injected read errors): it never drops data it could not read.
-    fn halt_explained(&self) -> bool {
+    pub(crate) fn compaction_halt_explained(&self) -> bool {
         let reason = self.engine().compaction_halted().unwrap_or_default();
         let reads_failed = reason.starts_with("reading the log's tail failed");
         self.ledger.beyond_budget || reads_failed && self.ledger.count(crate::faults::FaultKind::ReadError) > 0

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::config::{Bug, Config};
 use super::keyspace::Location;
 use super::space::{Ring, Writer};
-use super::{Engine, IoPurpose};
+use super::{CompactionState, Engine, IoPurpose};
 use crate::command::Reply;
 use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
@@ -77,6 +77,11 @@ pub struct Log {
     pub newest_sequence: u64,
     /// The previous batch's last block, kept only for the planted tail-overwrite bug.
     last_block: Option<(u64, Vec<u8>)>,
+    /// Client writes wait (stalled) for compaction to free space, rather than being refused.
+    pub waiting_for_space: bool,
+    /// Log space compaction's moves took, in bytes: each sealed batch's blocks in the share its
+    /// moved records hold of its payload (so their part of headers and padding counts too).
+    pub moved_space_bytes: u64,
 }
 
 impl Default for Log {
@@ -88,6 +93,8 @@ impl Default for Log {
             durable_sequence: 0,
             newest_sequence: 0,
             last_block: None,
+            waiting_for_space: false,
+            moved_space_bytes: 0,
         }
     }
 }
@@ -117,6 +124,18 @@ impl Log {
             Some(batch) => (batch.start_block, batch.sequence),
             None => (self.open.start_block, self.open.sequence),
         }
+    }
+
+    /// Whether a batch is in flight, or open with records: the durable state is about to change
+    /// (a delete in it becomes garbage compaction can free).
+    pub fn unsettled(&self) -> bool {
+        self.in_flight.is_some() || self.open.record_count > 0
+    }
+
+    /// Whether a refusal to append means no room in the ring at all: nothing is in flight or
+    /// open to make room for (an open batch with records is full, not out of room).
+    pub fn out_of_room(&self) -> bool {
+        self.in_flight.is_none() && self.open.record_count == 0
     }
 
     pub fn reset(&mut self, next_block: u64, next_sequence: u64) {
@@ -183,11 +202,19 @@ impl Engine {
         if open.buffer.len() - BATCH_HEADER_BYTES + added > payload_max {
             return Err(AppendRefused::BatchFull);
         }
+        // Moves fill at most their share of a batch, so client writes find room beside them, but
+        // may always fill the blocks the batch already takes: a batch of moves alone padded to
+        // its block would make compaction's copies larger than what it frees.
         let moved_bytes_max = payload_max * self.config.compaction_batch_percent as usize / 100;
-        if writer == Writer::Compaction && open.moved_bytes > 0 && open.moved_bytes + added > moved_bytes_max {
+        let grows = blocks_for(open.buffer.len() + added) > blocks_for(open.buffer.len());
+        if writer == Writer::Compaction && open.moved_bytes > 0 && open.moved_bytes + added > moved_bytes_max && grows {
             return Err(AppendRefused::BatchFull);
         }
-        let start_block = self.place_open_batch(added, writer)?;
+        let start_block = self.place_open_batch(added, writer).inspect_err(|refused| {
+            if writer != Writer::Compaction && matches!(refused, AppendRefused::BatchFull) {
+                self.log.waiting_for_space = true;
+            }
+        })?;
         self.log.open.start_block = start_block;
         if writer == Writer::Compaction {
             self.log.open.moved_bytes += added;
@@ -223,8 +250,11 @@ impl Engine {
         Ok(start_block)
     }
 
+    /// No room for `writer` now. Compaction waits for the batch; a client write waits while
+    /// compaction is at work and will free space (the tail's advance, or compaction stopping,
+    /// wakes it); otherwise the disk is full for it.
     fn disk_full(&self, writer: Writer) -> AppendRefused {
-        if writer == Writer::Compaction {
+        if writer == Writer::Compaction || self.space_may_come() {
             return AppendRefused::BatchFull;
         }
         let why = match &self.cleaner.halted {
@@ -232,6 +262,12 @@ impl Engine {
             None => "compaction cannot free more until keys are deleted".to_string(),
         };
         AppendRefused::Reply(Reply::error(format!("OOM disk full: no room left in the log for this write ({why})")))
+    }
+
+    /// Whether a write refused for space now may fit soon: compaction is at work, or a batch
+    /// about to become durable may turn records into garbage it can free.
+    pub(super) fn space_may_come(&self) -> bool {
+        self.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
     }
 
     fn append_record(&mut self, record: &NewRecord<'_>) {
@@ -288,6 +324,8 @@ impl Engine {
         let mut batch = std::mem::replace(&mut self.log.open, OpenBatch::new(next_sequence, 0));
         let block_count = blocks_for(batch.buffer.len());
         let payload_bytes = (batch.buffer.len() - BATCH_HEADER_BYTES) as u32;
+        let batch_bytes = (block_count * BLOCK_BYTES) as u64;
+        self.log.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
         batch.buffer.resize(block_count * BLOCK_BYTES, 0);
         let mut header = BatchHeader {
             volume_id: self.volume.volume_id,

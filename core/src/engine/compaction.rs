@@ -31,6 +31,9 @@ struct Candidate {
     key: Range<usize>,
     value: Range<usize>,
     location: Location,
+    /// The batch holding it (block, sequence): where the tail may move to if the moves before
+    /// it are all that fit.
+    batch: (u64, u64),
 }
 
 /// A chunk being parsed, a bounded number of bytes per step, so that a chunk never stalls
@@ -93,9 +96,8 @@ pub struct Cleaner {
     /// This lap of the log: blocks freed so far, and the log's use when it began. A lap that
     /// shrank the log by less than a chunk only moved live records in circles.
     lap_freed_blocks: u64,
-    /// The log's use at the end of the last lap (always right after a tail advance, so that
-    /// laps compare at the same point of compaction's cycle).
-    last_lap_end_used_blocks: Option<u64>,
+    /// The log space compaction's moves had taken when this lap began (`Log::moved_space_bytes`).
+    lap_start_moved_space_bytes: u64,
     /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
     /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
     deferred: Option<(u64, (u64, u64), u64)>,
@@ -184,7 +186,9 @@ impl Engine {
         }
         let free_blocks = self.ring().free_blocks(self.volume.tail_block, self.log.head_block());
         let low = free_blocks < Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
-        low && used_blocks * BLOCK_BYTES as u64 > live_bytes / 4 * 5 + u64::from(chunk_blocks) * BLOCK_BYTES as u64
+        // Low on space, anything beyond the live records and a chunk is worth a lap: deletes must
+        // get their space back. A lap that gains nothing pauses compaction (`end_lap_if_done`).
+        low && used_blocks * BLOCK_BYTES as u64 > live_bytes + u64::from(chunk_blocks) * BLOCK_BYTES as u64
     }
 
     /// Moves compaction forward as far as it can without waiting. Called after every
@@ -342,7 +346,8 @@ impl Engine {
                 sequence_low: header.sequence as u32,
             };
             if record.kind == RecordKind::Put && self.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
-                candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location });
+                let batch = (header.block, header.sequence);
+                candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location, batch });
             }
             at += record.total_bytes();
         }
@@ -379,6 +384,10 @@ impl Engine {
                         last_sequence = sequence;
                         moved_bytes += u64::from(candidate.location.record_bytes);
                     }
+                    Err(AppendRefused::BatchFull) if self.log.out_of_room() => {
+                        let stop = candidate.batch;
+                        return self.advance_before(stop, last_sequence, moved_bytes);
+                    }
                     Err(AppendRefused::BatchFull) => {
                         self.maybe_seal();
                         let state = CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes };
@@ -392,6 +401,25 @@ impl Engine {
         }
         self.maybe_seal();
         self.try_advance_tail(last_sequence, new_tail, moved_bytes);
+    }
+
+    /// The log has no room for the next move, and nothing pending will make any: the tail moves
+    /// up to the batch `stop` (its live records are not moved yet), and cleaning goes on from
+    /// there once it has. If that frees nothing, the log is full of live records: compaction
+    /// pauses until deletes make garbage, and writes waiting for space get their answer.
+    fn advance_before(&mut self, stop: (u64, u64), last_sequence: u64, moved_bytes: u64) {
+        self.cleaner.scan_block = stop.0;
+        self.cleaner.scan_sequence = stop.1;
+        self.cleaner.wrap_tried = false;
+        if stop.1 <= self.volume.tail_sequence {
+            debug_assert!(self.cleaner.deferred.is_none(), "a deferred advance lies before the stop");
+            self.cleaner.state = CleanerState::Idle;
+            self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
+            self.stats.compaction_pauses += 1;
+            return;
+        }
+        // `stop` is at or past the end of every chunk cleaned so far (any deferred advance).
+        self.try_advance_tail(last_sequence, stop, moved_bytes);
     }
 
     /// Moves the tail once the moves are durable and no read points into the freed blocks.
@@ -454,16 +482,19 @@ impl Engine {
         in_flight || self.read_queue.iter().any(|job| freed(&job.location))
     }
 
-    /// Pauses compaction after a lap of the log that shrank it by less than a chunk (headers
-    /// and padding only, or records too large to pack), until a write makes new garbage.
+    /// Pauses compaction after a lap of the log that freed less than a chunk beyond the space
+    /// its own moves took (headers and padding only, or records too large to pack), until a
+    /// write makes new garbage. Net of the moves, not the log's size: client writes during the
+    /// lap may have used all it freed, and that lap was worth it.
     fn end_lap_if_done(&mut self) {
         if self.cleaner.lap_freed_blocks < self.ring().capacity_blocks() {
             return;
         }
-        self.cleaner.lap_freed_blocks = 0;
-        let used_blocks = self.used_blocks();
-        let last_used_blocks = self.cleaner.last_lap_end_used_blocks.replace(used_blocks);
-        if last_used_blocks.is_some_and(|last| last.saturating_sub(used_blocks) < u64::from(self.chunk_blocks())) {
+        let freed_bytes = std::mem::take(&mut self.cleaner.lap_freed_blocks) * BLOCK_BYTES as u64;
+        let moved_space_bytes = self.log.moved_space_bytes - self.cleaner.lap_start_moved_space_bytes;
+        self.cleaner.lap_start_moved_space_bytes = self.log.moved_space_bytes;
+        let chunk_bytes = u64::from(self.chunk_blocks()) * BLOCK_BYTES as u64;
+        if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes {
             self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
             self.stats.compaction_pauses += 1;
         }
@@ -473,5 +504,8 @@ impl Engine {
         self.cleaner.state = CleanerState::Idle;
         self.stats.tail_advances += 1;
         self.end_lap_if_done();
+        if std::mem::take(&mut self.log.waiting_for_space) {
+            self.wake_stalled();
+        }
     }
 }

@@ -71,10 +71,13 @@ impl Config {
         // A small volume gets smaller batches: the log must hold several beyond its reserves.
         let log_blocks = volume_blocks.saturating_sub(3 + 2 * u64::from(checkpoint_slot_blocks));
         let batch_blocks_max = (log_blocks / 10).clamp(1, 1024) as u32;
+        // A record (header, key, value) must fit in one batch: leave room for a 4 KiB key.
+        let value_bytes_max =
+            (1024 * 1024).min(Config::batch_payload_bytes_max(batch_blocks_max).saturating_sub(4096 + 24));
         Config {
             volume_blocks,
             queue_depth_max: 64,
-            value_bytes_max: 1024 * 1024,
+            value_bytes_max,
             cache_bytes_max: 64 * 1024 * 1024,
             batch_blocks_max,
             client_pipeline_max: 4096,

@@ -235,6 +235,12 @@ impl Engine {
     fn drive_background(&mut self) {
         self.drive_cleaner();
         self.drive_checkpoint();
+        // Writes waiting for space learn that none is coming (compaction paused, halted or idle,
+        // no batch pending, read-only): they run again and get their answer.
+        if self.log.waiting_for_space && !self.space_may_come() {
+            self.log.waiting_for_space = false;
+            self.wake_stalled();
+        }
     }
 
     /// Input: the current time, and the end of the driver's loop turn. Call it once per turn,
@@ -287,13 +293,16 @@ impl Engine {
             ))
         });
         format!(
-            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}, compaction {}; {}",
+            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}, log tail {} head {} of {:?}, compaction {}; {}",
             self.clients.len(),
             self.stalled.len(),
             self.locked_keys.len(),
             self.read_queue.len(),
             self.tokens.len(),
             self.log.debug_state(),
+            self.volume.tail_block,
+            self.log.head_block(),
+            self.ring(),
             self.cleaner.describe(),
             front.unwrap_or_default()
         )

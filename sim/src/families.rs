@@ -1,0 +1,179 @@
+//! Seed families beyond the standard swarm, and the rules they need.
+//!
+//! - **Production**: the engine runs with `Config::for_volume_bytes` for a 1–16 MiB volume, with
+//!   what the real drivers add (one durable write per commit), so the combination a user gets —
+//!   batch size, chunk size, full-disk reserves, checkpoint slots — is among the swarm's.
+//! - **Full disk**: constant-size values over a key space larger than the log; the workload fills
+//!   the log until a SET meets `OOM`, deletes a share of the keys (or FLUSHALLs), and fills again,
+//!   as many times as the operations allow, across crashes and restarts.
+//!
+//! The rule both need: a disk-full refusal must be explained by the volume's real state (the live
+//! records do not fit, with the engine's reserves and compaction's slack) or by compaction halted
+//! at injected damage. Otherwise deletes freed space the engine cannot use: a lock-up.
+
+use quill_core::{Config, Request, BLOCK_BYTES};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::knobs::{Family, Knobs};
+use crate::runner::Sim;
+use crate::workload::register_key;
+
+/// The volume sizes production seeds draw from.
+const PRODUCTION_VOLUME_MIB: [u64; 5] = [1, 2, 4, 8, 16];
+/// Full-disk seeds' value sizes: records from a tenth of a block to two blocks and more.
+const FILL_VALUE_BYTES: [usize; 5] = [400, 1_000, 4_000, 4_096, 9_000];
+
+/// The engine configuration a real driver gives a volume of `volume_bytes` (see io-real's
+/// `config_for_volume`): the size's defaults and one durable write per commit.
+pub fn production_config(volume_bytes: u64, hash_seed: u64) -> Config {
+    let mut config = Config::for_volume_bytes(volume_bytes);
+    config.write_through = true;
+    config.hash_seed = hash_seed;
+    config
+}
+
+/// Where a seed stands in its fill, drain, refill cycle.
+#[derive(Clone, Debug, Default)]
+pub struct FillCycle {
+    /// Deletes still to send in this drain (0: filling).
+    pub deletes_left: u64,
+    /// The next key to delete.
+    pub cursor: u64,
+    /// Drains begun (each after a SET met a full disk).
+    pub drains: u64,
+}
+
+impl Knobs {
+    /// Draws the seed's family and adjusts the knobs it needs.
+    pub fn apply_family(&mut self, rng: &mut ChaCha8Rng) {
+        self.family = match rng.gen_range(0..100) {
+            0..=59 => Family::Standard,
+            60..=79 => Family::Production,
+            _ => Family::FullDisk,
+        };
+        match self.family {
+            Family::Standard => {}
+            Family::Production => self.use_production_config(rng),
+            Family::FullDisk => self.fill_and_drain(rng),
+        }
+    }
+
+    /// Mirrors the production configuration in the knobs the checker reads.
+    fn use_production_config(&mut self, rng: &mut ChaCha8Rng) {
+        let volume_bytes = PRODUCTION_VOLUME_MIB[rng.gen_range(0..PRODUCTION_VOLUME_MIB.len())] << 20;
+        let config = production_config(volume_bytes, 0);
+        self.production_config = true;
+        self.volume_blocks = config.volume_blocks;
+        self.batch_blocks_max = config.batch_blocks_max;
+        let log_blocks = config.volume_blocks - 2 * u64::from(config.checkpoint_slot_blocks);
+        let chunk_limit = u32::try_from(log_blocks / 16).unwrap_or(u32::MAX);
+        self.compaction_chunk_blocks = config.compaction_chunk_blocks.min(chunk_limit).max(config.batch_blocks_max);
+        self.compaction_batch_percent = config.compaction_batch_percent;
+        self.compaction_chunks_per_advance = config.compaction_chunks_per_advance;
+        self.space_amplification_percent = config.space_amplification_percent;
+        self.checkpoint_slot_blocks = config.checkpoint_slot_blocks;
+        self.checkpoint_interval_blocks = config.checkpoint_interval_blocks;
+        self.value_bytes_max = config.value_bytes_max;
+        self.cache_bytes = config.cache_bytes_max;
+        self.queue_depth = config.queue_depth_max;
+        self.client_pipeline_max = config.client_pipeline_max;
+        self.write_through = config.write_through;
+    }
+
+    /// Constant values over more keys than the log holds; half the seeds on production
+    /// configurations, half on the drawn (small) ones.
+    fn fill_and_drain(&mut self, rng: &mut ChaCha8Rng) {
+        if rng.gen_bool(0.5) {
+            self.use_production_config(rng);
+        } else {
+            self.volume_blocks = u64::from(self.batch_blocks_max) * rng.gen_range(14..40);
+            self.checkpoint_slot_blocks = self.checkpoint_slot_blocks.min((self.volume_blocks / 8) as u32);
+        }
+        let value_limit = self.value_bytes_max.min(Config::batch_payload_bytes_max(self.batch_blocks_max) / 2);
+        self.fill_value_bytes = FILL_VALUE_BYTES[rng.gen_range(0..FILL_VALUE_BYTES.len())].min(value_limit);
+        let record_bytes = (self.fill_value_bytes + 32) as u64;
+        let log_bytes = self.volume_blocks * BLOCK_BYTES as u64;
+        self.keys = (2 * log_bytes / record_bytes).max(16);
+        self.key_skew = 0;
+        self.drain_percent = rng.gen_range(30..=90);
+        self.mix = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]; // registers only (FLUSHALL drains some cycles)
+    }
+}
+
+impl Sim {
+    /// The next request of a full-disk seed: a delete while draining, else a SET of a fresh
+    /// value (with a GET now and then, so reads meet the full disk too).
+    pub(crate) fn next_fill_request(&mut self, client: usize, op_id: u64) -> Request {
+        let rng = &mut self.workload_rng;
+        let keys = self.knobs.keys;
+        if self.fill_cycle.deletes_left > 0 {
+            if self.fill_cycle.deletes_left == keys {
+                self.fill_cycle.deletes_left = 0;
+                return Request::FlushAll;
+            }
+            let count = rng.gen_range(1..=4).min(self.fill_cycle.deletes_left);
+            self.fill_cycle.deletes_left -= count;
+            let first = self.fill_cycle.cursor;
+            self.fill_cycle.cursor = (first + count) % keys;
+            return Request::Del { keys: (first..first + count).map(|index| register_key(index % keys)).collect() };
+        }
+        let key = register_key(rng.gen_range(0..keys));
+        if rng.gen_range(0..10) == 0 {
+            return Request::Get { key };
+        }
+        let mut value = format!("{client}.{op_id}.").into_bytes();
+        value.resize(self.knobs.fill_value_bytes.max(value.len()), b'f');
+        value.truncate(self.knobs.fill_value_bytes);
+        Request::Set { key, value, condition: quill_core::command::SetCondition::Always }
+    }
+
+    /// A SET met a full disk: start draining, unless a drain is under way.
+    pub(crate) fn on_disk_full_reply(&mut self, request: &Request) {
+        if self.knobs.family != Family::FullDisk || self.fill_cycle.deletes_left > 0 {
+            return;
+        }
+        if matches!(request, Request::Set { .. }) {
+            let keys = self.knobs.keys;
+            self.fill_cycle.deletes_left = keys * u64::from(self.knobs.drain_percent) / 100;
+            if self.workload_rng.gen_range(0..10) == 0 {
+                self.fill_cycle.deletes_left = keys; // a FLUSHALL drain (see next_fill_request)
+            }
+            self.fill_cycle.cursor = self.workload_rng.gen_range(0..keys);
+            self.fill_cycle.drains += 1;
+        }
+    }
+
+    /// Whether a disk-full refusal is explained: the live records (an upper bound from the model)
+    /// do not fit beside the engine's reserves and compaction's slack, or compaction halted at
+    /// damage the faults explain.
+    pub(crate) fn disk_full_explained(&self, invoked: u64, responded: u64) -> bool {
+        if self.engine().compaction_halted().is_some() && self.compaction_halt_explained() {
+            return true;
+        }
+        let knobs = &self.knobs;
+        let block_bytes = BLOCK_BYTES as u64;
+        let chunk_blocks = u64::from(knobs.compaction_chunk_blocks.max(knobs.batch_blocks_max));
+        let slack_blocks = 2 * chunk_blocks + 5 * u64::from(knobs.batch_blocks_max);
+        let log_blocks = self.disk.log_end_block - quill_core::format::LOG_START_BLOCK;
+        let live_bytes = self.checker.live_record_bytes_upper(invoked, responded);
+        2 * live_bytes + slack_blocks * block_bytes > log_blocks * block_bytes
+    }
+}
+
+impl Sim {
+    /// The numbers behind a disk-full judgement, for a violation's report.
+    pub(crate) fn fullness_report(&self, invoked: u64, responded: u64) -> String {
+        let space = self.engine().space();
+        format!(
+            "family {}, live bytes at most {} (engine: {}), log {} of {} bytes used, compaction {:?}, {} drains",
+            self.knobs.family.name(),
+            self.checker.live_record_bytes_upper(invoked, responded),
+            space.live_bytes,
+            space.log_used_bytes,
+            space.log_capacity_bytes,
+            self.engine().compaction_state(),
+            self.fill_cycle.drains,
+        )
+    }
+}
