@@ -146,7 +146,7 @@ fn classify(volume: &mut Volume, options: &VolumeOptions) -> Result<VolumeState,
             // Some filesystems accept O_DIRECT at open time and refuse it per I/O.
             direct_refused_notice(&volume.path);
             // Off on the same open file description: a second open() would meet our own lock.
-            set_direct(&volume.file, false).map_err(io_error(&volume.path, "turn off O_DIRECT on"))?;
+            clear_direct(&volume.file).map_err(io_error(&volume.path, "turn off O_DIRECT on"))?;
             volume.direct = false;
             read_head(&volume.file)
         }
@@ -190,17 +190,16 @@ fn open_handle(path: &Path, kind: VolumeKind, options: &VolumeOptions) -> io::Re
     Ok((file, false))
 }
 
-/// Sets or clears O_DIRECT on an open descriptor (Linux allows it through F_SETFL).
-fn set_direct(file: &File, direct: bool) -> io::Result<()> {
+/// Clears O_DIRECT on an open descriptor (Linux allows it through F_SETFL).
+fn clear_direct(file: &File) -> io::Result<()> {
     let descriptor = file.as_raw_fd();
     // SAFETY: F_GETFL and F_SETFL on a descriptor we own.
     let flags = unsafe { libc::fcntl(descriptor, libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
-    let flags = if direct { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
     // SAFETY: as above.
-    if unsafe { libc::fcntl(descriptor, libc::F_SETFL, flags) } < 0 {
+    if unsafe { libc::fcntl(descriptor, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -309,4 +308,25 @@ pub fn random_volume_id() -> io::Result<u64> {
     use std::io::Read;
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_direct_keeps_the_descriptor_and_its_lock() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("direct.qkv");
+        std::fs::write(&path, vec![0u8; 4096]).expect("write");
+        let options = VolumeOptions::default();
+        let (file, direct) = open_handle(&path, VolumeKind::File, &options).expect("open");
+        lock(&file, &path, VolumeAccess::Exclusive).expect("lock");
+        clear_direct(&file).expect("clear O_DIRECT");
+        // SAFETY: F_GETFL on a descriptor we own.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0 && flags & libc::O_DIRECT == 0, "O_DIRECT was on: {direct}, flags {flags:#x}");
+        let second = open_handle(&path, VolumeKind::File, &options).expect("open again");
+        assert!(lock(&second.0, &path, VolumeAccess::Exclusive).is_err(), "the lock stayed with the descriptor");
+    }
 }
