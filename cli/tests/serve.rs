@@ -4,65 +4,13 @@
 //! redis-cli and redis-benchmark come from Debian's redis-tools; `.ci/run` installs them and sets
 //! QUILL_REQUIRE_REDIS_TOOLS=1, which makes their absence a failure instead of a skip.
 
+mod support;
+
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct QuillServer {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl QuillServer {
-    /// What the server printed on stderr so far, for failure messages.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for QuillServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `quill serve` on a port the system picks (no race with other tests for a free port)
-/// and waits until it has recovered its volume and says where it listens.
-fn start(path: &Path, extra: &[&str]) -> QuillServer {
-    static STARTS: AtomicUsize = AtomicUsize::new(0);
-    let log = path.with_extension(format!("{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
-    let child = Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(["serve", "--io", "sync", "--size", &(64u64 << 20).to_string(), "--port", "0", "--path"])
-        .arg(path)
-        .args(extra)
-        .stderr(std::fs::File::create(&log).expect("server log"))
-        .spawn()
-        .expect("start quill serve");
-    let mut server = QuillServer { child, port: 0, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(port) = ready_port(&server.log()) {
-            server.port = port;
-            return server;
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("quill serve exited with {status}: {}", server.log());
-        }
-        assert!(Instant::now() < deadline, "quill serve did not become ready: {}", server.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The port in "quill serve: ready, listening on 127.0.0.1:PORT (…)".
-fn ready_port(log: &str) -> Option<u16> {
-    let line = log.lines().find(|line| line.contains("ready, listening on"))?;
-    let address = line.split("listening on ").nth(1)?.split_whitespace().next()?;
-    address.rsplit(':').next()?.parse().ok()
-}
+use support::start;
 
 fn redis_tools_present() -> bool {
     let present = Command::new("redis-cli").arg("--version").output().is_ok_and(|output| output.status.success());

@@ -37,6 +37,7 @@ use crate::engine_thread::{engine_thread, Message};
 use crate::runner::{config_for_volume, EngineRunner};
 use crate::volume::{open_volume, VolumeOptions};
 use crate::DbError;
+use crate::VolumeAccess;
 
 #[derive(Clone, Debug)]
 pub struct DbOptions {
@@ -70,12 +71,15 @@ pub struct Db {
 
 impl Db {
     /// Opens (or creates, with `create_size_bytes`) the volume at `path`, formats or recovers it,
-    /// and starts the engine thread.
+    /// and starts the engine thread. A data file is locked until the `Db` is closed or dropped:
+    /// while another `Db` (in this process or another) or `quill serve` has it open, this fails
+    /// at once with [`DbError::Volume`]`(`[`VolumeError::Locked`](crate::VolumeError::Locked)`)`.
     pub fn open(path: impl AsRef<Path>, options: DbOptions) -> Result<Db, DbError> {
         let volume_options = VolumeOptions {
             create_size_bytes: options.create_size_bytes,
             reformat: options.reformat,
             direct: options.direct,
+            access: VolumeAccess::Exclusive,
         };
         let volume = open_volume(path.as_ref(), &volume_options)?;
         let config = config_for_volume(&volume, options.cache_bytes_max);

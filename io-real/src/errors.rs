@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use quill_core::OpenError;
 
+use crate::lock::{LockHolder, VolumeAccess};
+
 /// Why a volume (data file or block device) could not be opened or created.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -26,6 +28,18 @@ pub enum VolumeError {
     UnsupportedKind { path: PathBuf },
     #[error("{path}: {size_bytes} bytes is too small for a volume (at least {minimum_bytes} bytes)")]
     TooSmall { path: PathBuf, size_bytes: u64, minimum_bytes: u64 },
+    /// Another open of the same data file holds its lock (see `lock.rs`); nothing was changed.
+    #[error("{path} is in use: {holder}; {}", locked_advice(*.access))]
+    Locked { path: PathBuf, access: VolumeAccess, holder: LockHolder },
+}
+
+fn locked_advice(access: VolumeAccess) -> &'static str {
+    match access {
+        VolumeAccess::Exclusive => {
+            "only one process may use a volume at a time (two writers would lose acknowledged writes); stop the other one first"
+        }
+        VolumeAccess::Shared => "reading a volume needs its writer stopped first",
+    }
 }
 
 /// Why a driver could not be set up or stopped working.

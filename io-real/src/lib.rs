@@ -1,7 +1,8 @@
 //! QuillKV's real I/O: the engine from `quill-core` driven over a data file or a block device.
 //!
 //! * [`open_volume`]: create and preallocate a data file, or open a raw block device (exclusively),
-//!   with O_DIRECT where the filesystem allows; refuses paths holding foreign data.
+//!   with O_DIRECT where the filesystem allows; refuses paths holding foreign data, and a data file
+//!   another open holds ([`VolumeError::Locked`]: one writer, or readers only).
 //! * [`Driver`]: [`UringDriver`] (io_uring, batched submission) and [`SyncDriver`] (portable
 //!   pread/pwrite), chosen with [`open_driver`]; io_uring falls back to the portable driver with a
 //!   notice where it cannot be set up.
@@ -13,6 +14,7 @@ mod db;
 mod driver;
 mod engine_thread;
 mod errors;
+mod lock;
 mod runner;
 mod server_loop;
 mod sync_driver;
@@ -23,6 +25,7 @@ pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
 pub use db::{Db, DbOptions};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
 pub use errors::{DbError, DriverError, VolumeError};
+pub use lock::{LockHolder, VolumeAccess};
 pub use runner::{config_for_volume, EngineRunner};
 pub use server_loop::{serve, ServeError};
 pub use sync_driver::SyncDriver;

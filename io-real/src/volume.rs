@@ -4,6 +4,9 @@
 //! A path is used only if it already holds a QuillKV superblock, or is new (missing, or an empty
 //! file), or the caller explicitly asked to reformat something that holds no foreign data. A
 //! user's file is never overwritten silently.
+//!
+//! A data file is locked before it is read or sized, and stays locked while the volume (or a
+//! driver sharing its file) lives: one writer, or readers only (`lock.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 
 use crate::aligned::AlignedBuffer;
 use crate::errors::VolumeError;
+use crate::lock::{lock, VolumeAccess};
 use quill_core::BLOCK_BYTES;
 
 /// The smallest volume accepted: superblocks plus a useful log.
@@ -46,11 +50,13 @@ pub struct VolumeOptions {
     pub reformat: bool,
     /// Try O_DIRECT (falls back, with a notice, where the filesystem refuses it).
     pub direct: bool,
+    /// Exclusive (read-write) or shared (read-only) use; see [`VolumeAccess`].
+    pub access: VolumeAccess,
 }
 
 impl Default for VolumeOptions {
     fn default() -> VolumeOptions {
-        VolumeOptions { create_size_bytes: None, reformat: false, direct: true }
+        VolumeOptions { create_size_bytes: None, reformat: false, direct: true, access: VolumeAccess::Exclusive }
     }
 }
 
@@ -65,50 +71,54 @@ pub struct Volume {
     pub state: VolumeState,
 }
 
-/// Opens (or creates) the volume at `path`.
+/// Opens (or creates) the volume at `path`, and locks a data file for `options.access` (see
+/// `lock.rs`) before reading or sizing it.
 pub fn open_volume(path: &Path, options: &VolumeOptions) -> Result<Volume, VolumeError> {
-    let io_error = |action: &'static str| move |source| VolumeError::Io { path: path.to_path_buf(), action, source };
-    let mut created = false;
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let size_bytes = options.create_size_bytes.ok_or_else(|| VolumeError::Missing { path: path.into() })?;
-            check_size(path, size_bytes)?;
-            create_data_file(path, size_bytes).map_err(io_error("create"))?;
-            created = true;
-            std::fs::metadata(path).map_err(io_error("stat"))?
-        }
-        Err(error) => return Err(io_error("stat")(error)),
-    };
-    let kind = if metadata.file_type().is_block_device() {
-        VolumeKind::BlockDevice
-    } else if metadata.is_file() {
-        VolumeKind::File
-    } else {
-        return Err(VolumeError::UnsupportedKind { path: path.into() });
-    };
-    if kind == VolumeKind::File && metadata.len() == 0 {
-        let size_bytes = options.create_size_bytes.ok_or(VolumeError::TooSmall {
-            path: path.into(),
-            size_bytes: 0,
-            minimum_bytes: VOLUME_BYTES_MIN,
-        })?;
-        check_size(path, size_bytes)?;
-        preallocate_existing(path, size_bytes).map_err(io_error("preallocate"))?;
-        created = true;
+    let options = &options.effective();
+    let created = create_if_missing(path, options)?;
+    let kind = volume_kind(path)?;
+    let (file, direct) = open_handle(path, kind, options).map_err(io_error(path, "open"))?;
+    if kind == VolumeKind::File {
+        lock(&file, path, options.access)?;
     }
-    let (file, direct) = open_handle(path, kind, options.direct).map_err(io_error("open"))?;
     let size_bytes = match kind {
-        VolumeKind::File => file.metadata().map_err(io_error("stat"))?.len(),
-        VolumeKind::BlockDevice => block_device_bytes(&file).map_err(io_error("read the device size of"))?,
+        VolumeKind::File => file.metadata().map_err(io_error(path, "stat"))?.len(),
+        VolumeKind::BlockDevice => block_device_bytes(&file).map_err(io_error(path, "read the device size of"))?,
     };
-    check_size(path, size_bytes)?;
     let mut volume =
         Volume { file: Arc::new(file), path: path.into(), size_bytes, kind, direct, state: VolumeState::Blank };
-    if !created {
-        volume.state = classify(&mut volume, options)?;
+    if kind == VolumeKind::File && size_bytes == 0 {
+        volume.size_bytes = size_new_file(&volume, options.create_size_bytes, created)?;
+        return Ok(volume);
     }
+    check_size(path, size_bytes)?;
+    volume.state = classify(&mut volume, options)?;
     Ok(volume)
+}
+
+impl VolumeOptions {
+    /// A shared (read-only) open never creates, sizes or reformats.
+    fn effective(&self) -> VolumeOptions {
+        match self.access {
+            VolumeAccess::Exclusive => self.clone(),
+            VolumeAccess::Shared => VolumeOptions { create_size_bytes: None, reformat: false, ..self.clone() },
+        }
+    }
+}
+
+fn volume_kind(path: &Path) -> Result<VolumeKind, VolumeError> {
+    let metadata = std::fs::metadata(path).map_err(io_error(path, "stat"))?;
+    if metadata.file_type().is_block_device() {
+        Ok(VolumeKind::BlockDevice)
+    } else if metadata.is_file() {
+        Ok(VolumeKind::File)
+    } else {
+        Err(VolumeError::UnsupportedKind { path: path.into() })
+    }
+}
+
+fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> VolumeError + 'a {
+    move |source| VolumeError::Io { path: path.to_path_buf(), action, source }
 }
 
 impl Volume {
@@ -135,12 +145,8 @@ fn classify(volume: &mut Volume, options: &VolumeOptions) -> Result<VolumeState,
         Err(error) if volume.direct && error.raw_os_error() == Some(libc::EINVAL) => {
             // Some filesystems accept O_DIRECT at open time and refuse it per I/O.
             direct_refused_notice(&volume.path);
-            let (file, _) = open_handle(&volume.path, volume.kind, false).map_err(|source| VolumeError::Io {
-                path: volume.path.clone(),
-                action: "open",
-                source,
-            })?;
-            volume.file = Arc::new(file);
+            // Off on the same open file description: a second open() would meet our own lock.
+            clear_direct(&volume.file).map_err(io_error(&volume.path, "turn off O_DIRECT on"))?;
             volume.direct = false;
             read_head(&volume.file)
         }
@@ -164,22 +170,39 @@ fn read_head(file: &File) -> io::Result<Vec<u8>> {
     Ok(buffer.as_slice().to_vec())
 }
 
-/// Opens read-write; O_DIRECT if asked and accepted; block devices exclusively (O_EXCL), so a
-/// mounted filesystem or another QuillKV process cannot share the device.
-fn open_handle(path: &Path, kind: VolumeKind, direct: bool) -> io::Result<(File, bool)> {
+/// Opens read-write (read-only for a shared open); O_DIRECT if asked and accepted; block devices
+/// exclusively (O_EXCL), so a mounted filesystem or another QuillKV process cannot share the device.
+fn open_handle(path: &Path, kind: VolumeKind, options: &VolumeOptions) -> io::Result<(File, bool)> {
     let mut flags = libc::O_CLOEXEC;
     if kind == VolumeKind::BlockDevice {
         flags |= libc::O_EXCL;
     }
-    if direct {
-        match OpenOptions::new().read(true).write(true).custom_flags(flags | libc::O_DIRECT).open(path) {
+    let mut open_options = OpenOptions::new();
+    open_options.read(true).write(options.access == VolumeAccess::Exclusive);
+    if options.direct {
+        match open_options.clone().custom_flags(flags | libc::O_DIRECT).open(path) {
             Ok(file) => return Ok((file, true)),
             Err(error) if error.raw_os_error() == Some(libc::EINVAL) => direct_refused_notice(path),
             Err(error) => return Err(error),
         }
     }
-    let file = OpenOptions::new().read(true).write(true).custom_flags(flags).open(path)?;
+    let file = open_options.custom_flags(flags).open(path)?;
     Ok((file, false))
+}
+
+/// Clears O_DIRECT on an open descriptor (Linux allows it through F_SETFL).
+fn clear_direct(file: &File) -> io::Result<()> {
+    let descriptor = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(descriptor, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(descriptor, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn direct_refused_notice(path: &Path) {
@@ -192,19 +215,45 @@ fn direct_refused_notice(path: &Path) {
     }
 }
 
-/// Creates a new file (never replacing one), preallocates it, and makes its length and its
-/// directory entry durable: neither is durable until the file and its directory are synced.
-fn create_data_file(path: &Path, size_bytes: u64) -> io::Result<()> {
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-    preallocate(&file, size_bytes)?;
-    file.sync_all()?;
-    sync_parent_directory(path)
+/// Creates an empty data file if `path` does not exist and a size was given; returns whether
+/// this call created it. The file is sized later, under the lock (`size_new_file`).
+fn create_if_missing(path: &Path, options: &VolumeOptions) -> Result<bool, VolumeError> {
+    match std::fs::metadata(path) {
+        Ok(_) => return Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(io_error(path, "stat")(error)),
+    }
+    let size_bytes = options.create_size_bytes.ok_or_else(|| VolumeError::Missing { path: path.into() })?;
+    check_size(path, size_bytes)?;
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(true),
+        // Another opener created it meanwhile: the lock decides which of us goes on.
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(io_error(path, "create")(error)),
+    }
 }
 
-fn preallocate_existing(path: &Path, size_bytes: u64) -> io::Result<()> {
-    let file = OpenOptions::new().read(true).write(true).open(path)?;
-    preallocate(&file, size_bytes)?;
-    file.sync_all()
+/// Gives a new (empty) data file its size, under the exclusive lock, and makes the length and
+/// the directory entry durable: neither is until the file and its directory are synced. Returns
+/// the size. On failure the file returns to what it was (removed if this open created it, else
+/// empty again), so a later open starts afresh instead of finding a zero-filled file it must
+/// refuse.
+fn size_new_file(volume: &Volume, size_bytes: Option<u64>, created: bool) -> Result<u64, VolumeError> {
+    let path = volume.path.as_path();
+    let size_bytes = size_bytes.ok_or(VolumeError::TooSmall {
+        path: path.into(),
+        size_bytes: 0,
+        minimum_bytes: VOLUME_BYTES_MIN,
+    })?;
+    check_size(path, size_bytes)?;
+    let file = volume.file.as_ref();
+    let sized = preallocate(file, size_bytes).and_then(|()| file.sync_all()).and_then(|()| sync_parent_directory(path));
+    let Err(source) = sized else { return Ok(size_bytes) };
+    let undone = if created { std::fs::remove_file(path) } else { file.set_len(0) };
+    if let Err(undo_error) = undone {
+        eprintln!("quill: {}: could not undo a failed preallocation: {undo_error}", path.display());
+    }
+    Err(VolumeError::Io { path: path.into(), action: "preallocate", source })
 }
 
 fn preallocate(file: &File, size_bytes: u64) -> io::Result<()> {
@@ -259,4 +308,25 @@ pub fn random_volume_id() -> io::Result<u64> {
     use std::io::Read;
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_direct_keeps_the_descriptor_and_its_lock() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("direct.qkv");
+        std::fs::write(&path, vec![0u8; 4096]).expect("write");
+        let options = VolumeOptions::default();
+        let (file, direct) = open_handle(&path, VolumeKind::File, &options).expect("open");
+        lock(&file, &path, VolumeAccess::Exclusive).expect("lock");
+        clear_direct(&file).expect("clear O_DIRECT");
+        // SAFETY: F_GETFL on a descriptor we own.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0 && flags & libc::O_DIRECT == 0, "O_DIRECT was on: {direct}, flags {flags:#x}");
+        let second = open_handle(&path, VolumeKind::File, &options).expect("open again");
+        assert!(lock(&second.0, &path, VolumeAccess::Exclusive).is_err(), "the lock stayed with the descriptor");
+    }
 }

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use quill_core::{EngineStats, Reply};
-use quill_io_real::{config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeOptions, VolumeState};
+use quill_io_real::{
+    config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeError, VolumeOptions,
+    VolumeState,
+};
 
 use report::{print_report, BenchReport};
 use workload::{BenchOp, Workload};
@@ -92,12 +95,18 @@ pub fn run(args: BenchArgs) -> u8 {
         IoArg::Uring => IoChoice::Uring,
         IoArg::Sync => IoChoice::Sync,
     };
-    let options = VolumeOptions { create_size_bytes: Some(args.size), reformat: args.reformat, direct: true };
+    let options = VolumeOptions {
+        create_size_bytes: Some(args.size),
+        reformat: args.reformat,
+        direct: true,
+        access: VolumeAccess::Exclusive,
+    };
     let mut volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,
         Err(error) => {
             eprintln!("quill bench: {error}");
-            return 2;
+            // In use by another process: a failure found, not a usage error.
+            return if matches!(error, VolumeError::Locked { .. }) { 1 } else { 2 };
         }
     };
     match bench(&args, io, &mut volume) {

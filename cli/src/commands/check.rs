@@ -3,17 +3,20 @@
 //! cache off, so each record's own checksum is verified).
 //!
 //! The volume is opened read-only (`Config::open_read_only`): recovery runs in memory and
-//! nothing is written, not even the epoch bump; a torn tail is reported, not discarded.
+//! nothing is written, not even the epoch bump; a torn tail is reported, not discarded. A data
+//! file is opened with a shared lock: checks may run side by side, but never beside a writer
+//! (`quill serve`, `quill bench`, a `Db`), whose unsynced and in-flight writes would look like
+//! damage.
 //!
 //! Exit codes: 0 clean, 1 corruption found (the message names the block and byte offset), 2 usage
-//! error (missing path, not openable).
+//! error (missing path, not openable, in use by a writer: nothing was checked).
 
 use std::path::PathBuf;
 
 use quill_core::format::Superblock;
 use quill_core::{Reply, Request, BLOCK_BYTES};
 use quill_io_real::{
-    config_for_volume, open_volume, DbError, EngineRunner, IoChoice, Volume, VolumeError, VolumeOptions,
+    config_for_volume, open_volume, DbError, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeError, VolumeOptions,
 };
 
 #[derive(clap::Args)]
@@ -30,7 +33,8 @@ pub struct CheckArgs {
 const VERIFY_CONCURRENCY: usize = 64;
 
 pub fn run(args: CheckArgs) -> u8 {
-    let volume = match open_volume(&args.path, &VolumeOptions::default()) {
+    let options = VolumeOptions { access: VolumeAccess::Shared, ..VolumeOptions::default() };
+    let volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,
         Err(error @ VolumeError::NotAVolume { .. }) => {
             eprintln!("quill check: {error}");
