@@ -2,9 +2,9 @@
 //! 4 KB SETs run until `OOM disk full`; then DELs of half the keys must succeed and SETs must be
 //! accepted again (compaction frees what the deletes made garbage), before and after a restart.
 
-use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+mod support;
+
+use support::{start_sized, QuillServer};
 
 const VOLUME_BYTES: u64 = 16 << 20;
 const VALUE_BYTES: usize = 4_000;
@@ -12,44 +12,7 @@ const VALUE_BYTES: usize = 4_000;
 const FILL_SETS_MAX: usize = 8_000;
 const PIPELINE: usize = 32;
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(path: &Path, log: &Path) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(["serve", "--io", "sync", "--size", &VOLUME_BYTES.to_string(), "--port", "0", "--path"])
-        .arg(path)
-        .stderr(std::fs::File::create(log).expect("server log"))
-        .spawn()
-        .expect("start quill serve");
-    let mut server = Server { child, port: 0 };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let port = text
-            .lines()
-            .find_map(|line| line.split("listening on ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next()?.rsplit(':').next()?.parse().ok());
-        if let Some(port) = port {
-            server.port = port;
-            return server;
-        }
-        assert!(server.child.try_wait().expect("poll").is_none(), "quill serve exited: {text}");
-        assert!(Instant::now() < deadline, "quill serve did not become ready: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn connect(server: &Server) -> redis::Connection {
+fn connect(server: &QuillServer) -> redis::Connection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
     client.get_connection().expect("connect")
 }
@@ -120,7 +83,7 @@ fn check_survivors(connection: &mut redis::Connection, count: usize, round: usiz
 fn deletes_on_a_full_disk_give_their_space_back_to_sets() {
     let directory = tempfile::tempdir().expect("tempdir");
     let path = directory.path().join("full.quill");
-    let server = start(&path, &directory.path().join("serve.0.log"));
+    let server = start_sized(&path, VOLUME_BYTES, &[]);
     let mut connection = connect(&server);
     let filled = fill(&mut connection, 0, 0);
     assert!(filled > 1_000, "16 MiB holds more than {filled} values of 4 KB");
@@ -133,7 +96,7 @@ fn deletes_on_a_full_disk_give_their_space_back_to_sets() {
     drop(connection);
     drop(server);
 
-    let server = start(&path, &directory.path().join("serve.1.log"));
+    let server = start_sized(&path, VOLUME_BYTES, &[]);
     let mut connection = connect(&server);
     check_survivors(&mut connection, filled, 0);
     let freed: i64 = redis::cmd("DEL")

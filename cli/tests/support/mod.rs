@@ -28,10 +28,15 @@ impl Drop for QuillServer {
 /// Starts `quill serve` on a port the system picks (no race with other tests for a free port)
 /// and waits until it has recovered its volume and says where it listens.
 pub fn start(path: &Path, extra: &[&str]) -> QuillServer {
+    start_sized(path, 64 << 20, extra)
+}
+
+/// The same, creating a volume of `size_bytes` if the path is new.
+pub fn start_sized(path: &Path, size_bytes: u64, extra: &[&str]) -> QuillServer {
     static STARTS: AtomicUsize = AtomicUsize::new(0);
     let log = path.with_extension(format!("{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
     let child = Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(["serve", "--io", "sync", "--size", &(64u64 << 20).to_string(), "--port", "0", "--path"])
+        .args(["serve", "--io", "sync", "--size", &size_bytes.to_string(), "--port", "0", "--path"])
         .arg(path)
         .args(extra)
         .stderr(std::fs::File::create(&log).expect("server log"))
