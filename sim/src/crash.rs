@@ -25,6 +25,7 @@ impl Sim {
             let restart = if read_only { " (restart after a failed write)" } else { "" };
             line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
+        self.read_only_until = None;
         self.storage.clear();
         for client in &mut self.clients {
             client.outstanding.clear();

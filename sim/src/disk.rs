@@ -113,21 +113,62 @@ impl SimDisk {
         }
     }
 
+    /// A sync failed (EIO). As Linux has it, the kernel may already have dropped the dirty pages
+    /// it was flushing, and a later sync would succeed without them ("fsyncgate"): each write the
+    /// sync covered is resolved now as a crash resolves it (survives, vanishes or tears), and
+    /// what reads see of its blocks is what the disk then holds.
+    pub fn fail_sync(
+        &mut self,
+        covered: &[u64],
+        rng: &mut ChaCha8Rng,
+        survive_ppm: u32,
+        tear_ppm: u32,
+        ledger: &mut FaultLedger,
+    ) {
+        let (resolved, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.unsynced).into_iter().partition(|write| covered.contains(&write.id));
+        self.unsynced = rest;
+        for write in &resolved {
+            self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
+        }
+        // The volatile view: what the writes still pending put there, over the disk.
+        self.volatile.clear();
+        for write in self.unsynced.iter().filter(|write| write.completed) {
+            let first = write.offset_bytes / BLOCK_BYTES as u64;
+            for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
+                self.volatile.insert(first + index as u64, chunk.into());
+            }
+        }
+    }
+
+    /// One write that is not durable meets a crash (or a failed sync): it lands whole, tears at
+    /// sectors, or vanishes.
+    fn resolve_unsynced(
+        &mut self,
+        write: &UnsyncedWrite,
+        rng: &mut ChaCha8Rng,
+        survive_ppm: u32,
+        tear_ppm: u32,
+        ledger: &mut FaultLedger,
+    ) {
+        let first = write.offset_bytes / BLOCK_BYTES as u64;
+        let blocks = first..first + (write.data.len() / BLOCK_BYTES) as u64;
+        let draw = rng.gen_range(0..1_000_000);
+        if draw < survive_ppm {
+            self.land(write);
+        } else if draw < survive_ppm.saturating_add(tear_ppm) {
+            self.tear(write, rng);
+            ledger.inject_damage(FaultKind::TornWrite, blocks);
+        } else {
+            ledger.inject_damage(FaultKind::LostWrite, blocks);
+        }
+    }
+
     /// A crash: every write that is not durable survives, vanishes or tears; the volatile view
     /// is gone.
     pub fn crash(&mut self, rng: &mut ChaCha8Rng, survive_ppm: u32, tear_ppm: u32, ledger: &mut FaultLedger) {
         for write in std::mem::take(&mut self.unsynced) {
-            let first = write.offset_bytes / BLOCK_BYTES as u64;
-            let blocks = first..first + (write.data.len() / BLOCK_BYTES) as u64;
-            let draw = rng.gen_range(0..1_000_000);
-            if draw < survive_ppm {
-                self.land(&write);
-            } else if draw < survive_ppm.saturating_add(tear_ppm) {
-                self.tear(&write, rng);
-                ledger.inject_damage(FaultKind::TornWrite, blocks);
-            } else {
-                ledger.inject_damage(FaultKind::LostWrite, blocks);
-            }
+            self.resolve_unsynced(&write, rng, survive_ppm, tear_ppm, ledger);
         }
         self.volatile.clear();
     }

@@ -14,6 +14,7 @@ pub mod families;
 pub mod faults;
 pub mod knobs;
 pub mod network;
+mod read_only;
 mod replies;
 pub mod runner;
 pub mod shrink;

@@ -80,6 +80,8 @@ pub(crate) struct Outstanding {
     pub op_id: u64,
     pub request: Request,
     pub invoked: u64,
+    /// The tick it was sent at (for liveness while the engine is read-only).
+    pub sent_tick: u64,
 }
 
 #[derive(Default)]
@@ -126,6 +128,9 @@ pub(crate) struct Sim {
     pub space: crate::space::SpaceTotals,
     /// Full-disk seeds: where the fill, drain, refill cycle stands.
     pub fill_cycle: crate::families::FillCycle,
+    /// The engine turned read-only (a failed write or sync, or a read-only open): it keeps
+    /// serving until this tick, then restarts.
+    pub read_only_until: Option<u64>,
 }
 
 /// Ticks allowed, once faults stop, for every outstanding request to complete.
@@ -195,6 +200,7 @@ impl Sim {
             tail_exposure: None,
             space: Default::default(),
             fill_cycle: Default::default(),
+            read_only_until: None,
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -311,7 +317,7 @@ impl Sim {
             return;
         }
         self.formatted |= self.engine().is_ready();
-        if self.engine().read_only_reason().is_some() {
+        if self.engine().read_only_reason().is_some() && self.read_only_stretch_over() {
             return self.crash();
         }
         if self.formatted
@@ -405,7 +411,7 @@ impl Sim {
         });
         let inline = self.workload_rng.gen_range(0..5) == 0;
         let state = &mut self.clients[client];
-        state.outstanding.push_back(Outstanding { op_id, request: request.clone(), invoked });
+        state.outstanding.push_back(Outstanding { op_id, request: request.clone(), invoked, sent_tick: self.tick });
         if state.connection.is_some() {
             crate::network::encode(&crate::network::arguments(&request), inline, &mut state.unsent);
         } else {

@@ -151,6 +151,8 @@ impl Sim {
             }
             IoKind::Sync if pending.fail => {
                 self.ledger.inject_resolved(FaultKind::SyncError, Outcome::Detected);
+                let (survive, tear) = (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm);
+                self.disk.fail_sync(&pending.sync_covers, &mut self.fault_rng, survive, tear, &mut self.ledger);
                 Err(IoError::Eio)
             }
             IoKind::Sync => {

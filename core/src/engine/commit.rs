@@ -463,6 +463,9 @@ impl Engine {
         let sequence = self.log.open.sequence;
         self.log.open = OpenBatch::new(sequence, self.log.open.start_block);
         self.keyspace.discard_overlay();
+        // The newest state is the durable one now: a later DBSIZE waits on nothing that could
+        // never become durable.
+        self.log.newest_sequence = self.log.durable_sequence;
         self.fail_waiting_slots();
         self.release_all_replies();
         self.wake_stalled();
