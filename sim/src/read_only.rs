@@ -37,7 +37,7 @@ impl Sim {
         let deadline = self.tick.saturating_sub(READ_ONLY_ANSWER_TICKS_MAX);
         let stuck = self.clients.iter().enumerate().find_map(|(client, state)| {
             let front = state.outstanding.front()?;
-            (front.sent_tick < deadline && state.unsent.is_empty()).then(|| (client, front.op_id, front.sent_tick))
+            (front.sent_tick < deadline && state.unsent.is_empty()).then_some((client, front.op_id, front.sent_tick))
         });
         if let Some((client, op_id, sent_tick)) = stuck {
             let got = format!(
