@@ -2,27 +2,37 @@
 //! the same swarm must pass without it.
 
 use quill_core::engine::PlantedBug;
-use quill_sim::{run_seed, FaultLevel, SimOptions};
+use quill_sim::{run_seed, Family, FaultLevel, SimOptions};
 
 const SEEDS_MAX: u64 = 1_000;
 const OPS: u64 = 2_000;
 
+fn options(seed: u64, faults: FaultLevel, family: Option<Family>) -> SimOptions {
+    let mut options = SimOptions::new(seed, OPS, faults);
+    options.family = family;
+    options
+}
+
 /// The first seed (of at most `SEEDS_MAX`) whose run fails with `bug` planted.
-fn first_failing_seed(bug: PlantedBug, faults: FaultLevel) -> Option<u64> {
+fn first_failing_seed(bug: PlantedBug, faults: FaultLevel, family: Option<Family>) -> Option<u64> {
     (0..SEEDS_MAX).find(|&seed| {
-        let mut options = SimOptions::new(seed, OPS, faults);
+        let mut options = options(seed, faults, family);
         options.planted_bug = Some(bug);
         !run_seed(&options).passed()
     })
 }
 
 fn assert_caught(bug: PlantedBug, faults: FaultLevel) {
-    let seed = first_failing_seed(bug, faults).unwrap_or_else(|| panic!("{bug:?} survived {SEEDS_MAX} seeds"));
-    let clean = run_seed(&SimOptions::new(seed, OPS, faults));
+    assert_caught_in(bug, faults, None);
+}
+
+fn assert_caught_in(bug: PlantedBug, faults: FaultLevel, family: Option<Family>) {
+    let seed = first_failing_seed(bug, faults, family).unwrap_or_else(|| panic!("{bug:?} survived {SEEDS_MAX} seeds"));
+    let clean = run_seed(&options(seed, faults, family));
     assert!(clean.passed(), "seed {seed} must pass without the bug: {:?}", clean.violation);
-    let mut options = SimOptions::new(seed, OPS, faults);
-    options.planted_bug = Some(bug);
-    let violation = run_seed(&options).violation.expect("the failing seed fails again (determinism)");
+    let mut planted = options(seed, faults, family);
+    planted.planted_bug = Some(bug);
+    let violation = run_seed(&planted).violation.expect("the failing seed fails again (determinism)");
     eprintln!(
         "{bug:?} caught by seed {seed}: {} (key {:?}, expected {}, got {})",
         violation.what, violation.key, violation.expected, violation.got
@@ -50,8 +60,28 @@ fn truncating_at_the_first_bad_batch_is_caught() {
 }
 
 #[test]
+fn zeros_where_the_checkpoint_belongs_are_caught() {
+    assert_caught(PlantedBug::SkipCheckpointData, FaultLevel::Default);
+}
+
+#[test]
+fn retrying_a_failed_sync_is_caught() {
+    assert_caught_in(PlantedBug::RetrySyncAfterFailure, FaultLevel::Default, Some(Family::Standard));
+}
+
+#[test]
+fn a_read_only_engine_showing_pending_writes_is_caught() {
+    assert_caught(PlantedBug::ReadOnlyKeepsPendingWrites, FaultLevel::Default);
+}
+
+#[test]
+fn compaction_that_ignores_low_space_is_caught() {
+    assert_caught_in(PlantedBug::CompactionIgnoresLowSpace, FaultLevel::Default, Some(Family::FullDisk));
+}
+
+#[test]
 fn shrinking_a_caught_bug_gives_a_smaller_failing_run() {
-    let seed = first_failing_seed(PlantedBug::AcknowledgeBeforeSync, FaultLevel::Default).expect("caught");
+    let seed = first_failing_seed(PlantedBug::AcknowledgeBeforeSync, FaultLevel::Default, None).expect("caught");
     let mut options = SimOptions::new(seed, OPS, FaultLevel::Default);
     options.planted_bug = Some(PlantedBug::AcknowledgeBeforeSync);
     let result = quill_sim::shrink(&options, 120).expect("the seed fails");

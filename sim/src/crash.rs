@@ -26,6 +26,7 @@ impl Sim {
             line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
         self.read_only_until = None;
+        self.ledger.io_errors_since_start = 0;
         self.storage.clear();
         for client in &mut self.clients {
             client.outstanding.clear();
@@ -66,6 +67,10 @@ impl Sim {
         self.recovering = false;
         let epoch = self.engine().epoch();
         if let Some(error @ quill_core::OpenError::Io(_)) = self.engine().open_error().cloned() {
+            if !self.open_io_error_explained() {
+                let got = error.to_string();
+                return self.checker.fail("an open failed on I/O with no injected error", b"", "an open".into(), got);
+            }
             // An injected I/O error during recovery: the engine said so; restart and retry.
             self.trace
                 .record(self.tick, &[6, 2], |line| line.push_str(&format!("recovery failed: {error}; restarting")));
@@ -87,6 +92,7 @@ impl Sim {
             }
             return;
         }
+        self.check_open_fallbacks();
         let stats = self.engine().stats().clone();
         self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
             line.push_str(&format!(

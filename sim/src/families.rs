@@ -46,12 +46,13 @@ pub struct FillCycle {
 
 impl Knobs {
     /// Draws the seed's family and adjusts the knobs it needs.
-    pub fn apply_family(&mut self, rng: &mut ChaCha8Rng) {
-        self.family = match rng.gen_range(0..100) {
+    pub fn apply_family(&mut self, rng: &mut ChaCha8Rng, forced: Option<Family>) {
+        let drawn = match rng.gen_range(0..100) {
             0..=59 => Family::Standard,
             60..=79 => Family::Production,
             _ => Family::FullDisk,
         };
+        self.family = forced.unwrap_or(drawn);
         match self.family {
             Family::Standard => {}
             Family::Production => self.use_production_config(rng),

@@ -89,6 +89,12 @@ pub struct FaultLedger {
     pub beyond_budget: bool,
     /// Faults whose outcome is recorded (a fault may have damaged several blocks).
     resolved: std::collections::BTreeSet<u64>,
+    /// Every block any fault ever damaged, resolved or not: what explains a degraded path later
+    /// (a checkpoint or superblock copy that cannot be used).
+    ever_damaged: std::collections::BTreeSet<u64>,
+    /// I/O errors injected since the engine last started: what explains a switch to read-only
+    /// or an open that failed on I/O.
+    pub io_errors_since_start: u64,
 }
 
 impl FaultLedger {
@@ -105,6 +111,9 @@ impl FaultLedger {
     /// A fault whose outcome is known at once (an I/O error the engine received, a reorder).
     pub fn inject_resolved(&mut self, kind: FaultKind, outcome: Outcome) {
         self.inject(kind);
+        if matches!(kind, FaultKind::ReadError | FaultKind::WriteError | FaultKind::SyncError) {
+            self.io_errors_since_start += 1;
+        }
         self.resolve(outcome, 1);
     }
 
@@ -113,6 +122,7 @@ impl FaultLedger {
         let id = self.inject(kind);
         for block in blocks {
             self.damaged.entry(block).or_default().push((id, kind));
+            self.ever_damaged.insert(block);
         }
     }
 
@@ -139,6 +149,11 @@ impl FaultLedger {
         self.damaged
             .range(first..end)
             .any(|(_, faults)| faults.iter().any(|(_, kind)| kind.may_corrupt_acknowledged_data()))
+    }
+
+    /// Whether any fault ever damaged a block in `first..end`.
+    pub fn ever_damaged_in(&self, first: u64, end: u64) -> bool {
+        self.ever_damaged.range(first..end).next().is_some()
     }
 
     pub fn has_damage_in(&self, first: u64, end: u64) -> bool {

@@ -13,6 +13,16 @@ pub enum FaultLevel {
     Heavy,
 }
 
+impl std::str::FromStr for Family {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Family, String> {
+        Family::ALL.into_iter().find(|family| family.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = Family::ALL.iter().map(|family| family.name()).collect();
+            format!("unknown family '{text}' (one of: {})", names.join(", "))
+        })
+    }
+}
+
 impl std::str::FromStr for FaultLevel {
     type Err = String;
     fn from_str(text: &str) -> Result<FaultLevel, String> {

@@ -9,6 +9,7 @@
 pub mod checker;
 mod connections;
 mod crash;
+mod degraded;
 pub mod disk;
 pub mod families;
 pub mod faults;

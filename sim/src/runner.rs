@@ -25,6 +25,8 @@ pub struct SimOptions {
     /// Fault decisions (by ordinal, from 1) to skip (shrinking).
     pub fault_mask: BTreeSet<u64>,
     pub keep_trace: bool,
+    /// Runs the seed in this family instead of the one it draws.
+    pub family: Option<crate::knobs::Family>,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<quill_core::engine::PlantedBug>,
 }
@@ -38,6 +40,7 @@ impl SimOptions {
             clients: None,
             fault_mask: BTreeSet::new(),
             keep_trace: false,
+            family: None,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -166,7 +169,7 @@ pub fn run_seed(options: &SimOptions) -> SeedReport {
 impl Sim {
     fn new(options: SimOptions) -> Sim {
         let mut knobs = Knobs::draw(&mut stream(options.seed, 0), options.faults);
-        knobs.apply_family(&mut stream(options.seed, 4));
+        knobs.apply_family(&mut stream(options.seed, 4), options.family);
         if let Some(clients) = options.clients {
             knobs.clients = clients.max(1);
         }
@@ -317,6 +320,9 @@ impl Sim {
             return;
         }
         self.formatted |= self.engine().is_ready();
+        if self.read_only_until.is_none() {
+            self.check_read_only_explained();
+        }
         if self.engine().read_only_reason().is_some() && self.read_only_stretch_over() {
             return self.crash();
         }
@@ -446,6 +452,7 @@ impl Sim {
         let deadline = self.tick + LIVENESS_TICKS_MAX;
         while self.is_running() && self.tick < deadline {
             if self.engine().read_only_reason().is_some() || self.engine().open_error().is_some() && !self.recovering {
+                self.check_read_only_explained();
                 self.crash();
                 continue;
             }

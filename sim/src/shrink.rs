@@ -80,6 +80,13 @@ pub fn reproduce_command(options: &SimOptions) -> String {
     if let Some(clients) = options.clients {
         command.push_str(&format!(" --clients {clients}"));
     }
+    if let Some(family) = options.family {
+        command.push_str(&format!(" --family {}", family.name()));
+    }
+    #[cfg(feature = "planted-bugs")]
+    if let Some(bug) = options.planted_bug {
+        command.push_str(&format!(" --plant {}", bug.name()));
+    }
     if !options.fault_mask.is_empty() {
         let mask: Vec<String> = options.fault_mask.iter().map(u64::to_string).collect();
         command.push_str(&format!(" --fault-mask {}", mask.join(",")));

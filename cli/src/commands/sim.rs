@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use quill_sim::{reproduce_command, run_seed, FaultKind, FaultLedger, FaultLevel, Outcome, SeedReport, SimOptions};
+use quill_core::engine::PlantedBug;
+use quill_sim::{
+    reproduce_command, run_seed, Family, FaultKind, FaultLedger, FaultLevel, Outcome, SeedReport, SimOptions,
+};
 use serde_json::json;
 
 /// Operations per seed unless told otherwise.
@@ -39,6 +42,36 @@ pub struct SimArgs {
     /// Print one JSON object at the end (and no progress bar).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    variant: Variant,
+}
+
+/// What to run besides the seed's own draws: a family forced on every seed, a planted bug.
+#[derive(clap::Args, Clone, Default)]
+pub struct Variant {
+    /// Run every seed in this family (standard, production, full_disk) instead of its own.
+    #[arg(long)]
+    family: Option<Family>,
+    /// A demonstration: switch on a deliberately planted engine bug and watch the simulator
+    /// catch it (for example ack-before-sync). Off by default.
+    #[arg(long)]
+    plant: Option<PlantedBug>,
+}
+
+impl Variant {
+    fn options(&self, seed: u64, ops: u64, faults: FaultLevel) -> SimOptions {
+        let mut options = SimOptions::new(seed, ops, faults);
+        options.family = self.family;
+        options.planted_bug = self.plant;
+        options
+    }
+
+    /// The flags that select this variant, for printed commands.
+    fn flags(&self) -> String {
+        let family = self.family.map(|family| format!(" --family {}", family.name())).unwrap_or_default();
+        let plant = self.plant.map(|bug| format!(" --plant {}", bug.name())).unwrap_or_default();
+        format!("{family}{plant}")
+    }
 }
 
 fn parse_shard(text: &str) -> Result<(u64, u64), String> {
@@ -60,11 +93,13 @@ pub struct OneSeed {
     ops: u64,
     #[arg(long, default_value = "default")]
     faults: FaultLevel,
+    #[command(flatten)]
+    variant: Variant,
 }
 
 impl OneSeed {
     fn options(&self) -> SimOptions {
-        SimOptions::new(self.seed, self.ops, self.faults)
+        self.variant.options(self.seed, self.ops, self.faults)
     }
 }
 
@@ -160,7 +195,7 @@ fn run_swarm(seeds: &[u64], args: &SimArgs, jobs: usize, progress: &indicatif::P
 }
 
 fn run_one(seed: u64, args: &SimArgs) -> SeedResult {
-    let options = SimOptions::new(seed, args.ops, args.faults);
+    let options = args.variant.options(seed, args.ops, args.faults);
     let report = run_seed(&options);
     let determinism_mismatch = if args.check_determinism {
         let again = run_seed(&options);
@@ -286,13 +321,14 @@ fn print_failure(result: &SeedResult, args: &SimArgs) {
             eprintln!("  history: {line}");
         }
     }
-    let options = SimOptions::new(report.seed, args.ops, args.faults);
+    let options = args.variant.options(report.seed, args.ops, args.faults);
     eprintln!("  reproduce: {}", reproduce_command(&options));
     eprintln!(
-        "  shrink:    quill shrink --seed {} --ops {} --faults {}",
+        "  shrink:    quill shrink --seed {} --ops {} --faults {}{}",
         report.seed,
         args.ops,
-        fault_name(args.faults)
+        fault_name(args.faults),
+        args.variant.flags()
     );
 }
 

@@ -161,7 +161,10 @@ impl Engine {
         let slot_offset_bytes = self.checkpoint_slot_block(pending.slot) * BLOCK_BYTES as u64;
         while writes_in_flight < WRITES_IN_FLIGHT_MAX && written_bytes < data.len() {
             let end = (written_bytes + PIECE_BLOCKS * BLOCK_BYTES).min(data.len());
-            let piece = data[written_bytes..end].to_vec();
+            let mut piece = data[written_bytes..end].to_vec();
+            if self.config.has_bug(super::config::Bug::SkipCheckpointData) {
+                piece.fill(0);
+            }
             let offset_bytes = slot_offset_bytes + written_bytes as u64;
             self.push_io(IoPurpose::CheckpointWrite, IoKind::Write { offset_bytes, data: piece });
             written_bytes = end;

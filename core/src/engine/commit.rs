@@ -390,6 +390,9 @@ impl Engine {
             return;
         }
         if let Err(error) = result {
+            if self.config.has_bug(Bug::RetrySyncAfterFailure) {
+                return self.push_io(IoPurpose::BatchSync, IoKind::Sync);
+            }
             return self.fail_writes(format!("a log sync failed ({error}); the engine is read-only until restart"));
         }
         self.on_batch_durable();
@@ -462,7 +465,9 @@ impl Engine {
         self.log.seal_at_tick = false;
         let sequence = self.log.open.sequence;
         self.log.open = OpenBatch::new(sequence, self.log.open.start_block);
-        self.keyspace.discard_overlay();
+        if !self.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
+            self.keyspace.discard_overlay();
+        }
         // The newest state is the durable one now: a later DBSIZE waits on nothing that could
         // never become durable.
         self.log.newest_sequence = self.log.durable_sequence;

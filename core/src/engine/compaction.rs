@@ -184,6 +184,9 @@ impl Engine {
         if Ring::over_target(used_blocks, live_bytes, self.config.space_amplification_percent, slack_blocks) {
             return true;
         }
+        if self.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
+            return false;
+        }
         let free_blocks = self.ring().free_blocks(self.volume.tail_block, self.log.head_block());
         let low = free_blocks < Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
         // Low on space, anything beyond the live records and a chunk is worth a lap: deletes must

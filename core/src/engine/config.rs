@@ -2,8 +2,9 @@
 
 use crate::BLOCK_BYTES;
 
-/// A deliberately wrong behaviour that only tests switch on, to prove the simulator catches it.
-#[cfg(feature = "planted-bugs")]
+/// A deliberately wrong behaviour that only tests (and `quill sim --plant`, as a
+/// demonstration) switch on, to prove the simulator catches it. Without the `planted-bugs`
+/// feature none can be switched on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
     /// Acknowledge a batch once its write completes, before its sync.
@@ -14,6 +15,52 @@ pub enum PlantedBug {
     SkipReadChecksum,
     /// At recovery, truncate the log at the first bad batch even when valid ones follow.
     TruncateAtFirstBadBatch,
+    /// Write zeros where the index checkpoint's data belongs (the superblock still points at it).
+    SkipCheckpointData,
+    /// After a failed log sync, sync again and acknowledge if that succeeds (fsyncgate).
+    RetrySyncAfterFailure,
+    /// Keep the not-yet-durable writes visible when the engine turns read-only.
+    ReadOnlyKeepsPendingWrites,
+    /// Compact only above the space target, never because free space runs low (deletes on a
+    /// full disk then free nothing: the lock-up a user hit).
+    CompactionIgnoresLowSpace,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 8] = [
+        PlantedBug::AcknowledgeBeforeSync,
+        PlantedBug::OverwriteTailBlock,
+        PlantedBug::SkipReadChecksum,
+        PlantedBug::TruncateAtFirstBadBatch,
+        PlantedBug::SkipCheckpointData,
+        PlantedBug::RetrySyncAfterFailure,
+        PlantedBug::ReadOnlyKeepsPendingWrites,
+        PlantedBug::CompactionIgnoresLowSpace,
+    ];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::AcknowledgeBeforeSync => "ack-before-sync",
+            PlantedBug::OverwriteTailBlock => "overwrite-tail-block",
+            PlantedBug::SkipReadChecksum => "skip-read-checksum",
+            PlantedBug::TruncateAtFirstBadBatch => "truncate-at-first-bad-batch",
+            PlantedBug::SkipCheckpointData => "skip-checkpoint-data",
+            PlantedBug::RetrySyncAfterFailure => "retry-sync-after-failure",
+            PlantedBug::ReadOnlyKeepsPendingWrites => "read-only-keeps-pending-writes",
+            PlantedBug::CompactionIgnoresLowSpace => "compaction-ignores-low-space",
+        }
+    }
+}
+
+impl std::str::FromStr for PlantedBug {
+    type Err = String;
+    fn from_str(text: &str) -> Result<PlantedBug, String> {
+        PlantedBug::ALL.into_iter().find(|bug| bug.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = PlantedBug::ALL.iter().map(|bug| bug.name()).collect();
+            format!("unknown planted bug '{text}' (one of: {})", names.join(", "))
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -107,22 +154,9 @@ impl Config {
     }
 
     #[cfg(not(feature = "planted-bugs"))]
-    pub(crate) fn has_bug(&self, _bug: PlantedBugStub) -> bool {
+    pub(crate) fn has_bug(&self, _bug: PlantedBug) -> bool {
         false
     }
 }
 
-/// Without the feature the planted-bug checks compile to `false`.
-#[cfg(not(feature = "planted-bugs"))]
-#[derive(Clone, Copy)]
-pub(crate) enum PlantedBugStub {
-    AcknowledgeBeforeSync,
-    OverwriteTailBlock,
-    SkipReadChecksum,
-    TruncateAtFirstBadBatch,
-}
-
-#[cfg(feature = "planted-bugs")]
 pub(crate) use PlantedBug as Bug;
-#[cfg(not(feature = "planted-bugs"))]
-pub(crate) use PlantedBugStub as Bug;

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use compaction::CompactionState;
 pub use config::Config;
-#[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use keyspace::Location;
 pub use recovery::OpenError;
