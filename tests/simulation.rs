@@ -12,7 +12,10 @@ fn regression_seeds() -> Vec<SimOptions> {
             let seed = fields[0].parse().expect("seed");
             let ops = fields[1].parse().expect("ops");
             let faults = fields[2].parse().expect("fault level");
-            SimOptions::new(seed, ops, faults)
+            let mut options = SimOptions::new(seed, ops, faults);
+            // An optional fourth field forces the seed's family (`quill sim --family`).
+            options.family = fields.get(3).map(|family| family.parse().expect("family"));
+            options
         })
         .collect()
 }

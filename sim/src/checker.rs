@@ -152,6 +152,8 @@ pub enum Family {
     Register,
     Counter,
     Append,
+    /// Value-domain keys (`n…` and the empty key), judged by their owner's exact model.
+    Domain,
 }
 
 pub fn family(key: &[u8]) -> Option<Family> {
@@ -159,6 +161,7 @@ pub fn family(key: &[u8]) -> Option<Family> {
         Some(b'k') => Some(Family::Register),
         Some(b'c') => Some(Family::Counter),
         Some(b'a') => Some(Family::Append),
+        Some(b'n') | None => Some(Family::Domain),
         _ => None,
     }
 }
@@ -452,7 +455,7 @@ impl Checker {
                     let tokens = history.writes.iter().filter(|write| write.counts()).count() as u64;
                     (tokens > 0).then_some(tokens * APPEND_TOKEN_BYTES as u64)
                 }
-                None => None,
+                Some(Family::Domain) | None => None, // the runner adds its own bound
             };
             if let Some(value_bytes) = value_bytes {
                 total += (quill_core::format::RECORD_HEADER_BYTES + key.len()) as u64 + value_bytes;

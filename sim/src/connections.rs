@@ -109,7 +109,12 @@ impl Sim {
     /// The client's requests will never be answered: writes become indeterminate.
     fn abandon_outstanding(&mut self, client: usize) {
         let now = self.checker.now();
-        for outstanding in std::mem::take(&mut self.clients[client].outstanding) {
+        let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
+        self.domain_requests_lost(&lost, false);
+        for outstanding in lost {
+            if crate::domains::domain_request_key(&outstanding.request).is_some() {
+                continue;
+            }
             if matches!(outstanding.request, Request::FlushAll) {
                 self.checker.end_flush(outstanding.op_id, Status::Indeterminate, now);
                 continue;

@@ -28,9 +28,9 @@ impl Sim {
         self.read_only_until = None;
         self.ledger.io_errors_since_start = 0;
         self.storage.clear();
-        for client in &mut self.clients {
-            client.outstanding.clear();
-        }
+        let lost: Vec<crate::runner::Outstanding> =
+            self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
+        self.domain_requests_lost(&lost, true);
         self.checker.crash();
         let (survive, tear) = if self.faults_enabled {
             (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm)

@@ -48,7 +48,8 @@ impl Knobs {
     /// Draws the seed's family and adjusts the knobs it needs.
     pub fn apply_family(&mut self, rng: &mut ChaCha8Rng, forced: Option<Family>) {
         let drawn = match rng.gen_range(0..100) {
-            0..=59 => Family::Standard,
+            0..=49 => Family::Standard,
+            50..=59 => Family::ValueDomains,
             60..=79 => Family::Production,
             _ => Family::FullDisk,
         };
@@ -57,6 +58,12 @@ impl Knobs {
             Family::Standard => {}
             Family::Production => self.use_production_config(rng),
             Family::FullDisk => self.fill_and_drain(rng),
+            Family::ValueDomains => {
+                // One owner per key needs its commands in order: no cut connections (a cut
+                // client's queued commands still run, after its next ones), no FLUSHALL.
+                self.disconnect_per_tick_ppm = 0;
+                self.mix[9] = 0;
+            }
         }
     }
 
@@ -148,7 +155,7 @@ impl Sim {
     /// Whether a disk-full refusal is explained: the live records (an upper bound from the model)
     /// do not fit beside the engine's reserves and compaction's slack, or compaction halted at
     /// damage the faults explain.
-    pub(crate) fn disk_full_explained(&self, invoked: u64, responded: u64) -> bool {
+    pub(crate) fn disk_full_explained(&self, invoked: u64, responded: u64, refused_bytes: u64) -> bool {
         if self.engine().compaction_halted().is_some() && self.compaction_halt_explained() {
             return true;
         }
@@ -157,7 +164,8 @@ impl Sim {
         let chunk_blocks = u64::from(knobs.compaction_chunk_blocks.max(knobs.batch_blocks_max));
         let slack_blocks = 2 * chunk_blocks + 5 * u64::from(knobs.batch_blocks_max);
         let log_blocks = self.disk.log_end_block - quill_core::format::LOG_START_BLOCK;
-        let live_bytes = self.checker.live_record_bytes_upper(invoked, responded);
+        let live_bytes =
+            self.checker.live_record_bytes_upper(invoked, responded) + self.domain_live_bytes_upper() + refused_bytes;
         2 * live_bytes + slack_blocks * block_bytes > log_blocks * block_bytes
     }
 }
@@ -167,14 +175,16 @@ impl Sim {
     pub(crate) fn fullness_report(&self, invoked: u64, responded: u64) -> String {
         let space = self.engine().space();
         format!(
-            "family {}, live bytes at most {} (engine: {}), log {} of {} bytes used, compaction {:?}, {} drains",
+            "family {}, live bytes at most {} + {} in value-domain keys (engine: {}), log {} of {} bytes used, compaction {:?}, {} drains; engine: {}",
             self.knobs.family.name(),
             self.checker.live_record_bytes_upper(invoked, responded),
+            self.domain_live_bytes_upper(),
             space.live_bytes,
             space.log_used_bytes,
             space.log_capacity_bytes,
             self.engine().compaction_state(),
             self.fill_cycle.drains,
+            self.engine().debug_state(),
         )
     }
 }

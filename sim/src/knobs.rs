@@ -108,16 +108,20 @@ pub enum Family {
     /// Fill the log until writes meet the disk-full error, delete back to a fraction, refill,
     /// across crashes; writes must succeed again once deletes have freed the space.
     FullDisk,
+    /// Half the operations on client-owned keys at the edges of their domains: counters near
+    /// `i64::MAX`/`MIN`, non-integers, empty keys and values, limits and one byte over.
+    ValueDomains,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Standard, Family::Production, Family::FullDisk];
+    pub const ALL: [Family; 4] = [Family::Standard, Family::Production, Family::FullDisk, Family::ValueDomains];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Standard => "standard",
             Family::Production => "production",
             Family::FullDisk => "full_disk",
+            Family::ValueDomains => "value_domains",
         }
     }
 }

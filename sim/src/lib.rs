@@ -11,6 +11,7 @@ mod connections;
 mod crash;
 mod degraded;
 pub mod disk;
+pub mod domains;
 pub mod families;
 pub mod faults;
 pub mod knobs;

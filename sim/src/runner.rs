@@ -134,6 +134,10 @@ pub(crate) struct Sim {
     /// The engine turned read-only (a failed write or sync, or a read-only open): it keeps
     /// serving until this tick, then restarts.
     pub read_only_until: Option<u64>,
+    /// Value-domain keys: the states each may be in (see domains.rs).
+    pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::domains::States>,
+    /// Value-domain requests answered "not durable" since the last crash, by key, in order.
+    pub domain_unresolved: std::collections::BTreeMap<Vec<u8>, Vec<Request>>,
 }
 
 /// Ticks allowed, once faults stop, for every outstanding request to complete.
@@ -204,6 +208,8 @@ impl Sim {
             space: Default::default(),
             fill_cycle: Default::default(),
             read_only_until: None,
+            domain_states: Default::default(),
+            domain_unresolved: Default::default(),
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -395,8 +401,11 @@ impl Sim {
                 continue; // clients think, so arrivals spread out
             }
             let op_id = self.op_id_next;
-            let request = if self.knobs.family == crate::knobs::Family::FullDisk {
+            let family = self.knobs.family;
+            let request = if family == crate::knobs::Family::FullDisk {
                 self.next_fill_request(client, op_id)
+            } else if family == crate::knobs::Family::ValueDomains && self.workload_rng.gen_bool(0.5) {
+                self.next_domain_request(client)
             } else {
                 workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id)
             };

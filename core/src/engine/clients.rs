@@ -194,8 +194,9 @@ impl Engine {
             client.first_slot_id += 1;
             client.executed -= 1;
             let SlotState::Done(reply) = slot.state else { unreachable!("checked above") };
-            let reply =
-                if slot.write_failed && !reply.is_error() { write_failed_reply(&self.read_only) } else { reply };
+            // An error computed from state that never became durable (INCRBY on a value whose
+            // SET then failed) would reveal that state: it becomes "not durable" too.
+            let reply = if slot.write_failed { write_failed_reply(&self.read_only) } else { reply };
             if !client.disconnected {
                 self.replies_out.push_back((client_id, reply));
             }
