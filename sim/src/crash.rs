@@ -26,6 +26,7 @@ impl Sim {
             line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
         self.read_only_until = None;
+        self.watch.restart();
         self.ledger.io_errors_since_start = 0;
         self.storage.clear();
         let lost: Vec<crate::runner::Outstanding> =
@@ -93,6 +94,7 @@ impl Sim {
             return;
         }
         self.check_open_fallbacks();
+        self.check_open_reports();
         let stats = self.engine().stats().clone();
         self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
             line.push_str(&format!(

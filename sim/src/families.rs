@@ -48,7 +48,8 @@ impl Knobs {
     /// Draws the seed's family and adjusts the knobs it needs.
     pub fn apply_family(&mut self, rng: &mut ChaCha8Rng, forced: Option<Family>) {
         let drawn = match rng.gen_range(0..100) {
-            0..=49 => Family::Standard,
+            0..=39 => Family::Standard,
+            40..=49 => Family::RingEdge,
             50..=59 => Family::ValueDomains,
             60..=79 => Family::Production,
             _ => Family::FullDisk,
@@ -64,7 +65,10 @@ impl Knobs {
                 self.disconnect_per_tick_ppm = 0;
                 self.mix[9] = 0;
             }
+            Family::RingEdge => self.tiny_ring(rng),
         }
+        // Drawn last, so that the draws above are what they were before it existed.
+        self.stale_image = rng.gen_bool(0.3);
     }
 
     /// Mirrors the production configuration in the knobs the checker reads.
@@ -106,6 +110,34 @@ impl Knobs {
         self.key_skew = 0;
         self.drain_percent = rng.gen_range(30..=90);
         self.mix = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]; // registers only (FLUSHALL drains some cycles)
+    }
+}
+
+impl Knobs {
+    /// A ring of 9–13 batches (the least the engine's reserves allow is 8), compaction a batch
+    /// at a time, small checkpoint slots due often, a handful of keys and one value size: often
+    /// one that fills a whole number of blocks exactly (batch header, record header and key
+    /// included), so batches end exactly at block edges and at the ring's end.
+    fn tiny_ring(&mut self, rng: &mut ChaCha8Rng) {
+        let batch_blocks = u64::from(self.batch_blocks_max);
+        self.checkpoint_slot_blocks = rng.gen_range(0..=4);
+        self.checkpoint_interval_blocks = rng.gen_range(4..=16);
+        let ring_blocks = batch_blocks * rng.gen_range(9..14) + rng.gen_range(0..batch_blocks);
+        self.volume_blocks =
+            quill_core::format::LOG_START_BLOCK + 2 * u64::from(self.checkpoint_slot_blocks) + ring_blocks;
+        self.compaction_chunk_blocks = self.batch_blocks_max;
+        self.keys = [1, 2, 4, 8][rng.gen_range(0..4)];
+        self.key_skew = 0;
+        let whole_blocks = rng.gen_range(1..=self.batch_blocks_max.div_ceil(2)) as usize;
+        let exact = whole_blocks * BLOCK_BYTES
+            - quill_core::format::BATCH_HEADER_BYTES
+            - quill_core::format::RECORD_HEADER_BYTES
+            - 2; // keys k0..k7
+        let sizes = [exact, exact + 1, exact - 1, rng.gen_range(0..300), rng.gen_range(0..3 * BLOCK_BYTES)];
+        self.fill_value_bytes = sizes[rng.gen_range(0..sizes.len())].min(self.value_bytes_max).max(1);
+        self.value_bytes_small_max = self.fill_value_bytes;
+        self.value_large_ppm = 0;
+        self.mix[3] = 0; // MSET: several values would not fit one small batch
     }
 }
 

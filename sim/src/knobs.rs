@@ -96,6 +96,8 @@ pub struct Knobs {
     /// workload fills the log, deletes this share of the keys (percent), and fills it again.
     pub fill_value_bytes: usize,
     pub drain_percent: u32,
+    /// The volume is formatted over an older volume's image (see aging.rs).
+    pub stale_image: bool,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -111,10 +113,15 @@ pub enum Family {
     /// Half the operations on client-owned keys at the edges of their domains: counters near
     /// `i64::MAX`/`MIN`, non-integers, empty keys and values, limits and one byte over.
     ValueDomains,
+    /// A tiny ring (9–13 batches), one value size (often a whole number of blocks per batch),
+    /// few keys: wraps at every block position, stale records of earlier laps at the offsets of
+    /// live ones, the head a block from the tail, checkpoints due while the log is full.
+    RingEdge,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Standard, Family::Production, Family::FullDisk, Family::ValueDomains];
+    pub const ALL: [Family; 5] =
+        [Family::Standard, Family::Production, Family::FullDisk, Family::ValueDomains, Family::RingEdge];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +129,7 @@ impl Family {
             Family::Production => "production",
             Family::FullDisk => "full_disk",
             Family::ValueDomains => "value_domains",
+            Family::RingEdge => "ring_edge",
         }
     }
 }
@@ -209,6 +217,7 @@ impl Knobs {
             production_config: false,
             fill_value_bytes: 0,
             drain_percent: 0,
+            stale_image: false,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;

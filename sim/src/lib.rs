@@ -6,6 +6,7 @@
 //! history and flags any reply linearizability does not allow, any acknowledged write lost in a
 //! crash, any value never written, and any request not answered once faults stop.
 
+mod aging;
 pub mod checker;
 mod connections;
 mod crash;
@@ -18,6 +19,7 @@ pub mod knobs;
 pub mod network;
 mod read_only;
 mod replies;
+mod reports;
 pub mod runner;
 pub mod shrink;
 pub mod space;

@@ -138,8 +138,12 @@ pub(crate) struct Sim {
     pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::domains::States>,
     /// Value-domain requests answered "not durable" since the last crash, by key, in order.
     pub domain_unresolved: std::collections::BTreeMap<Vec<u8>, Vec<Request>>,
+    /// What the simulator saw of the engine, to check its reports against.
+    pub watch: crate::reports::Watch,
 }
 
+/// How far time jumps when nothing is scheduled and the engine asked for no tick.
+const IDLE_TICKS_JUMP: u64 = 1_000;
 /// Ticks allowed, once faults stop, for every outstanding request to complete.
 pub const LIVENESS_TICKS_MAX: u64 = 200_000;
 /// The id of the client that reads every key at the end.
@@ -184,9 +188,18 @@ impl Sim {
         let config = Sim::engine_config(&knobs, &options);
         let mut fault_rng = stream(options.seed, 2);
         let volume_id = fault_rng.gen();
+        let mut disk =
+            SimDisk::new(knobs.volume_blocks, knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks));
+        if knobs.stale_image {
+            let mut aging_rng = stream(options.seed, 5);
+            let drawn: u64 = aging_rng.gen();
+            let old_volume_id = if drawn == volume_id { drawn ^ 1 } else { drawn }; // never the new id
+            crate::aging::age(&mut disk, &config, &knobs, old_volume_id, &mut aging_rng);
+            disk.last_durable_log_write = None;
+        }
         Sim {
             server: Server::new(Engine::format(config.clone(), volume_id), server_config()),
-            disk: SimDisk::new(knobs.volume_blocks, knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks)),
+            disk,
             storage: Default::default(),
             clients: (0..=VERIFIER_CLIENT.min(knobs.clients)).map(|_| SimClient::default()).collect(),
             checker: Checker::default(),
@@ -210,6 +223,7 @@ impl Sim {
             read_only_until: None,
             domain_states: Default::default(),
             domain_unresolved: Default::default(),
+            watch: Default::default(),
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -317,9 +331,19 @@ impl Sim {
 
     /// One tick: completions due, faults, new requests.
     pub(crate) fn step(&mut self) {
-        self.tick = self.next_tick();
+        let (tick, idle) = self.next_tick();
+        if idle && self.formatted && !self.recovering && self.engine().is_ready() {
+            let waiting: usize = self.clients.iter().map(|client| client.outstanding.len()).sum();
+            if waiting > 0 {
+                let got = format!("{waiting} requests waiting; engine: {}", self.engine().debug_state());
+                let what = "liveness: clients wait, but no I/O is in flight and the engine asked for no tick";
+                return self.checker.fail(what, b"", "a timeout or an I/O".into(), got);
+            }
+        }
+        self.tick = tick;
         self.server.tick(self.tick);
         self.drain_engine();
+        self.check_reports();
         self.deliver_due_completions();
         self.after_recovery_if_done();
         if !self.is_running() {
@@ -376,17 +400,23 @@ impl Sim {
     }
 
     /// The next tick with something to do: now + 1 if a client may submit, else the next
-    /// completion.
-    fn next_tick(&self) -> u64 {
+    /// completion or the time the engine asked for (`poll_timeout`), whichever comes first.
+    /// With neither, time jumps ahead: an engine that needs a tick must ask for it.
+    fn next_tick(&self) -> (u64, bool) {
         let may_send = self.clients.iter().any(|client| !client.unsent.is_empty());
         let may_submit = may_send
             || self.ops_submitted < self.options.ops
                 && self.clients[..self.knobs.clients]
                     .iter()
                     .any(|client| client.outstanding.len() < self.knobs.pipeline_depth);
-        match self.storage.next_due() {
-            Some(due) if !may_submit => due.max(self.tick + 1),
-            _ => self.tick + 1,
+        if may_submit {
+            return (self.tick + 1, false);
+        }
+        let timeout = self.engine().poll_timeout();
+        match (self.storage.next_due(), timeout) {
+            (Some(due), Some(timeout)) => (due.min(timeout).max(self.tick + 1), false),
+            (Some(at), None) | (None, Some(at)) => (at.max(self.tick + 1), false),
+            (None, None) => (self.tick + IDLE_TICKS_JUMP, true),
         }
     }
 

@@ -62,6 +62,7 @@ impl Sim {
         if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
             return;
         }
+        self.check_space_report();
         let space = self.engine().space();
         self.space.amplification_percent = (space.log_used_bytes * 100).checked_div(space.live_bytes).unwrap_or(0);
         match self.engine().compaction_state() {

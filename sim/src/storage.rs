@@ -55,6 +55,7 @@ fn kind_word(kind: &IoKind) -> [u64; 3] {
 
 impl Sim {
     pub(crate) fn issue_io(&mut self, request: IoRequest) {
+        self.watch.count(&request.kind);
         let token = request.token.as_u64();
         let [kind, offset, detail] = kind_word(&request.kind);
         self.trace.record(self.tick, &[3, token, kind, offset, detail], |line| {

@@ -35,7 +35,9 @@ fn key_index(rng: &mut ChaCha8Rng, knobs: &Knobs) -> u64 {
 }
 
 fn value(rng: &mut ChaCha8Rng, knobs: &Knobs, client: usize, op_id: u64) -> Vec<u8> {
-    let length = if rng.gen_range(0..1_000_000) < knobs.value_large_ppm {
+    let length = if knobs.family == crate::knobs::Family::RingEdge {
+        knobs.fill_value_bytes // one size: stale records of earlier laps match live ones
+    } else if rng.gen_range(0..1_000_000) < knobs.value_large_ppm {
         rng.gen_range(0..=knobs.value_bytes_large_max)
     } else {
         rng.gen_range(0..=knobs.value_bytes_small_max)

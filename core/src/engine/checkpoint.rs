@@ -76,6 +76,11 @@ impl Engine {
             || !matches!(self.checkpointer.state, CheckpointState::Idle)
     }
 
+    /// A checkpoint is under way, or due: the next input moves it on.
+    pub(super) fn checkpoint_wants_tick(&self) -> bool {
+        self.checkpoint_in_progress() || self.checkpoint_due()
+    }
+
     /// The log a restart would replay is longer than the interval.
     fn checkpoint_due(&self) -> bool {
         if self.checkpointer.forced {

@@ -264,9 +264,15 @@ impl Engine {
     }
 
     /// Output: when the engine next wants [`Engine::tick`]: now, if a sealed-at-tick batch
-    /// waits; otherwise never (the engine has no timers).
+    /// waits, or if background work (compaction, a checkpoint) can go on with no I/O in flight
+    /// to wake it; otherwise never (the engine has no timers). A driver that ticks only when
+    /// asked, and on completions, loses no progress.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.log.seal_at_tick.then_some(self.now)
+        let background = matches!(self.phase, Phase::Ready)
+            && self.read_only.is_none()
+            && self.tokens.is_empty()
+            && (self.compaction_state() == CompactionState::Working || self.checkpoint_wants_tick());
+        (self.log.seal_at_tick || background).then_some(self.now)
     }
 
     /// The client has gone: its queued commands still run (a write sent is a write made), but

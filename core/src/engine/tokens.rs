@@ -38,4 +38,8 @@ impl<T> TokenTable<T> {
     pub fn len(&self) -> usize {
         self.slots.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }

@@ -253,7 +253,8 @@ impl Server {
                 self.direct_replies.push_back((client, reply));
                 continue;
             }
-            let Some(connection) = self.connections.get_mut(&client) else { continue };
+            // The engine was told of every connection that closed: it drops their replies.
+            let connection = self.connections.get_mut(&client).expect("a reply for a connection that is gone");
             connection.engine_reply(reply);
             self.flush_ready(client);
             self.process_commands(client);
