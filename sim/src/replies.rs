@@ -40,9 +40,6 @@ fn reply_word(reply: &Reply) -> u64 {
     }
 }
 
-/// The verifier's pipeline depth at the end of a run.
-const VERIFY_PIPELINE: usize = crate::runner::VERIFY_CHUNK_KEYS;
-
 /// What an error reply means for the request it answers.
 pub(crate) enum ErrorMeaning {
     /// Not applied (refused before anything was written).
@@ -204,7 +201,7 @@ impl Sim {
         let write_faults = self.ledger.count(FaultKind::WriteError) + self.ledger.count(FaultKind::SyncError) > 0;
         let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
         let value_limit_small = self.knobs.value_bytes_max < crate::knobs::VALUE_BYTES_MAX_DEFAULT;
-        let pipeline_overfull = self.knobs.pipeline_depth.max(VERIFY_PIPELINE) > self.knobs.client_pipeline_max;
+        let pipeline_overfull = self.knobs.pipeline_depth > self.knobs.client_pipeline_max;
         // An MSET of four large values can exceed a small batch (the engine refuses it whole).
         let batch_payload_bytes = self.knobs.batch_blocks_max as usize * quill_core::BLOCK_BYTES - 64;
         let value_bytes_max = self.knobs.value_bytes_large_max.max(self.knobs.value_bytes_small_max);

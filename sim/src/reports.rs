@@ -16,6 +16,8 @@ pub struct Watch {
     pub reads: u64,
     pub writes: u64,
     pub syncs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
     pub durable_sequence: u64,
     /// The epoch the last writable open recorded (every later open reports a greater one; a
     /// read-only open records nothing).
@@ -27,8 +29,14 @@ pub struct Watch {
 impl Watch {
     pub fn count(&mut self, kind: &IoKind) {
         match kind {
-            IoKind::Read { .. } => self.reads += 1,
-            IoKind::Write { .. } | IoKind::WriteDurable { .. } => self.writes += 1,
+            IoKind::Read { length_bytes, .. } => {
+                self.reads += 1;
+                self.bytes_read += u64::from(*length_bytes);
+            }
+            IoKind::Write { data, .. } | IoKind::WriteDurable { data, .. } => {
+                self.writes += 1;
+                self.bytes_written += data.len() as u64;
+            }
             IoKind::Sync => self.syncs += 1,
         }
     }
@@ -57,12 +65,10 @@ impl Sim {
         let engine = self.server.engine();
         let stats = engine.stats();
         let watch = &mut self.watch;
-        if (stats.reads, stats.writes, stats.syncs) != (watch.reads, watch.writes, watch.syncs) {
-            return Some(format!(
-                "I/Os {:?} counted, {:?} issued",
-                (stats.reads, stats.writes, stats.syncs),
-                (watch.reads, watch.writes, watch.syncs)
-            ));
+        let counted = (stats.reads, stats.writes, stats.syncs, stats.bytes_read, stats.bytes_written);
+        let issued = (watch.reads, watch.writes, watch.syncs, watch.bytes_read, watch.bytes_written);
+        if counted != issued {
+            return Some(format!("I/Os and bytes {counted:?} counted, {issued:?} issued"));
         }
         if engine.io_in_flight() != self.storage.len() {
             return Some(format!("{} I/Os in flight, {} pending", engine.io_in_flight(), self.storage.len()));

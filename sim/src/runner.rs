@@ -148,7 +148,7 @@ const IDLE_TICKS_JUMP: u64 = 1_000;
 pub const LIVENESS_TICKS_MAX: u64 = 200_000;
 /// The id of the client that reads every key at the end.
 const VERIFIER_CLIENT: usize = 1000;
-/// The verifier's pipeline: well under the engine's per-client limit.
+/// The verifier's pipeline at most (and never above the engine's per-client limit).
 pub(crate) const VERIFY_CHUNK_KEYS: usize = 256;
 
 const _: () = assert!(VERIFY_CHUNK_KEYS < 4096);
@@ -291,7 +291,8 @@ impl Sim {
         self.settle_compaction();
         self.clean_restart();
         let keys: Vec<Vec<u8>> = self.checker.keys.keys().cloned().collect();
-        for chunk in keys.chunks(VERIFY_CHUNK_KEYS) {
+        let compaction_before = self.compaction_activity();
+        for chunk in keys.chunks(self.verify_chunk_keys()) {
             if !self.is_running() {
                 break;
             }
@@ -300,6 +301,46 @@ impl Sim {
         }
         if self.is_running() {
             self.check_no_unknown_keys();
+            self.check_cache_serves_second_pass(&keys, compaction_before);
+        }
+    }
+
+    /// Compaction's reads and moves so far: a pass during which they changed may have read for
+    /// compaction, or had a value move under a read (which then is not cached).
+    fn compaction_activity(&self) -> (u64, u64, u64) {
+        let stats = self.engine().stats();
+        (stats.compaction_chunks, stats.records_moved, stats.tail_advances)
+    }
+
+    /// The cache works: when every live value fits in it, a second read of every key (after the
+    /// verification read each once, from disk) needs no disk read at all.
+    fn check_cache_serves_second_pass(&mut self, keys: &[Vec<u8>], compaction_before: (u64, u64, u64)) {
+        let engine = self.engine();
+        let cached_bytes: usize =
+            engine.durable_index().map(|(key, location)| key.len() + location.value_bytes(key.len())).sum();
+        // Damage at rest (bit rot, a misdirected write) makes a read fail: nothing to cache.
+        let damaged = self.ledger.beyond_budget;
+        if cached_bytes > self.config.cache_bytes_max
+            || damaged
+            || !engine.is_ready()
+            || engine.read_only_reason().is_some()
+        {
+            return;
+        }
+        let reads_before = engine.stats().reads;
+        for chunk in keys.chunks(self.verify_chunk_keys()) {
+            self.verify_keys(chunk);
+            self.settle("the cache pass");
+        }
+        let reads = self.engine().stats().reads - reads_before;
+        let compaction_still = self.compaction_activity() == compaction_before;
+        if self.is_running() && reads > 0 && compaction_still {
+            let got = format!(
+                "{reads} disk reads for {} keys, {cached_bytes} bytes, cache of {}",
+                keys.len(),
+                self.config.cache_bytes_max
+            );
+            self.checker.fail("the cache held every value, yet reads went to disk", b"", "no disk reads".into(), got);
         }
     }
 
@@ -510,6 +551,12 @@ impl Sim {
                 format!("{outstanding} outstanding, {} I/Os in flight; engine: {}", self.storage.len(), self.engine().debug_state()),
             );
         }
+    }
+
+    /// Keys the verifier reads at once: within the engine's per-client limit, so that no read
+    /// of the final check is refused (a refused read checks nothing).
+    fn verify_chunk_keys(&self) -> usize {
+        VERIFY_CHUNK_KEYS.min(self.knobs.client_pipeline_max)
     }
 
     /// Reads keys the model knows, through the engine, as one more client.
