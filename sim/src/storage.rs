@@ -56,6 +56,18 @@ fn kind_word(kind: &IoKind) -> [u64; 3] {
 impl Sim {
     pub(crate) fn issue_io(&mut self, request: IoRequest) {
         self.watch.count(&request.kind);
+        if let Some((offset_bytes, length_bytes)) = io_range(&request.kind) {
+            let volume_bytes = self.knobs.volume_blocks * BLOCK_BYTES as u64;
+            if offset_bytes + length_bytes > volume_bytes {
+                let got = format!(
+                    "{} over bytes {offset_bytes}..{}",
+                    describe_io(&request.kind),
+                    offset_bytes + length_bytes
+                );
+                let expected = format!("within the volume's {volume_bytes} bytes");
+                return self.checker.fail("an I/O outside the volume", b"", expected, got);
+            }
+        }
         let token = request.token.as_u64();
         let [kind, offset, detail] = kind_word(&request.kind);
         self.trace.record(self.tick, &[3, token, kind, offset, detail], |line| {
@@ -182,6 +194,17 @@ impl Sim {
             }
         }
         self.drain_engine();
+    }
+}
+
+/// The bytes an I/O touches, if any.
+fn io_range(kind: &IoKind) -> Option<(u64, u64)> {
+    match kind {
+        IoKind::Read { offset_bytes, length_bytes } => Some((*offset_bytes, u64::from(*length_bytes))),
+        IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+            Some((*offset_bytes, data.len() as u64))
+        }
+        IoKind::Sync => None,
     }
 }
 
