@@ -339,6 +339,8 @@ impl Engine {
         };
         header.seal(&mut batch.buffer);
         self.log.open.start_block = self.ring().next_head(batch.start_block + block_count as u64);
+        // The head never reaches the tail: one block between them always stays free.
+        assert_ne!(self.log.open.start_block, self.volume.tail_block, "the head caught up with the tail");
         let mut offset_bytes = batch.start_block * BLOCK_BYTES as u64;
         let mut data = batch.buffer;
         let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
@@ -467,6 +469,10 @@ impl Engine {
         self.log.open = OpenBatch::new(sequence, self.log.open.start_block);
         if !self.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
             self.keyspace.discard_overlay();
+            assert!(
+                self.keyspace.overlay.is_empty() && self.keyspace.cleared_at.is_none(),
+                "read-only shows durable state only"
+            );
         }
         // The newest state is the durable one now: a later DBSIZE waits on nothing that could
         // never become durable.

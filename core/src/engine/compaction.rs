@@ -507,6 +507,22 @@ impl Engine {
         }
     }
 
+    /// Invariant (checked in debug builds, O(keys)): no index entry points into blocks the tail
+    /// is about to free.
+    pub(super) fn debug_assert_nothing_points_between(&self, from_block: u64, to_block: u64) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let ring = self.ring();
+        for (key, location) in self.keyspace.index.iter() {
+            let block = location.offset_bytes / BLOCK_BYTES as u64;
+            assert!(
+                !ring.interval_contains(from_block, to_block, block),
+                "key {key:?} points at block {block}, which the tail frees ({from_block}..{to_block})"
+            );
+        }
+    }
+
     pub(super) fn on_tail_advanced(&mut self) {
         self.cleaner.state = CleanerState::Idle;
         self.stats.tail_advances += 1;

@@ -89,6 +89,12 @@ impl Engine {
 
     pub(super) fn on_value_read(&mut self, job: ReadJob, result: Result<Vec<u8>, IoError>) {
         self.reads_in_flight -= 1;
+        debug_assert_eq!(
+            self.reads_in_flight,
+            self.tokens.purposes().filter(|purpose| matches!(purpose, super::IoPurpose::ValueRead(_))).count(),
+            "the reads in flight are the value-read tokens"
+        );
+        debug_assert!(self.reads_in_flight < self.config.queue_depth_max, "reads in flight within the queue depth");
         let value = result
             .map_err(|error| Reply::error(format!("ERR I/O error reading key: {error}")))
             .and_then(|bytes| self.decode_value(&job, &bytes));

@@ -82,6 +82,10 @@ impl Engine {
             return self.write_superblock_copy();
         }
         let update = self.superblock_update.take().expect("checked above");
+        if update.reason == UpdateReason::TailAdvance {
+            self.debug_assert_nothing_points_between(self.volume.tail_block, update.tail.0);
+            assert!(update.tail.1 > self.volume.tail_sequence, "the tail moves forward");
+        }
         self.volume.tail_block = update.tail.0;
         self.volume.tail_sequence = update.tail.1;
         self.volume.checkpoint = update.checkpoint;
