@@ -76,7 +76,7 @@ impl Sim {
         if engine.reads_in_flight() > self.config.queue_depth_max || engine.reads_in_flight() > engine.io_in_flight() {
             return Some(format!("{} value reads in flight", engine.reads_in_flight()));
         }
-        if engine.durable_sequence() < watch.durable_sequence {
+        if engine.durable_sequence() < watch.durable_sequence || engine.durable_sequence() < stats.batches_committed {
             return Some(format!("durable sequence {} after {}", engine.durable_sequence(), watch.durable_sequence));
         }
         watch.durable_sequence = engine.durable_sequence();
@@ -103,9 +103,17 @@ impl Sim {
         None
     }
 
-    /// Once an open finished: the volume and epoch it reports.
+    /// Once an open finished: the volume and epoch it reports, and the bytes recovery read.
     pub(crate) fn check_open_reports(&mut self) {
         let (volume_id, epoch) = (self.engine().volume_id(), self.engine().epoch());
+        let recovery_bytes = self.engine().stats().recovery_bytes_read;
+        // Recovery read both superblocks at least; compaction may have read since it ended.
+        // (A format reads nothing.)
+        let superblocks_bytes = quill_core::format::LOG_START_BLOCK * quill_core::BLOCK_BYTES as u64;
+        if self.formatted && (recovery_bytes > self.watch.bytes_read || recovery_bytes < superblocks_bytes) {
+            let got = format!("{recovery_bytes} bytes read by recovery, {} issued", self.watch.bytes_read);
+            return self.checker.fail("an open reported the wrong volume", b"", "honest reports".into(), got);
+        }
         let expected = *self.watch.volume_id.get_or_insert(volume_id);
         let what = if volume_id != expected {
             format!("volume id {volume_id:#x}, formatted as {expected:#x}")
@@ -130,6 +138,7 @@ impl Sim {
         if space.live_bytes != live_bytes
             || space.log_capacity_bytes != capacity_bytes
             || space.log_used_bytes > capacity_bytes
+            || space.log_used_bytes < live_bytes
         {
             let got = format!("{space:?}; the index holds {live_bytes} bytes, the log region {capacity_bytes}");
             self.checker.fail("the space report disagrees with the index", b"", "agreement".into(), got);
