@@ -351,6 +351,8 @@ impl Sim {
         if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
             return;
         }
+        let (written_before, skipped_before) =
+            (self.engine().stats().checkpoints_written, self.engine().stats().checkpoints_skipped);
         self.server.checkpoint_now();
         self.drain_engine();
         let deadline = self.tick + LIVENESS_TICKS_MAX;
@@ -362,8 +364,31 @@ impl Sim {
             self.checker.fail("liveness: a requested checkpoint never finished", b"", "recorded".into(), state);
             return;
         }
+        let stats = self.engine().stats();
+        let skipped = stats.checkpoints_skipped > skipped_before;
+        let written = stats.checkpoints_written > written_before;
+        if self.knobs.checkpoint_slot_blocks > 0 && !written && !skipped && self.engine().read_only_reason().is_none() {
+            let state = self.engine().debug_state();
+            return self.checker.fail(
+                "a requested checkpoint was neither written nor skipped",
+                b"",
+                "written".into(),
+                state,
+            );
+        }
         self.crash();
         self.settle("a clean restart");
+        // The checkpoint written on request is what the next open starts from.
+        let stats = self.engine().stats();
+        if self.is_running() && written && !stats.checkpoint_loaded && stats.checkpoint_rejected.is_none() {
+            let got = format!("a full scan of {} batches", stats.recovered_batches);
+            self.checker.fail(
+                "the open after a clean shutdown ignored its checkpoint",
+                b"",
+                "the checkpoint".into(),
+                got,
+            );
+        }
     }
 
     pub fn is_running(&self) -> bool {
