@@ -36,6 +36,7 @@ fn superblock_encoding() {
             keys: 99,
         }),
         keys_hint: 123,
+        mirrored: true,
     };
     let block = superblock.encode();
     assert_eq!(block.len(), 4096);

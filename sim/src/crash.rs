@@ -47,7 +47,8 @@ impl Sim {
             // Now and then the restart is a read-only open (what `quill check` does); the next
             // tick sees the engine read-only and restarts it normally.
             let mut config = self.config.clone();
-            config.open_read_only = self.faults_enabled && self.fault_rng.gen_range(0..10) == 0;
+            let writable = std::mem::take(&mut self.next_open_writable);
+            config.open_read_only = self.faults_enabled && self.fault_rng.gen_range(0..10) == 0 && !writable;
             self.opened_read_only = config.open_read_only;
             Engine::open(config)
         } else {
@@ -77,6 +78,24 @@ impl Sim {
                 .record(self.tick, &[6, 2], |line| line.push_str(&format!("recovery failed: {error}; restarting")));
             return self.crash();
         }
+        if let Some(error @ quill_core::OpenError::NeedsRepair { block, .. }) = self.engine().open_error().cloned() {
+            // A read-only open met a batch its mirror can repair: it must say so (never serve
+            // around it), and damage there must explain it. The writable open after repairs it.
+            if !self.ledger.ever_damaged_in(block, block + u64::from(self.knobs.batch_blocks_max)) {
+                let got = error.to_string();
+                return self.checker.fail(
+                    "a repair was needed with no fault that explains it",
+                    b"",
+                    "a clean open".into(),
+                    got,
+                );
+            }
+            self.trace.record(self.tick, &[6, 3], |line| {
+                line.push_str(&format!("read-only open refused: {error}; restarting writable"))
+            });
+            self.next_open_writable = true;
+            return self.crash();
+        }
         if let Some(error) = self.engine().open_error().cloned() {
             self.trace.record(self.tick, &[6, 0], |line| line.push_str(&format!("recovery refused: {error}")));
             self.ledger.resolve_blocks(0, u64::MAX, Outcome::Detected);
@@ -98,10 +117,13 @@ impl Sim {
         let stats = self.engine().stats().clone();
         self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
             line.push_str(&format!(
-                "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad; {}",
+                "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad, checkpoint loaded {} rejected {:?}, {} batches repaired; {}",
                 stats.recovered_batches,
                 stats.truncated_at_block,
                 stats.superblock_copies_bad,
+                stats.checkpoint_loaded,
+                stats.checkpoint_rejected,
+                stats.batches_repaired,
                 self.server.engine().debug_state()
             ))
         });
@@ -112,6 +134,13 @@ impl Sim {
             let exposure = self.tail_exposure.or_else(|| {
                 self.disk.last_durable_log_write.filter(|(first, end)| self.ledger.has_corruption_in(*first, *end))
             });
+            // With mirror slots (format 3) the engine must repair that batch: only damage to its
+            // mirror copy as well (a second fault) lets it be lost.
+            let mirror_start = self.disk.log_end_block;
+            let mirror_end = mirror_start
+                + quill_core::format::superblock::mirror_blocks(self.knobs.mirrored, self.knobs.batch_blocks_max);
+            let both_copies = !self.knobs.mirrored || self.ledger.has_corruption_in(mirror_start, mirror_end);
+            let exposure = exposure.filter(|_| both_copies);
             if let Some((first, end)) = exposure.filter(|(first, end)| (*first..*end).contains(&truncated)) {
                 self.stopped_at_design_limit = true;
                 self.stopped_by_detection = Some(format!(

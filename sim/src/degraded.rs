@@ -22,7 +22,8 @@ impl Sim {
             );
         }
         let Some(reason) = stats.checkpoint_rejected else { return };
-        let slots = self.disk.log_end_block..self.knobs.volume_blocks;
+        let slots =
+            self.knobs.volume_blocks - 2 * u64::from(self.knobs.checkpoint_slot_blocks)..self.knobs.volume_blocks;
         let read_failed = reason.starts_with("reading it failed") && self.ledger.io_errors_since_start > 0;
         let damaged =
             self.ledger.ever_damaged_in(slots.start, slots.end) || self.ledger.ever_damaged_in(0, LOG_START_BLOCK);

@@ -227,8 +227,13 @@ impl SimDisk {
 
     /// Resolves damage on blocks that a write is about to replace.
     pub fn note_overwrite(ledger: &mut FaultLedger, offset_bytes: u64, length_bytes: usize) {
+        SimDisk::note_resolved(ledger, offset_bytes, length_bytes, Outcome::Overwritten);
+    }
+
+    /// Resolves damage on blocks a write replaced, with `outcome`.
+    pub fn note_resolved(ledger: &mut FaultLedger, offset_bytes: u64, length_bytes: usize, outcome: Outcome) {
         let first = offset_bytes / BLOCK_BYTES as u64;
         let end = first + (length_bytes / BLOCK_BYTES) as u64;
-        ledger.resolve_blocks(first, end, Outcome::Overwritten);
+        ledger.resolve_blocks(first, end, outcome);
     }
 }

@@ -67,8 +67,13 @@ impl Knobs {
             }
             Family::RingEdge => self.tiny_ring(rng),
         }
-        // Drawn last, so that the draws above are what they were before it existed.
+        // Drawn last, so that the draws above are what they were before they existed.
         self.stale_image = rng.gen_bool(0.3);
+        if !self.production_config {
+            // The drawn log keeps its size; the mirror slots come on top.
+            self.mirrored = rng.gen_range(0..10) != 0;
+            self.volume_blocks += quill_core::format::superblock::mirror_blocks(self.mirrored, self.batch_blocks_max);
+        }
     }
 
     /// Mirrors the production configuration in the knobs the checker reads.
@@ -76,9 +81,12 @@ impl Knobs {
         let volume_bytes = PRODUCTION_VOLUME_MIB[rng.gen_range(0..PRODUCTION_VOLUME_MIB.len())] << 20;
         let config = production_config(volume_bytes, 0);
         self.production_config = true;
+        self.mirrored = config.mirror_batches;
         self.volume_blocks = config.volume_blocks;
         self.batch_blocks_max = config.batch_blocks_max;
-        let log_blocks = config.volume_blocks - 2 * u64::from(config.checkpoint_slot_blocks);
+        let mirror_blocks =
+            quill_core::format::superblock::mirror_blocks(config.mirror_batches, config.batch_blocks_max);
+        let log_blocks = config.volume_blocks - 2 * u64::from(config.checkpoint_slot_blocks) - mirror_blocks;
         let chunk_limit = u32::try_from(log_blocks / 16).unwrap_or(u32::MAX);
         self.compaction_chunk_blocks = config.compaction_chunk_blocks.min(chunk_limit).max(config.batch_blocks_max);
         self.compaction_batch_percent = config.compaction_batch_percent;

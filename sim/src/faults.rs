@@ -151,6 +151,12 @@ impl FaultLedger {
             .any(|(_, faults)| faults.iter().any(|(_, kind)| kind.may_corrupt_acknowledged_data()))
     }
 
+    /// A write failed: its blocks may hold old bytes, new ones or neither (a later open may find
+    /// them damaged).
+    pub fn note_failed_write(&mut self, first: u64, end: u64) {
+        self.ever_damaged.extend(first..end);
+    }
+
     /// Whether any fault ever damaged a block in `first..end`.
     pub fn ever_damaged_in(&self, first: u64, end: u64) -> bool {
         self.ever_damaged.range(first..end).next().is_some()

@@ -98,6 +98,8 @@ pub struct Knobs {
     pub drain_percent: u32,
     /// The volume is formatted over an older volume's image (see aging.rs).
     pub stale_image: bool,
+    /// Format 3: every batch also goes to a mirror slot (9 seeds in 10; the rest run format 2).
+    pub mirrored: bool,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -218,6 +220,7 @@ impl Knobs {
             fill_value_bytes: 0,
             drain_percent: 0,
             stale_image: false,
+            mirrored: true,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;

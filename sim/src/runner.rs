@@ -140,6 +140,8 @@ pub(crate) struct Sim {
     pub domain_unresolved: std::collections::BTreeMap<Vec<u8>, Vec<Request>>,
     /// What the simulator saw of the engine, to check its reports against.
     pub watch: crate::reports::Watch,
+    /// A read-only open asked for a repair: the next open is writable.
+    pub next_open_writable: bool,
 }
 
 /// How far time jumps when nothing is scheduled and the engine asked for no tick.
@@ -188,8 +190,9 @@ impl Sim {
         let config = Sim::engine_config(&knobs, &options);
         let mut fault_rng = stream(options.seed, 2);
         let volume_id = fault_rng.gen();
-        let mut disk =
-            SimDisk::new(knobs.volume_blocks, knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks));
+        let mirror_blocks = quill_core::format::superblock::mirror_blocks(knobs.mirrored, knobs.batch_blocks_max);
+        let log_end_block = knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks) - mirror_blocks;
+        let mut disk = SimDisk::new(knobs.volume_blocks, log_end_block);
         if knobs.stale_image {
             let mut aging_rng = stream(options.seed, 5);
             let drawn: u64 = aging_rng.gen();
@@ -224,6 +227,7 @@ impl Sim {
             domain_states: Default::default(),
             domain_unresolved: Default::default(),
             watch: Default::default(),
+            next_open_writable: false,
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -260,6 +264,7 @@ impl Sim {
         config.checkpoint_slot_blocks = knobs.checkpoint_slot_blocks;
         config.checkpoint_interval_blocks = knobs.checkpoint_interval_blocks;
         config.value_bytes_max = knobs.value_bytes_max;
+        config.mirror_batches = knobs.mirrored;
         #[cfg(feature = "planted-bugs")]
         {
             config.planted_bug = options.planted_bug;

@@ -149,12 +149,17 @@ impl Sim {
                     crate::disk::SimDisk::note_overwrite(&mut self.ledger, pending.target_offset_bytes, data.len());
                 }
                 self.disk.fail_write(issued, landed);
+                let first = pending.target_offset_bytes / BLOCK_BYTES as u64;
+                self.ledger.note_failed_write(first, first + (data.len() / BLOCK_BYTES) as u64);
                 self.ledger.inject_resolved(FaultKind::WriteError, Outcome::Detected);
                 Err(IoError::Eio)
             }
             IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
                 if pending.target_offset_bytes == *offset_bytes {
-                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, *offset_bytes, data.len());
+                    // While recovering, the engine writes only to repair (a batch from its mirror
+                    // copy, the superblock copy it could not use).
+                    let outcome = if self.recovering { Outcome::Repaired } else { Outcome::Overwritten };
+                    crate::disk::SimDisk::note_resolved(&mut self.ledger, *offset_bytes, data.len(), outcome);
                 }
                 self.disk.complete_write(issued);
                 if matches!(pending.request.kind, IoKind::WriteDurable { .. }) {

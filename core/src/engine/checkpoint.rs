@@ -59,8 +59,10 @@ pub struct Checkpointer {
 const INTERVAL_CHECKPOINT_MULTIPLE: u64 = 4;
 
 impl Engine {
+    /// The two slots are the volume's last blocks (after the log and its mirror slots).
     fn checkpoint_slot_block(&self, slot: u32) -> u64 {
-        self.volume.log_end_block + u64::from(slot - 1) * u64::from(self.volume.checkpoint_slot_blocks)
+        let slot_blocks = u64::from(self.volume.checkpoint_slot_blocks);
+        self.volume.volume_blocks - 2 * slot_blocks + u64::from(slot - 1) * slot_blocks
     }
 
     /// Asks for a checkpoint as soon as possible (a clean shutdown makes the next restart fast).

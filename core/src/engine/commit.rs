@@ -63,6 +63,8 @@ struct InFlightBatch {
     start_block: u64,
     effects: Vec<Effect>,
     durable: bool,
+    /// Writes not completed yet: the batch in the log, and its mirror copy.
+    writes_left: u8,
 }
 
 /// The log's write side.
@@ -342,6 +344,11 @@ impl Engine {
         // The head never reaches the tail: one block between them always stays free.
         assert_ne!(self.log.open.start_block, self.volume.tail_block, "the head caught up with the tail");
         let mut offset_bytes = batch.start_block * BLOCK_BYTES as u64;
+        // The same bytes in the batch's mirror slot; its header names its place in the log.
+        let mirror = self
+            .volume
+            .mirrored
+            .then(|| (self.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone()));
         let mut data = batch.buffer;
         let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
         if self.config.has_bug(Bug::OverwriteTailBlock) {
@@ -359,13 +366,16 @@ impl Engine {
             start_block: batch.start_block,
             effects: batch.effects,
             durable: false,
+            writes_left: 1 + u8::from(mirror.is_some()),
         });
-        let kind = if self.config.write_through {
-            IoKind::WriteDurable { offset_bytes, data }
-        } else {
-            IoKind::Write { offset_bytes, data }
-        };
-        self.push_io(IoPurpose::BatchWrite, kind);
+        for (offset_bytes, data) in std::iter::once((offset_bytes, data)).chain(mirror) {
+            let kind = if self.config.write_through {
+                IoKind::WriteDurable { offset_bytes, data }
+            } else {
+                IoKind::Write { offset_bytes, data }
+            };
+            self.push_io(IoPurpose::BatchWrite, kind);
+        }
         // Room in the open batch again: clients stalled on a full batch may go on.
         self.wake_stalled();
     }
@@ -376,6 +386,11 @@ impl Engine {
         }
         if let Err(error) = result {
             return self.fail_writes(format!("a log write failed ({error}); the engine is read-only until restart"));
+        }
+        let in_flight = self.log.in_flight.as_mut().expect("checked above");
+        in_flight.writes_left -= 1;
+        if in_flight.writes_left > 0 {
+            return; // the other copy is still being written
         }
         if self.config.write_through {
             // The write was durable when it completed: this is the commit.

@@ -92,6 +92,10 @@ pub struct Config {
     /// Write a new checkpoint once the log after the last one's replay point (or the whole log,
     /// without one) is this many blocks long; 0: never.
     pub checkpoint_interval_blocks: u64,
+    /// Write every batch a second time, to one of two mirror slots, so that damage to the
+    /// newest batches in the log (bit rot, a misdirected write) is repaired at recovery instead
+    /// of being taken for a torn tail. Fixed at format time (format 3); `open` reads it back.
+    pub mirror_batches: bool,
     /// Open from the checkpoint if there is one; false scans the whole log from its tail (to
     /// measure the difference, or to distrust a checkpoint).
     pub use_checkpoint: bool,
@@ -117,7 +121,8 @@ impl Config {
         let checkpoint_slot_blocks = (volume_blocks / 16).min(u64::from(u32::MAX)) as u32;
         // A small volume gets smaller batches: the log must hold several beyond its reserves.
         let log_blocks = volume_blocks.saturating_sub(3 + 2 * u64::from(checkpoint_slot_blocks));
-        let batch_blocks_max = (log_blocks / 10).clamp(1, 1024) as u32;
+        // Ten batches in the log, and two more for the mirror slots.
+        let batch_blocks_max = (log_blocks / 12).clamp(1, 1024) as u32;
         // A record (header, key, value) must fit in one batch: leave room for a 4 KiB key.
         let value_bytes_max =
             (1024 * 1024).min(Config::batch_payload_bytes_max(batch_blocks_max).saturating_sub(4096 + 24));
@@ -134,6 +139,7 @@ impl Config {
             checkpoint_slot_blocks,
             checkpoint_interval_blocks: volume_bytes / BLOCK_BYTES as u64 / 8,
             use_checkpoint: true,
+            mirror_batches: true,
             compaction_chunk_blocks: 1024,
             compaction_batch_percent: 50,
             compaction_chunks_per_advance: 4,

@@ -11,6 +11,7 @@ mod execute;
 mod hashing;
 mod index;
 mod keyspace;
+mod mirror;
 mod reads;
 mod recovery;
 mod space;
@@ -76,6 +77,8 @@ pub struct EngineStats {
     pub checkpoint_loaded: bool,
     /// Why the last open could not use its checkpoint (and scanned the whole log instead).
     pub checkpoint_rejected: Option<String>,
+    /// Batches the last open found damaged in the log and rewrote from their mirror copy.
+    pub batches_repaired: u64,
 }
 
 /// How the log uses the volume, for INFO, benchmarks and the simulator's space check.
@@ -99,13 +102,26 @@ enum Phase {
 /// What an I/O in flight is for.
 enum IoPurpose {
     SuperblockRead,
-    RecoveryChunk { start_block: u64, prefetch: bool },
+    RecoveryChunk {
+        start_block: u64,
+        prefetch: bool,
+    },
     SuperblockWrite,
     SuperblockSync,
     BatchWrite,
     BatchSync,
+    /// Recovery reads the mirror slot of batch `sequence`, expected at `block` in the log.
+    MirrorRead {
+        block: u64,
+        sequence: u64,
+    },
+    /// Recovery rewrites a damaged batch from its mirror copy.
+    MirrorRepair,
     ValueRead(ReadJob),
-    CompactionRead { start_block: u64, durable_sequence: u64 },
+    CompactionRead {
+        start_block: u64,
+        durable_sequence: u64,
+    },
     CheckpointWrite,
     CheckpointSync,
     CheckpointRead(crate::format::CheckpointRef),
@@ -126,6 +142,16 @@ struct Volume {
     tail_block: u64,
     tail_sequence: u64,
     checkpoint: Option<crate::format::CheckpointRef>,
+    /// Every batch is also written to mirror slot `sequence % 2` (format 3).
+    mirrored: bool,
+}
+
+impl Volume {
+    /// Where batch `sequence`'s mirror copy goes: one of two slots right after the log region.
+    fn mirror_slot_block(&self, sequence: u64) -> u64 {
+        debug_assert!(self.mirrored);
+        self.log_end_block + (sequence % 2) * u64::from(self.batch_blocks_max)
+    }
 }
 
 pub struct Engine {
@@ -217,6 +243,8 @@ impl Engine {
             IoPurpose::SuperblockWrite => self.on_superblock_write(completion.result),
             IoPurpose::SuperblockSync => self.on_superblock_sync(completion.result),
             IoPurpose::BatchWrite => self.on_batch_write(completion.result),
+            IoPurpose::MirrorRead { block, sequence } => self.on_mirror_read(block, sequence, completion.result),
+            IoPurpose::MirrorRepair => self.on_mirror_repaired(completion.result),
             IoPurpose::BatchSync => self.on_batch_sync(completion.result),
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
             IoPurpose::CompactionRead { start_block, durable_sequence } => {

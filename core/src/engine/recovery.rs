@@ -22,6 +22,8 @@ pub enum OpenError {
     CorruptLog { block: u64, offset: u64, reason: String, next_block: u64, next_sequence: u64 },
     #[error("I/O error while opening: {0}")]
     Io(IoError),
+    #[error("batch {sequence} at block {block} is damaged and its mirror copy is intact; open the volume writable (not read-only) to repair it")]
+    NeedsRepair { block: u64, sequence: u64 },
 }
 
 /// Recovery's progress through the log.
@@ -30,8 +32,8 @@ pub struct Recovery {
     /// The next batch's expected first block.
     block: u64,
     last_sequence: u64,
-    chunk: Vec<u8>,
-    chunk_start_block: u64,
+    pub(super) chunk: Vec<u8>,
+    pub(super) chunk_start_block: u64,
     /// The expected batch was not at this block (with this reason): it is tried at the region's
     /// start, where a batch goes that did not fit before the region's end.
     wrap_from: Option<(u64, String)>,
@@ -41,6 +43,11 @@ pub struct Recovery {
     steps: u64,
     /// A checkpoint is being read: its bytes so far.
     pub(super) checkpoint_bytes: Vec<u8>,
+    /// Places and sequences whose mirror slot was read (each once; see mirror.rs).
+    pub(super) mirror_tried: Vec<(u64, u64)>,
+    /// Batches being rewritten from their mirror copy: the open completes after them.
+    pub(super) repairs_in_flight: u32,
+    pub(super) finish_after_repairs: bool,
     /// The chunk after the one in memory, read ahead so the disk works while batches apply.
     prefetch: Prefetch,
     /// The scan waits for the prefetch to continue from this block.
@@ -76,7 +83,9 @@ const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 1024;
 
 impl Engine {
     pub(super) fn start_format(&mut self, volume_id: u64) {
-        let slots_blocks = 2 * u64::from(self.config.checkpoint_slot_blocks);
+        let mirror_blocks =
+            crate::format::superblock::mirror_blocks(self.config.mirror_batches, self.config.batch_blocks_max);
+        let slots_blocks = 2 * u64::from(self.config.checkpoint_slot_blocks) + mirror_blocks;
         let batch_blocks = self.config.batch_blocks_max;
         let reserve = Ring::reserve_blocks(Writer::Put, batch_blocks, batch_blocks);
         assert!(
@@ -94,6 +103,7 @@ impl Engine {
             tail_block: LOG_START_BLOCK,
             tail_sequence: 1,
             checkpoint: None,
+            mirrored: self.config.mirror_batches,
         };
         self.log.reset(LOG_START_BLOCK, 1);
         self.cleaner.reset(LOG_START_BLOCK, 1);
@@ -140,6 +150,7 @@ impl Engine {
             tail_block: newest.tail_block,
             tail_sequence: newest.tail_sequence,
             checkpoint: newest.checkpoint,
+            mirrored: newest.mirrored,
         };
         self.recovery_mut().keys_hint = newest.keys_hint as usize;
         match newest.checkpoint {
@@ -278,14 +289,14 @@ impl Engine {
         (u64::from(self.volume.batch_blocks_max) + 1).min(self.volume.log_end_block - block)
     }
 
-    fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
+    pub(super) fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
         let recovery = self.recovery_mut();
         let chunk_end = recovery.chunk_start_block + (recovery.chunk.len() / BLOCK_BYTES) as u64;
         block >= recovery.chunk_start_block && block + blocks <= chunk_end
     }
 
     /// Applies every batch the chunk in memory holds; reads the next chunk, or finishes.
-    fn continue_scan(&mut self) {
+    pub(super) fn continue_scan(&mut self) {
         let steps_max = 2 * self.volume.log_end_block + 8;
         for _ in 0..=steps_max {
             self.recovery_mut().steps += 1;
@@ -330,6 +341,10 @@ impl Engine {
                 }
                 Replay::NeedMore => unreachable!("a window covers the largest batch"),
                 Replay::Bad(reason) => {
+                    let sequence = self.recovery_mut().last_sequence + 1;
+                    if self.try_mirror(block, sequence) {
+                        return;
+                    }
                     if self.recovery_mut().final_check {
                         return self.at_bad_batch(block, reason);
                     }
@@ -543,6 +558,10 @@ impl Engine {
     pub(super) fn finish_recovery(&mut self) {
         let log_end_block = self.volume.log_end_block;
         let recovery = self.recovery_mut();
+        if recovery.repairs_in_flight > 0 {
+            recovery.finish_after_repairs = true; // the open completes once they are durable
+            return;
+        }
         let (block, last_sequence) = (recovery.block, recovery.last_sequence);
         let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();

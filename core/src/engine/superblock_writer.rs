@@ -59,6 +59,7 @@ impl Engine {
             tail_sequence: update.tail.1,
             checkpoint: update.checkpoint,
             keys_hint: u32::try_from(self.keyspace.index.len()).unwrap_or(u32::MAX),
+            mirrored: self.volume.mirrored,
         };
         self.volume.superblock_sequence += 1;
         let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;

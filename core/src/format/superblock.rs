@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `QUILLKV1` |
-//! | 8 | 4 | format version (2) |
+//! | 8 | 4 | format version: 3 (two mirror slots of a largest batch each sit right before the checkpoint slots), or 2 (no mirror slots) |
 //! | 12 | 4 | block size in bytes (4096) |
 //! | 16 | 8 | sequence: incremented on every superblock write; the highest valid copy wins |
 //! | 24 | 8 | volume id: chosen at format time, stamped into every batch and record checksum |
@@ -30,7 +30,10 @@ use crate::BLOCK_BYTES;
 
 pub const SUPERBLOCK_COPIES: usize = 2;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"QUILLKV1";
-pub const FORMAT_VERSION: u32 = 2;
+/// The format new volumes get: the log's newest batches are mirrored (see `mirror_slot_block`).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format before mirror slots; still opened, and kept as it is.
+pub const FORMAT_VERSION_UNMIRRORED: u32 = 2;
 const CHECKSUM_AT: usize = 124;
 
 /// An index checkpoint the superblock points at.
@@ -61,6 +64,9 @@ pub struct Superblock {
     pub checkpoint: Option<CheckpointRef>,
     /// Keys in the index when written, saturating: sizes the index before recovery fills it.
     pub keys_hint: u32,
+    /// Format 3: every batch is also written to mirror slot `sequence % 2`, so the newest batches
+    /// survive damage to their place in the log (recovery repairs them from the mirror).
+    pub mirrored: bool,
 }
 
 impl Superblock {
@@ -70,15 +76,21 @@ impl Superblock {
         self.sequence % SUPERBLOCK_COPIES as u64
     }
 
-    /// The first block past the log region: the checkpoint slots follow it.
+    /// The first block past the log region: the mirror slots (format 3), then the checkpoint
+    /// slots follow it.
     pub fn log_end_block(&self) -> u64 {
-        self.volume_blocks - 2 * u64::from(self.checkpoint_slot_blocks)
+        self.volume_blocks - 2 * u64::from(self.checkpoint_slot_blocks) - self.mirror_blocks()
+    }
+
+    /// Blocks the two mirror slots take (0 before format 3).
+    pub fn mirror_blocks(&self) -> u64 {
+        mirror_blocks(self.mirrored, self.batch_blocks_max)
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_BYTES];
         block[0..8].copy_from_slice(&SUPERBLOCK_MAGIC);
-        put_u32(&mut block, 8, FORMAT_VERSION);
+        put_u32(&mut block, 8, if self.mirrored { FORMAT_VERSION } else { FORMAT_VERSION_UNMIRRORED });
         put_u32(&mut block, 12, BLOCK_BYTES as u32);
         put_u64(&mut block, 16, self.sequence);
         put_u64(&mut block, 24, self.volume_id);
@@ -114,7 +126,7 @@ impl Superblock {
             return Err(FormatError::Checksum { stored, computed });
         }
         let version = get_u32(block, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_UNMIRRORED {
             return Err(FormatError::Version(version));
         }
         let block_bytes = get_u32(block, 12);
@@ -142,6 +154,7 @@ impl Superblock {
             tail_sequence: get_u64(block, 72),
             checkpoint,
             keys_hint: get_u32(block, 120),
+            mirrored: version == FORMAT_VERSION,
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);
@@ -153,7 +166,7 @@ impl Superblock {
     /// Every block number the superblock holds lies where it must: a checksummed copy with an
     /// impossible layout was written by a broken program, and is refused like a corrupt one.
     fn validate_layout(&self) -> Result<(), FormatError> {
-        let slots_blocks = 2 * u64::from(self.checkpoint_slot_blocks);
+        let slots_blocks = 2 * u64::from(self.checkpoint_slot_blocks) + self.mirror_blocks();
         let layout_ok = self.log_start_block == super::LOG_START_BLOCK
             && self.batch_blocks_max > 0
             && self.volume_blocks > self.log_start_block + slots_blocks + u64::from(self.batch_blocks_max);
@@ -171,6 +184,15 @@ impl Superblock {
             }
         }
         Ok(())
+    }
+}
+
+/// Blocks the two mirror slots take: two largest batches, if the volume mirrors.
+pub fn mirror_blocks(mirrored: bool, batch_blocks_max: u32) -> u64 {
+    if mirrored {
+        2 * u64::from(batch_blocks_max)
+    } else {
+        0
     }
 }
 

@@ -1,0 +1,93 @@
+//! Mirror slots (format 3): every batch is written twice, to its place in the log and to mirror
+//! slot `sequence % 2`, and acknowledged once both copies are durable. The log alone cannot tell
+//! its newest acknowledged batch, damaged after the fact (bit rot, a misdirected write landing on
+//! it), from a batch torn by a crash — both are a bad batch with nothing valid after it — so it
+//! would truncate an acknowledged write without a word. With the mirror, recovery reads the
+//! slot of the batch it expected wherever it meets a bad one: a valid copy of that batch (its
+//! header binds it to that place in the log, its sequence to the one expected) is written back
+//! and replayed; otherwise the batch never became durable in full, and the usual rules apply
+//! (the torn tail is truncated, corruption in the middle refuses the open).
+//!
+//! One fault between two crashes cannot destroy both copies of an acknowledged batch. A batch
+//! torn in one place and whole in the other was in flight at the crash and is unacknowledged:
+//! taking it is allowed (a command in flight is all or nothing).
+
+use super::{Engine, IoPurpose, OpenError, Phase};
+use crate::format::BatchHeader;
+use crate::io::{IoError, IoKind};
+use crate::BLOCK_BYTES;
+
+impl Engine {
+    /// The batch `sequence` expected at `block` is bad. Reads its mirror slot, once per place and
+    /// sequence; returns whether it did (the scan goes on when the read completes).
+    pub(super) fn try_mirror(&mut self, block: u64, sequence: u64) -> bool {
+        if !self.volume.mirrored || self.recovery_mut().mirror_tried.contains(&(block, sequence)) {
+            return false;
+        }
+        self.recovery_mut().mirror_tried.push((block, sequence));
+        let offset_bytes = self.volume.mirror_slot_block(sequence) * BLOCK_BYTES as u64;
+        let length_bytes = self.volume.batch_blocks_max * BLOCK_BYTES as u32;
+        self.push_io(IoPurpose::MirrorRead { block, sequence }, IoKind::Read { offset_bytes, length_bytes });
+        true
+    }
+
+    pub(super) fn on_mirror_read(&mut self, block: u64, sequence: u64, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return;
+        }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence) {
+            if self.config.open_read_only {
+                // Nothing may be written, and reads of the batch's records would fail: say so.
+                return self.fail_open(OpenError::NeedsRepair { block, sequence });
+            }
+            self.install_mirror_copy(block, batch_bytes);
+        }
+        self.continue_scan();
+    }
+
+    /// The mirror slot's bytes, if they hold batch `sequence` written for `block`, whole.
+    fn valid_mirror_copy(&self, bytes: &[u8], block: u64, sequence: u64) -> Option<Vec<u8>> {
+        let volume = &self.volume;
+        let header =
+            BatchHeader::decode(bytes.get(..BLOCK_BYTES)?, block, volume.volume_id, volume.batch_blocks_max).ok()?;
+        let end_block = block + u64::from(header.block_count);
+        if header.sequence != sequence || end_block > volume.log_end_block {
+            return None;
+        }
+        let batch_bytes = bytes.get(..header.block_count as usize * BLOCK_BYTES)?;
+        header.verify_payload(batch_bytes).ok()?;
+        Some(batch_bytes.to_vec())
+    }
+
+    /// Puts the mirror copy where the scan reads the log, and writes it back to its place,
+    /// durably, before the open completes.
+    fn install_mirror_copy(&mut self, block: u64, batch_bytes: Vec<u8>) {
+        let blocks = (batch_bytes.len() / BLOCK_BYTES) as u64;
+        assert!(self.chunk_covers(block, blocks), "a bad batch is judged with a whole window in memory");
+        let recovery = self.recovery_mut();
+        let start = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
+        recovery.chunk[start..start + batch_bytes.len()].copy_from_slice(&batch_bytes);
+        self.stats.batches_repaired += 1;
+        self.recovery_mut().repairs_in_flight += 1;
+        let offset_bytes = block * BLOCK_BYTES as u64;
+        self.push_io(IoPurpose::MirrorRepair, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
+    }
+
+    pub(super) fn on_mirror_repaired(&mut self, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return;
+        }
+        if let Err(error) = result {
+            return self.fail_open(OpenError::Io(error));
+        }
+        let recovery = self.recovery_mut();
+        recovery.repairs_in_flight -= 1;
+        if recovery.repairs_in_flight == 0 && std::mem::take(&mut recovery.finish_after_repairs) {
+            self.finish_recovery();
+        }
+    }
+}
