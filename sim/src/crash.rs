@@ -155,7 +155,7 @@ impl Sim {
             Some(block) => {
                 // Recovery verified everything before the tail and examined one batch's reach
                 // after it (the torn tail it discarded); damage further out is not log data.
-                let examined_end = block + u64::from(self.knobs.batch_blocks_max) + 1;
+                let examined_end = block + 2 * u64::from(self.knobs.batch_blocks_max) + 1;
                 self.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, block, Outcome::Harmless);
                 self.ledger.resolve_blocks(block, examined_end, Outcome::Detected);
             }
