@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// The share of a batch (percent) compaction's moves may fill (the engine's default: 50).
     #[arg(long)]
     compaction_batch_percent: Option<u32>,
+    /// Format without mirror slots (format 2: every batch written once), to measure what the
+    /// mirror costs. Only when the volume is formatted (new, or --reformat).
+    #[arg(long)]
+    no_mirror: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -134,6 +138,7 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         if let Some(percent) = args.compaction_batch_percent {
             config.compaction_batch_percent = percent;
         }
+        config.mirror_batches = !args.no_mirror;
         config
     };
     let mut runner = EngineRunner::start(volume, engine_config(volume, None), io).map_err(|e| e.to_string())?;
