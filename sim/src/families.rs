@@ -146,6 +146,11 @@ impl Knobs {
         self.value_bytes_small_max = self.fill_value_bytes;
         self.value_large_ppm = 0;
         self.mix[3] = 0; // MSET: several values would not fit one small batch
+        if rng.gen_bool(0.5) {
+            // Slow reads in a fast ring: a value read is still in flight when compaction would
+            // free its block and the head would reuse it (the tail must wait for such reads).
+            self.read_latency_ticks_max = rng.gen_range(100..1_000);
+        }
     }
 }
 

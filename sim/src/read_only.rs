@@ -23,6 +23,7 @@ impl Sim {
             None => {
                 let until = self.tick + self.fault_rng.gen_range(0..=READ_ONLY_TICKS_MAX);
                 self.read_only_until = Some(until);
+                self.read_only_since = self.tick;
                 until
             }
         };
@@ -34,10 +35,17 @@ impl Sim {
     }
 
     fn check_read_only_liveness(&mut self) {
-        let deadline = self.tick.saturating_sub(READ_ONLY_ANSWER_TICKS_MAX);
+        // Reads queue behind at most a pipeline of others per client: slow reads get longer.
+        let answer_ticks = READ_ONLY_ANSWER_TICKS_MAX + 20 * self.knobs.read_latency_ticks_max;
+        let deadline = self.tick.saturating_sub(answer_ticks);
         let stuck = self.clients.iter().enumerate().find_map(|(client, state)| {
             let front = state.outstanding.front()?;
-            (front.sent_tick < deadline && state.unsent.is_empty()).then_some((client, front.op_id, front.sent_tick))
+            let since_read_only = front.sent_tick >= self.read_only_since;
+            (since_read_only && front.sent_tick < deadline && state.unsent.is_empty()).then_some((
+                client,
+                front.op_id,
+                front.sent_tick,
+            ))
         });
         if let Some((client, op_id, sent_tick)) = stuck {
             let got = format!(

@@ -134,6 +134,8 @@ pub(crate) struct Sim {
     /// The engine turned read-only (a failed write or sync, or a read-only open): it keeps
     /// serving until this tick, then restarts.
     pub read_only_until: Option<u64>,
+    /// When the engine was first seen read-only (requests sent since are judged for liveness).
+    pub read_only_since: u64,
     /// Value-domain keys: the states each may be in (see domains.rs).
     pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::domains::States>,
     /// Value-domain requests answered "not durable" since the last crash, by key, in order.
@@ -224,6 +226,7 @@ impl Sim {
             space: Default::default(),
             fill_cycle: Default::default(),
             read_only_until: None,
+            read_only_since: 0,
             domain_states: Default::default(),
             domain_unresolved: Default::default(),
             watch: Default::default(),
