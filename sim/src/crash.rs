@@ -49,6 +49,8 @@ impl Sim {
             let mut config = self.config.clone();
             let writable = std::mem::take(&mut self.next_open_writable);
             config.open_read_only = self.faults_enabled && self.fault_rng.gen_range(0..10) == 0 && !writable;
+            // As `quill check` opens: read-only, and replaying the whole log, not the checkpoint.
+            config.use_checkpoint = !config.open_read_only;
             self.opened_read_only = config.open_read_only;
             Engine::open(config)
         } else {

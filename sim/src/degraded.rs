@@ -12,6 +12,10 @@ impl Sim {
     /// After an open finished: its fallbacks must be explained by faults.
     pub(crate) fn check_open_fallbacks(&mut self) {
         let stats = self.engine().stats().clone();
+        if self.opened_read_only && stats.checkpoint_loaded {
+            let what = "a check (read-only open) loaded the checkpoint instead of replaying the whole log";
+            return self.checker.fail(what, b"", "a full replay".into(), "the checkpoint".into());
+        }
         if stats.superblock_copies_bad > 0 && !self.ledger.ever_damaged_in(0, LOG_START_BLOCK) {
             let got = format!("{} copies bad", stats.superblock_copies_bad);
             return self.checker.fail(
