@@ -66,7 +66,7 @@ fn zeros_where_the_checkpoint_belongs_are_caught() {
 
 #[test]
 fn retrying_a_failed_sync_is_caught() {
-    assert_caught_in(PlantedBug::RetrySyncAfterFailure, FaultLevel::Default, Some(Family::Standard));
+    assert_caught_in(PlantedBug::RetrySyncAfterFailure, FaultLevel::Default, Some(Family::RingEdge));
 }
 
 #[test]

@@ -146,6 +146,11 @@ impl Knobs {
         self.value_bytes_small_max = self.fill_value_bytes;
         self.value_large_ppm = 0;
         self.mix[3] = 0; // MSET: several values would not fit one small batch
+                         // Failed syncs, often (with a write and a sync per commit; not with --faults none): the
+                         // fsync-failure model meets a tiny ring that reuses what a lost write left.
+        if self.crashes_max > 0 && !self.write_through && rng.gen_bool(0.5) {
+            self.sync_error_ppm = rng.gen_range(2_000..10_000);
+        }
         if rng.gen_bool(0.5) {
             // Slow reads in a fast ring: a value read is still in flight when compaction would
             // free its block and the head would reuse it (the tail must wait for such reads).
