@@ -5,6 +5,22 @@
 
 use quill_sim::{run_seed, FaultLevel, SimOptions};
 
+/// The regression seeds too: each found a bug once, often with a family forced.
+fn regression_seeds() -> Vec<SimOptions> {
+    include_str!("../../tests/regressions/seeds.txt")
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (seed, ops) = (fields[0].parse().expect("seed"), fields[1].parse().expect("ops"));
+            let mut options = SimOptions::new(seed, ops, fields[2].parse().expect("faults"));
+            options.family = fields.get(3).map(|family| family.parse().expect("family"));
+            options
+        })
+        .collect()
+}
+
 /// Seeds per run, unless `QUILL_MUTATION_SEEDS` says otherwise.
 const SEEDS_DEFAULT: u64 = 300;
 const OPS: u64 = 3_000;
@@ -13,6 +29,14 @@ const OPS: u64 = 3_000;
 #[ignore = "the swarm cargo-mutants runs (scripts/mutants.sh); run with --ignored"]
 fn mutation_swarm() {
     let seeds = std::env::var("QUILL_MUTATION_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(SEEDS_DEFAULT);
+    for options in regression_seeds() {
+        if let Some(violation) = run_seed(&options).violation {
+            panic!(
+                "regression seed {}: {} (expected {}, got {})",
+                options.seed, violation.what, violation.expected, violation.got
+            );
+        }
+    }
     for seed in 0..seeds {
         // A third heavy: the fault paths need their rates.
         let faults = if seed % 3 == 2 { FaultLevel::Heavy } else { FaultLevel::Default };

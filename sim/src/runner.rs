@@ -389,6 +389,13 @@ impl Sim {
                 state,
             );
         }
+        // Skipped only when the index does not fit a slot (each entry: 18 bytes and the key).
+        let index_bytes: u64 = self.engine().durable_index().map(|(key, _)| 18 + key.len() as u64).sum();
+        let slot_bytes = u64::from(self.knobs.checkpoint_slot_blocks) * quill_core::BLOCK_BYTES as u64;
+        if skipped && index_bytes <= slot_bytes {
+            let got = format!("skipped, with {index_bytes} bytes of index for a {slot_bytes}-byte slot");
+            return self.checker.fail("a checkpoint was skipped though the index fits", b"", "written".into(), got);
+        }
         self.crash();
         self.settle("a clean restart");
         // The checkpoint written on request is what the next open starts from.
