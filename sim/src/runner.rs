@@ -464,7 +464,10 @@ impl Sim {
 
     /// Bit rot: half the time in a live value (what reads will meet), else anywhere on disk.
     fn flip_a_bit(&mut self) -> Option<u64> {
-        if self.fault_rng.gen_range(0..20) == 0 {
+        // Ring-edge seeds aim half their bit rot at the superblocks, which they rewrite often.
+        let superblock = self.fault_rng.gen_range(0..20) == 0
+            || self.knobs.family == crate::knobs::Family::RingEdge && self.fault_rng.gen_bool(0.5);
+        if superblock {
             // A superblock copy, now and then: the other copy must carry the open.
             let copy = self.fault_rng.gen_range(0..quill_core::format::SUPERBLOCK_COPIES as u64);
             let bit = self.fault_rng.gen_range(0..64 * 8); // within the fields and checksum
