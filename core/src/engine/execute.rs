@@ -18,6 +18,12 @@ impl Engine {
         if let Some(reply) = self.validate(&request) {
             return self.finish(client_id, slot_id, reply, 0);
         }
+        // A read-only engine refuses writes before running them, as Redis does: no read of the
+        // current value, no key lock (a hot key's writers would queue behind one another's reads).
+        if let Some(reason) = self.read_only.as_ref().filter(|_| request.is_write()) {
+            let reply = Reply::error(format!("READONLY {reason}"));
+            return self.finish(client_id, slot_id, reply, 0);
+        }
         if self.touches_locked_key(&request) {
             return self.stall(client_id, slot_id, request);
         }
