@@ -389,8 +389,10 @@ impl Sim {
                 state,
             );
         }
-        // Skipped only when the index does not fit a slot (each entry: 18 bytes and the key).
-        let index_bytes: u64 = self.engine().durable_index().map(|(key, _)| 18 + key.len() as u64).sum();
+        // Skipped only when the index does not fit a slot (each entry: a header and the key).
+        let entry_header_bytes = quill_core::format::checkpoint::CHECKPOINT_ENTRY_HEADER_BYTES as u64;
+        let index_bytes: u64 =
+            self.engine().durable_index().map(|(key, _)| entry_header_bytes + key.len() as u64).sum();
         let slot_bytes = u64::from(self.knobs.checkpoint_slot_blocks) * quill_core::BLOCK_BYTES as u64;
         if skipped && index_bytes <= slot_bytes {
             let got = format!("skipped, with {index_bytes} bytes of index for a {slot_bytes}-byte slot");

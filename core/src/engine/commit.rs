@@ -134,12 +134,6 @@ impl Log {
         self.in_flight.is_some() || self.open.record_count > 0
     }
 
-    /// Whether a refusal to append means no room in the ring at all: nothing is in flight or
-    /// open to make room for (an open batch with records is full, not out of room).
-    pub fn out_of_room(&self) -> bool {
-        self.in_flight.is_none() && self.open.record_count == 0
-    }
-
     pub fn reset(&mut self, next_block: u64, next_sequence: u64) {
         assert!(next_sequence >= 1);
         *self = Log {

@@ -391,7 +391,9 @@ impl Engine {
                         last_sequence = sequence;
                         moved_bytes += u64::from(candidate.location.record_bytes);
                     }
-                    Err(AppendRefused::BatchFull) if self.log.out_of_room() => {
+                    // Refused with nothing in flight or open: no room in the ring at all (an open
+                    // batch with records would only be full).
+                    Err(AppendRefused::BatchFull) if !self.log.unsettled() => {
                         let stop = candidate.batch;
                         return self.advance_before(stop, last_sequence, moved_bytes);
                     }
