@@ -16,6 +16,7 @@
 pub mod command;
 pub mod engine;
 pub mod format;
+pub mod history;
 pub mod io;
 pub mod resp;
 pub mod server;

@@ -50,11 +50,21 @@ pub struct DbOptions {
     pub cache_bytes_max: Option<usize>,
     /// Try O_DIRECT.
     pub direct: bool,
+    /// Record every write and sync into this history (see [`crate::RecordingDriver`]): for
+    /// checking recovery on every crash image of a real run. Off by default.
+    pub recorder: Option<crate::IoRecorder>,
 }
 
 impl Default for DbOptions {
     fn default() -> DbOptions {
-        DbOptions { create_size_bytes: None, reformat: false, io: IoChoice::Uring, cache_bytes_max: None, direct: true }
+        DbOptions {
+            create_size_bytes: None,
+            reformat: false,
+            io: IoChoice::Uring,
+            cache_bytes_max: None,
+            direct: true,
+            recorder: None,
+        }
     }
 }
 
@@ -83,7 +93,15 @@ impl Db {
         };
         let volume = open_volume(path.as_ref(), &volume_options)?;
         let config = config_for_volume(&volume, options.cache_bytes_max);
-        let runner = EngineRunner::start(&volume, config, options.io)?;
+        let mut driver = crate::driver::open_driver(options.io, volume.file.clone());
+        if let Some(recorder) = &options.recorder {
+            recorder.set_config(&config);
+            driver = Box::new(crate::RecordingDriver::new(driver, recorder.clone()));
+        }
+        let runner = EngineRunner::start_with_driver(&volume, config, driver)?;
+        if let Some(recorder) = &options.recorder {
+            recorder.opened();
+        }
         let driver_name = runner.driver_name();
         let (sender, receiver) = mpsc::channel();
         let stop_reason = Arc::new(Mutex::new(None));

@@ -51,6 +51,15 @@ impl EngineRunner {
 
     /// Formats a blank volume or recovers a formatted one, and runs until the engine is ready.
     pub fn start(volume: &Volume, config: Config, io: IoChoice) -> Result<EngineRunner, DbError> {
+        EngineRunner::start_with_driver(volume, config, open_driver(io, volume.file.clone()))
+    }
+
+    /// [`EngineRunner::start`] over a driver the caller built (a recording wrapper, for one).
+    pub fn start_with_driver(
+        volume: &Volume,
+        config: Config,
+        driver: Box<dyn Driver>,
+    ) -> Result<EngineRunner, DbError> {
         let engine = match volume.state {
             VolumeState::Blank => {
                 let volume_id = random_volume_id().map_err(|source| VolumeError::Io {
@@ -62,7 +71,7 @@ impl EngineRunner {
             }
             VolumeState::Formatted => Engine::open(config),
         };
-        let mut runner = EngineRunner::new(engine, open_driver(io, volume.file.clone()));
+        let mut runner = EngineRunner::new(engine, driver);
         runner.run_until_open()?;
         Ok(runner)
     }

@@ -38,9 +38,10 @@ impl Sim {
         } else {
             (1_000_000, 0) // a clean restart once faults are off: unsynced writes reach the disk whole
         };
-        self.tail_exposure =
-            self.disk.last_durable_log_write.filter(|(first, end)| self.ledger.has_corruption_in(*first, *end));
-        self.disk.crash(&mut self.fault_rng, survive, tear, &mut self.ledger);
+        match self.forced_image.take() {
+            Some(masks) => self.disk.crash_with_masks(&masks, &mut self.ledger),
+            None => self.disk.crash(&mut self.fault_rng, survive, tear, &mut self.ledger),
+        }
         // Format never finished (an injected error or crash hit it): format again, as an
         // operator would; otherwise restart and recover.
         let engine = if self.formatted {
@@ -129,28 +130,6 @@ impl Sim {
                 self.server.engine().debug_state()
             ))
         });
-        if let Some(truncated) = stats.truncated_at_block {
-            // The last acknowledged batch was hit by injected corruption, found at the crash
-            // (`tail_exposure`) or since (bit rot while recovering): the design cannot tell it
-            // from a torn tail.
-            let exposure = self.tail_exposure.or_else(|| {
-                self.disk.last_durable_log_write.filter(|(first, end)| self.ledger.has_corruption_in(*first, *end))
-            });
-            // With mirror slots (format 3) the engine must repair that batch: only damage to its
-            // mirror copy as well (a second fault) lets it be lost.
-            let mirror_start = self.disk.log_end_block;
-            let mirror_end = mirror_start
-                + quill_core::format::superblock::mirror_blocks(self.knobs.mirrored, self.knobs.batch_blocks_max);
-            let both_copies = !self.knobs.mirrored || self.ledger.has_corruption_in(mirror_start, mirror_end);
-            let exposure = exposure.filter(|_| both_copies);
-            if let Some((first, end)) = exposure.filter(|(first, end)| (*first..*end).contains(&truncated)) {
-                self.stopped_at_design_limit = true;
-                self.stopped_by_detection = Some(format!(
-                    "bit rot or a misdirected write hit the last acknowledged batch (blocks {first}..{end}) before a crash; recovery cannot tell it from a torn tail and truncated at block {truncated}"
-                ));
-                return;
-            }
-        }
         let superblock_outcome = if stats.superblock_copies_bad > 0 { Outcome::Repaired } else { Outcome::Harmless };
         self.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);
         match stats.truncated_at_block {

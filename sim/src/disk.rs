@@ -30,7 +30,7 @@ pub struct UnsyncedWrite {
     pub completed: bool,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct SimDisk {
     durable: BTreeMap<u64, Block>,
     /// Blocks whose volatile content differs from (or is newer than) the durable image.
@@ -173,6 +173,57 @@ impl SimDisk {
         self.volatile.clear();
     }
 
+    /// The blocks each write not durable yet was meant for.
+    pub fn unsynced_intended_ranges(&self) -> Vec<(u64, u64)> {
+        self.unsynced
+            .iter()
+            .map(|write| {
+                let first = write.intended_offset_bytes / BLOCK_BYTES as u64;
+                (first, first + (write.data.len() / BLOCK_BYTES) as u64)
+            })
+            .collect()
+    }
+
+    /// The writes a crash now would resolve: their lengths in 512-byte sectors, in issue order.
+    pub fn unsynced_sectors(&self) -> Vec<usize> {
+        self.unsynced.iter().map(|write| write.data.len() / SECTOR_BYTES).collect()
+    }
+
+    /// A crash that leaves one chosen image (`quill sim --crash-images`): write `i` not durable
+    /// yet puts its new bytes in the sectors `masks[i]` marks and leaves the others as they were.
+    pub fn crash_with_masks(&mut self, masks: &[crate::images::SectorMask], ledger: &mut FaultLedger) {
+        let writes = std::mem::take(&mut self.unsynced);
+        assert_eq!(writes.len(), masks.len(), "one mask per write not durable");
+        for (write, mask) in writes.iter().zip(masks) {
+            assert_eq!(mask.len(), write.data.len() / SECTOR_BYTES, "one mask bit per sector");
+            let first = write.offset_bytes / BLOCK_BYTES as u64;
+            let blocks = first..first + (write.data.len() / BLOCK_BYTES) as u64;
+            if mask.iter().all(|new| *new) {
+                self.land(write);
+                continue;
+            }
+            let kind = if mask.iter().any(|new| *new) { FaultKind::TornWrite } else { FaultKind::LostWrite };
+            ledger.inject_damage(kind, blocks);
+            self.land_sectors(write, mask);
+        }
+        self.volatile.clear();
+    }
+
+    /// Puts the sectors of `write` that `mask` marks over the durable image.
+    fn land_sectors(&mut self, write: &UnsyncedWrite, mask: &[bool]) {
+        let first_sector = write.offset_bytes / SECTOR_BYTES as u64;
+        for (index, (sector, new)) in write.data.chunks(SECTOR_BYTES).zip(mask).enumerate() {
+            if !new {
+                continue;
+            }
+            let sector_number = first_sector + index as u64;
+            let block = sector_number / (BLOCK_BYTES / SECTOR_BYTES) as u64;
+            let within = (sector_number % (BLOCK_BYTES / SECTOR_BYTES) as u64) as usize * SECTOR_BYTES;
+            let content = self.durable.entry(block).or_insert_with(|| vec![0; BLOCK_BYTES].into());
+            content[within..within + SECTOR_BYTES].copy_from_slice(sector);
+        }
+    }
+
     fn land(&mut self, write: &UnsyncedWrite) {
         let first = write.offset_bytes / BLOCK_BYTES as u64;
         for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
@@ -198,14 +249,15 @@ impl SimDisk {
     }
 
     /// Flips one bit of a durable block at rest (a latent sector error); returns the block.
-    pub fn flip_bit(&mut self, rng: &mut ChaCha8Rng) -> Option<u64> {
+    /// A bit of a durable block, drawn at random (counted from the volume's start).
+    pub fn random_bit(&self, rng: &mut ChaCha8Rng) -> Option<u64> {
         if self.durable.is_empty() {
             return None;
         }
         let index = rng.gen_range(0..self.durable.len());
         let block = *self.durable.keys().nth(index)?;
         let bit = rng.gen_range(0..BLOCK_BYTES * 8);
-        self.flip_bit_at(block * BLOCK_BYTES as u64 * 8 + bit as u64)
+        Some(block * BLOCK_BYTES as u64 * 8 + bit as u64)
     }
 
     /// Flips the bit at `bit_offset` (counted from the volume's start) if its block is durable.

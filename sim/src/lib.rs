@@ -7,14 +7,18 @@
 //! crash, any value never written, and any request not answered once faults stop.
 
 mod aging;
+mod budget;
 pub mod checker;
 mod connections;
 mod crash;
+pub mod crash_images;
 mod degraded;
 pub mod disk;
 pub mod domains;
 pub mod families;
 pub mod faults;
+pub mod history;
+pub mod images;
 pub mod knobs;
 pub mod network;
 mod read_only;

@@ -27,6 +27,11 @@ pub struct SimOptions {
     pub keep_trace: bool,
     /// Runs the seed in this family instead of the one it draws.
     pub family: Option<crate::knobs::Family>,
+    /// Records, at each crash point (a sync or durable write about to complete), the writes a
+    /// crash there would resolve (`quill sim --crash-images`).
+    pub census: bool,
+    /// Crashes once, at this crash point, leaving this image; the workload ends there.
+    pub crash_image: Option<crate::crash_images::CrashImage>,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<quill_core::engine::PlantedBug>,
 }
@@ -41,6 +46,8 @@ impl SimOptions {
             fault_mask: BTreeSet::new(),
             keep_trace: false,
             family: None,
+            census: false,
+            crash_image: None,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -55,9 +62,6 @@ pub struct SeedReport {
     /// Set when the run stopped early because the engine detected damage beyond the fault budget
     /// (for example it refused to open a log corrupt in the middle): a pass.
     pub stopped_by_detection: Option<String>,
-    /// Set when the run stopped because damage hit the one place the design cannot tell from a
-    /// torn tail: the last acknowledged batch before a crash (see docs/simulation.md).
-    pub stopped_at_design_limit: bool,
     pub ops: u64,
     pub ticks: u64,
     pub crashes: u64,
@@ -70,6 +74,10 @@ pub struct SeedReport {
     pub fault_decisions: u64,
     pub reads_checked: u64,
     pub space: crate::space::SpaceTotals,
+    /// With `census`: each crash point's writes not durable yet.
+    pub crash_points: Vec<crate::images::CrashPoint>,
+    /// With `crash_image`: whether the run reached that point and crashed there.
+    pub crash_image_taken: bool,
 }
 
 impl SeedReport {
@@ -124,10 +132,6 @@ pub(crate) struct Sim {
     /// The engine was last opened read-only: writes may be refused with READONLY.
     pub opened_read_only: bool,
     pub stopped_by_detection: Option<String>,
-    pub stopped_at_design_limit: bool,
-    /// At the last crash: the last acknowledged batch's blocks, if bit rot or a misdirected write
-    /// had damaged them.
-    pub tail_exposure: Option<(u64, u64)>,
     pub space: crate::space::SpaceTotals,
     /// Full-disk seeds: where the fill, drain, refill cycle stands.
     pub fill_cycle: crate::families::FillCycle,
@@ -144,6 +148,15 @@ pub(crate) struct Sim {
     pub watch: crate::reports::Watch,
     /// A read-only open asked for a repair: the next open is writable.
     pub next_open_writable: bool,
+    /// Crash points met so far (see `SimOptions::census`), and their writes with `census`.
+    pub crash_points_seen: u64,
+    /// Crash points count until the clean restart before the final check (which then crashes
+    /// on its own terms).
+    pub crash_points_closed: bool,
+    pub crash_points: Vec<crate::images::CrashPoint>,
+    /// The image the next crash leaves, chosen by `SimOptions::crash_image`.
+    pub forced_image: Option<Vec<crate::images::SectorMask>>,
+    pub crash_image_taken: bool,
 }
 
 /// How far time jumps when nothing is scheduled and the engine asked for no tick.
@@ -221,8 +234,6 @@ impl Sim {
             formatted: false,
             opened_read_only: false,
             stopped_by_detection: None,
-            stopped_at_design_limit: false,
-            tail_exposure: None,
             space: Default::default(),
             fill_cycle: Default::default(),
             read_only_until: None,
@@ -231,6 +242,11 @@ impl Sim {
             domain_unresolved: Default::default(),
             watch: Default::default(),
             next_open_writable: false,
+            crash_points_seen: 0,
+            crash_points_closed: false,
+            crash_points: Vec::new(),
+            forced_image: None,
+            crash_image_taken: false,
             workload_rng: stream(options.seed, 1),
             fault_rng,
             latency_rng: stream(options.seed, 3),
@@ -361,6 +377,7 @@ impl Sim {
     /// close and `quill serve` do), then a restart that opens from it, so every seed with
     /// checkpoint slots reaches both.
     fn clean_restart(&mut self) {
+        self.crash_points_closed = true;
         if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
             return;
         }
@@ -475,19 +492,28 @@ impl Sim {
             let bit = self.fault_rng.gen_range(0..64 * 8); // within the fields and checksum
             return self.disk.flip_bit_at(copy * quill_core::BLOCK_BYTES as u64 * 8 + bit);
         }
+        let bit = self.bit_to_flip()?;
+        let block = bit / 8 / quill_core::BLOCK_BYTES as u64;
+        if !self.corruption_within_budget(block, block + 1, false) {
+            return None;
+        }
+        self.disk.flip_bit_at(bit)
+    }
+
+    /// Half the time a bit of a live value, else any durable bit.
+    fn bit_to_flip(&mut self) -> Option<u64> {
         let live = self.engine().durable_index().count();
         if live == 0 || self.fault_rng.gen_bool(0.5) {
-            return self.disk.flip_bit(&mut self.fault_rng);
+            return self.disk.random_bit(&mut self.fault_rng);
         }
         let pick = self.fault_rng.gen_range(0..live);
         let (key, location) = self.engine().durable_index().nth(pick).map(|(key, location)| (key.len(), location))?;
         let value_start = location.offset_bytes + (quill_core::format::RECORD_HEADER_BYTES + key) as u64;
         let value_end = location.offset_bytes + u64::from(location.record_bytes);
         if value_end <= value_start {
-            return self.disk.flip_bit(&mut self.fault_rng);
+            return self.disk.random_bit(&mut self.fault_rng);
         }
-        let bit = self.fault_rng.gen_range(value_start * 8..value_end * 8);
-        self.disk.flip_bit_at(bit)
+        Some(self.fault_rng.gen_range(value_start * 8..value_end * 8))
     }
 
     /// The next tick with something to do: now + 1 if a client may submit, else the next
@@ -645,7 +671,6 @@ impl Sim {
             seed: self.options.seed,
             violation: self.checker.violation.take(),
             stopped_by_detection: self.stopped_by_detection.take(),
-            stopped_at_design_limit: self.stopped_at_design_limit,
             ops: self.ops_submitted,
             ticks: self.tick,
             crashes: self.crashes,
@@ -657,6 +682,8 @@ impl Sim {
             reads_checked: self.checker.reads_checked,
             space: self.space,
             ledger: self.ledger,
+            crash_points: self.crash_points,
+            crash_image_taken: self.crash_image_taken,
         }
     }
 }

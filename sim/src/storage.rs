@@ -107,6 +107,12 @@ impl Sim {
         let target = self.fault_rng.gen_range(first..last) * BLOCK_BYTES as u64;
         let intended = offset_bytes / BLOCK_BYTES as u64;
         let landed = target / BLOCK_BYTES as u64;
+        let log_write = (quill_core::format::LOG_START_BLOCK..self.disk.log_end_block).contains(&intended);
+        if !self.corruption_within_budget(intended, intended + blocks, log_write)
+            || !self.corruption_within_budget(landed, landed + blocks, false)
+        {
+            return offset_bytes;
+        }
         let damaged = (intended..intended + blocks).chain(landed..landed + blocks);
         self.ledger.inject_damage(FaultKind::MisdirectedWrite, damaged);
         self.trace.record(self.tick, &[7, 8, offset_bytes, target], |line| {
@@ -127,11 +133,41 @@ impl Sim {
                 self.ledger.inject_resolved(FaultKind::Reorder, Outcome::Harmless);
             }
             self.storage.completed_highest = self.storage.completed_highest.max(issued);
+            if self.at_crash_point(&pending) {
+                return; // crashed just before this completion: nothing in flight completes
+            }
             self.complete_io(issued, pending);
             if !self.is_running() {
                 return;
             }
         }
+    }
+
+    /// A crash point: a sync, or a durable write, about to complete successfully. Counts it,
+    /// notes its writes with `census`, and crashes there if the options chose it.
+    fn at_crash_point(&mut self, pending: &PendingIo) -> bool {
+        if self.crash_points_closed
+            || pending.fail
+            || !matches!(pending.request.kind, IoKind::Sync | IoKind::WriteDurable { .. })
+        {
+            return false;
+        }
+        self.crash_points_seen += 1;
+        if self.options.census {
+            self.crash_points.push(crate::images::CrashPoint { write_sectors: self.disk.unsynced_sectors() });
+        }
+        let Some(image) = self.options.crash_image.as_ref().filter(|image| image.point == self.crash_points_seen)
+        else {
+            return false;
+        };
+        self.forced_image = Some(image.masks.clone());
+        self.crash_image_taken = true;
+        let point = image.point;
+        self.trace.record(self.tick, &[9, point], |line| line.push_str(&format!("crash image at crash point {point}")));
+        self.crash();
+        // The workload ends here: what follows settles, restarts cleanly and reads every key.
+        self.options.ops = self.ops_submitted;
+        true
     }
 
     fn complete_io(&mut self, issued: u64, pending: PendingIo) {

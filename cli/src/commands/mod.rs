@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod check;
+pub mod crash_images;
 pub mod serve;
 pub mod sim;

@@ -44,6 +44,8 @@ pub struct SimArgs {
     json: bool,
     #[command(flatten)]
     variant: Variant,
+    #[command(flatten)]
+    crash_images: super::crash_images::CrashImageArgs,
 }
 
 /// What to run besides the seed's own draws: a family forced on every seed, a planted bug.
@@ -59,7 +61,7 @@ pub struct Variant {
 }
 
 impl Variant {
-    fn options(&self, seed: u64, ops: u64, faults: FaultLevel) -> SimOptions {
+    pub fn options(&self, seed: u64, ops: u64, faults: FaultLevel) -> SimOptions {
         let mut options = SimOptions::new(seed, ops, faults);
         options.family = self.family;
         options.planted_bug = self.plant;
@@ -67,7 +69,7 @@ impl Variant {
     }
 
     /// The flags that select this variant, for printed commands.
-    fn flags(&self) -> String {
+    pub fn flags(&self) -> String {
         let family = self.family.map(|family| format!(" --family {}", family.name())).unwrap_or_default();
         let plant = self.plant.map(|bug| format!(" --plant {}", bug.name())).unwrap_or_default();
         format!("{family}{plant}")
@@ -116,6 +118,12 @@ pub struct ReplayArgs {
     /// Print the event trace.
     #[arg(long)]
     trace: bool,
+    /// Replay one crash image (from `quill sim --crash-images`): crash point and image number.
+    #[arg(long, value_parser = super::crash_images::parse_image)]
+    crash_image: Option<(u64, u64)>,
+    /// The per-point image bound the crash-image run used.
+    #[arg(long, default_value_t = 64)]
+    images_per_point: u64,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +144,9 @@ struct SeedResult {
 pub fn run(args: SimArgs) -> u8 {
     let seeds = seed_list(&args);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |count| count.get())).max(1);
+    if args.crash_images.crash_images {
+        return super::crash_images::run(&seeds, args.ops, &args.variant, &args.crash_images, jobs, args.json);
+    }
     let progress = progress_bar(seeds.len() as u64, args.json);
     let started = Instant::now();
     let results = run_swarm(&seeds, &args, jobs, &progress);
@@ -208,7 +219,7 @@ fn run_one(seed: u64, args: &SimArgs) -> SeedResult {
 
 fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
     let mut ledger = FaultLedger::default();
-    let (mut ops, mut ticks, mut crashes, mut detections, mut design_limit) = (0, 0, 0, 0, 0);
+    let (mut ops, mut ticks, mut crashes, mut detections) = (0, 0, 0, 0);
     let mut space = quill_sim::space::SpaceTotals::default();
     let (mut space_endings, mut seeds_compacted, mut seeds_checkpointed) = ([0u64; 3], 0u64, 0u64);
     let mut seeds_delete_heavy = 0u64;
@@ -225,8 +236,7 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         seeds_checkpointed += u64::from(result.report.space.checkpoints_loaded > 0);
         ticks += result.report.ticks;
         crashes += result.report.crashes;
-        detections += u64::from(result.report.stopped_by_detection.is_some() && !result.report.stopped_at_design_limit);
-        design_limit += u64::from(result.report.stopped_at_design_limit);
+        detections += u64::from(result.report.stopped_by_detection.is_some());
         if !result.report.passed() || result.determinism_mismatch.is_some() {
             failed.push(result);
         }
@@ -253,7 +263,6 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         "faults_detected": ledger.outcomes.get(&Outcome::Detected).copied().unwrap_or(0),
         "fault_outcomes": outcomes,
         "seeds_stopped_by_detection": detections,
-        "seeds_stopped_at_design_limit": design_limit,
         "compaction": {
             "seeds_with_tail_advance": seeds_compacted,
             "seeds_restarted_from_checkpoint": seeds_checkpointed,
@@ -345,6 +354,15 @@ pub fn replay(args: ReplayArgs) -> u8 {
     options.clients = args.clients;
     options.fault_mask = args.fault_mask.into_iter().collect::<BTreeSet<u64>>();
     options.keep_trace = args.trace;
+    if let Some(image) = args.crash_image {
+        options = match super::crash_images::replay_options(&options, image, args.images_per_point) {
+            Ok(options) => options,
+            Err(message) => {
+                eprintln!("quill replay: {message}");
+                return 2;
+            }
+        };
+    }
     let report = run_seed(&options);
     for line in &report.trace {
         say(line);

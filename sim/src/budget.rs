@@ -1,0 +1,44 @@
+//! The fault budget the design promises to survive: between two crashes, at most one
+//! corruption (bit rot or a misdirected write) on the copies of the last acknowledged batch.
+//! Format 3 keeps two copies (the log and a mirror slot), so one of them may be hit; a format-2
+//! volume has one copy, which no corruption may hit. A corruption beyond the budget is not
+//! injected (and not counted): the checker then holds the engine to never losing an
+//! acknowledged write, with no category of losses set apart.
+//!
+//! "The last acknowledged batch" is any batch that may be it at the next crash: the last durable
+//! log write, and every log write not durable yet.
+
+use crate::runner::Sim;
+
+impl Sim {
+    /// Whether damage on the blocks `first..end` stays within the budget. `new_log_write`: the
+    /// damage is a log write of its own going astray (a batch that may become the last one).
+    pub(crate) fn corruption_within_budget(&self, first: u64, end: u64, new_log_write: bool) -> bool {
+        let tails = self.tail_candidates();
+        let hits_tail =
+            new_log_write || tails.iter().any(|(tail_first, tail_end)| first < *tail_end && *tail_first < end);
+        if !self.knobs.mirrored {
+            return !hits_tail;
+        }
+        let (mirror_first, mirror_end) = self.mirror_region();
+        let hits_mirror = first < mirror_end && mirror_first < end;
+        let tail_damaged =
+            tails.iter().any(|(tail_first, tail_end)| self.ledger.has_corruption_in(*tail_first, *tail_end));
+        let mirror_damaged = self.ledger.has_corruption_in(mirror_first, mirror_end);
+        !(hits_tail && (hits_mirror || mirror_damaged) || hits_mirror && tail_damaged)
+    }
+
+    /// The blocks of every batch that may be the last acknowledged one at the next crash.
+    fn tail_candidates(&self) -> Vec<(u64, u64)> {
+        let log = quill_core::format::LOG_START_BLOCK..self.disk.log_end_block;
+        let mut tails = self.disk.unsynced_intended_ranges();
+        tails.retain(|(first, _)| log.contains(first));
+        tails.extend(self.disk.last_durable_log_write);
+        tails
+    }
+
+    fn mirror_region(&self) -> (u64, u64) {
+        let first = self.disk.log_end_block;
+        (first, first + quill_core::format::superblock::mirror_blocks(self.knobs.mirrored, self.knobs.batch_blocks_max))
+    }
+}
