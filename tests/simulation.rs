@@ -3,21 +3,7 @@
 use quill_sim::{run_seed, FaultKind, FaultLevel, SimOptions};
 
 fn regression_seeds() -> Vec<SimOptions> {
-    let text = include_str!("regressions/seeds.txt");
-    text.lines()
-        .map(|line| line.split('#').next().unwrap_or("").trim())
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let seed = fields[0].parse().expect("seed");
-            let ops = fields[1].parse().expect("ops");
-            let faults = fields[2].parse().expect("fault level");
-            let mut options = SimOptions::new(seed, ops, faults);
-            // An optional fourth field forces the seed's family (`quill sim --family`).
-            options.family = fields.get(3).map(|family| family.parse().expect("family"));
-            options
-        })
-        .collect()
+    quill_sim::parse_seed_list(include_str!("regressions/seeds.txt")).expect("a well-formed seed list")
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `quill`: the simulator, the benchmark, the server and the volume checker.
 //!
-//! Exit codes: 0 success, 1 a failure found (a failing seed, a corrupt volume), 2 usage error.
+//! Exit codes (`commands::common`): 0 success; 1 a failure found (a failing seed, a corrupt
+//! volume) or an environment failure (a file missing or in use, a port taken, an I/O error);
+//! 2 a usage error.
 
 mod commands;
 

@@ -74,10 +74,11 @@ fn a_corrupted_byte_is_reported_and_never_returned_as_a_value() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
+fn a_missing_file_exits_1_and_usage_errors_exit_2() {
     let directory = tempfile::tempdir().expect("temp dir");
     let (code, text) = quill_check(&directory.path().join("missing.qkv"));
-    assert_eq!(code, 2, "{text}");
+    assert_eq!(code, 1, "a missing file is an environment failure: {text}");
+    assert!(text.contains("does not exist") && !text.contains("size"), "check has no --size: {text}");
     let status = Command::new(env!("CARGO_BIN_EXE_quill")).arg("check").output().expect("run quill").status;
     assert_eq!(status.code(), Some(2));
 }

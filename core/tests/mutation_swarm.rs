@@ -7,18 +7,7 @@ use quill_sim::{run_seed, FaultLevel, SimOptions};
 
 /// The regression seeds too: each found a bug once, often with a family forced.
 fn regression_seeds() -> Vec<SimOptions> {
-    include_str!("../../tests/regressions/seeds.txt")
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or("").trim())
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (seed, ops) = (fields[0].parse().expect("seed"), fields[1].parse().expect("ops"));
-            let mut options = SimOptions::new(seed, ops, fields[2].parse().expect("faults"));
-            options.family = fields.get(3).map(|family| family.parse().expect("family"));
-            options
-        })
-        .collect()
+    quill_sim::parse_seed_list(include_str!("../../tests/regressions/seeds.txt")).expect("a well-formed seed list")
 }
 
 /// Seeds per run, unless `QUILL_MUTATION_SEEDS` says otherwise.

@@ -12,18 +12,20 @@ use crate::lock::{LockHolder, VolumeAccess};
 pub enum VolumeError {
     #[error("{path}: {action}: {source}")]
     Io { path: PathBuf, action: &'static str, source: io::Error },
-    #[error("{path} does not exist; give a size to create it")]
-    Missing { path: PathBuf },
-    #[error(
-        "{path} is not a QuillKV volume (no QUILLKV1 superblock at byte 0 or 4096) and is not empty; \
-         refusing to overwrite it — remove it or choose another path"
-    )]
-    NotAVolume { path: PathBuf },
+    #[error("{path} does not exist{}", missing_advice(*.access))]
+    Missing { path: PathBuf, access: VolumeAccess },
+    #[error("{path} is not a QuillKV volume (no QUILLKV1 superblock at byte 0 or 4096){}", foreign_advice(*.access))]
+    NotAVolume { path: PathBuf, access: VolumeAccess },
     #[error(
         "{path} is a block device without a QuillKV superblock; refusing to format it unless told to \
-         (reformat)"
+         (--reformat, or DbOptions::reformat)"
     )]
     BlankDevice { path: PathBuf },
+    /// A block device another process holds: mounted, or opened exclusively (EBUSY).
+    #[error(
+        "{path} is held by another process (EBUSY: a mounted filesystem, or another exclusive open); stop it first"
+    )]
+    Busy { path: PathBuf },
     #[error("{path} is neither a regular file nor a block device")]
     UnsupportedKind { path: PathBuf },
     #[error("{path}: {size_bytes} bytes is too small for a volume (at least {minimum_bytes} bytes)")]
@@ -31,6 +33,20 @@ pub enum VolumeError {
     /// Another open of the same data file holds its lock (see `lock.rs`); nothing was changed.
     #[error("{path} is in use: {holder}; {}", locked_advice(*.access))]
     Locked { path: PathBuf, access: VolumeAccess, holder: LockHolder },
+}
+
+fn missing_advice(access: VolumeAccess) -> &'static str {
+    match access {
+        VolumeAccess::Exclusive => "; give a size to create it (--size BYTES, or DbOptions::create_size_bytes)",
+        VolumeAccess::Shared => "",
+    }
+}
+
+fn foreign_advice(access: VolumeAccess) -> &'static str {
+    match access {
+        VolumeAccess::Exclusive => " and is not empty; refusing to overwrite it: remove it or choose another path",
+        VolumeAccess::Shared => "; nothing to check",
+    }
 }
 
 fn locked_advice(access: VolumeAccess) -> &'static str {

@@ -27,6 +27,10 @@ pub use db::{Db, DbOptions};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
 pub use errors::{DbError, DriverError, VolumeError};
 pub use lock::{LockHolder, VolumeAccess};
+/// The engine's request and reply types, for [`Db::execute`], so embedders need not depend on
+/// `quill-core` themselves.
+pub use quill_core::command::SetCondition;
+pub use quill_core::{Reply, Request};
 pub use recording::{IoRecorder, RecordingDriver};
 pub use runner::{config_for_volume, EngineRunner};
 pub use server_loop::{serve, ServeError};

@@ -52,6 +52,14 @@ struct Loop {
     read_buffer: Vec<u8>,
     output: Vec<u8>,
     started: Instant,
+    /// What the log last said about the engine, so each change is logged once.
+    seen: Seen,
+}
+
+#[derive(Default)]
+struct Seen {
+    compaction: Option<quill_core::CompactionState>,
+    read_only: bool,
 }
 
 /// Serves until `stop` is set. The volume is formatted if blank, else recovered, first; then
@@ -79,16 +87,77 @@ pub fn serve(
         read_buffer: vec![0; 64 * 1024],
         output: Vec::with_capacity(64 * 1024),
         started: Instant::now(),
+        seen: Seen::default(),
     };
+    let formatting = volume.state == VolumeState::Blank;
     state.open_engine()?;
+    state.log_open(formatting, volume);
     on_ready();
     while !stop.load(Ordering::Relaxed) {
         state.turn()?;
+        state.log_changes();
     }
-    state.checkpoint_before_exit()
+    tracing::info!("shutting down: writing an index checkpoint so the next start need not scan the log");
+    let started = Instant::now();
+    state.checkpoint_before_exit()?;
+    let stats = state.server.engine().stats();
+    tracing::info!(
+        checkpoints_written = stats.checkpoints_written,
+        "shutdown checkpoint done in {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(())
 }
 
 impl Loop {
+    /// Says how the volume opened: formatted, or recovered from a checkpoint or a full scan.
+    fn log_open(&self, formatted: bool, volume: &Volume) {
+        let engine = self.server.engine();
+        let elapsed_ms = self.started.elapsed().as_millis();
+        let path = volume.path.display();
+        if formatted {
+            tracing::info!("formatted {path} ({} bytes) in {elapsed_ms} ms", volume.size_bytes);
+            return;
+        }
+        let stats = engine.stats();
+        let from = if stats.checkpoint_loaded { "from a checkpoint" } else { "by a full scan of the log" };
+        tracing::info!(
+            batches_replayed = stats.recovered_batches,
+            bytes_read = stats.recovery_bytes_read,
+            keys = engine.key_count(),
+            batches_repaired = stats.batches_repaired,
+            "recovered {path} {from} in {elapsed_ms} ms"
+        );
+        if let Some(reason) = &stats.checkpoint_rejected {
+            tracing::warn!("the checkpoint was not usable ({reason}); the whole log was scanned instead");
+        }
+        if let Some(block) = stats.truncated_at_block {
+            tracing::debug!("the log's valid batches end at block {block}");
+        }
+    }
+
+    /// Logs compaction pausing or halting, and a switch to read-only, once each.
+    fn log_changes(&mut self) {
+        let engine = self.server.engine();
+        let compaction = engine.compaction_state();
+        if self.seen.compaction != Some(compaction) {
+            match compaction {
+                quill_core::CompactionState::Paused => tracing::info!(
+                    "compaction paused: a whole lap of the log gained nothing; it resumes when writes make garbage"
+                ),
+                quill_core::CompactionState::Halted => {
+                    tracing::error!("compaction halted at data it could not read; writes may soon be refused (OOM)")
+                }
+                _ => tracing::debug!("compaction {compaction:?}"),
+            }
+            self.seen.compaction = Some(compaction);
+        }
+        if let Some(reason) = engine.read_only_reason().filter(|_| !self.seen.read_only) {
+            tracing::error!("the engine is read-only from now on: {reason}; restart to recover");
+            self.seen.read_only = true;
+        }
+    }
+
     fn open_engine(&mut self) -> Result<(), ServeError> {
         self.drain();
         while !self.server.engine().is_ready() {

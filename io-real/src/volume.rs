@@ -69,6 +69,9 @@ pub struct Volume {
     /// Whether the file was opened with O_DIRECT.
     pub direct: bool,
     pub state: VolumeState,
+    /// This open created the data file (a failed start should remove it: see
+    /// [`Volume::remove_if_created`]).
+    pub created: bool,
 }
 
 /// Opens (or creates) the volume at `path`, and locks a data file for `options.access` (see
@@ -77,7 +80,10 @@ pub fn open_volume(path: &Path, options: &VolumeOptions) -> Result<Volume, Volum
     let options = &options.effective();
     let created = create_if_missing(path, options)?;
     let kind = volume_kind(path)?;
-    let (file, direct) = open_handle(path, kind, options).map_err(io_error(path, "open"))?;
+    let (file, direct) = open_handle(path, kind, options).map_err(|source| match source.raw_os_error() {
+        Some(libc::EBUSY) => VolumeError::Busy { path: path.into() },
+        _ => io_error(path, "open")(source),
+    })?;
     if kind == VolumeKind::File {
         lock(&file, path, options.access)?;
     }
@@ -85,11 +91,24 @@ pub fn open_volume(path: &Path, options: &VolumeOptions) -> Result<Volume, Volum
         VolumeKind::File => file.metadata().map_err(io_error(path, "stat"))?.len(),
         VolumeKind::BlockDevice => block_device_bytes(&file).map_err(io_error(path, "read the device size of"))?,
     };
-    let mut volume =
-        Volume { file: Arc::new(file), path: path.into(), size_bytes, kind, direct, state: VolumeState::Blank };
+    let mut volume = Volume {
+        file: Arc::new(file),
+        path: path.into(),
+        size_bytes,
+        kind,
+        direct,
+        state: VolumeState::Blank,
+        created,
+    };
     if kind == VolumeKind::File && size_bytes == 0 {
+        if options.access == VolumeAccess::Shared {
+            return Err(VolumeError::NotAVolume { path: path.into(), access: options.access });
+        }
         volume.size_bytes = size_new_file(&volume, options.create_size_bytes, created)?;
         return Ok(volume);
+    }
+    if size_bytes < VOLUME_BYTES_MIN && kind == VolumeKind::File && !small_file_has_magic(path) {
+        return Err(VolumeError::NotAVolume { path: path.into(), access: options.access });
     }
     check_size(path, size_bytes)?;
     volume.state = classify(&mut volume, options)?;
@@ -121,7 +140,25 @@ fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) 
     move |source| VolumeError::Io { path: path.to_path_buf(), action, source }
 }
 
+/// Whether a file too small to be a volume still starts like one (then it is a damaged or
+/// truncated volume, "too small"; otherwise it is someone else's file). Read without O_DIRECT:
+/// the file's length need not be a block multiple.
+fn small_file_has_magic(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = File::open(path) else { return false };
+    let mut head = vec![0u8; 2 * BLOCK_BYTES];
+    let length = file.read_at(&mut head, 0).unwrap_or(0);
+    let at = |offset: usize| length >= offset + 8 && head[offset..offset + 8] == *SUPERBLOCK_MAGIC;
+    at(0) || at(BLOCK_BYTES)
+}
+
 impl Volume {
+    /// After a failed start: removes the data file if this open created it, so the next start
+    /// begins afresh instead of meeting a file it must refuse. Returns whether it removed it.
+    pub fn remove_if_created(&self) -> bool {
+        self.created && self.kind == VolumeKind::File && std::fs::remove_file(&self.path).is_ok()
+    }
+
     /// Reads `length_bytes` at `offset_bytes` (both block multiples) outside any engine: for
     /// tools like `quill check`.
     pub fn read_at(&self, offset_bytes: u64, length_bytes: usize) -> io::Result<Vec<u8>> {
@@ -160,7 +197,9 @@ fn classify(volume: &mut Volume, options: &VolumeOptions) -> Result<VolumeState,
         (true, true, _) | (false, true, VolumeKind::BlockDevice) => Ok(VolumeState::Blank),
         (false, true, VolumeKind::File) if all_zero => Ok(VolumeState::Blank),
         (false, false, VolumeKind::BlockDevice) => Err(VolumeError::BlankDevice { path: volume.path.clone() }),
-        (false, _, VolumeKind::File) => Err(VolumeError::NotAVolume { path: volume.path.clone() }),
+        (false, _, VolumeKind::File) => {
+            Err(VolumeError::NotAVolume { path: volume.path.clone(), access: options.access })
+        }
     }
 }
 
@@ -223,7 +262,8 @@ fn create_if_missing(path: &Path, options: &VolumeOptions) -> Result<bool, Volum
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(io_error(path, "stat")(error)),
     }
-    let size_bytes = options.create_size_bytes.ok_or_else(|| VolumeError::Missing { path: path.into() })?;
+    let size_bytes =
+        options.create_size_bytes.ok_or_else(|| VolumeError::Missing { path: path.into(), access: options.access })?;
     check_size(path, size_bytes)?;
     match OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(_) => Ok(true),

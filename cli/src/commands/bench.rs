@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use quill_core::{EngineStats, Reply};
 use quill_io_real::{
-    config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeError, VolumeOptions,
-    VolumeState,
+    config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeOptions, VolumeState,
 };
 
+use super::common::{size_notice, IoArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
 use report::{print_report, BenchReport};
 use workload::{BenchOp, Workload};
 
@@ -26,9 +26,10 @@ pub struct BenchArgs {
     /// The data file or block device.
     #[arg(long)]
     path: PathBuf,
-    /// The data file's size if it has to be created, in bytes.
-    #[arg(long, default_value_t = 1 << 30)]
-    size: u64,
+    /// The data file's size if this run creates it, in bytes (default 1 GiB); ignored, with a
+    /// notice, for a volume that exists.
+    #[arg(long)]
+    size: Option<u64>,
     #[arg(long, value_enum, default_value_t = BenchOp::Get)]
     op: BenchOp,
     /// Keys written in the load phase (and drawn from in the run phase).
@@ -81,26 +82,17 @@ pub struct BenchArgs {
     no_mirror: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum IoArg {
-    Uring,
-    Sync,
-}
-
 /// Clients writing the load phase: many, so group commit fills large batches.
 const LOAD_CONCURRENCY: usize = 1024;
 
 pub fn run(args: BenchArgs) -> u8 {
     if args.concurrency == 0 || args.keys == 0 || args.duration.is_nan() || args.duration <= 0.0 {
         eprintln!("quill bench: --concurrency, --keys and --duration must be positive");
-        return 2;
+        return EXIT_USAGE;
     }
-    let io = match args.io {
-        IoArg::Uring => IoChoice::Uring,
-        IoArg::Sync => IoChoice::Sync,
-    };
+    let io = args.io.choice();
     let options = VolumeOptions {
-        create_size_bytes: Some(args.size),
+        create_size_bytes: Some(args.size.unwrap_or(SIZE_DEFAULT_BYTES)),
         reformat: args.reformat,
         direct: true,
         access: VolumeAccess::Exclusive,
@@ -109,10 +101,10 @@ pub fn run(args: BenchArgs) -> u8 {
         Ok(volume) => volume,
         Err(error) => {
             eprintln!("quill bench: {error}");
-            // In use by another process: a failure found, not a usage error.
-            return if matches!(error, VolumeError::Locked { .. }) { 1 } else { 2 };
+            return EXIT_FAILURE;
         }
     };
+    size_notice("bench", args.size, &volume);
     match bench(&args, io, &mut volume) {
         Ok(report) => {
             print_report(&report, args.json);

@@ -8,15 +8,16 @@
 //! (`quill serve`, `quill bench`, a `Db`), whose unsynced and in-flight writes would look like
 //! damage.
 //!
-//! Exit codes: 0 clean, 1 corruption found (the message names the block and byte offset), 2 usage
-//! error (missing path, not openable, in use by a writer: nothing was checked).
+//! Exit codes: 0 clean; 1 corruption found (the message names the block and byte offset), or
+//! nothing could be checked (missing, not a volume, in use by a writer); 2 usage error.
 
 use std::path::PathBuf;
 
+use super::common::{IoArg, EXIT_FAILURE};
 use quill_core::format::Superblock;
 use quill_core::{Reply, Request, BLOCK_BYTES};
 use quill_io_real::{
-    config_for_volume, open_volume, DbError, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeError, VolumeOptions,
+    config_for_volume, open_volume, DbError, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeOptions,
 };
 
 #[derive(clap::Args)]
@@ -24,8 +25,11 @@ pub struct CheckArgs {
     /// The data file or block device to verify.
     #[arg(long)]
     path: PathBuf,
-    /// Use the portable pread/pwrite driver instead of io_uring.
-    #[arg(long)]
+    /// The I/O driver.
+    #[arg(long, value_enum, default_value_t = IoArg::Uring)]
+    io: IoArg,
+    /// The same as `--io sync` (kept for older scripts).
+    #[arg(long, hide = true)]
     io_sync: bool,
 }
 
@@ -36,18 +40,14 @@ pub fn run(args: CheckArgs) -> u8 {
     let options = VolumeOptions { access: VolumeAccess::Shared, ..VolumeOptions::default() };
     let volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,
-        Err(error @ VolumeError::NotAVolume { .. }) => {
-            eprintln!("quill check: {error}");
-            return 1;
-        }
         Err(error) => {
             eprintln!("quill check: {error}");
-            return 2;
+            return EXIT_FAILURE;
         }
     };
     println!("volume {}: {} bytes", args.path.display(), volume.size_bytes);
     let mut problems = superblock_problems(&volume);
-    let io = if args.io_sync { IoChoice::Sync } else { IoChoice::Uring };
+    let io = if args.io_sync { IoChoice::Sync } else { args.io.choice() };
     let mut config = config_for_volume(&volume, Some(0));
     config.open_read_only = true; // verify without writing: not even the epoch bump
     config.use_checkpoint = false; // replay and verify the whole log from its tail

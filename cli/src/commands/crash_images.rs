@@ -29,30 +29,25 @@ impl CrashImageArgs {
 }
 
 /// Checks each seed's crash images; prints the counts and the first failing image's replay command.
-pub fn run(
-    seeds: &[u64],
-    ops: u64,
-    variant: &super::sim::Variant,
-    args: &CrashImageArgs,
-    jobs: usize,
-    json: bool,
-) -> u8 {
+pub fn run(runs: &[SimOptions], args: &CrashImageArgs, jobs: usize, json: bool) -> u8 {
     let started = Instant::now();
-    let results: Vec<SeedImages> = seeds
-        .iter()
-        .map(|seed| crash_images::check_seed(&variant.options(*seed, ops, FaultLevel::None), args.bounds(), jobs))
-        .collect();
+    let results: Vec<SeedImages> =
+        runs.iter().map(|options| crash_images::check_seed(options, args.bounds(), jobs)).collect();
     let sum = |field: fn(&SeedImages) -> u64| results.iter().map(field).fold(0u64, u64::saturating_add);
     let failed: Vec<&SeedImages> = results.iter().filter(|result| result.images_failed > 0).collect();
-    let first = failed.first().and_then(|result| result.first_failure.clone().map(|failure| (result.seed, failure)));
-    let family_flag = variant.flags();
+    let first = results
+        .iter()
+        .zip(runs)
+        .find_map(|(result, options)| result.first_failure.clone().map(|failure| (result.seed, options, failure)));
     // Point 0: the seed failed without any crash (its census run); replay that run.
-    let replay = first.as_ref().map(|(seed, failure)| {
+    let replay = first.as_ref().map(|(_, options, failure)| {
         let image = match failure.point {
             0 => String::new(),
             point => format!(" --crash-image {point}:{} --images-per-point {}", failure.index, args.images_per_point),
         };
-        format!("quill replay --seed {seed} --ops {ops} --faults none{family_flag}{image} --trace")
+        let mut options = (*options).clone();
+        options.faults = FaultLevel::None;
+        format!("{}{image} --trace", quill_sim::reproduce_command(&options))
     });
     let summary = json!({
         "seeds_run": results.len(),
@@ -63,7 +58,7 @@ pub fn run(
         "images_checked": sum(|result| result.images_checked),
         "images_failed": sum(|result| result.images_failed),
         "seeds_failed": failed.iter().map(|result| result.seed).collect::<Vec<u64>>(),
-        "first_failure": first.as_ref().map(|(seed, failure)| json!({
+        "first_failure": first.as_ref().map(|(seed, _, failure)| json!({
             "seed": seed, "point": failure.point, "image": failure.index, "what": failure.what,
         })),
         "replay": replay,
@@ -83,7 +78,7 @@ pub fn run(
             summary["images_failed"],
             summary["elapsed_s"].as_f64().unwrap_or(0.0)
         );
-        if let (Some((seed, failure)), Some(replay)) = (&first, &replay) {
+        if let (Some((seed, _, failure)), Some(replay)) = (&first, &replay) {
             eprintln!(
                 "first failing image: seed {seed}, crash point {}, image {}: {}",
                 failure.point, failure.index, failure.what

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod common;
 pub mod crash_images;
 pub mod serve;
 pub mod sim;

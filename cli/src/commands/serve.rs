@@ -7,16 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use quill_core::server::ServerConfig;
-use quill_io_real::{config_for_volume, open_volume, serve, IoChoice, VolumeOptions};
+use quill_io_real::{config_for_volume, open_volume, serve, VolumeOptions};
+
+use super::common::{size_notice, IoArg, EXIT_FAILURE, SIZE_DEFAULT_BYTES};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// The data file (created if missing) or block device.
     #[arg(long, default_value = "quill.data")]
     path: PathBuf,
-    /// The data file's size when it is created.
-    #[arg(long, default_value_t = 1 << 30)]
-    size: u64,
+    /// The data file's size when this start creates it (default 1 GiB); ignored, with a
+    /// notice, for a volume that exists.
+    #[arg(long)]
+    size: Option<u64>,
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
     #[arg(long, default_value_t = 6379)]
@@ -32,8 +35,25 @@ pub struct ServeArgs {
     /// The value cache's size in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_bytes: usize,
-    #[arg(long, default_value = "uring")]
-    io: String,
+    /// The I/O driver.
+    #[arg(long, value_enum, default_value_t = IoArg::Uring)]
+    io: IoArg,
+    /// What to log on stderr: error, warn, info, debug or trace (`RUST_LOG`, if set, wins).
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+/// Logs go to stderr with their level; `RUST_LOG` (for example `quill_io_real=debug`) overrides
+/// `--log-level`.
+fn start_logging(level: tracing::Level) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -43,29 +63,25 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 pub fn run(args: ServeArgs) -> u8 {
-    let io = match args.io.as_str() {
-        "uring" => IoChoice::Uring,
-        "sync" => IoChoice::Sync,
-        other => {
-            eprintln!("quill serve: --io must be uring or sync, not {other:?}");
-            return 2;
-        }
-    };
-    let options = VolumeOptions { create_size_bytes: Some(args.size), ..VolumeOptions::default() };
-    let volume = match open_volume(&args.path, &options) {
-        Ok(volume) => volume,
-        Err(error) => {
-            eprintln!("quill serve: {error}");
-            return 1;
-        }
-    };
+    start_logging(args.log_level);
+    // Listen first: a start that fails on the port must not have created a data file.
     let listener = match TcpListener::bind((args.bind.as_str(), args.port)) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("quill serve: cannot listen on {}:{}: {error}", args.bind, args.port);
-            return 1;
+            return EXIT_FAILURE;
         }
     };
+    let create_size_bytes = Some(args.size.unwrap_or(SIZE_DEFAULT_BYTES));
+    let options = VolumeOptions { create_size_bytes, ..VolumeOptions::default() };
+    let volume = match open_volume(&args.path, &options) {
+        Ok(volume) => volume,
+        Err(error) => {
+            eprintln!("quill serve: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    size_notice("serve", args.size, &volume);
     let server_config = ServerConfig {
         requirepass: args.requirepass.map(String::into_bytes),
         clients_max: args.maxclients,
@@ -91,12 +107,21 @@ pub fn run(args: ServeArgs) -> u8 {
     // With --port 0 the system picks the port: the ready line says which.
     let address =
         listener.local_addr().map_or_else(|_| format!("{}:{}", args.bind, args.port), |address| address.to_string());
-    let on_ready = || eprintln!("quill serve: ready, listening on {address} ({})", args.path.display());
-    match serve(&volume, config, io, server_config, listener, stop, on_ready) {
+    let on_ready = || tracing::info!("quill serve: ready, listening on {address} ({})", args.path.display());
+    let mut ready = false;
+    let on_ready = || {
+        ready = true;
+        on_ready();
+    };
+    match serve(&volume, config, args.io.choice(), server_config, listener, stop, on_ready) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("quill serve: {error}");
-            1
+            // A format that never finished leaves a file the next start would refuse.
+            if !ready && volume.remove_if_created() {
+                eprintln!("quill serve: removed {}, which this start had created", args.path.display());
+            }
+            EXIT_FAILURE
         }
     }
 }

@@ -12,14 +12,20 @@ use quill_sim::{
 };
 use serde_json::json;
 
+use super::common::EXIT_USAGE;
+
 /// Operations per seed unless told otherwise.
 pub const OPS_DEFAULT: u64 = 5_000;
 
 #[derive(clap::Args)]
 pub struct SimArgs {
     /// Run this one seed.
-    #[arg(long, conflicts_with = "seeds")]
+    #[arg(long, conflicts_with_all = ["seeds", "seeds_file"])]
     seed: Option<u64>,
+    /// Run the seeds listed in this file, one `seed ops faults [family]` per line (the format of
+    /// tests/regressions/seeds.txt); each keeps its own ops, faults and family.
+    #[arg(long, conflicts_with = "seeds")]
+    seeds_file: Option<std::path::PathBuf>,
     /// Run this many seeds, from --start.
     #[arg(long, default_value_t = 100)]
     seeds: u64,
@@ -34,6 +40,7 @@ pub struct SimArgs {
     /// Run only shard I of N (I from 0): seeds whose index modulo N is I.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(u64, u64)>,
+    /// Fault injection: none, default or heavy.
     #[arg(long, default_value = "default")]
     faults: FaultLevel,
     /// Run every seed twice and compare the trace hashes.
@@ -51,7 +58,8 @@ pub struct SimArgs {
 /// What to run besides the seed's own draws: a family forced on every seed, a planted bug.
 #[derive(clap::Args, Clone, Default)]
 pub struct Variant {
-    /// Run every seed in this family (standard, production, full_disk) instead of its own.
+    /// Run every seed in this family instead of its own: standard, production, full_disk,
+    /// value_domains or ring_edge.
     #[arg(long)]
     family: Option<Family>,
     /// A demonstration: switch on a deliberately planted engine bug and watch the simulator
@@ -62,17 +70,14 @@ pub struct Variant {
 
 impl Variant {
     pub fn options(&self, seed: u64, ops: u64, faults: FaultLevel) -> SimOptions {
-        let mut options = SimOptions::new(seed, ops, faults);
-        options.family = self.family;
-        options.planted_bug = self.plant;
-        options
+        self.apply(SimOptions::new(seed, ops, faults))
     }
 
-    /// The flags that select this variant, for printed commands.
-    pub fn flags(&self) -> String {
-        let family = self.family.map(|family| format!(" --family {}", family.name())).unwrap_or_default();
-        let plant = self.plant.map(|bug| format!(" --plant {}", bug.name())).unwrap_or_default();
-        format!("{family}{plant}")
+    /// Forces this variant's family (if any) and planted bug on `options`.
+    pub fn apply(&self, mut options: SimOptions) -> SimOptions {
+        options.family = self.family.or(options.family);
+        options.planted_bug = self.plant;
+        options
     }
 }
 
@@ -89,10 +94,13 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 /// One seed's run, as `replay` and `shrink` name it.
 #[derive(clap::Args)]
 pub struct OneSeed {
+    /// The seed to run (from a swarm's report or a regression list).
     #[arg(long)]
     seed: u64,
+    /// Client operations, as the seed first ran.
     #[arg(long, default_value_t = OPS_DEFAULT)]
     ops: u64,
+    /// Fault injection, as the seed first ran: none, default or heavy.
     #[arg(long, default_value = "default")]
     faults: FaultLevel,
     #[command(flatten)]
@@ -137,38 +145,57 @@ pub struct ShrinkArgs {
 
 /// A seed's result in the swarm.
 struct SeedResult {
+    options: SimOptions,
     report: SeedReport,
     determinism_mismatch: Option<(u64, u64)>,
 }
 
 pub fn run(args: SimArgs) -> u8 {
-    let seeds = seed_list(&args);
+    let runs = match seed_list(&args) {
+        Ok(runs) if !runs.is_empty() => runs,
+        Ok(_) => {
+            eprintln!("quill sim: no seeds to run (--seeds 0, an empty --seeds-file, or a shard with no seeds)");
+            return EXIT_USAGE;
+        }
+        Err(message) => {
+            eprintln!("quill sim: {message}");
+            return EXIT_USAGE;
+        }
+    };
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |count| count.get())).max(1);
     if args.crash_images.crash_images {
-        return super::crash_images::run(&seeds, args.ops, &args.variant, &args.crash_images, jobs, args.json);
+        return super::crash_images::run(&runs, &args.crash_images, jobs, args.json);
     }
-    let progress = progress_bar(seeds.len() as u64, args.json);
+    let progress = progress_bar(runs.len() as u64, args.json);
     let started = Instant::now();
-    let results = run_swarm(&seeds, &args, jobs, &progress);
+    let results = run_swarm(&runs, &args, jobs, &progress);
     progress.finish_and_clear();
     let elapsed_s = started.elapsed().as_secs_f64();
     summarize(&args, &results, elapsed_s)
 }
 
-fn seed_list(args: &SimArgs) -> Vec<u64> {
-    let all: Vec<u64> = match args.seed {
-        Some(seed) => vec![seed],
-        None => (args.start..args.start + args.seeds).collect(),
+/// The runs: from --seed, --seeds-file or --seeds/--start, then the shard's share.
+fn seed_list(args: &SimArgs) -> Result<Vec<SimOptions>, String> {
+    let all: Vec<SimOptions> = match (&args.seeds_file, args.seed) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            let listed = quill_sim::parse_seed_list(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+            listed.into_iter().map(|listed| args.variant.apply(listed)).collect()
+        }
+        (None, Some(seed)) => vec![args.variant.options(seed, args.ops, args.faults)],
+        (None, None) => (args.start..args.start.saturating_add(args.seeds))
+            .map(|seed| args.variant.options(seed, args.ops, args.faults))
+            .collect(),
     };
-    match args.shard {
+    Ok(match args.shard {
         Some((index, count)) => all
             .into_iter()
             .enumerate()
             .filter(|(position, _)| *position as u64 % count == index)
-            .map(|(_, seed)| seed)
+            .map(|(_, options)| options)
             .collect(),
         None => all,
-    }
+    })
 }
 
 fn progress_bar(length: u64, json: bool) -> indicatif::ProgressBar {
@@ -183,15 +210,16 @@ fn progress_bar(length: u64, json: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn run_swarm(seeds: &[u64], args: &SimArgs, jobs: usize, progress: &indicatif::ProgressBar) -> Vec<SeedResult> {
+fn run_swarm(runs: &[SimOptions], args: &SimArgs, jobs: usize, progress: &indicatif::ProgressBar) -> Vec<SeedResult> {
     let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(seeds.len()));
+    let results = Mutex::new(Vec::with_capacity(runs.len()));
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(seeds.len().max(1)) {
+        for _ in 0..jobs.min(runs.len().max(1)) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(index) else { break };
-                let result = run_one(seed, args);
+                let Some(options) = runs.get(index) else { break };
+                let seed = options.seed;
+                let result = run_one(options, args);
                 if !result.report.passed() || result.determinism_mismatch.is_some() {
                     progress.set_message(format!("seed {seed} FAILED"));
                 }
@@ -201,20 +229,19 @@ fn run_swarm(seeds: &[u64], args: &SimArgs, jobs: usize, progress: &indicatif::P
         }
     });
     let mut results = results.into_inner().expect("workers finished");
-    results.sort_by_key(|result| result.report.seed);
+    results.sort_by_key(|result| (result.report.seed, result.options.ops));
     results
 }
 
-fn run_one(seed: u64, args: &SimArgs) -> SeedResult {
-    let options = args.variant.options(seed, args.ops, args.faults);
-    let report = run_seed(&options);
+fn run_one(options: &SimOptions, args: &SimArgs) -> SeedResult {
+    let report = run_seed(options);
     let determinism_mismatch = if args.check_determinism {
-        let again = run_seed(&options);
+        let again = run_seed(options);
         (again.trace_hash != report.trace_hash).then_some((report.trace_hash, again.trace_hash))
     } else {
         None
     };
-    SeedResult { report, determinism_mismatch }
+    SeedResult { options: options.clone(), report, determinism_mismatch }
 }
 
 fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
@@ -250,7 +277,20 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         .iter()
         .map(|outcome| (outcome.name().to_string(), json!(ledger.outcomes.get(outcome).copied().unwrap_or(0))))
         .collect();
-    let failed_seeds: Vec<u64> = failed.iter().map(|result| result.report.seed).collect();
+    // Each failing seed with what reproduces it, so a merged fleet report is actionable.
+    let failed_seeds: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|result| {
+            json!({
+                "seed": result.report.seed,
+                "ops": result.options.ops,
+                "faults": fault_name(result.options.faults),
+                "family": result.options.family.map(|family| family.name()),
+                "what": result.report.violation.as_ref().map(|violation| violation.what.clone()),
+                "replay": reproduce_command(&result.options),
+            })
+        })
+        .collect();
     let summary = json!({
         "seeds_run": results.len(),
         "seeds_failed": failed.len(),
@@ -330,14 +370,15 @@ fn print_failure(result: &SeedResult, args: &SimArgs) {
             eprintln!("  history: {line}");
         }
     }
-    let options = args.variant.options(report.seed, args.ops, args.faults);
-    eprintln!("  reproduce: {}", reproduce_command(&options));
+    let options = &result.options;
+    eprintln!("  reproduce: {}", reproduce_command(options));
+    let family = options.family.map(|family| format!(" --family {}", family.name())).unwrap_or_default();
+    let plant = args.variant.plant.map(|bug| format!(" --plant {}", bug.name())).unwrap_or_default();
     eprintln!(
-        "  shrink:    quill shrink --seed {} --ops {} --faults {}{}",
+        "  shrink:    quill shrink --seed {} --ops {} --faults {}{family}{plant}",
         report.seed,
-        args.ops,
-        fault_name(args.faults),
-        args.variant.flags()
+        options.ops,
+        fault_name(options.faults)
     );
 }
 

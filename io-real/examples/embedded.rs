@@ -1,0 +1,17 @@
+//! The README's embedding example, compiled by `cargo test` so it stays true.
+
+use quill_io_real::{Db, DbOptions};
+
+fn main() -> Result<(), quill_io_real::DbError> {
+    let directory = std::env::temp_dir().join(format!("quill-example-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a temp directory");
+    let path = directory.join("app.qkv");
+    // A new data file needs a size; an existing volume opens as it is.
+    let options = DbOptions { create_size_bytes: Some(64 << 20), ..DbOptions::default() };
+    let db = Db::open(&path, options)?;
+    db.set(b"greeting", b"hello")?; // returns once durable
+    assert_eq!(db.get(b"greeting")?, Some(b"hello".to_vec()));
+    db.close()?; // writes a checkpoint, so the next open is fast
+    std::fs::remove_dir_all(&directory).ok();
+    Ok(())
+}
