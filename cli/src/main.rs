@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run a seeded simulation swarm.
     Sim(commands::sim::SimArgs),
+    /// Merge the `--json` summaries of a sharded swarm into its totals and failing seeds.
+    SimReport(commands::sim_report::SimReportArgs),
     /// Re-run one seed and print its event trace.
     Replay(commands::sim::ReplayArgs),
     /// Find a smaller reproduction of a failing seed.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     }
     let code = match cli.command {
         Command::Sim(args) => commands::sim::run(args),
+        Command::SimReport(args) => commands::sim_report::run(args),
         Command::Replay(args) => commands::sim::replay(args),
         Command::Shrink(args) => commands::sim::shrink(args),
         Command::Bench(args) => commands::bench::run(args),

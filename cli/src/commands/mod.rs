@@ -6,3 +6,4 @@ pub mod common;
 pub mod crash_images;
 pub mod serve;
 pub mod sim;
+pub mod sim_report;
