@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// The I/O driver.
     #[arg(long, value_enum, default_value_t = IoArg::Uring)]
     io: IoArg,
+    /// Format the volume even though it is not blank: a block device without a QuillKV
+    /// superblock, or a QuillKV volume whose data is then lost. A file holding other data is
+    /// still refused.
+    #[arg(long)]
+    reformat: bool,
     /// What to log on stderr: error, warn, info, debug or trace (`RUST_LOG`, if set, wins).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -73,7 +78,7 @@ pub fn run(args: ServeArgs) -> u8 {
         }
     };
     let create_size_bytes = Some(args.size.unwrap_or(SIZE_DEFAULT_BYTES));
-    let options = VolumeOptions { create_size_bytes, ..VolumeOptions::default() };
+    let options = VolumeOptions { create_size_bytes, reformat: args.reformat, ..VolumeOptions::default() };
     let volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,
         Err(error) => {
