@@ -167,3 +167,47 @@ fn an_idle_connection_is_closed_after_the_timeout() {
     rig.drain();
     assert_eq!(rig.closed, vec![client]);
 }
+
+#[test]
+fn protected_mode_serves_loopback_and_denies_other_peers_without_a_password() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let remote = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    let mapped_loopback = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+    let mut rig = Rig::new(ServerConfig::default());
+    for loopback in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), mapped_loopback] {
+        let client = rig.server.connect_from(loopback);
+        assert_eq!(rig.send(client, b"PING\r\n"), "+PONG\r\n", "{loopback}");
+    }
+    let client = rig.server.connect_from(remote);
+    rig.drain();
+    let denied = String::from_utf8(rig.output.remove(&client).unwrap_or_default()).expect("UTF-8");
+    assert!(denied.starts_with("-DENIED QuillKV is running in protected mode"), "{denied}");
+    assert!(rig.closed.contains(&client), "a denied peer is closed");
+
+    // A password, or protected mode off, serves every peer.
+    for config in [
+        ServerConfig { requirepass: Some(b"secret".to_vec()), ..ServerConfig::default() },
+        ServerConfig { protected_mode: false, ..ServerConfig::default() },
+    ] {
+        let mut rig = Rig::new(config);
+        let client = rig.server.connect_from(remote);
+        assert!(!rig.send(client, b"PING\r\n").contains("DENIED"));
+        assert!(!rig.closed.contains(&client));
+    }
+}
+
+#[test]
+fn the_password_appears_in_no_reply() {
+    let secret = "s3cret-pa55";
+    let config = ServerConfig { requirepass: Some(secret.as_bytes().to_vec()), ..ServerConfig::default() };
+    let mut rig = Rig::new(config);
+    let client = rig.server.connect();
+    let mut replies = rig.send(client, b"AUTH wrong\r\nGET k\r\n");
+    replies.push_str(&rig.send(client, format!("AUTH {secret}\r\n").as_bytes()));
+    for command in ["CONFIG GET *\r\n", "CONFIG GET requirepass\r\n", "INFO\r\n", "INFO all\r\n", "CLIENT LIST\r\n"] {
+        replies.push_str(&rig.send(client, command.as_bytes()));
+    }
+    replies.push_str(&rig.send(client, b"AUTH x y z\r\nFOO bar\r\n"));
+    assert!(!replies.contains(secret), "the password leaked: {replies}");
+    assert!(replies.contains("redis_version") || replies.contains("# Server"), "INFO answered: {replies}");
+}

@@ -8,8 +8,8 @@
 //! comes from the sans-I/O core either way.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::ErrorKind;
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use quill_core::server::{Server, ServerConfig};
 use quill_core::{Config, Engine, IoCompletion};
 
 use crate::driver::{open_driver, Driver, IoChoice};
+use crate::peer::{Peer, Received};
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::DriverError;
 
@@ -37,17 +38,23 @@ pub enum ServeError {
     Socket(#[from] std::io::Error),
 }
 
-struct Peer {
-    stream: TcpStream,
-    unsent: Vec<u8>,
-    close_when_flushed: bool,
+/// Where `quill serve` listens: plain TCP, TLS, or both.
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 struct Loop {
     server: Server,
     driver: Box<dyn Driver>,
-    listener: TcpListener,
+    /// Each listener, with the TLS configuration its connections use (none: plain).
+    listeners: Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
     peers: BTreeMap<u64, Peer>,
+    /// Stop reading a connection while this many reply bytes wait for it (backpressure), and
+    /// close it beyond `output_bytes_max` (a reader too slow for its own replies).
+    output_bytes_pause: usize,
+    output_bytes_max: usize,
+    plaintext: Vec<u8>,
     completions: Vec<IoCompletion>,
     read_buffer: Vec<u8>,
     output: Vec<u8>,
@@ -69,7 +76,7 @@ pub fn serve(
     config: Config,
     io: IoChoice,
     server_config: ServerConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(),
 ) -> Result<(), ServeError> {
@@ -77,12 +84,20 @@ pub fn serve(
         VolumeState::Blank => Engine::format(config, random_volume_id()?),
         VolumeState::Formatted => Engine::open(config),
     };
-    listener.set_nonblocking(true)?;
+    let mut all = Vec::new();
+    all.extend(listeners.plain.map(|listener| (listener, None)));
+    all.extend(listeners.tls.map(|(listener, config)| (listener, Some(config))));
+    for (listener, _) in &all {
+        listener.set_nonblocking(true)?;
+    }
     let mut state = Loop {
+        output_bytes_pause: server_config.output_bytes_pause,
+        output_bytes_max: server_config.output_bytes_max,
         server: Server::new(engine, server_config),
         driver: open_driver(io, volume.file.clone()),
-        listener,
+        listeners: all,
         peers: BTreeMap::new(),
+        plaintext: Vec::with_capacity(64 * 1024),
         completions: Vec::new(),
         read_buffer: vec![0; 64 * 1024],
         output: Vec::with_capacity(64 * 1024),
@@ -206,20 +221,25 @@ impl Loop {
         Ok(())
     }
 
-    /// `poll(2)` on the listener and every connection; returns (id, readable, writable).
+    /// `poll(2)` on the listeners and every connection; returns (id, readable, writable).
     fn poll_sockets(&mut self, timeout_ms: i32) -> Result<Vec<(u64, bool, bool)>, ServeError> {
-        let mut fds = vec![libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut fds: Vec<libc::pollfd> = self
+            .listeners
+            .iter()
+            .map(|(listener, _)| libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
+        let listener_count = fds.len();
         let ids: Vec<u64> = self.peers.keys().copied().collect();
         for id in &ids {
             let peer = &self.peers[id];
             let mut events = 0;
-            if self.server.wants_input(*id) {
+            if self.wants_input(*id) {
                 events |= libc::POLLIN;
             }
-            if !peer.unsent.is_empty() {
+            if peer.wants_write() {
                 events |= libc::POLLOUT;
             }
-            fds.push(libc::pollfd { fd: peer.stream.as_raw_fd(), events, revents: 0 });
+            fds.push(libc::pollfd { fd: peer.descriptor(), events, revents: 0 });
         }
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the call's duration.
         let result = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -230,22 +250,41 @@ impl Loop {
         let hangup = libc::POLLHUP | libc::POLLERR;
         Ok(ids
             .iter()
-            .zip(&fds[1..])
+            .zip(&fds[listener_count..])
             .filter(|(_, fd)| fd.revents != 0)
             .map(|(id, fd)| (*id, fd.revents & (libc::POLLIN | hangup) != 0, fd.revents & libc::POLLOUT != 0))
             .collect())
     }
 
     fn accept_all(&mut self) {
+        for index in 0..self.listeners.len() {
+            self.accept_from(index);
+        }
+    }
+
+    fn accept_from(&mut self, index: usize) {
         loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
+            let (listener, tls) = &self.listeners[index];
+            match listener.accept() {
+                Ok((stream, address)) => {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let id = self.server.connect();
-                    self.peers.insert(id, Peer { stream, unsent: Vec::new(), close_when_flushed: false });
+                    let peer = match tls {
+                        None => Peer::plain(stream),
+                        Some(config) => match Peer::tls(stream, Arc::clone(config)) {
+                            Ok(peer) => peer,
+                            Err(error) => {
+                                tracing::warn!("a TLS connection from {address} could not start: {error}");
+                                continue;
+                            }
+                        },
+                    };
+                    // The server decides (protected mode, the client limit); it sees the address.
+                    let id = self.server.connect_from(address.ip());
+                    self.peers.insert(id, peer);
+                    self.drain();
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -255,19 +294,31 @@ impl Loop {
         }
     }
 
+    /// Whether to read from a connection: the server wants input, and its replies are not
+    /// piling up unsent (a slow reader).
+    fn wants_input(&self, id: u64) -> bool {
+        self.server.wants_input(id)
+            && self.peers.get(&id).is_some_and(|peer| peer.unsent_bytes() < self.output_bytes_pause)
+    }
+
     fn read_from(&mut self, id: u64) {
         let mut total = 0;
-        while total < READ_BYTES_PER_TURN_MAX && self.server.wants_input(id) {
+        while total < READ_BYTES_PER_TURN_MAX && self.wants_input(id) {
             let Some(peer) = self.peers.get_mut(&id) else { return };
-            match peer.stream.read(&mut self.read_buffer) {
-                Ok(0) => return self.drop_peer(id),
-                Ok(count) => {
-                    total += count;
-                    self.server.receive(id, &self.read_buffer[..count]);
+            self.plaintext.clear();
+            match peer.receive(&mut self.read_buffer, &mut self.plaintext) {
+                Received::Closed => return self.drop_peer(id),
+                Received::Nothing => return,
+                Received::Bytes => {
+                    total += self.plaintext.len().max(1);
+                    // A TLS handshake may have records to send back.
+                    if peer.wants_write() {
+                        self.flush(id);
+                    }
+                    if !self.plaintext.is_empty() {
+                        self.server.receive(id, &self.plaintext);
+                    }
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return self.drop_peer(id),
             }
         }
     }
@@ -286,13 +337,20 @@ impl Loop {
             self.output.clear();
             let Some(id) = self.server.poll_output_into(&mut self.output) else { break };
             if let Some(peer) = self.peers.get_mut(&id) {
-                peer.unsent.extend_from_slice(&self.output);
+                peer.queue(&self.output);
             }
             self.flush(id);
+            if self.peers.get(&id).is_some_and(|peer| peer.unsent_bytes() > self.output_bytes_max) {
+                tracing::warn!(
+                    "closing client {id}: more than {} bytes of replies it does not read",
+                    self.output_bytes_max
+                );
+                self.drop_peer(id);
+            }
         }
         while let Some(id) = self.server.poll_close() {
             match self.peers.get_mut(&id) {
-                Some(peer) if !peer.unsent.is_empty() => peer.close_when_flushed = true,
+                Some(peer) if peer.wants_write() => peer.close_when_flushed = true,
                 _ => _ = self.peers.remove(&id),
             }
         }
@@ -300,18 +358,10 @@ impl Loop {
 
     fn flush(&mut self, id: u64) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
-        let mut written = 0;
-        while written < peer.unsent.len() {
-            match peer.stream.write(&peer.unsent[written..]) {
-                Ok(0) => break,
-                Ok(count) => written += count,
-                Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => return self.drop_peer(id),
-            }
+        if peer.flush().is_err() {
+            return self.drop_peer(id);
         }
-        peer.unsent.drain(..written);
-        if peer.unsent.is_empty() && peer.close_when_flushed {
+        if !peer.wants_write() && peer.close_when_flushed {
             self.peers.remove(&id);
         }
     }

@@ -1,15 +1,19 @@
 //! `quill serve`: a Redis-protocol (RESP2) server over a QuillKV volume. Every acknowledged
 //! write is durable (appendfsync always, in Redis terms).
+//!
+//! Safe on a network as Redis is: with no password, protected mode (on by default) serves
+//! loopback clients only and answers others `-DENIED` (`quill_core::server`); TLS listens beside
+//! (or instead of) plain TCP; the password is compared in constant time and never printed.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use quill_core::server::ServerConfig;
-use quill_io_real::{config_for_volume, open_volume, serve, VolumeOptions};
+use quill_io_real::{config_for_volume, open_volume, serve, Listeners, TlsFiles, VolumeOptions};
 
-use super::common::{size_notice, IoArg, EXIT_FAILURE, SIZE_DEFAULT_BYTES};
+use super::common::{size_notice, IoArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -20,18 +24,45 @@ pub struct ServeArgs {
     /// notice, for a volume that exists.
     #[arg(long)]
     size: Option<u64>,
+    /// The address to listen on (plain and TLS).
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// The plain TCP port. 0 with --tls-port: no plain listener (TLS only); 0 without it: a port
+    /// the system picks (the ready line says which).
     #[arg(long, default_value_t = 6379)]
     port: u16,
-    /// Clients must AUTH with this password first.
+    /// Also listen for TLS on this port (0: a port the system picks); needs --tls-cert-file and
+    /// --tls-key-file.
+    #[arg(long, requires_all = ["tls_cert_file", "tls_key_file"])]
+    tls_port: Option<u16>,
+    /// The server's certificate chain, PEM.
     #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The server's private key, PEM.
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// Clients must present a certificate this CA (PEM) signed.
+    #[arg(long)]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// Clients must AUTH with this password first. It shows in the process list: prefer
+    /// --requirepass-file.
+    #[arg(long, conflicts_with = "requirepass_file")]
     requirepass: Option<String>,
+    /// Read the password from this file (its first line).
+    #[arg(long)]
+    requirepass_file: Option<PathBuf>,
+    /// With no password, serve loopback clients only (Redis's protected mode): yes or no.
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    protected_mode: String,
+    /// Connections at most; more get Redis's "max number of clients reached" and are closed.
     #[arg(long, default_value_t = 10_000)]
     maxclients: usize,
     /// Close connections idle this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     timeout: u64,
+    /// Close a connection whose unread replies pass this many bytes (a reader too slow).
+    #[arg(long, default_value_t = 64 << 20)]
+    client_output_buffer_limit: usize,
     /// The value cache's size in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_bytes: usize,
@@ -67,33 +98,128 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// A failed start: what to print and the exit code.
+struct Refused(String, u8);
+
 pub fn run(args: ServeArgs) -> u8 {
     start_logging(args.log_level);
-    // Listen first: a start that fails on the port must not have created a data file.
-    let listener = match TcpListener::bind((args.bind.as_str(), args.port)) {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("quill serve: cannot listen on {}:{}: {error}", args.bind, args.port);
-            return EXIT_FAILURE;
+    match start(args) {
+        Ok(code) => code,
+        Err(Refused(message, code)) => {
+            eprintln!("quill serve: {message}");
+            code
         }
-    };
+    }
+}
+
+fn start(args: ServeArgs) -> Result<u8, Refused> {
+    let server_config = server_config(&args)?;
+    // Listen first: a start that fails on a port must not have created a data file.
+    let listeners = listen(&args)?;
+    warn_if_exposed(&args, &server_config);
     let create_size_bytes = Some(args.size.unwrap_or(SIZE_DEFAULT_BYTES));
     let options = VolumeOptions { create_size_bytes, reformat: args.reformat, ..VolumeOptions::default() };
-    let volume = match open_volume(&args.path, &options) {
-        Ok(volume) => volume,
+    let volume = open_volume(&args.path, &options).map_err(|error| Refused(error.to_string(), EXIT_FAILURE))?;
+    size_notice("serve", args.size, &volume);
+    let stop = stop_on_signals();
+    let config = config_for_volume(&volume, Some(args.cache_bytes));
+    let addresses = describe(&listeners);
+    let mut ready = false;
+    let on_ready = || {
+        ready = true;
+        tracing::info!("quill serve: ready, listening on {addresses} ({})", args.path.display());
+    };
+    match serve(&volume, config, args.io.choice(), server_config, listeners, stop, on_ready) {
+        Ok(()) => Ok(0),
         Err(error) => {
             eprintln!("quill serve: {error}");
-            return EXIT_FAILURE;
+            // A format that never finished leaves a file the next start would refuse.
+            if !ready && volume.remove_if_created() {
+                eprintln!("quill serve: removed {}, which this start had created", args.path.display());
+            }
+            Ok(EXIT_FAILURE)
         }
+    }
+}
+
+fn server_config(args: &ServeArgs) -> Result<ServerConfig, Refused> {
+    let requirepass = match (&args.requirepass, &args.requirepass_file) {
+        (Some(password), _) => Some(password.clone().into_bytes()),
+        (None, Some(path)) => Some(read_password(path)?),
+        (None, None) => None,
     };
-    size_notice("serve", args.size, &volume);
-    let server_config = ServerConfig {
-        requirepass: args.requirepass.map(String::into_bytes),
+    if requirepass.as_ref().is_some_and(|password| password.is_empty()) {
+        return Err(Refused("the password is empty".into(), EXIT_USAGE));
+    }
+    Ok(ServerConfig {
+        requirepass,
         clients_max: args.maxclients,
         idle_timeout_ticks: (args.timeout > 0).then_some(args.timeout * 1000),
         ticks_per_second: 1000,
+        output_bytes_max: args.client_output_buffer_limit,
+        protected_mode: args.protected_mode == "yes",
         ..ServerConfig::default()
+    })
+}
+
+/// The first line of the file, without its line end. The error names the file, never its text.
+fn read_password(path: &std::path::Path) -> Result<Vec<u8>, Refused> {
+    let text = std::fs::read(path)
+        .map_err(|error| Refused(format!("cannot read the password file {}: {error}", path.display()), EXIT_FAILURE))?;
+    let line = text.split(|byte| *byte == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+fn listen(args: &ServeArgs) -> Result<Listeners, Refused> {
+    let bind = |port: u16| {
+        TcpListener::bind((args.bind.as_str(), port))
+            .map_err(|error| Refused(format!("cannot listen on {}:{port}: {error}", args.bind), EXIT_FAILURE))
     };
+    let tls = match (args.tls_port, &args.tls_cert_file, &args.tls_key_file) {
+        (Some(port), Some(cert_file), Some(key_file)) => {
+            let files = TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                ca_cert_file: args.tls_ca_cert_file.clone(),
+            };
+            let config = quill_io_real::tls_server_config(&files)
+                .map_err(|error| Refused(format!("TLS: {error}"), EXIT_FAILURE))?;
+            Some((bind(port)?, config))
+        }
+        _ => None,
+    };
+    let plain = if args.port == 0 && tls.is_some() { None } else { Some(bind(args.port)?) };
+    Ok(Listeners { plain, tls })
+}
+
+fn describe(listeners: &Listeners) -> String {
+    let address = |listener: &TcpListener| listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+    let plain = listeners.plain.as_ref().map(|listener| address(listener));
+    let tls = listeners.tls.as_ref().map(|(listener, _)| format!("{} (TLS)", address(listener)));
+    plain.into_iter().chain(tls).collect::<Vec<_>>().join(", ")
+}
+
+/// Says so when the server answers beyond this machine, and how.
+fn warn_if_exposed(args: &ServeArgs, config: &ServerConfig) {
+    let loopback = args.bind.parse::<IpAddr>().map_or(args.bind == "localhost", |address| address.is_loopback());
+    if loopback || config.requirepass.is_some() {
+        return;
+    }
+    if config.protected_mode {
+        tracing::warn!(
+            "listening on {} with no password: protected mode serves loopback clients only and answers others DENIED; \
+             set --requirepass-file to serve them, or --protected-mode no on a network you trust",
+            args.bind
+        );
+    } else {
+        tracing::warn!(
+            "listening on {} with no password and protected mode off: anyone who can reach the port can read and erase every key",
+            args.bind
+        );
+    }
+}
+
+fn stop_on_signals() -> Arc<AtomicBool> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -108,25 +234,5 @@ pub fn run(args: ServeArgs) -> u8 {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     });
-    let config = config_for_volume(&volume, Some(args.cache_bytes));
-    // With --port 0 the system picks the port: the ready line says which.
-    let address =
-        listener.local_addr().map_or_else(|_| format!("{}:{}", args.bind, args.port), |address| address.to_string());
-    let on_ready = || tracing::info!("quill serve: ready, listening on {address} ({})", args.path.display());
-    let mut ready = false;
-    let on_ready = || {
-        ready = true;
-        on_ready();
-    };
-    match serve(&volume, config, args.io.choice(), server_config, listener, stop, on_ready) {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("quill serve: {error}");
-            // A format that never finished leaves a file the next start would refuse.
-            if !ready && volume.remove_if_created() {
-                eprintln!("quill serve: removed {}, which this start had created", args.path.display());
-            }
-            EXIT_FAILURE
-        }
-    }
+    stop
 }

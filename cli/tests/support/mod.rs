@@ -57,9 +57,9 @@ pub fn start_sized(path: &Path, size_bytes: u64, extra: &[&str]) -> QuillServer 
     }
 }
 
-/// The port in "quill serve: ready, listening on 127.0.0.1:PORT (…)".
-fn ready_port(log: &str) -> Option<u16> {
+/// The port in "quill serve: ready, listening on 127.0.0.1:PORT (…)": the first listener's.
+pub fn ready_port(log: &str) -> Option<u16> {
     let line = log.lines().find(|line| line.contains("ready, listening on"))?;
-    let address = line.split("listening on ").nth(1)?.split_whitespace().next()?;
+    let address = line.split("listening on ").nth(1)?.split_whitespace().next()?.trim_end_matches(',');
     address.rsplit(':').next()?.parse().ok()
 }

@@ -39,7 +39,15 @@ pub struct ServerConfig {
     pub idle_timeout_ticks: Option<u64>,
     /// Ticks per second of the clock passed to `tick`, for INFO's uptime.
     pub ticks_per_second: u64,
+    /// Redis's protected mode: with no password, only loopback peers are served; others get
+    /// [`PROTECTED_MODE_DENIED`] and are closed.
+    pub protected_mode: bool,
 }
+
+/// What a non-loopback peer gets in protected mode (Redis's `-DENIED` text, reworded).
+pub const PROTECTED_MODE_DENIED: &str = "DENIED QuillKV is running in protected mode because protected mode is enabled and no password is set. \
+In this mode connections are only accepted from the loopback interface. To accept connections from other hosts, restart \
+quill serve with a password (--requirepass-file PATH, or --requirepass), or, on a network you trust, with --protected-mode no.";
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -52,6 +60,7 @@ impl Default for ServerConfig {
             commands_in_flight_max: 1024,
             idle_timeout_ticks: None,
             ticks_per_second: 1_000,
+            protected_mode: true,
         }
     }
 }
@@ -120,8 +129,14 @@ impl Server {
         self.connections.len()
     }
 
-    /// A new connection. Beyond the limit it gets Redis's error and is closed at once.
+    /// A new connection from the loopback interface (the simulator's clients, tests).
     pub fn connect(&mut self) -> ClientId {
+        self.connect_from(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+
+    /// A new connection from `peer`. Beyond the client limit it gets Redis's error and is
+    /// closed at once; so is a non-loopback peer in protected mode with no password.
+    pub fn connect_from(&mut self, peer: std::net::IpAddr) -> ClientId {
         let id = self.client_id_next;
         self.client_id_next += 1;
         self.stats.connections_received += 1;
@@ -132,8 +147,18 @@ impl Server {
             self.stats.connections_rejected += 1;
             self.push_local(id, crate::Reply::error("ERR max number of clients reached"));
             self.close_after_output(id);
+        } else if self.protected_mode_denies(peer) {
+            self.stats.connections_rejected += 1;
+            self.push_local(id, crate::Reply::error(PROTECTED_MODE_DENIED));
+            self.close_after_output(id);
         }
         id
+    }
+
+    /// Whether protected mode turns `peer` away: on, no password, and not a loopback address
+    /// (an IPv4 address mapped into IPv6 counts as the IPv4 one).
+    pub fn protected_mode_denies(&self, peer: std::net::IpAddr) -> bool {
+        self.config.protected_mode && self.config.requirepass.is_none() && !peer.to_canonical().is_loopback()
     }
 
     /// Bytes read from a connection.
