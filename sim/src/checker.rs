@@ -207,8 +207,12 @@ impl Checker {
     }
 
     pub fn begin_write(&mut self, key: &[u8], op_id: u64, value: Option<ValueId>, amount: i64, invoked: u64) {
-        let history = self.keys.entry(key.to_vec()).or_default();
-        history.writes.push(Write { op_id, value, amount, invoked, completed: None, status: Status::Pending });
+        let write = Write { op_id, value, amount, invoked, completed: None, status: Status::Pending };
+        // Most writes hit a key already known: look it up before allocating a copy of it.
+        match self.keys.get_mut(key) {
+            Some(history) => history.writes.push(write),
+            None => self.keys.entry(key.to_vec()).or_default().writes.push(write),
+        }
     }
 
     /// Records the end of write `op_id` on `key`.

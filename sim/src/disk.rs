@@ -53,11 +53,15 @@ impl SimDisk {
     }
 
     pub fn read(&self, offset_bytes: u64, length_bytes: usize) -> Vec<u8> {
-        let mut out = vec![0u8; length_bytes];
+        // Filled block by block (unwritten blocks read as zeros), not zeroed first: recovery
+        // reads megabytes at a time.
+        let mut out = Vec::with_capacity(length_bytes);
         let first = offset_bytes / BLOCK_BYTES as u64;
-        for (index, chunk) in out.chunks_mut(BLOCK_BYTES).enumerate() {
-            if let Some(content) = self.block(first + index as u64) {
-                chunk.copy_from_slice(content);
+        for index in 0..length_bytes.div_ceil(BLOCK_BYTES) {
+            let want = (length_bytes - index * BLOCK_BYTES).min(BLOCK_BYTES);
+            match self.block(first + index as u64) {
+                Some(content) => out.extend_from_slice(&content[..want]),
+                None => out.resize(out.len() + want, 0),
             }
         }
         out

@@ -15,8 +15,9 @@ pub struct PendingIo {
     /// For a sync: the writes it covers (those completed when it was issued).
     sync_covers: Vec<u64>,
     fail: bool,
-    /// For a write: where its bytes really go.
+    /// For a write: where its bytes really go, and how many (the bytes moved to the disk).
     target_offset_bytes: u64,
+    length_bytes: usize,
 }
 
 #[derive(Default)]
@@ -47,8 +48,8 @@ impl InFlight {
 fn kind_word(kind: &IoKind) -> [u64; 3] {
     match kind {
         IoKind::Read { offset_bytes, length_bytes } => [1, *offset_bytes, u64::from(*length_bytes)],
-        IoKind::Write { offset_bytes, data } => [2, *offset_bytes, crate::trace::digest(data)],
-        IoKind::WriteDurable { offset_bytes, data } => [8, *offset_bytes, crate::trace::digest(data)],
+        IoKind::Write { offset_bytes, data } => [2, *offset_bytes, crate::trace::digest_write(data)],
+        IoKind::WriteDurable { offset_bytes, data } => [8, *offset_bytes, crate::trace::digest_write(data)],
         IoKind::Sync => [3, 0, 0],
     }
 }
@@ -80,13 +81,15 @@ impl Sim {
             }
             IoKind::Sync => (self.knobs.write_latency_ticks_max, self.fault(self.knobs.sync_error_ppm)),
         };
-        let mut pending = PendingIo { sync_covers: Vec::new(), fail, target_offset_bytes: 0, request };
+        let mut pending = PendingIo { sync_covers: Vec::new(), fail, target_offset_bytes: 0, length_bytes: 0, request };
         let issued = self.storage.issued_next;
         self.storage.issued_next += 1;
-        match &pending.request.kind {
+        match &mut pending.request.kind {
             IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
                 pending.target_offset_bytes = self.write_target(*offset_bytes, data.len());
-                self.disk.begin_write(issued, pending.target_offset_bytes, *offset_bytes, data.clone());
+                pending.length_bytes = data.len();
+                // The disk keeps the bytes; the pending I/O needs only their length.
+                self.disk.begin_write(issued, pending.target_offset_bytes, *offset_bytes, std::mem::take(data));
             }
             IoKind::Sync => pending.sync_covers = self.disk.sync_snapshot(),
             IoKind::Read { .. } => {}
@@ -179,23 +182,24 @@ impl Sim {
                 Err(IoError::Eio)
             }
             IoKind::Read { offset_bytes, length_bytes } => Ok(self.disk.read(*offset_bytes, *length_bytes as usize)),
-            IoKind::Write { data, .. } | IoKind::WriteDurable { data, .. } if pending.fail => {
+            IoKind::Write { .. } | IoKind::WriteDurable { .. } if pending.fail => {
                 let landed = self.fault_rng.gen_bool(0.5);
                 if landed {
-                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, pending.target_offset_bytes, data.len());
+                    let length_bytes = pending.length_bytes;
+                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, pending.target_offset_bytes, length_bytes);
                 }
                 self.disk.fail_write(issued, landed);
                 let first = pending.target_offset_bytes / BLOCK_BYTES as u64;
-                self.ledger.note_failed_write(first, first + (data.len() / BLOCK_BYTES) as u64);
+                self.ledger.note_failed_write(first, first + (pending.length_bytes / BLOCK_BYTES) as u64);
                 self.ledger.inject_resolved(FaultKind::WriteError, Outcome::Detected);
                 Err(IoError::Eio)
             }
-            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+            IoKind::Write { offset_bytes, .. } | IoKind::WriteDurable { offset_bytes, .. } => {
                 if pending.target_offset_bytes == *offset_bytes {
                     // While recovering, the engine writes only to repair (a batch from its mirror
                     // copy, the superblock copy it could not use).
                     let outcome = if self.recovering { Outcome::Repaired } else { Outcome::Overwritten };
-                    crate::disk::SimDisk::note_resolved(&mut self.ledger, *offset_bytes, data.len(), outcome);
+                    crate::disk::SimDisk::note_resolved(&mut self.ledger, *offset_bytes, pending.length_bytes, outcome);
                 }
                 self.disk.complete_write(issued);
                 if matches!(pending.request.kind, IoKind::WriteDurable { .. }) {

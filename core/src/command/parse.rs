@@ -14,36 +14,50 @@ pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> 
         return Err(Reply::error("ERR empty command"));
     };
     let name: &[u8] = name;
-    let lower = name.to_ascii_lowercase();
-    let request = match lower.as_slice() {
-        b"get" => Request::Get { key: one_key(&lower, rest)? },
+    let mut lowered = [0u8; COMMAND_NAME_BYTES_MAX];
+    let lower = lowercase_name(name, &mut lowered);
+    let request = match lower {
+        b"get" => Request::Get { key: one_key(lower, rest)? },
         b"set" => parse_set(rest)?,
-        b"del" | b"unlink" => Request::Del { keys: keys_at_least_one(&lower, rest)? },
-        b"exists" => Request::Exists { keys: keys_at_least_one(&lower, rest)? },
-        b"mget" => Request::MGet { keys: keys_at_least_one(&lower, rest)? },
+        b"del" | b"unlink" => Request::Del { keys: keys_at_least_one(lower, rest)? },
+        b"exists" => Request::Exists { keys: keys_at_least_one(lower, rest)? },
+        b"mget" => Request::MGet { keys: keys_at_least_one(lower, rest)? },
         b"mset" => parse_mset(rest)?,
-        b"incr" => Request::IncrBy { key: one_key(&lower, rest)?, delta: 1 },
-        b"decr" => Request::IncrBy { key: one_key(&lower, rest)?, delta: -1 },
-        b"incrby" => parse_incrby(&lower, rest, false)?,
-        b"decrby" => parse_incrby(&lower, rest, true)?,
+        b"incr" => Request::IncrBy { key: one_key(lower, rest)?, delta: 1 },
+        b"decr" => Request::IncrBy { key: one_key(lower, rest)?, delta: -1 },
+        b"incrby" => parse_incrby(lower, rest, false)?,
+        b"decrby" => parse_incrby(lower, rest, true)?,
         b"append" => {
-            let [key, value] = exact::<2>(&lower, rest)?;
+            let [key, value] = exact::<2>(lower, rest)?;
             Request::Append { key, value }
         }
-        b"strlen" => Request::StrLen { key: one_key(&lower, rest)? },
+        b"strlen" => Request::StrLen { key: one_key(lower, rest)? },
         b"dbsize" => {
-            exact::<0>(&lower, rest)?;
+            exact::<0>(lower, rest)?;
             Request::DbSize
         }
         b"ping" => match rest {
             [] => Request::Ping { message: None },
             [message] => Request::Ping { message: Some(std::mem::take(message)) },
-            _ => return Err(wrong_arguments(&lower)),
+            _ => return Err(wrong_arguments(lower)),
         },
-        b"flushall" | b"flushdb" => parse_flush(&lower, rest)?,
+        b"flushall" | b"flushdb" => parse_flush(lower, rest)?,
         _ => return Err(unknown_command(name, rest)),
     };
     Ok(request)
+}
+
+/// Command names longer than this match nothing (the longest known is far shorter).
+pub const COMMAND_NAME_BYTES_MAX: usize = 24;
+
+/// `name` in lower case, in `buffer` (no allocation per command); a name too long for it comes
+/// back as an empty slice, which no command has.
+pub fn lowercase_name<'a>(name: &[u8], buffer: &'a mut [u8; COMMAND_NAME_BYTES_MAX]) -> &'a [u8] {
+    let Some(lowered) = buffer.get_mut(..name.len()) else { return &[] };
+    for (low, byte) in lowered.iter_mut().zip(name) {
+        *low = byte.to_ascii_lowercase();
+    }
+    lowered
 }
 
 /// Redis's text for an unknown command, quoting at most a few arguments.

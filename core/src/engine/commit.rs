@@ -46,15 +46,12 @@ struct OpenBatch {
 }
 
 impl OpenBatch {
-    fn new(sequence: u64, start_block: u64) -> OpenBatch {
-        OpenBatch {
-            sequence,
-            start_block,
-            buffer: vec![0; BATCH_HEADER_BYTES],
-            record_count: 0,
-            effects: Vec::new(),
-            moved_bytes: 0,
-        }
+    /// `capacity_bytes`: room to reserve (the last batch's size: batches under a steady load
+    /// are alike, and growing the buffer record by record copied it over and over).
+    fn new(sequence: u64, start_block: u64, capacity_bytes: usize) -> OpenBatch {
+        let mut buffer = Vec::with_capacity(capacity_bytes.max(BATCH_HEADER_BYTES));
+        buffer.resize(BATCH_HEADER_BYTES, 0);
+        OpenBatch { sequence, start_block, buffer, record_count: 0, effects: Vec::new(), moved_bytes: 0 }
     }
 }
 
@@ -90,7 +87,7 @@ impl Default for Log {
     fn default() -> Log {
         Log {
             seal_at_tick: false,
-            open: OpenBatch::new(1, 0),
+            open: OpenBatch::new(1, 0, 0),
             in_flight: None,
             durable_sequence: 0,
             newest_sequence: 0,
@@ -137,7 +134,7 @@ impl Log {
     pub fn reset(&mut self, next_block: u64, next_sequence: u64) {
         assert!(next_sequence >= 1);
         *self = Log {
-            open: OpenBatch::new(next_sequence, next_block),
+            open: OpenBatch::new(next_sequence, next_block, 0),
             durable_sequence: next_sequence - 1,
             newest_sequence: next_sequence - 1,
             ..Log::default()
@@ -317,8 +314,9 @@ impl Engine {
             return;
         }
         let next_sequence = self.log.open.sequence + 1;
-        let mut batch = std::mem::replace(&mut self.log.open, OpenBatch::new(next_sequence, 0));
-        let block_count = blocks_for(batch.buffer.len());
+        let block_count = blocks_for(self.log.open.buffer.len());
+        let next = OpenBatch::new(next_sequence, 0, block_count * BLOCK_BYTES);
+        let mut batch = std::mem::replace(&mut self.log.open, next);
         let payload_bytes = (batch.buffer.len() - BATCH_HEADER_BYTES) as u32;
         let batch_bytes = (block_count * BLOCK_BYTES) as u64;
         self.log.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
@@ -344,8 +342,8 @@ impl Engine {
             .mirrored
             .then(|| (self.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone()));
         let mut data = batch.buffer;
-        let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
         if self.config.has_bug(Bug::OverwriteTailBlock) {
+            let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
             // Only where the previous batch ended right before this one (not across a wrap).
             if let Some((end_block, previous)) = self.log.last_block.take() {
                 if end_block == batch.start_block {
@@ -475,7 +473,7 @@ impl Engine {
         self.log.in_flight = None;
         self.log.seal_at_tick = false;
         let sequence = self.log.open.sequence;
-        self.log.open = OpenBatch::new(sequence, self.log.open.start_block);
+        self.log.open = OpenBatch::new(sequence, self.log.open.start_block, 0);
         if !self.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
             self.keyspace.discard_overlay();
             assert!(

@@ -68,12 +68,15 @@ impl Server {
     }
 
     fn dispatch(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
-        let name = arguments.first().map(|name| name.to_ascii_lowercase()).unwrap_or_default();
+        // Command names are case-insensitive: lowered on the stack, not copied (no allocation).
+        let mut lowered = [0u8; crate::command::parse::COMMAND_NAME_BYTES_MAX];
+        let name =
+            crate::command::parse::lowercase_name(arguments.first().map_or(&[][..], Vec::as_slice), &mut lowered);
         let authenticated = self.connections.get(&client).is_some_and(|connection| connection.authenticated);
-        if !authenticated && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit") {
+        if !authenticated && !matches!(name, b"auth" | b"hello" | b"quit") {
             return self.reply_local(client, Reply::error("NOAUTH Authentication required."));
         }
-        let reply = match name.as_slice() {
+        let reply = match name {
             b"quit" => {
                 self.reply_local(client, Reply::ok());
                 if let Some(connection) = self.connections.get_mut(&client) {
