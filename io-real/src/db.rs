@@ -50,6 +50,8 @@ pub struct DbOptions {
     pub cache_bytes_max: Option<usize>,
     /// Try O_DIRECT.
     pub direct: bool,
+    /// How a new data file is laid out (see [`crate::Preallocate`]): written once by default.
+    pub preallocate: crate::Preallocate,
     /// Record every write and sync into this history (see [`crate::RecordingDriver`]): for
     /// checking recovery on every crash image of a real run. Off by default.
     pub recorder: Option<crate::IoRecorder>,
@@ -63,6 +65,7 @@ impl Default for DbOptions {
             io: IoChoice::Uring,
             cache_bytes_max: None,
             direct: true,
+            preallocate: crate::Preallocate::default(),
             recorder: None,
         }
     }
@@ -90,6 +93,7 @@ impl Db {
             reformat: options.reformat,
             direct: options.direct,
             access: VolumeAccess::Exclusive,
+            preallocate: options.preallocate,
         };
         let volume = open_volume(path.as_ref(), &volume_options)?;
         let config = config_for_volume(&volume, options.cache_bytes_max);

@@ -39,4 +39,6 @@ pub use server_loop::{serve, Listeners, ServeError};
 pub use sync_driver::SyncDriver;
 pub use tls::{server_config as tls_server_config, TlsError, TlsFiles};
 pub use uring::{uring_available, UringDriver};
-pub use volume::{open_volume, random_volume_id, Volume, VolumeKind, VolumeOptions, VolumeState, VOLUME_BYTES_MIN};
+pub use volume::{
+    open_volume, random_volume_id, Preallocate, Volume, VolumeKind, VolumeOptions, VolumeState, VOLUME_BYTES_MIN,
+};

@@ -17,7 +17,7 @@ use quill_io_real::{
     config_for_volume, open_volume, EngineRunner, IoChoice, Volume, VolumeAccess, VolumeOptions, VolumeState,
 };
 
-use super::common::{size_notice, IoArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
+use super::common::{size_notice, IoArg, PreallocateArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
 use report::{print_report, BenchReport};
 use workload::{BenchOp, Workload};
 
@@ -80,6 +80,9 @@ pub struct BenchArgs {
     /// mirror costs. Only when the volume is formatted (new, or --reformat).
     #[arg(long)]
     no_mirror: bool,
+    /// How a new data file is laid out (the figures depend on it: see docs/benchmarks.md).
+    #[arg(long, value_enum, default_value_t = PreallocateArg::Write)]
+    preallocate: PreallocateArg,
 }
 
 /// Clients writing the load phase: many, so group commit fills large batches.
@@ -96,6 +99,7 @@ pub fn run(args: BenchArgs) -> u8 {
         reformat: args.reformat,
         direct: true,
         access: VolumeAccess::Exclusive,
+        preallocate: args.preallocate.layout(),
     };
     let mut volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,

@@ -27,6 +27,25 @@ impl IoArg {
     }
 }
 
+/// How a new data file is laid out: `--preallocate write|fallocate`.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum PreallocateArg {
+    /// Write zeros over it once (slower to create; durable writes then skip extent conversions).
+    #[default]
+    Write,
+    /// fallocate only (instant; each block's first durable write converts its extent).
+    Fallocate,
+}
+
+impl PreallocateArg {
+    pub fn layout(self) -> quill_io_real::Preallocate {
+        match self {
+            PreallocateArg::Write => quill_io_real::Preallocate::Write,
+            PreallocateArg::Fallocate => quill_io_real::Preallocate::Fallocate,
+        }
+    }
+}
+
 /// A new data file's size when `--size` is not given: 1 GiB.
 pub const SIZE_DEFAULT_BYTES: u64 = 1 << 30;
 

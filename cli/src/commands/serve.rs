@@ -13,7 +13,7 @@ use std::sync::Arc;
 use quill_core::server::ServerConfig;
 use quill_io_real::{config_for_volume, open_volume, serve, Listeners, TlsFiles, VolumeOptions};
 
-use super::common::{size_notice, IoArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
+use super::common::{size_notice, IoArg, PreallocateArg, EXIT_FAILURE, EXIT_USAGE, SIZE_DEFAULT_BYTES};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// still refused.
     #[arg(long)]
     reformat: bool,
+    /// How a new data file is laid out.
+    #[arg(long, value_enum, default_value_t = PreallocateArg::Write)]
+    preallocate: PreallocateArg,
     /// What to log on stderr: error, warn, info, debug or trace (`RUST_LOG`, if set, wins).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -118,7 +121,12 @@ fn start(args: ServeArgs) -> Result<u8, Refused> {
     let listeners = listen(&args)?;
     warn_if_exposed(&args, &server_config);
     let create_size_bytes = Some(args.size.unwrap_or(SIZE_DEFAULT_BYTES));
-    let options = VolumeOptions { create_size_bytes, reformat: args.reformat, ..VolumeOptions::default() };
+    let options = VolumeOptions {
+        create_size_bytes,
+        reformat: args.reformat,
+        preallocate: args.preallocate.layout(),
+        ..VolumeOptions::default()
+    };
     let volume = open_volume(&args.path, &options).map_err(|error| Refused(error.to_string(), EXIT_FAILURE))?;
     size_notice("serve", args.size, &volume);
     let stop = stop_on_signals();
