@@ -52,6 +52,8 @@ pub struct DbOptions {
     pub direct: bool,
     /// How a new data file is laid out (see [`crate::Preallocate`]): written once by default.
     pub preallocate: crate::Preallocate,
+    /// With `reformat`: format a block device even over a filesystem or partition table.
+    pub force: bool,
     /// Record every write and sync into this history (see [`crate::RecordingDriver`]): for
     /// checking recovery on every crash image of a real run. Off by default.
     pub recorder: Option<crate::IoRecorder>,
@@ -66,6 +68,7 @@ impl Default for DbOptions {
             cache_bytes_max: None,
             direct: true,
             preallocate: crate::Preallocate::default(),
+            force: false,
             recorder: None,
         }
     }
@@ -94,6 +97,7 @@ impl Db {
             direct: options.direct,
             access: VolumeAccess::Exclusive,
             preallocate: options.preallocate,
+            force: options.force,
         };
         let volume = open_volume(path.as_ref(), &volume_options)?;
         let config = config_for_volume(&volume, options.cache_bytes_max);

@@ -21,6 +21,9 @@ pub enum VolumeError {
          (--reformat, or DbOptions::reformat)"
     )]
     BlankDevice { path: PathBuf },
+    /// A block device to format holds someone else's data, found by its signature.
+    #[error("{path} holds {what}; refusing to format it over that (add --force to erase it, or DbOptions::force)")]
+    ForeignSignature { path: PathBuf, what: &'static str },
     /// A block device another process holds: mounted, or opened exclusively (EBUSY).
     #[error(
         "{path} is held by another process (EBUSY: a mounted filesystem, or another exclusive open); stop it first"

@@ -19,6 +19,7 @@ mod peer;
 mod recording;
 mod runner;
 mod server_loop;
+mod signatures;
 mod sync_driver;
 mod tls;
 mod uring;

@@ -54,6 +54,9 @@ pub struct VolumeOptions {
     pub access: VolumeAccess,
     /// How a new data file's blocks are laid out (see [`Preallocate`]).
     pub preallocate: Preallocate,
+    /// With `reformat`: format a block device even over a filesystem, partition table or other
+    /// signature (`signatures.rs`). Without it such a device is refused.
+    pub force: bool,
 }
 
 impl Default for VolumeOptions {
@@ -64,6 +67,7 @@ impl Default for VolumeOptions {
             direct: true,
             access: VolumeAccess::Exclusive,
             preallocate: Preallocate::default(),
+            force: false,
         }
     }
 }
@@ -219,12 +223,32 @@ fn classify(volume: &mut Volume, options: &VolumeOptions) -> Result<VolumeState,
     let all_zero = head.iter().all(|&byte| byte == 0);
     match (has_magic, options.reformat, volume.kind) {
         (true, false, _) => Ok(VolumeState::Formatted),
-        (true, true, _) | (false, true, VolumeKind::BlockDevice) => Ok(VolumeState::Blank),
+        (true, true, _) => Ok(VolumeState::Blank),
+        (false, true, VolumeKind::BlockDevice) => refuse_foreign_data(volume, options).map(|()| VolumeState::Blank),
         (false, true, VolumeKind::File) if all_zero => Ok(VolumeState::Blank),
         (false, false, VolumeKind::BlockDevice) => Err(VolumeError::BlankDevice { path: volume.path.clone() }),
         (false, _, VolumeKind::File) => {
             Err(VolumeError::NotAVolume { path: volume.path.clone(), access: options.access })
         }
+    }
+}
+
+/// Before formatting a device that holds no QuillKV superblock: refuses one that holds a known
+/// signature (a filesystem, a partition table) unless forced.
+fn refuse_foreign_data(volume: &Volume, options: &VolumeOptions) -> Result<(), VolumeError> {
+    if options.force {
+        return Ok(());
+    }
+    let length =
+        (crate::signatures::SIGNATURE_BYTES as u64).min(volume.size_bytes / BLOCK_BYTES as u64 * BLOCK_BYTES as u64);
+    let head = volume.read_at(0, length as usize).map_err(|source| VolumeError::Io {
+        path: volume.path.clone(),
+        action: "read the signatures of",
+        source,
+    })?;
+    match crate::signatures::foreign_signature(&head) {
+        Some(what) => Err(VolumeError::ForeignSignature { path: volume.path.clone(), what }),
+        None => Ok(()),
     }
 }
 

@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// mirror costs. Only when the volume is formatted (new, or --reformat).
     #[arg(long)]
     no_mirror: bool,
+    /// With --reformat: format a block device even though it holds a filesystem, partition
+    /// table or other known signature (its data is lost).
+    #[arg(long, requires = "reformat")]
+    force: bool,
     /// How a new data file is laid out (the figures depend on it: see docs/benchmarks.md).
     #[arg(long, value_enum, default_value_t = PreallocateArg::Write)]
     preallocate: PreallocateArg,
@@ -100,6 +104,7 @@ pub fn run(args: BenchArgs) -> u8 {
         direct: true,
         access: VolumeAccess::Exclusive,
         preallocate: args.preallocate.layout(),
+        force: args.force,
     };
     let mut volume = match open_volume(&args.path, &options) {
         Ok(volume) => volume,

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// still refused.
     #[arg(long)]
     reformat: bool,
+    /// With --reformat: format a block device even though it holds a filesystem, partition
+    /// table or other known signature (its data is lost).
+    #[arg(long, requires = "reformat")]
+    force: bool,
     /// How a new data file is laid out.
     #[arg(long, value_enum, default_value_t = PreallocateArg::Write)]
     preallocate: PreallocateArg,
@@ -125,6 +129,7 @@ fn start(args: ServeArgs) -> Result<u8, Refused> {
         create_size_bytes,
         reformat: args.reformat,
         preallocate: args.preallocate.layout(),
+        force: args.force,
         ..VolumeOptions::default()
     };
     let volume = open_volume(&args.path, &options).map_err(|error| Refused(error.to_string(), EXIT_FAILURE))?;
