@@ -9,7 +9,9 @@
 //!   [`Engine::poll_reply`] (a client and its reply), [`Engine::poll_timeout`].
 //!
 //! **Drain order.** After every input the driver calls `poll_io` until it returns `None`, then
-//! `poll_reply` until it returns `None`, then reads `poll_timeout`. I/O first, so that the disk
+//! (with `Config::publish_cache`) `poll_cache_change` until it returns `None`, then
+//! `poll_reply` until it returns `None`, then reads `poll_timeout`. Cache changes come before
+//! replies so that a copy of the cache kept in that order never lags a released reply. I/O first, so that the disk
 //! starts on new work before replies are written to sockets. Neither drain feeds the engine, so
 //! the order between them never changes what the engine does, only when the driver does it.
 
@@ -22,7 +24,7 @@ pub mod resp;
 pub mod server;
 
 pub use command::{Reply, Request};
-pub use engine::{CompactionState, Config, Engine, EngineStats, OpenError, SpaceReport};
+pub use engine::{CacheChange, CompactionState, Config, Engine, EngineStats, OpenError, SpaceReport};
 pub use io::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
 
 /// Every I/O offset, length and buffer is a multiple of this many bytes.

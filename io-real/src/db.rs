@@ -54,6 +54,9 @@ pub struct DbOptions {
     pub preallocate: crate::Preallocate,
     /// With `reformat`: format a block device even over a filesystem or partition table.
     pub force: bool,
+    /// Answer GETs of cached values on the caller's thread, from the engine's published cache
+    /// (see `read_view.rs`); off, every GET goes through the engine thread.
+    pub caller_thread_reads: bool,
     /// Record every write and sync into this history (see [`crate::RecordingDriver`]): for
     /// checking recovery on every crash image of a real run. Off by default.
     pub recorder: Option<crate::IoRecorder>,
@@ -69,6 +72,7 @@ impl Default for DbOptions {
             direct: true,
             preallocate: crate::Preallocate::default(),
             force: false,
+            caller_thread_reads: true,
             recorder: None,
         }
     }
@@ -83,6 +87,8 @@ pub struct Db {
     thread: Option<JoinHandle<()>>,
     stop_reason: Arc<Mutex<Option<String>>>,
     driver_name: &'static str,
+    /// The published cache, read on callers' threads (with `DbOptions::caller_thread_reads`).
+    view: Option<Arc<crate::read_view::ReadView>>,
 }
 
 impl Db {
@@ -100,7 +106,10 @@ impl Db {
             force: options.force,
         };
         let volume = open_volume(path.as_ref(), &volume_options)?;
-        let config = config_for_volume(&volume, options.cache_bytes_max);
+        let mut config = config_for_volume(&volume, options.cache_bytes_max);
+        config.publish_cache = options.caller_thread_reads;
+        let view = options.caller_thread_reads.then(|| Arc::new(crate::read_view::ReadView::new()));
+        let thread_view = view.clone();
         let mut driver = crate::driver::open_driver(options.io, volume.file.clone());
         if let Some(recorder) = &options.recorder {
             recorder.set_config(&config);
@@ -117,12 +126,12 @@ impl Db {
         let thread = std::thread::Builder::new()
             .name("quill-engine".to_string())
             .spawn(move || {
-                if let Err(error) = engine_thread(runner, receiver) {
+                if let Err(error) = engine_thread(runner, receiver, thread_view) {
                     *thread_stop_reason.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(error.to_string());
                 }
             })
             .map_err(DbError::Spawn)?;
-        Ok(Db { sender: Some(sender), thread: Some(thread), stop_reason, driver_name })
+        Ok(Db { sender: Some(sender), thread: Some(thread), stop_reason, driver_name, view })
     }
 
     /// `"io_uring"` or `"sync"`: the driver actually in use.
@@ -154,8 +163,17 @@ impl Db {
     }
 
     pub fn get_async(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, DbError>> + Send + 'static {
-        let reply = self.execute_async(Request::Get { key: key.to_vec() });
-        async move { expect_bulk("get", reply.await?) }
+        // A cached value is answered here, on the caller's thread; a miss asks the engine.
+        let lookup = match self.view.as_ref().and_then(|view| view.get(key)) {
+            Some(value) => Ok(value),
+            None => Err(self.execute_async(Request::Get { key: key.to_vec() })),
+        };
+        async move {
+            match lookup {
+                Ok(value) => Ok(Some(value.to_vec())),
+                Err(reply) => expect_bulk("get", reply.await?),
+            }
+        }
     }
 
     /// Sets `key` to `value`; returns once the write is durable.

@@ -8,6 +8,9 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use futures::channel::oneshot;
 use quill_core::{Reply, Request};
 
+use std::sync::Arc;
+
+use crate::read_view::ReadView;
 use crate::runner::EngineRunner;
 use crate::DriverError;
 
@@ -23,11 +26,17 @@ struct Clients {
     /// Each request runs as its own engine client; its reply goes to this sender.
     waiting: HashMap<u64, oneshot::Sender<Reply>>,
     client_next: u64,
+    /// The published cache that callers read on their own threads (see `read_view.rs`).
+    view: Option<Arc<ReadView>>,
 }
 
 /// Runs until closed (or every `Db` handle is gone) and every request in flight is answered.
-pub fn engine_thread(mut runner: EngineRunner, receiver: Receiver<Message>) -> Result<(), DriverError> {
-    let mut clients = Clients { waiting: HashMap::new(), client_next: 0 };
+pub fn engine_thread(
+    mut runner: EngineRunner,
+    receiver: Receiver<Message>,
+    view: Option<Arc<ReadView>>,
+) -> Result<(), DriverError> {
+    let mut clients = Clients { waiting: HashMap::new(), client_next: 0, view };
     let mut closing = false;
     loop {
         if !closing {
@@ -86,6 +95,10 @@ fn handle(runner: &mut EngineRunner, message: Message, clients: &mut Clients) ->
 }
 
 fn deliver_replies(runner: &mut EngineRunner, clients: &mut Clients) {
+    // First the cache changes, then the replies that follow them (linearizability).
+    if let Some(view) = &clients.view {
+        runner.publish_cache(view);
+    }
     while let Some((client, reply)) = runner.poll_reply() {
         if let Some(reply_sender) = clients.waiting.remove(&client) {
             // The caller may have dropped its future; the request ran all the same.

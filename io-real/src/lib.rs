@@ -16,6 +16,7 @@ mod engine_thread;
 mod errors;
 mod lock;
 mod peer;
+mod read_view;
 mod recording;
 mod runner;
 mod server_loop;

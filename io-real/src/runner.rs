@@ -123,6 +123,14 @@ impl EngineRunner {
         self.drain_io();
     }
 
+    /// Output (with `Config::publish_cache`): the cache's changes, applied to `view`. Call it
+    /// before handing out replies (`poll_reply`).
+    pub fn publish_cache(&mut self, view: &crate::read_view::ReadView) {
+        while let Some(change) = self.engine.poll_cache_change() {
+            view.apply(change);
+        }
+    }
+
     /// Output: the next reply.
     pub fn poll_reply(&mut self) -> Option<(u64, Reply)> {
         self.engine.poll_reply()

@@ -29,6 +29,8 @@ impl Sim {
         self.watch.restart();
         self.ledger.io_errors_since_start = 0;
         self.storage.clear();
+        // A new engine starts with an empty cache, and so does the copy of it (a new `Db`).
+        self.view.clear();
         let lost: Vec<crate::runner::Outstanding> =
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
         self.domain_requests_lost(&lost, true);

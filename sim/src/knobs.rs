@@ -100,6 +100,9 @@ pub struct Knobs {
     pub stale_image: bool,
     /// Format 3: every batch also goes to a mirror slot (9 seeds in 10; the rest run format 2).
     pub mirrored: bool,
+    /// The engine publishes its cache (`Config::publish_cache`, as `Db` runs it) and clients read
+    /// half their GETs from the published copy, as `Db::get` does on the caller's thread.
+    pub publish_cache: bool,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -221,6 +224,7 @@ impl Knobs {
             drain_percent: 0,
             stale_image: false,
             mirrored: true,
+            publish_cache: false,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;

@@ -30,6 +30,7 @@ pub mod shrink;
 pub mod space;
 mod storage;
 pub mod trace;
+mod view;
 pub mod workload;
 
 pub use checker::Violation;

@@ -268,7 +268,7 @@ impl Sim {
         }
     }
 
-    fn check_value(&mut self, key: &[u8], value: Option<&[u8]>, invoked: u64, responded: u64) {
+    pub(crate) fn check_value(&mut self, key: &[u8], value: Option<&[u8]>, invoked: u64, responded: u64) {
         match family(key) {
             Some(Family::Register) => self.checker.check_register(key, value.map(ValueId::of), invoked, responded),
             Some(Family::Counter) => {

@@ -148,6 +148,8 @@ pub(crate) struct Sim {
     pub watch: crate::reports::Watch,
     /// A read-only open asked for a repair: the next open is writable.
     pub next_open_writable: bool,
+    /// The engine's published cache (`Config::publish_cache`), as a `Db` keeps it.
+    pub view: std::collections::BTreeMap<Vec<u8>, std::sync::Arc<[u8]>>,
     /// Crash points met so far (see `SimOptions::census`), and their writes with `census`.
     pub crash_points_seen: u64,
     /// Crash points count until the clean restart before the final check (which then crashes
@@ -195,6 +197,8 @@ impl Sim {
     fn new(options: SimOptions) -> Sim {
         let mut knobs = Knobs::draw(&mut stream(options.seed, 0), options.faults);
         knobs.apply_family(&mut stream(options.seed, 4), options.family);
+        // Its own stream, so every other draw of the seed stays as it was.
+        knobs.publish_cache = stream(options.seed, 6).gen_bool(0.5);
         if let Some(clients) = options.clients {
             knobs.clients = clients.max(1);
         }
@@ -242,6 +246,7 @@ impl Sim {
             domain_unresolved: Default::default(),
             watch: Default::default(),
             next_open_writable: false,
+            view: Default::default(),
             crash_points_seen: 0,
             crash_points_closed: false,
             crash_points: Vec::new(),
@@ -263,6 +268,7 @@ impl Sim {
         if knobs.production_config {
             #[allow(unused_mut)]
             let mut config = crate::families::production_config(volume_bytes, hash_seed);
+            config.publish_cache = knobs.publish_cache;
             #[cfg(feature = "planted-bugs")]
             {
                 config.planted_bug = options.planted_bug;
@@ -284,6 +290,7 @@ impl Sim {
         config.checkpoint_interval_blocks = knobs.checkpoint_interval_blocks;
         config.value_bytes_max = knobs.value_bytes_max;
         config.mirror_batches = knobs.mirrored;
+        config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {
             config.planted_bug = options.planted_bug;
@@ -556,6 +563,10 @@ impl Sim {
             } else {
                 workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id)
             };
+            if self.read_from_view(client, &request) {
+                self.ops_submitted += 1;
+                continue;
+            }
             self.send(client, request);
             self.ops_submitted += 1;
         }
@@ -587,6 +598,10 @@ impl Sim {
     pub fn drain_engine(&mut self) {
         while let Some(request) = self.server.poll_io() {
             self.issue_io(request);
+        }
+        // Before any reply: the published cache never lags a reply a client has seen.
+        while let Some(change) = self.server.poll_cache_change() {
+            self.apply_cache_change(change);
         }
         while let Some((connection, bytes)) = self.server.poll_output() {
             self.on_output(connection, &bytes);

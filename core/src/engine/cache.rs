@@ -14,8 +14,21 @@ struct Entry {
     generation: u64,
 }
 
+/// One change of the cache's contents, for a driver's copy of it (see `Config::publish_cache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheChange {
+    /// `key` now holds this durable value in the cache.
+    Put(Box<[u8]>, Arc<[u8]>),
+    /// `key` left the cache (overwritten by a value not cached, deleted, or evicted).
+    Remove(Box<[u8]>),
+    /// Every key left the cache (FLUSHALL).
+    Clear,
+}
+
 pub struct ValueCache {
     entries: KeyMap<Entry>,
+    /// With publishing on: changes not yet handed to the driver.
+    journal: Option<VecDeque<CacheChange>>,
     ring: VecDeque<(Box<[u8]>, u64)>,
     generation_next: u64,
     bytes: usize,
@@ -23,8 +36,26 @@ pub struct ValueCache {
 }
 
 impl ValueCache {
-    pub fn new(bytes_max: usize, hash_seed: u64) -> ValueCache {
-        ValueCache { entries: key_map(hash_seed), ring: VecDeque::new(), generation_next: 0, bytes: 0, bytes_max }
+    pub fn new(bytes_max: usize, hash_seed: u64, publish: bool) -> ValueCache {
+        ValueCache {
+            entries: key_map(hash_seed),
+            journal: publish.then(VecDeque::new),
+            ring: VecDeque::new(),
+            generation_next: 0,
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// The oldest change not yet handed out (only with publishing on).
+    pub fn poll_change(&mut self) -> Option<CacheChange> {
+        self.journal.as_mut()?.pop_front()
+    }
+
+    fn publish(&mut self, change: impl FnOnce() -> CacheChange) {
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(change());
+        }
     }
 
     pub fn get(&mut self, key: &[u8]) -> Option<Arc<[u8]>> {
@@ -50,6 +81,7 @@ impl ValueCache {
         }
         let generation = self.generation_next;
         self.generation_next += 1;
+        self.publish(|| CacheChange::Put(key.into(), Arc::clone(&value)));
         self.entries.insert(key.into(), Entry { value, referenced: false, generation });
         self.ring.push_back((key.into(), generation));
         self.bytes += cost;
@@ -69,6 +101,7 @@ impl ValueCache {
             self.ring.push_back((key, generation));
         } else if let Some(evicted) = self.entries.remove(&key) {
             self.bytes -= key.len() + evicted.value.len();
+            self.publish(|| CacheChange::Remove(key));
         }
     }
 
@@ -84,10 +117,12 @@ impl ValueCache {
     pub fn remove(&mut self, key: &[u8]) {
         if let Some(entry) = self.entries.remove(key) {
             self.bytes -= key.len() + entry.value.len();
+            self.publish(|| CacheChange::Remove(key.into()));
         }
     }
 
     pub fn clear(&mut self) {
+        self.publish(|| CacheChange::Clear);
         self.entries.clear();
         self.ring.clear();
         self.bytes = 0;
@@ -105,7 +140,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_budget_and_keeps_recently_used_values() {
-        let mut cache = ValueCache::new(100, 7);
+        let mut cache = ValueCache::new(100, 7, false);
         for index in 0..10u8 {
             cache.insert(&[index], Arc::from(vec![index; 9]));
         }

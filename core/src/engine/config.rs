@@ -73,6 +73,12 @@ pub struct Config {
     pub value_bytes_max: usize,
     /// The value cache's budget (keys plus values), in bytes; 0 sends every GET to disk.
     pub cache_bytes_max: usize,
+    /// Report every change of the value cache through [`crate::Engine::poll_cache_change`], so a
+    /// driver can keep a copy that other threads read (`quill_io_real::Db`'s caller-thread
+    /// GETs). The cache holds durable values only, and a change is reported before the replies
+    /// it precedes: a copy kept in drain order is linearizable. A driver that sets this must
+    /// drain the changes after every input.
+    pub publish_cache: bool,
     /// The largest batch (group commit) in blocks. Fixed at format time; `open` reads it back.
     pub batch_blocks_max: u32,
     /// Commands one client may have queued before further ones are refused.
@@ -131,6 +137,7 @@ impl Config {
             queue_depth_max: 64,
             value_bytes_max,
             cache_bytes_max: 64 * 1024 * 1024,
+            publish_cache: false,
             batch_blocks_max,
             client_pipeline_max: 4096,
             hash_seed: 0,

@@ -20,6 +20,7 @@ mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use cache::CacheChange;
 pub use compaction::CompactionState;
 pub use config::Config;
 pub use config::PlantedBug;
@@ -182,7 +183,7 @@ impl Engine {
         assert!(config.queue_depth_max > 0);
         assert!(config.client_pipeline_max > 0);
         Engine {
-            cache: ValueCache::new(config.cache_bytes_max, config.hash_seed),
+            cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             phase,
             now: 0,
             volume: Volume::default(),
@@ -289,6 +290,12 @@ impl Engine {
     /// Output: the next reply, with the client it is for.
     pub fn poll_reply(&mut self) -> Option<(ClientId, Reply)> {
         self.replies_out.pop_front()
+    }
+
+    /// Output (with `Config::publish_cache`): the next change of the value cache. Drain these
+    /// before `poll_reply`, so that a copy of the cache never lags a reply already released.
+    pub fn poll_cache_change(&mut self) -> Option<CacheChange> {
+        self.cache.poll_change()
     }
 
     /// Output: when the engine next wants [`Engine::tick`]: now, if a sealed-at-tick batch

@@ -267,6 +267,11 @@ impl Server {
         self.drain_engine();
     }
 
+    /// The engine's next cache change (with `Config::publish_cache`); drain before replies.
+    pub fn poll_cache_change(&mut self) -> Option<crate::engine::CacheChange> {
+        self.engine.poll_cache_change()
+    }
+
     pub fn poll_direct_reply(&mut self) -> Option<(ClientId, crate::Reply)> {
         self.direct_replies.pop_front()
     }
