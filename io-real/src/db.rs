@@ -187,6 +187,52 @@ impl Db {
         async move { expect_ok("set", reply.await?) }
     }
 
+    /// Sets every pair atomically, in one durable commit (MSET): after a crash, all of them or
+    /// none. Returns once durable. A later pair for the same key wins.
+    ///
+    /// ```
+    /// # use quill_io_real::{Db, DbOptions};
+    /// # let path = std::env::temp_dir().join(format!("quill-doctest-many-{}.qkv", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = Db::open(&path, DbOptions { create_size_bytes: Some(16 << 20), ..DbOptions::default() })?;
+    /// db.set_many(&[(b"a".as_slice(), b"1".as_slice()), (b"b", b"2")])?;
+    /// assert_eq!(db.get_many(&[b"a".as_slice(), b"missing", b"b"])?, [Some(b"1".to_vec()), None, Some(b"2".to_vec())]);
+    /// # drop(db);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), quill_io_real::DbError>(())
+    /// ```
+    pub fn set_many(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), DbError> {
+        futures::executor::block_on(self.set_many_async(pairs))
+    }
+
+    pub fn set_many_async(
+        &self,
+        pairs: &[(&[u8], &[u8])],
+    ) -> impl Future<Output = Result<(), DbError>> + Send + 'static {
+        let pairs = pairs.iter().map(|(key, value)| (key.to_vec(), value.to_vec())).collect();
+        let reply = self.execute_async(Request::MSet { pairs });
+        async move { expect_ok("mset", reply.await?) }
+    }
+
+    /// Reads every key at one instant (MGET, one request to the engine thread): the values
+    /// in order, `None` for a key that is absent.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, DbError> {
+        futures::executor::block_on(self.get_many_async(keys))
+    }
+
+    pub fn get_many_async(
+        &self,
+        keys: &[&[u8]],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, DbError>> + Send + 'static {
+        let reply = self.execute_async(Request::MGet { keys: keys.iter().map(|key| key.to_vec()).collect() });
+        async move {
+            match reply.await? {
+                Reply::Array(Some(values)) => values.into_iter().map(|value| expect_bulk("mget", value)).collect(),
+                other => Err(unexpected("mget", other)),
+            }
+        }
+    }
+
     /// Deletes `key`; returns whether it existed.
     pub fn del(&self, key: &[u8]) -> Result<bool, DbError> {
         futures::executor::block_on(self.del_async(key))
