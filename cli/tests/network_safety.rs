@@ -62,15 +62,6 @@ fn tls_flags(certs: &Path, with_client_ca: bool) -> Vec<String> {
     flags
 }
 
-fn redis_cli_present() -> bool {
-    let present = Command::new("redis-cli").arg("--version").output().is_ok_and(|output| output.status.success());
-    if !present {
-        assert!(std::env::var_os("QUILL_REQUIRE_REDIS_TOOLS").is_none(), "redis-cli is required here but missing");
-        eprintln!("SKIPPED: redis-cli is not installed (apt-get install redis-tools)");
-    }
-    present
-}
-
 fn redis_cli(arguments: &[&str]) -> String {
     let output = Command::new("redis-cli").args(arguments).output().expect("run redis-cli");
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)).trim().to_string()
@@ -87,7 +78,7 @@ fn tls_only_serves_redis_cli_and_the_redis_crate() {
     assert!(server.log().contains("(TLS)"), "{}", server.log());
     let port = server.port.to_string();
     let ca = certs.join("ca.crt").display().to_string();
-    if redis_cli_present() {
+    if support::redis_tools_present() {
         let tls = ["-p", &port, "--tls", "--cacert", &ca];
         assert_eq!(redis_cli(&[&tls[..], &["SET", "k", "over tls"]].concat()), "OK");
         assert_eq!(redis_cli(&[&tls[..], &["GET", "k"]].concat()), "over tls");
@@ -106,7 +97,7 @@ fn tls_only_serves_redis_cli_and_the_redis_crate() {
 
 #[test]
 fn client_certificates_are_required_when_a_ca_is_given() {
-    if !redis_cli_present() {
+    if !support::redis_tools_present() {
         return;
     }
     let directory = tempfile::tempdir().expect("temp dir");

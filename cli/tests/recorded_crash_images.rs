@@ -48,11 +48,11 @@ fn check(io: IoChoice) {
     let bounds = CrashImageBounds { points_max: 80, images_per_point_max: 64 };
     let report = check_history(&history, bounds);
     eprintln!("{io:?}: {report:?}");
-    assert_eq!(report.first_failure.as_ref().map(|failure| failure.what.clone()), None);
+    assert_eq!(report.counts.first_failure.as_ref().map(|failure| failure.what.clone()), None);
     assert_eq!(report.acknowledged, (THREADS * WRITES_PER_THREAD) as u64);
-    assert!(report.writes > 10 && report.points_total > 10, "a real history was recorded: {report:?}");
-    assert!(report.images_checked >= report.points_checked, "every checked point had images: {report:?}");
-    assert_eq!(report.images_failed, 0);
+    assert!(report.writes > 10 && report.counts.points_total > 10, "a real history was recorded: {report:?}");
+    assert!(report.counts.images_checked >= report.counts.points_checked, "every point had images: {report:?}");
+    assert_eq!(report.counts.images_failed, 0);
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn an_acknowledgement_before_durability_is_caught() {
     history.events.insert(invoked + 1, event);
     let bounds = CrashImageBounds { points_max: u64::MAX, images_per_point_max: 4 };
     let report = check_history(&history, bounds);
-    assert!(report.images_failed > 0, "the early acknowledgement went unnoticed: {report:?}");
-    let what = report.first_failure.expect("a first failure").what;
+    assert!(report.counts.images_failed > 0, "the early acknowledgement went unnoticed: {report:?}");
+    let what = report.counts.first_failure.expect("a first failure").what;
     assert!(what.contains("recovered None"), "{what}");
 }

@@ -12,15 +12,6 @@ use std::time::Duration;
 
 use support::start;
 
-fn redis_tools_present() -> bool {
-    let present = Command::new("redis-cli").arg("--version").output().is_ok_and(|output| output.status.success());
-    if !present {
-        assert!(std::env::var_os("QUILL_REQUIRE_REDIS_TOOLS").is_none(), "redis-cli is required here but missing");
-        eprintln!("SKIPPED: redis-cli is not installed (apt-get install redis-tools)");
-    }
-    present
-}
-
 fn redis_cli(port: u16, arguments: &[&str], stdin: Option<&[u8]>) -> String {
     let mut child = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
@@ -38,7 +29,7 @@ fn redis_cli(port: u16, arguments: &[&str], stdin: Option<&[u8]>) -> String {
 
 #[test]
 fn redis_cli_round_trips_binary_values_and_pipes() {
-    if !redis_tools_present() {
+    if !support::redis_tools_present() {
         return;
     }
     let directory = tempfile::tempdir().expect("temp dir");
@@ -65,7 +56,7 @@ fn redis_cli_round_trips_binary_values_and_pipes() {
 
 #[test]
 fn redis_benchmark_runs_without_errors() {
-    if !redis_tools_present() {
+    if !support::redis_tools_present() {
         return;
     }
     let directory = tempfile::tempdir().expect("temp dir");

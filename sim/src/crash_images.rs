@@ -40,10 +40,9 @@ pub struct ImageFailure {
     pub what: String,
 }
 
-/// One seed's counts.
+/// What a check of crash images covered and found (a seed's, or a recorded history's).
 #[derive(Clone, Debug, Default)]
-pub struct SeedImages {
-    pub seed: u64,
+pub struct ImageCounts {
     pub points_total: u64,
     pub points_checked: u64,
     /// Points whose every enumerated image was checked (no sampling).
@@ -53,6 +52,28 @@ pub struct SeedImages {
     pub images_checked: u64,
     pub images_failed: u64,
     pub first_failure: Option<ImageFailure>,
+}
+
+impl ImageCounts {
+    /// Counts a crash point taken for checking under `images_max` per point.
+    pub fn add_point(&mut self, crash_point: &CrashPoint, images_max: u64) {
+        self.points_checked += 1;
+        self.points_exhaustive += u64::from(crash_point.exhaustive(images_max));
+        self.images_enumerable = self.images_enumerable.saturating_add(crash_point.images_enumerable());
+    }
+
+    /// Counts a failed image; the first one is kept.
+    pub fn add_failure(&mut self, failure: ImageFailure) {
+        self.images_failed += 1;
+        self.first_failure.get_or_insert(failure);
+    }
+}
+
+/// One seed's counts.
+#[derive(Clone, Debug, Default)]
+pub struct SeedImages {
+    pub seed: u64,
+    pub counts: ImageCounts,
 }
 
 /// The options of a crash-image run: `base` (seed, ops, family, planted bug) with faults off.
@@ -110,16 +131,16 @@ pub fn image_verdict(report: &SeedReport) -> Option<String> {
 /// Checks one seed's crash images on `jobs` threads.
 pub fn check_seed(base: &SimOptions, bounds: CrashImageBounds, jobs: usize) -> SeedImages {
     let mut result = SeedImages { seed: base.seed, ..SeedImages::default() };
+    let counts = &mut result.counts;
     let points = match census(base) {
         Ok(points) => points,
         Err(what) => {
-            result.images_failed = 1;
-            result.first_failure = Some(ImageFailure { point: 0, index: 0, what });
+            counts.add_failure(ImageFailure { point: 0, index: 0, what });
             return result;
         }
     };
-    result.points_total = points.len() as u64;
-    let chosen = choose_points(result.points_total, bounds.points_max);
+    counts.points_total = points.len() as u64;
+    let chosen = choose_points(counts.points_total, bounds.points_max);
     let work: Vec<(u64, u64)> = chosen
         .iter()
         .flat_map(|point| {
@@ -128,15 +149,12 @@ pub fn check_seed(base: &SimOptions, bounds: CrashImageBounds, jobs: usize) -> S
         })
         .collect();
     for point in &chosen {
-        let crash_point = &points[(*point - 1) as usize];
-        result.points_checked += 1;
-        result.points_exhaustive += u64::from(crash_point.exhaustive(bounds.images_per_point_max));
-        result.images_enumerable = result.images_enumerable.saturating_add(crash_point.images_enumerable());
+        counts.add_point(&points[(*point - 1) as usize], bounds.images_per_point_max);
     }
     let failures = run_images(base, &points, &work, bounds, jobs);
-    result.images_checked = work.len() as u64;
-    result.images_failed = failures.len() as u64;
-    result.first_failure = failures.into_iter().min_by_key(|failure| (failure.point, failure.index));
+    counts.images_checked = work.len() as u64;
+    counts.images_failed = failures.len() as u64;
+    counts.first_failure = failures.into_iter().min_by_key(|failure| (failure.point, failure.index));
     result
 }
 

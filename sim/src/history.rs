@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use quill_core::history::{HistoryEvent, IoHistory};
 use quill_core::{Config, Engine, IoCompletion, IoKind, Reply, Request};
 
-use crate::crash_images::{CrashImageBounds, ImageFailure};
+use crate::crash_images::{CrashImageBounds, ImageCounts, ImageFailure};
 use crate::disk::SimDisk;
 use crate::faults::FaultLedger;
 use crate::images::{choose_points, sample_seed, CrashPoint};
@@ -26,13 +26,7 @@ pub struct HistoryReport {
     pub writes: u64,
     pub syncs: u64,
     pub acknowledged: u64,
-    pub points_total: u64,
-    pub points_checked: u64,
-    pub points_exhaustive: u64,
-    pub images_enumerable: u64,
-    pub images_checked: u64,
-    pub images_failed: u64,
-    pub first_failure: Option<ImageFailure>,
+    pub counts: ImageCounts,
 }
 
 /// The state at one crash point: the disk (durable image plus writes not durable) and, for each
@@ -49,20 +43,18 @@ struct PointState {
 pub fn check_history(history: &IoHistory, bounds: CrashImageBounds) -> HistoryReport {
     let mut report = HistoryReport::default();
     let Some(config) = history.config.clone() else {
-        report.images_failed = 1;
-        report.first_failure = Some(failure(0, 0, "the history carries no engine configuration".into()));
+        report.counts.add_failure(failure(0, 0, "the history carries no engine configuration".into()));
         return report;
     };
     let states = match point_states(history, &config, &mut report) {
         Ok(states) => states,
         Err(what) => {
-            report.images_failed = 1;
-            report.first_failure = Some(failure(0, 0, what));
+            report.counts.add_failure(failure(0, 0, what));
             return report;
         }
     };
-    report.points_total = states.len() as u64;
-    for point in choose_points(report.points_total, bounds.points_max) {
+    report.counts.points_total = states.len() as u64;
+    for point in choose_points(report.counts.points_total, bounds.points_max) {
         check_point(&states[(point - 1) as usize], point, &config, bounds, &mut report);
     }
     report
@@ -75,17 +67,14 @@ fn failure(point: u64, index: u64, what: String) -> ImageFailure {
 /// Checks every image (or the sample) of one crash point.
 fn check_point(state: &PointState, point: u64, config: &Config, bounds: CrashImageBounds, report: &mut HistoryReport) {
     let crash_point = CrashPoint { write_sectors: state.disk.unsynced_sectors() };
-    report.points_checked += 1;
-    report.points_exhaustive += u64::from(crash_point.exhaustive(bounds.images_per_point_max));
-    report.images_enumerable = report.images_enumerable.saturating_add(crash_point.images_enumerable());
+    report.counts.add_point(&crash_point, bounds.images_per_point_max);
     for index in 0..crash_point.images_to_check(bounds.images_per_point_max) {
         let masks = crash_point.image(index, bounds.images_per_point_max, sample_seed(0, point));
         let mut disk = state.disk.clone();
         disk.crash_with_masks(&masks, &mut FaultLedger::default());
-        report.images_checked += 1;
+        report.counts.images_checked += 1;
         if let Err(what) = recover_and_check(disk, config, state) {
-            report.images_failed += 1;
-            report.first_failure.get_or_insert(failure(point, index, what));
+            report.counts.add_failure(failure(point, index, what));
         }
     }
 }

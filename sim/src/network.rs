@@ -44,30 +44,7 @@ pub fn encode(arguments: &[Vec<u8>], inline: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
         return;
     }
-    push_header(out, b'*', arguments.len());
-    for argument in arguments {
-        push_header(out, b'$', argument.len());
-        out.extend_from_slice(argument);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// `*N\r\n` or `$N\r\n`, without going through `format!` (this runs for every argument).
-fn push_header(out: &mut Vec<u8>, kind: u8, number: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = number;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.push(kind);
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
+    quill_core::resp::encode_command(arguments, out);
 }
 
 /// Parses one reply from the front of `bytes`: `Ok(None)` if it is incomplete.

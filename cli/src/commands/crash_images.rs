@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use quill_sim::crash_images::{self, CrashImageBounds, SeedImages};
+use quill_sim::crash_images::{self, CrashImageBounds, ImageCounts, SeedImages};
 use quill_sim::{FaultLevel, SimOptions};
 use serde_json::json;
 
@@ -33,12 +33,13 @@ pub fn run(runs: &[SimOptions], args: &CrashImageArgs, jobs: usize, json: bool) 
     let started = Instant::now();
     let results: Vec<SeedImages> =
         runs.iter().map(|options| crash_images::check_seed(options, args.bounds(), jobs)).collect();
-    let sum = |field: fn(&SeedImages) -> u64| results.iter().map(field).fold(0u64, u64::saturating_add);
-    let failed: Vec<&SeedImages> = results.iter().filter(|result| result.images_failed > 0).collect();
-    let first = results
-        .iter()
-        .zip(runs)
-        .find_map(|(result, options)| result.first_failure.clone().map(|failure| (result.seed, options, failure)));
+    let sum = |field: fn(&ImageCounts) -> u64| {
+        results.iter().map(|result| field(&result.counts)).fold(0u64, u64::saturating_add)
+    };
+    let failed: Vec<&SeedImages> = results.iter().filter(|result| result.counts.images_failed > 0).collect();
+    let first = results.iter().zip(runs).find_map(|(result, options)| {
+        result.counts.first_failure.clone().map(|failure| (result.seed, options, failure))
+    });
     // Point 0: the seed failed without any crash (its census run); replay that run.
     let replay = first.as_ref().map(|(_, options, failure)| {
         let image = match failure.point {

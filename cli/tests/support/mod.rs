@@ -5,6 +5,18 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Whether redis-cli is installed. Where `.ci/run` installed it (QUILL_REQUIRE_REDIS_TOOLS=1),
+/// its absence fails the test; elsewhere the test says SKIPPED.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn redis_tools_present() -> bool {
+    let present = Command::new("redis-cli").arg("--version").output().is_ok_and(|output| output.status.success());
+    if !present {
+        assert!(std::env::var_os("QUILL_REQUIRE_REDIS_TOOLS").is_none(), "redis-cli is required here but missing");
+        eprintln!("SKIPPED: redis-cli is not installed (apt-get install redis-tools)");
+    }
+    present
+}
+
 pub struct QuillServer {
     pub child: Child,
     pub port: u16,

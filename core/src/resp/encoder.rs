@@ -33,6 +33,18 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a command as a client sends it: an array of bulk strings (for clients written in
+/// Rust: the simulator's, benchmarks, tests).
+pub fn encode_command<A: AsRef<[u8]>>(arguments: &[A], out: &mut Vec<u8>) {
+    push_header(out, b'*', arguments.len());
+    for argument in arguments {
+        let argument = argument.as_ref();
+        push_header(out, b'$', argument.len());
+        out.extend_from_slice(argument);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Writes a `+`/`-` line. CR and LF become spaces, as Redis's
 /// `addReplyErrorFormat` does, because a raw line break inside a status or
 /// error would desynchronise the client's parser.

@@ -8,5 +8,5 @@ mod encoder;
 mod limits;
 
 pub use decoder::{Command, Decoder, ProtocolError};
-pub use encoder::encode_reply;
+pub use encoder::{encode_command, encode_reply};
 pub use limits::Limits;
