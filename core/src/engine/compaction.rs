@@ -98,6 +98,11 @@ pub struct Cleaner {
     lap_freed_blocks: u64,
     /// The log space compaction's moves had taken when this lap began (`Log::moved_space_bytes`).
     lap_start_moved_space_bytes: u64,
+    /// Writes that had made garbage when this lap began (`EngineStats::records_replaced`): a
+    /// lap during which deletes or overwrites made new garbage is not judged on the gain it
+    /// measured before that garbage existed (seed 1588, full_disk: a drain of 64 of 88 keys
+    /// mid-lap, then a pause with writes refused and most of the log reclaimable).
+    lap_start_replaced: u64,
     /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
     /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
     deferred: Option<(u64, (u64, u64), u64)>,
@@ -492,18 +497,20 @@ impl Engine {
     }
 
     /// Pauses compaction after a lap of the log that freed less than a chunk beyond the space
-    /// its own moves took (headers and padding only, or records too large to pack), until a
-    /// write makes new garbage. Net of the moves, not the log's size: client writes during the
+    /// its own moves took (headers and padding only, or records too large to pack), and during
+    /// which no write made new garbage, until a write makes some. Net of the moves, not the log's size: client writes during the
     /// lap may have used all it freed, and that lap was worth it.
     fn end_lap_if_done(&mut self) {
         if self.cleaner.lap_freed_blocks < self.ring().capacity_blocks() {
             return;
         }
         let freed_bytes = std::mem::take(&mut self.cleaner.lap_freed_blocks) * BLOCK_BYTES as u64;
+        let garbage_made = self.stats.records_replaced != self.cleaner.lap_start_replaced;
+        self.cleaner.lap_start_replaced = self.stats.records_replaced;
         let moved_space_bytes = self.log.moved_space_bytes - self.cleaner.lap_start_moved_space_bytes;
         self.cleaner.lap_start_moved_space_bytes = self.log.moved_space_bytes;
         let chunk_bytes = u64::from(self.chunk_blocks()) * BLOCK_BYTES as u64;
-        if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes {
+        if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes && !garbage_made {
             self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
             self.stats.compaction_pauses += 1;
         }
