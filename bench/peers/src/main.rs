@@ -131,7 +131,11 @@ fn measure(threads: usize, seconds: f64, operation: impl Fn(u64) + Sync) -> (f64
         stop.store(true, Ordering::Relaxed);
     });
     let histogram = histogram.into_inner().expect("histogram");
-    (histogram.len() as f64 / started.elapsed().as_secs_f64(), histogram.value_at_quantile(0.5), histogram.value_at_quantile(0.99))
+    (
+        histogram.len() as f64 / started.elapsed().as_secs_f64(),
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+    )
 }
 
 type Results = std::collections::BTreeMap<(String, String), Vec<(f64, u64, u64)>>;
@@ -143,7 +147,8 @@ fn round(name: &str, root: &Path, seconds: f64, results: &mut Results) {
     let store = open(name, &directory);
     store.load();
     let value = [b'w'; VALUE_BYTES];
-    let mut record = |test: &str, figures| results.entry((test.to_string(), name.to_string())).or_default().push(figures);
+    let mut record =
+        |test: &str, figures| results.entry((test.to_string(), name.to_string())).or_default().push(figures);
     for threads in [1, 16, 64] {
         let figures = measure(threads, seconds, |index| store.set(&key(index), &value));
         record(&format!("durable SET, {threads} threads"), figures);
@@ -179,14 +184,20 @@ fn main() {
         }
     }
     println!("{:<28} {:>22} {:>22} {:>22} {:>10}", "test (medians)", "quill", "fjall", "redb", "q/best");
-    let tests: Vec<String> = results.keys().map(|(test, _)| test.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let tests: Vec<String> =
+        results.keys().map(|(test, _)| test.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     for test in tests {
         let cell = |store: &str| median(results[&(test.clone(), store.to_string())].clone());
         let (quill, fjall, redb) = (cell("quill"), cell("fjall"), cell("redb"));
         let show = |(rate, p50, p99): (f64, u64, u64)| {
-            if test.starts_with("reopen") { format!("{rate:.3} s") } else { format!("{rate:.0}/s p50 {p50} p99 {p99}") }
+            if test.starts_with("reopen") {
+                format!("{rate:.3} s")
+            } else {
+                format!("{rate:.0}/s p50 {p50} p99 {p99}")
+            }
         };
-        let ratio = if test.starts_with("reopen") { fjall.0.min(redb.0) / quill.0 } else { quill.0 / fjall.0.max(redb.0) };
+        let ratio =
+            if test.starts_with("reopen") { fjall.0.min(redb.0) / quill.0 } else { quill.0 / fjall.0.max(redb.0) };
         println!("{test:<28} {:>22} {:>22} {:>22} {:>9.2}x", show(quill), show(fjall), show(redb), ratio);
     }
 }
