@@ -11,7 +11,7 @@ fn main() -> Result<(), quill_io_real::DbError> {
     let db = Db::open(&path, options)?;
     db.set(b"greeting", b"hello")?; // returns once durable
     assert_eq!(db.get(b"greeting")?, Some(b"hello".to_vec())); // cached: on this thread
-    // Several keys in one atomic, durable commit, and read back together.
+                                                               // Several keys in one atomic, durable commit, and read back together.
     db.set_many(&[(b"a".as_slice(), b"1".as_slice()), (b"b", b"2")])?;
     assert_eq!(db.get_many(&[b"a".as_slice(), b"b"])?, [Some(b"1".to_vec()), Some(b"2".to_vec())]);
     db.close()?; // writes a checkpoint, so the next open is fast

@@ -332,7 +332,9 @@ impl Sim {
         }
         if self.is_running() {
             self.check_no_unknown_keys();
+            self.check_view_mirrors_cache();
             self.check_cache_serves_second_pass(&keys, compaction_before);
+            self.check_view_mirrors_cache();
         }
     }
 
