@@ -3,7 +3,7 @@
 /// An opaque handle naming one I/O in flight. The engine allocates it from a slab; the driver
 /// hands it back exactly once in an [`IoCompletion`]. A token is not reused until its completion
 /// has been consumed, so a stale or forged completion is detected (and rejected with a panic in
-/// debug builds, since it is a driver bug).
+/// every build: it is a driver bug, not bad input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IoToken {
     pub(crate) slot: u32,

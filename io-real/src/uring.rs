@@ -3,7 +3,7 @@
 //! Each loop turn submits every request that may start in one `io_uring_enter`, then reaps all
 //! completions. Short reads and writes are continued from where they stopped, EINTR/EAGAIN are
 //! resubmitted (bounded), and other failures become error completions. A buffer stays owned by
-//! its operation until the kernel's completion for it arrives (pitfall 13), and at most
+//! its operation until the kernel's completion for it arrives (the kernel may still write into it until then), and at most
 //! `entries` operations are in the kernel, so the completion queue (twice as large) cannot
 //! overflow.
 

@@ -20,6 +20,10 @@ pub enum OpenError {
     VolumeSize { expected: u64, actual: u64 },
     #[error("log corrupt at block {block} (byte offset {offset}): {reason}; a valid later batch (sequence {next_sequence}) follows at block {next_block}, so this is not a torn tail; refusing to open")]
     CorruptLog { block: u64, offset: u64, reason: String, next_block: u64, next_sequence: u64 },
+    /// The chain of batches did not end within twice the log's length: a bug or crafted data,
+    /// never a torn tail.
+    #[error("log corrupt at block {block}: the log's chain of batches does not end; refusing to open")]
+    EndlessLog { block: u64 },
     #[error("I/O error while opening: {0}")]
     Io(IoError),
     #[error("batch {sequence} at block {block} is damaged and its mirror copy is intact; open the volume writable (not read-only) to repair it")]
@@ -302,14 +306,7 @@ impl Engine {
             self.recovery_mut().steps += 1;
             if self.recovery_mut().steps > steps_max {
                 let block = self.recovery_mut().block;
-                let reason = "the log's chain of batches does not end".to_string();
-                return self.fail_open(OpenError::CorruptLog {
-                    block,
-                    offset: 0,
-                    reason,
-                    next_block: 0,
-                    next_sequence: 0,
-                });
+                return self.fail_open(OpenError::EndlessLog { block });
             }
             let block = self.recovery_mut().block;
             if block >= self.volume.log_end_block {

@@ -6,7 +6,9 @@
 //! |---|---|
 //! | 0 | superblock copy A |
 //! | 1 | superblock copy B |
-//! | 2.. | the log: batches, each starting on a fresh block |
+//! | 2.. | the log region: batches, each starting on a fresh block (a ring: compaction frees its tail) |
+//! | after the log | format 3: two mirror slots of one largest batch each (the newest batches' copies) |
+//! | the last blocks | two index checkpoint slots (`checkpoint.rs`), when configured |
 //!
 //! All integers are little-endian. Every checksum is CRC32C.
 
