@@ -1,6 +1,7 @@
 //! Network-mode clients: connections to the simulated server, bytes delivered in random
 //! pieces, replies parsed from the bytes that come back, connections cut mid-command.
 
+use crate::trace::TraceEvent;
 use rand::Rng;
 
 use crate::checker::Status;
@@ -39,7 +40,7 @@ impl Sim {
             }
             let length = self.workload_rng.gen_range(1..=state.unsent.len());
             let piece: Vec<u8> = self.clients[client].unsent.drain(..length).collect();
-            self.trace.record(self.tick, &[9, client as u64, length as u64], |line| {
+            self.trace.record(self.tick, &[TraceEvent::Deliver.word(), client as u64, length as u64], |line| {
                 line.push_str(&format!("client {client} delivers {length} bytes"))
             });
             self.server.receive(connection, &piece);
@@ -77,7 +78,7 @@ impl Sim {
         let Some(connection) = self.clients[client].connection else { return };
         let unsent = self.clients[client].unsent.len();
         self.ledger.inject_resolved(FaultKind::Disconnect, Outcome::Harmless);
-        self.trace.record(self.tick, &[10, client as u64, unsent as u64], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Disconnect.word(), client as u64, unsent as u64], |line| {
             line.push_str(&format!("client {client} disconnects with {unsent} bytes unsent"))
         });
         self.server.disconnect(connection);
@@ -99,7 +100,7 @@ impl Sim {
                 got,
             );
         }
-        self.trace.record(self.tick, &[11, client as u64], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Reconnect.word(), client as u64], |line| {
             line.push_str(&format!("client {client} reconnects after a protocol error"))
         });
         self.abandon_outstanding(client);

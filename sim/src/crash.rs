@@ -2,6 +2,7 @@
 //! the disk keeps what was durable plus whatever the crash model lets through; the engine
 //! restarts on that image and runs its own recovery.
 
+use crate::trace::TraceEvent;
 use quill_core::server::Server;
 use quill_core::Engine;
 
@@ -21,7 +22,7 @@ impl Sim {
         self.space.crashes_while_checkpointing += u64::from(self.engine().checkpoint_in_progress());
         let number = self.crashes;
         let read_only = self.engine().read_only_reason().is_some();
-        self.trace.record(self.tick, &[5, number, u64::from(read_only)], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Crash.word(), number, u64::from(read_only)], |line| {
             let restart = if read_only { " (restart after a failed write)" } else { "" };
             line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
@@ -79,8 +80,9 @@ impl Sim {
                 return self.checker.fail("an open failed on I/O with no injected error", b"", "an open".into(), got);
             }
             // An injected I/O error during recovery: the engine said so; restart and retry.
-            self.trace
-                .record(self.tick, &[6, 2], |line| line.push_str(&format!("recovery failed: {error}; restarting")));
+            self.trace.record(self.tick, &[TraceEvent::Recovery.word(), 2], |line| {
+                line.push_str(&format!("recovery failed: {error}; restarting"))
+            });
             return self.crash();
         }
         if let Some(error @ quill_core::OpenError::NeedsRepair { block, .. }) = self.engine().open_error().cloned() {
@@ -95,14 +97,16 @@ impl Sim {
                     got,
                 );
             }
-            self.trace.record(self.tick, &[6, 3], |line| {
+            self.trace.record(self.tick, &[TraceEvent::Recovery.word(), 3], |line| {
                 line.push_str(&format!("read-only open refused: {error}; restarting writable"))
             });
             self.next_open_writable = true;
             return self.crash();
         }
         if let Some(error) = self.engine().open_error().cloned() {
-            self.trace.record(self.tick, &[6, 0], |line| line.push_str(&format!("recovery refused: {error}")));
+            self.trace.record(self.tick, &[TraceEvent::Recovery.word(), 0], |line| {
+                line.push_str(&format!("recovery refused: {error}"))
+            });
             self.ledger.resolve_blocks(0, u64::MAX, Outcome::Detected);
             if self.ledger.beyond_budget {
                 self.stopped_by_detection =
@@ -120,7 +124,7 @@ impl Sim {
         self.check_open_fallbacks();
         self.check_open_reports();
         let stats = self.engine().stats().clone();
-        self.trace.record(self.tick, &[6, 1, epoch, stats.recovered_batches], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Recovery.word(), 1, epoch, stats.recovered_batches], |line| {
             line.push_str(&format!(
                 "recovered: epoch {epoch}, {} batches, truncated at {:?}, {} superblock copies bad, checkpoint loaded {} rejected {:?}, {} batches repaired; {}",
                 stats.recovered_batches,

@@ -1,5 +1,6 @@
 //! Recording requests with the checker and checking every reply against it.
 
+use crate::trace::TraceEvent;
 use quill_core::{Reply, Request};
 
 use crate::checker::{family, Family, Status, ValueId};
@@ -97,7 +98,7 @@ impl Sim {
         };
         let responded = self.checker.now();
         let op_id = outstanding.op_id;
-        self.trace.record(self.tick, &[2, client as u64, op_id, reply_word(&reply)], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Reply.word(), client as u64, op_id, reply_word(&reply)], |line| {
             line.push_str(&format!("client {client} gets op {op_id}: {}", describe_reply(&reply)))
         });
         if crate::domains::domain_request_key(&outstanding.request).is_some() {

@@ -1,5 +1,6 @@
 //! One seed's run: the event loop over virtual time.
 
+use crate::trace::TraceEvent;
 use std::collections::{BTreeSet, VecDeque};
 
 use quill_core::server::{Server, ServerConfig, DIRECT_CLIENT_BASE};
@@ -479,8 +480,9 @@ impl Sim {
         if self.fault(self.knobs.bit_flip_per_tick_ppm) {
             if let Some(block) = self.flip_a_bit() {
                 self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
-                self.trace
-                    .record(self.tick, &[7, block], |line| line.push_str(&format!("fault bit_flip block {block}")));
+                self.trace.record(self.tick, &[TraceEvent::Fault.word(), block], |line| {
+                    line.push_str(&format!("fault bit_flip block {block}"))
+                });
             }
         }
         self.submit_requests();
@@ -581,9 +583,16 @@ impl Sim {
         let invoked = self.checker.now();
         self.begin_in_checker(op_id, &request, invoked);
         let name = request.name();
-        self.trace.record(self.tick, &[1, client as u64, op_id, crate::trace::digest(name.as_bytes())], |line| {
-            line.push_str(&format!("client {client} sends op {op_id}: {}", crate::replies::describe_request(&request)))
-        });
+        self.trace.record(
+            self.tick,
+            &[TraceEvent::Send.word(), client as u64, op_id, crate::trace::digest(name.as_bytes())],
+            |line| {
+                line.push_str(&format!(
+                    "client {client} sends op {op_id}: {}",
+                    crate::replies::describe_request(&request)
+                ))
+            },
+        );
         let inline = self.workload_rng.gen_range(0..5) == 0;
         let state = &mut self.clients[client];
         state.outstanding.push_back(Outstanding { op_id, request: request.clone(), invoked, sent_tick: self.tick });

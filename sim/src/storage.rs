@@ -1,6 +1,7 @@
 //! The simulated storage path: I/O requests from the engine get a latency and maybe a fault,
 //! wait in a queue ordered by due tick, and complete against the simulated disk.
 
+use crate::trace::TraceEvent;
 use std::collections::BTreeMap;
 
 use quill_core::{IoCompletion, IoError, IoKind, IoRequest, BLOCK_BYTES};
@@ -71,7 +72,7 @@ impl Sim {
         }
         let token = request.token.as_u64();
         let [kind, offset, detail] = kind_word(&request.kind);
-        self.trace.record(self.tick, &[3, token, kind, offset, detail], |line| {
+        self.trace.record(self.tick, &[TraceEvent::IoIssued.word(), token, kind, offset, detail], |line| {
             line.push_str(&format!("io issue {token:#x} {}", describe_io(&request.kind)))
         });
         let (latency_max, fail) = match &request.kind {
@@ -118,7 +119,7 @@ impl Sim {
         }
         let damaged = (intended..intended + blocks).chain(landed..landed + blocks);
         self.ledger.inject_damage(FaultKind::MisdirectedWrite, damaged);
-        self.trace.record(self.tick, &[7, 8, offset_bytes, target], |line| {
+        self.trace.record(self.tick, &[TraceEvent::Fault.word(), 8, offset_bytes, target], |line| {
             line.push_str(&format!("fault misdirected_write: {offset_bytes} lands at {target}"))
         });
         target
@@ -166,7 +167,9 @@ impl Sim {
         self.forced_image = Some(image.masks.clone());
         self.crash_image_taken = true;
         let point = image.point;
-        self.trace.record(self.tick, &[9, point], |line| line.push_str(&format!("crash image at crash point {point}")));
+        self.trace.record(self.tick, &[TraceEvent::CrashImage.word(), point], |line| {
+            line.push_str(&format!("crash image at crash point {point}"))
+        });
         self.crash();
         // The workload ends here: what follows settles, restarts cleanly and reads every key.
         self.options.ops = self.ops_submitted;
@@ -220,7 +223,7 @@ impl Sim {
         };
         let ok = result.is_ok();
         let token_word = token.as_u64();
-        self.trace.record(self.tick, &[4, token_word, u64::from(ok)], |line| {
+        self.trace.record(self.tick, &[TraceEvent::IoDone.word(), token_word, u64::from(ok)], |line| {
             line.push_str(&format!("io done {token_word:#x} {}", if ok { "ok" } else { "EIO (injected)" }))
         });
         let read_range = match &pending.request.kind {

@@ -5,6 +5,33 @@
 
 use std::fmt::Write;
 
+/// What a trace event is: its first word. The numbers are part of every trace hash, so an
+/// existing event keeps its number and a new one takes the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum TraceEvent {
+    Send = 1,
+    Reply = 2,
+    IoIssued = 3,
+    IoDone = 4,
+    Crash = 5,
+    /// Then 0: refused, 1: recovered, 2: failed on I/O, 3: a read-only open needs a repair.
+    Recovery = 6,
+    /// Then a block (bit rot), or 8 and two offsets (a misdirected write).
+    Fault = 7,
+    Deliver = 9,
+    Disconnect = 10,
+    Reconnect = 11,
+    CrashImage = 12,
+    PublishedRead = 13,
+}
+
+impl TraceEvent {
+    pub const fn word(self) -> u64 {
+        self as u64
+    }
+}
+
 pub struct Trace {
     hash: u64,
     lines: Option<Vec<String>>,

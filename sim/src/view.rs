@@ -5,6 +5,7 @@
 //! must be one linearizability allows at that instant, so a copy that showed a write before
 //! it was durable, or kept a value after an acknowledged overwrite or DEL, fails the seed.
 
+use crate::trace::TraceEvent;
 use quill_core::{CacheChange, Request};
 use rand::Rng;
 
@@ -51,9 +52,11 @@ impl Sim {
         let invoked = self.checker.now();
         self.checker.begin_read(invoked);
         let responded = self.checker.now();
-        self.trace.record(self.tick, &[10, client as u64, crate::trace::digest(&value)], |line| {
-            line.push_str(&format!("client {client} reads {} bytes from the published cache", value.len()))
-        });
+        self.trace.record(
+            self.tick,
+            &[TraceEvent::PublishedRead.word(), client as u64, crate::trace::digest(&value)],
+            |line| line.push_str(&format!("client {client} reads {} bytes from the published cache", value.len())),
+        );
         self.check_value(key, Some(&value), invoked, responded);
         self.checker.end_read(invoked);
         true
