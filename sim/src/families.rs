@@ -15,7 +15,7 @@ use quill_core::{Config, Request, BLOCK_BYTES};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::knobs::{Family, Knobs};
+use crate::knobs::{op, Family, Knobs};
 use crate::runner::Sim;
 use crate::workload::register_key;
 
@@ -63,7 +63,7 @@ impl Knobs {
                 // One owner per key needs its commands in order: no cut connections (a cut
                 // client's queued commands still run, after its next ones), no FLUSHALL.
                 self.disconnect_per_tick_ppm = 0;
-                self.mix[9] = 0;
+                self.mix[op::FLUSHALL] = 0;
             }
             Family::RingEdge => self.tiny_ring(rng),
         }
@@ -117,7 +117,10 @@ impl Knobs {
         self.keys = (2 * log_bytes / record_bytes).max(16);
         self.key_skew = 0;
         self.drain_percent = rng.gen_range(30..=90);
-        self.mix = [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]; // registers only (FLUSHALL drains some cycles)
+        // SETs of registers only, and FLUSHALL (which drains some cycles).
+        self.mix = [0; op::COUNT];
+        self.mix[op::SET] = 1;
+        self.mix[op::FLUSHALL] = 1;
     }
 }
 
@@ -145,9 +148,9 @@ impl Knobs {
         self.fill_value_bytes = sizes[rng.gen_range(0..sizes.len())].min(self.value_bytes_max).max(1);
         self.value_bytes_small_max = self.fill_value_bytes;
         self.value_large_ppm = 0;
-        self.mix[3] = 0; // MSET: several values would not fit one small batch
-                         // Failed syncs, often (with a write and a sync per commit; not with --faults none): the
-                         // fsync-failure model meets a tiny ring that reuses what a lost write left.
+        self.mix[op::MSET] = 0; // several values would not fit one small batch
+                                // Failed syncs, often (with a write and a sync per commit; not with --faults none): the
+                                // fsync-failure model meets a tiny ring that reuses what a lost write left.
         if self.crashes_max > 0 && !self.write_through && rng.gen_bool(0.5) {
             self.sync_error_ppm = rng.gen_range(2_000..10_000);
         }

@@ -35,6 +35,21 @@ impl std::str::FromStr for FaultLevel {
     }
 }
 
+/// The operations of the workload's mix, by their index in [`Knobs::mix`].
+pub mod op {
+    pub const SET: usize = 0;
+    pub const GET: usize = 1;
+    pub const DEL: usize = 2;
+    pub const MSET: usize = 3;
+    pub const MGET: usize = 4;
+    pub const EXISTS: usize = 5;
+    pub const STRLEN: usize = 6;
+    pub const INCR: usize = 7;
+    pub const APPEND: usize = 8;
+    pub const FLUSHALL: usize = 9;
+    pub const COUNT: usize = 10;
+}
+
 /// Probabilities are per I/O (or per tick for crashes and bit rot), in parts per million.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Knobs {
@@ -43,8 +58,8 @@ pub struct Knobs {
     pub keys: u64,
     /// 0: uniform; larger: more skewed towards low key numbers.
     pub key_skew: u32,
-    /// Operation weights: set, get, del, mset, mget, exists, strlen, incr, append, flushall.
-    pub mix: [u32; 10],
+    /// Operation weights, indexed by the [`op`] constants.
+    pub mix: [u32; op::COUNT],
     pub value_bytes_small_max: usize,
     /// Parts per million of values that are large (up to several blocks).
     pub value_large_ppm: u32,
@@ -161,13 +176,13 @@ impl Knobs {
             0,
         ];
         if chance(rng, 200_000) {
-            mix[9] = 1; // FLUSHALL, rarely, in some seeds
+            mix[op::FLUSHALL] = 1; // rarely, in some seeds
         }
         // A fifth of the seeds delete as often as they set: tombstones everywhere, which
         // compaction must keep until no older record of their key remains.
         let delete_heavy = chance(rng, 200_000);
         if delete_heavy {
-            mix[2] = mix[0] + rng.gen_range(0..10);
+            mix[op::DEL] = mix[op::SET] + rng.gen_range(0..10);
         }
         let large = chance(rng, 500_000);
         let batch_blocks_max = rng.gen_range(4..=32);

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::checker::{Checker, Violation};
 use crate::disk::SimDisk;
 use crate::faults::FaultLedger;
-use crate::knobs::{FaultLevel, Knobs};
+use crate::knobs::{op, FaultLevel, Knobs};
 use crate::trace::Trace;
 use crate::workload;
 
@@ -203,9 +203,9 @@ impl Sim {
         if let Some(clients) = options.clients {
             knobs.clients = clients.max(1);
         }
-        if knobs.mix[9] > 0 {
-            knobs.mix[7] = 0; // FLUSHALL seeds use registers only (see the checker)
-            knobs.mix[8] = 0;
+        if knobs.mix[op::FLUSHALL] > 0 {
+            knobs.mix[op::INCR] = 0; // FLUSHALL seeds use registers only (see the checker)
+            knobs.mix[op::APPEND] = 0;
         }
         let config = Sim::engine_config(&knobs, &options);
         let mut fault_rng = stream(options.seed, 2);

@@ -2,6 +2,7 @@
 //! the checker. `k…` keys are registers (SET, GET, DEL, MSET, MGET, EXISTS, STRLEN, FLUSHALL),
 //! `c…` keys are counters (INCRBY, GET), `a…` keys take APPEND (APPEND, GET, STRLEN).
 
+use crate::knobs::op;
 use quill_core::command::SetCondition;
 use quill_core::Request;
 use rand::Rng;
@@ -69,7 +70,7 @@ pub fn next_request(rng: &mut ChaCha8Rng, knobs: &Knobs, client: usize, op_id: u
         keys
     };
     match kind {
-        0 => Request::Set {
+        op::SET => Request::Set {
             key: register_key(key_index(rng, knobs)),
             value: value(rng, knobs, client, op_id),
             condition: match rng.gen_range(0..10) {
@@ -78,7 +79,7 @@ pub fn next_request(rng: &mut ChaCha8Rng, knobs: &Knobs, client: usize, op_id: u
                 _ => SetCondition::Always,
             },
         },
-        1 => match rng.gen_range(0..33) {
+        op::GET => match rng.gen_range(0..33) {
             0 => Request::DbSize,
             1 => Request::Ping { message: None },
             2 => Request::Ping { message: Some(b"hello".to_vec()) },
@@ -86,8 +87,8 @@ pub fn next_request(rng: &mut ChaCha8Rng, knobs: &Knobs, client: usize, op_id: u
             number if number % 3 == 1 => Request::Get { key: append_key(key_index(rng, knobs)) },
             _ => Request::Get { key: register_key(key_index(rng, knobs)) },
         },
-        2 => Request::Del { keys: keys(rng) },
-        3 => {
+        op::DEL => Request::Del { keys: keys(rng) },
+        op::MSET => {
             let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             for key in keys(rng) {
                 if !pairs.iter().any(|(existing, _)| *existing == key) {
@@ -96,11 +97,11 @@ pub fn next_request(rng: &mut ChaCha8Rng, knobs: &Knobs, client: usize, op_id: u
             }
             Request::MSet { pairs }
         }
-        4 => Request::MGet { keys: keys(rng) },
-        5 => Request::Exists { keys: keys(rng) },
-        6 => Request::StrLen { key: register_key(key_index(rng, knobs)) },
-        7 => Request::IncrBy { key: counter_key(key_index(rng, knobs)), delta: rng.gen_range(1..=5) },
-        8 => Request::Append { key: append_key(key_index(rng, knobs)), value: append_token(op_id) },
+        op::MGET => Request::MGet { keys: keys(rng) },
+        op::EXISTS => Request::Exists { keys: keys(rng) },
+        op::STRLEN => Request::StrLen { key: register_key(key_index(rng, knobs)) },
+        op::INCR => Request::IncrBy { key: counter_key(key_index(rng, knobs)), delta: rng.gen_range(1..=5) },
+        op::APPEND => Request::Append { key: append_key(key_index(rng, knobs)), value: append_token(op_id) },
         _ => Request::FlushAll,
     }
 }
