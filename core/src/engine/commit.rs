@@ -283,7 +283,7 @@ impl Engine {
         };
         header.encode_into(&mut open.buffer, volume_id, offset_bytes, key, value);
         open.record_count += 1;
-        let record_bytes = header.total_bytes() as u32;
+        let record_bytes = crate::format::batch_size_u32(header.total_bytes());
         let location = Location { offset_bytes, record_bytes, sequence_low: open.sequence as u32 };
         open.effects.push(match record {
             NewRecord::Put { key, value } => Effect::Put { key: (*key).into(), location, value: value.clone() },
@@ -317,7 +317,7 @@ impl Engine {
         let block_count = blocks_for(self.log.open.buffer.len());
         let next = OpenBatch::new(next_sequence, 0, block_count * BLOCK_BYTES);
         let mut batch = std::mem::replace(&mut self.log.open, next);
-        let payload_bytes = (batch.buffer.len() - BATCH_HEADER_BYTES) as u32;
+        let payload_bytes = crate::format::batch_size_u32(batch.buffer.len() - BATCH_HEADER_BYTES);
         let batch_bytes = (block_count * BLOCK_BYTES) as u64;
         self.log.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
         batch.buffer.resize(block_count * BLOCK_BYTES, 0);
@@ -326,7 +326,7 @@ impl Engine {
             epoch: self.volume.epoch,
             sequence: batch.sequence,
             block: batch.start_block,
-            block_count: block_count as u32,
+            block_count: crate::format::batch_size_u32(block_count),
             payload_bytes,
             record_count: batch.record_count,
             payload_checksum: 0,

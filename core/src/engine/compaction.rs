@@ -354,7 +354,7 @@ impl Engine {
             let key = at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + record.key_bytes as usize;
             let location = Location {
                 offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,
-                record_bytes: record.total_bytes() as u32,
+                record_bytes: crate::format::batch_size_u32(record.total_bytes()),
                 sequence_low: header.sequence as u32,
             };
             if record.kind == RecordKind::Put && self.keyspace.index.get(&chunk[key.clone()]) == Some(location) {

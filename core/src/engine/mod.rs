@@ -182,6 +182,13 @@ impl Engine {
     fn new(config: Config, phase: Phase) -> Engine {
         assert!(config.queue_depth_max > 0);
         assert!(config.client_pipeline_max > 0);
+        // A configuration is code, not input: one whose batches could not be stored is a bug.
+        assert!(
+            config.batch_blocks_max <= crate::format::BATCH_BLOCKS_LIMIT,
+            "batch_blocks_max {} is above the format's limit {}",
+            config.batch_blocks_max,
+            crate::format::BATCH_BLOCKS_LIMIT
+        );
         Engine {
             cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             phase,

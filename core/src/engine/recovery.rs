@@ -489,7 +489,7 @@ impl Engine {
             let offset_bytes = header.block * BLOCK_BYTES as u64 + at as u64;
             let location = Location {
                 offset_bytes,
-                record_bytes: record.total_bytes() as u32,
+                record_bytes: crate::format::batch_size_u32(record.total_bytes()),
                 sequence_low: header.sequence as u32,
             };
             match record.kind {

@@ -25,6 +25,17 @@ pub use superblock::{CheckpointRef, Superblock, SUPERBLOCK_COPIES};
 /// The first block of the log region.
 pub const LOG_START_BLOCK: u64 = SUPERBLOCK_COPIES as u64;
 
+/// The most blocks a batch may span: its size in bytes must fit the `u32` the format stores.
+/// A superblock naming more is invalid; a configuration asking for more is refused at format.
+pub const BATCH_BLOCKS_LIMIT: u32 = (u32::MAX as usize / crate::BLOCK_BYTES) as u32;
+
+/// A size within one batch (a record, a payload, a batch's block count) as the `u32` the format
+/// stores. Batches are at most [`BATCH_BLOCKS_LIMIT`] blocks, so a size that does not fit is a
+/// bug, not input.
+pub fn batch_size_u32(size: usize) -> u32 {
+    u32::try_from(size).expect("a size within one batch fits u32 (batches are at most 4 MiB)")
+}
+
 /// Rounds `bytes` up to a whole number of blocks.
 pub fn blocks_for(bytes: usize) -> usize {
     bytes.div_ceil(crate::BLOCK_BYTES)

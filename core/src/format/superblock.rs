@@ -169,6 +169,7 @@ impl Superblock {
         let slots_blocks = 2 * u64::from(self.checkpoint_slot_blocks) + self.mirror_blocks();
         let layout_ok = self.log_start_block == super::LOG_START_BLOCK
             && self.batch_blocks_max > 0
+            && self.batch_blocks_max <= super::BATCH_BLOCKS_LIMIT
             && self.volume_blocks > self.log_start_block + slots_blocks + u64::from(self.batch_blocks_max);
         if !layout_ok {
             return Err(FormatError::Range { field: "layout", value: self.volume_blocks });
