@@ -1,6 +1,8 @@
 //! What a newcomer meets first: exit codes, messages that say what to do, and no file left
 //! behind by a start that failed.
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -112,4 +114,26 @@ fn a_failing_seed_in_json_carries_its_replay_command() {
     );
     let (code, _) = quill(&["sim", "--seeds-file", path_text(&list)]);
     assert_eq!(code, 0, "the seed passes without the planted bug");
+}
+
+#[test]
+fn serve_logs_its_start_recovery_and_shutdown() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("logged.qkv");
+    let stop = |server: &mut support::QuillServer| {
+        // SAFETY: a signal to the child we started, which is still running.
+        unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = server.child.wait().expect("the server exits");
+        assert!(status.success(), "a clean shutdown: {status}: {}", server.log());
+    };
+    let mut first = support::start_sized(&path, 8 << 20, &[]);
+    assert!(first.log().contains("INFO formatted"), "{}", first.log());
+    stop(&mut first);
+    let log = first.log();
+    assert!(log.contains("shutting down") && log.contains("shutdown checkpoint done"), "{log}");
+    let mut second = support::start_sized(&path, 8 << 20, &[]);
+    let log = second.log();
+    assert!(log.contains("recovered") && log.contains("from a checkpoint") && log.contains("keys="), "{log}");
+    assert!(log.contains("--size 8388608 ignored"), "{log}");
+    stop(&mut second);
 }
