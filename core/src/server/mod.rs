@@ -131,12 +131,12 @@ impl Server {
 
     /// A new connection from the loopback interface (the simulator's clients, tests).
     pub fn connect(&mut self) -> ClientId {
-        self.connect_from(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        self.connect_from(core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST))
     }
 
     /// A new connection from `peer`. Beyond the client limit it gets Redis's error and is
     /// closed at once; so is a non-loopback peer in protected mode with no password.
-    pub fn connect_from(&mut self, peer: std::net::IpAddr) -> ClientId {
+    pub fn connect_from(&mut self, peer: core::net::IpAddr) -> ClientId {
         let id = self.client_id_next;
         self.client_id_next += 1;
         self.stats.connections_received += 1;
@@ -157,7 +157,7 @@ impl Server {
 
     /// Whether protected mode turns `peer` away: on, no password, and not a loopback address
     /// (an IPv4 address mapped into IPv6 counts as the IPv4 one).
-    pub fn protected_mode_denies(&self, peer: std::net::IpAddr) -> bool {
+    pub fn protected_mode_denies(&self, peer: core::net::IpAddr) -> bool {
         self.config.protected_mode && self.config.requirepass.is_none() && !peer.to_canonical().is_loopback()
     }
 
