@@ -10,7 +10,7 @@
 //! acknowledged value, or a value written after that one (in flight at the crash), or, if no
 //! write to it was acknowledged yet, nothing. Keys must each have one writer at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use quill_core::history::{HistoryEvent, IoHistory};
 use quill_core::{Config, Engine, IoCompletion, IoKind, Reply, Request};
@@ -46,16 +46,20 @@ pub fn check_history(history: &IoHistory, bounds: CrashImageBounds) -> HistoryRe
         report.counts.add_failure(failure(0, 0, "the history carries no engine configuration".into()));
         return report;
     };
-    let states = match point_states(history, &config, &mut report) {
+    // Snapshots only of the points checked: a copy of the disk per point of a long history
+    // would cost its size times the number of points.
+    report.counts.points_total = count_points(history);
+    let chosen: BTreeSet<u64> = choose_points(report.counts.points_total, bounds.points_max).into_iter().collect();
+    let states = match point_states(history, &config, &mut report, &chosen) {
         Ok(states) => states,
         Err(what) => {
             report.counts.add_failure(failure(0, 0, what));
             return report;
         }
     };
-    report.counts.points_total = states.len() as u64;
-    for point in choose_points(report.counts.points_total, bounds.points_max) {
-        check_point(&states[(point - 1) as usize], point, &config, bounds, &mut report);
+    debug_assert_eq!(states.len(), chosen.len(), "a snapshot for every point chosen");
+    for (point, state) in &states {
+        check_point(state, *point, &config, bounds, &mut report);
     }
     report
 }
@@ -79,8 +83,31 @@ fn check_point(state: &PointState, point: u64, config: &Config, bounds: CrashIma
     }
 }
 
-/// Walks the history, snapshotting the state before each crash point and at the end.
-fn point_states(history: &IoHistory, config: &Config, report: &mut HistoryReport) -> Result<Vec<PointState>, String> {
+/// Crash points in `history`: one before each sync or durable write completes, and the end.
+fn count_points(history: &IoHistory) -> u64 {
+    let mut awaited = BTreeSet::new();
+    let mut points = 1; // the end
+    for event in &history.events {
+        match event {
+            HistoryEvent::Write { id, durable: true, .. } | HistoryEvent::Sync { id } => {
+                awaited.insert(*id);
+            }
+            HistoryEvent::Completed { id, ok: true } => points += u64::from(awaited.remove(id)),
+            _ => {}
+        }
+    }
+    points
+}
+
+/// Walks the history, snapshotting the state before each `chosen` crash point (numbered from 1
+/// as [`count_points`] counts them; the last one is the end).
+fn point_states(
+    history: &IoHistory,
+    config: &Config,
+    report: &mut HistoryReport,
+    chosen: &BTreeSet<u64>,
+) -> Result<Vec<(u64, PointState)>, String> {
+    let mut point = 0u64;
     let mut state = PointState { disk: SimDisk::new(config.volume_blocks, 0), allowed: BTreeMap::new(), opened: false };
     let mut durable_writes = BTreeMap::new();
     let mut sync_covers: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
@@ -105,7 +132,10 @@ fn point_states(history: &IoHistory, config: &Config, report: &mut HistoryReport
                 let covers = sync_covers.remove(id);
                 let durable = durable_writes.remove(id).is_some();
                 if covers.is_some() || durable {
-                    states.push(state.clone()); // a crash point: just before this completes
+                    point += 1; // a crash point: just before this completes
+                    if chosen.contains(&point) {
+                        states.push((point, state.clone()));
+                    }
                 }
                 match covers {
                     Some(covered) => state.disk.complete_sync(&covered),
@@ -127,7 +157,10 @@ fn point_states(history: &IoHistory, config: &Config, report: &mut HistoryReport
             }
         }
     }
-    states.push(state);
+    point += 1;
+    if chosen.contains(&point) {
+        states.push((point, state));
+    }
     Ok(states)
 }
 
