@@ -322,6 +322,7 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         "elapsed_s": elapsed_s,
         "ops_per_s": ops as f64 / elapsed_s.max(1e-9),
         "trace_hash": (results.len() == 1).then(|| format!("{:016x}", results[0].report.trace_hash)),
+        "swarm_trace_hash": format!("{:016x}", swarm_trace_hash(results)),
     });
     if args.json {
         say(&summary.to_string());
@@ -329,6 +330,15 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         print_human_summary(&summary);
     }
     u8::from(!failed.is_empty())
+}
+
+/// One hash over every seed's trace hash, in seed order: a refactor that must not change
+/// behaviour keeps it (see docs/engine.md, "Refactoring under the trace hash").
+fn swarm_trace_hash(results: &[SeedResult]) -> u64 {
+    results.iter().fold(0xcbf2_9ce4_8422_2325, |hash, result| {
+        let words = [result.report.seed, result.options.ops, result.report.trace_hash];
+        words.iter().fold(hash, |hash, word| quill_sim::trace::fnv(hash, &word.to_le_bytes()))
+    })
 }
 
 /// Prints a line; a closed pipe (`quill replay --trace | head`) ends the output quietly.
@@ -352,6 +362,8 @@ fn print_human_summary(summary: &serde_json::Value) {
     );
     if let Some(hash) = summary["trace_hash"].as_str() {
         println!("trace hash {hash}");
+    } else if let Some(hash) = summary["swarm_trace_hash"].as_str() {
+        println!("swarm trace hash {hash}");
     }
 }
 
