@@ -61,20 +61,20 @@ const INTERVAL_CHECKPOINT_MULTIPLE: u64 = 4;
 impl Engine {
     /// The two slots are the volume's last blocks (after the log and its mirror slots).
     fn checkpoint_slot_block(&self, slot: u32) -> u64 {
-        let slot_blocks = u64::from(self.volume.checkpoint_slot_blocks);
-        self.volume.volume_blocks - 2 * slot_blocks + u64::from(slot - 1) * slot_blocks
+        let slot_blocks = u64::from(self.shared.volume.checkpoint_slot_blocks);
+        self.shared.volume.volume_blocks - 2 * slot_blocks + u64::from(slot - 1) * slot_blocks
     }
 
     /// Asks for a checkpoint as soon as possible (a clean shutdown makes the next restart fast).
     /// [`Engine::checkpoint_in_progress`] says when it is recorded.
     pub fn checkpoint_now(&mut self) {
-        self.checkpointer.forced = self.volume.checkpoint_slot_blocks > 0;
+        self.checkpointer.forced = self.shared.volume.checkpoint_slot_blocks > 0;
         self.drive_checkpoint();
     }
 
     /// A checkpoint is asked for or being written.
     pub fn checkpoint_in_progress(&self) -> bool {
-        self.checkpointer.forced && self.read_only.is_none()
+        self.checkpointer.forced && self.shared.read_only.is_none()
             || !matches!(self.checkpointer.state, CheckpointState::Idle)
     }
 
@@ -88,17 +88,17 @@ impl Engine {
         if self.checkpointer.forced {
             return true;
         }
-        let interval_blocks = self.config.checkpoint_interval_blocks;
-        if interval_blocks == 0 || self.volume.checkpoint_slot_blocks == 0 {
+        let interval_blocks = self.shared.config.checkpoint_interval_blocks;
+        if interval_blocks == 0 || self.shared.volume.checkpoint_slot_blocks == 0 {
             return false;
         }
         if self.checkpointer.skipped_at_sequence.is_some_and(|at| self.log.durable_sequence < at + interval_blocks) {
             return false;
         }
-        let ring = self.ring();
-        let replay_from = match self.volume.checkpoint {
+        let ring = self.shared.ring();
+        let replay_from = match self.shared.volume.checkpoint {
             Some(checkpoint) => checkpoint.replay_block,
-            None => self.volume.tail_block,
+            None => self.shared.volume.tail_block,
         };
         let head = self.log.head_block();
         let size_blocks = self.checkpointer.last_bytes.div_ceil(BLOCK_BYTES as u64);
@@ -107,7 +107,7 @@ impl Engine {
     }
 
     pub(super) fn drive_checkpoint(&mut self) {
-        if !matches!(self.phase, Phase::Ready) || self.read_only.is_some() {
+        if !matches!(self.phase, Phase::Ready) || self.shared.read_only.is_some() {
             return;
         }
         match std::mem::take(&mut self.checkpointer.state) {
@@ -127,8 +127,8 @@ impl Engine {
         let sequence = self.log.durable_sequence;
         let (replay_block, replay_sequence) = self.log.first_not_durable();
         assert_eq!(replay_sequence, sequence + 1, "the first batch not durable follows the durable ones");
-        let replay_block = self.ring().next_head(replay_block);
-        let slot_bytes = self.volume.checkpoint_slot_blocks as usize * BLOCK_BYTES;
+        let replay_block = self.shared.ring().next_head(replay_block);
+        let slot_bytes = self.shared.volume.checkpoint_slot_blocks as usize * BLOCK_BYTES;
         let mut data = Vec::new();
         for (key, location) in self.keyspace.index.iter() {
             let entry = CheckpointEntry {
@@ -140,14 +140,14 @@ impl Engine {
             encode_entry(&mut data, &entry);
             if data.len() > slot_bytes {
                 self.checkpointer.skipped_at_sequence = Some(sequence);
-                self.stats.checkpoints_skipped += 1;
+                self.shared.stats.checkpoints_skipped += 1;
                 return;
             }
         }
-        let slot = if self.volume.checkpoint.is_some_and(|checkpoint| checkpoint.slot == 1) { 2 } else { 1 };
+        let slot = if self.shared.volume.checkpoint.is_some_and(|checkpoint| checkpoint.slot == 1) { 2 } else { 1 };
         let pending = CheckpointRef {
             slot,
-            checksum: checksum(self.volume.volume_id, sequence, &data),
+            checksum: checksum(self.shared.volume.volume_id, sequence, &data),
             bytes: data.len() as u64,
             sequence,
             replay_block,
@@ -169,17 +169,17 @@ impl Engine {
         while writes_in_flight < WRITES_IN_FLIGHT_MAX && written_bytes < data.len() {
             let end = (written_bytes + PIECE_BLOCKS * BLOCK_BYTES).min(data.len());
             let mut piece = data[written_bytes..end].to_vec();
-            if self.config.has_bug(super::config::Bug::SkipCheckpointData) {
+            if self.shared.config.has_bug(super::config::Bug::SkipCheckpointData) {
                 piece.fill(0);
             }
             let offset_bytes = slot_offset_bytes + written_bytes as u64;
-            self.push_io(IoPurpose::CheckpointWrite, IoKind::Write { offset_bytes, data: piece });
+            self.shared.push_io(IoPurpose::CheckpointWrite, IoKind::Write { offset_bytes, data: piece });
             written_bytes = end;
             writes_in_flight += 1;
         }
         if writes_in_flight == 0 {
             self.checkpointer.state = CheckpointState::Syncing { pending };
-            return self.push_io(IoPurpose::CheckpointSync, IoKind::Sync);
+            return self.shared.push_io(IoPurpose::CheckpointSync, IoKind::Sync);
         }
         self.checkpointer.state = CheckpointState::Writing { pending, data, written_bytes, writes_in_flight };
     }
@@ -213,24 +213,24 @@ impl Engine {
             self.checkpointer.state = CheckpointState::Recording { pending };
             return;
         }
-        if pending.sequence + 1 < self.volume.tail_sequence {
-            self.stats.checkpoints_skipped += 1;
+        if pending.sequence + 1 < self.shared.volume.tail_sequence {
+            self.shared.stats.checkpoints_skipped += 1;
             return;
         }
         self.checkpointer.state = CheckpointState::Recorded;
-        let tail = (self.volume.tail_block, self.volume.tail_sequence);
+        let tail = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
         self.start_superblock_update(UpdateReason::Checkpoint, tail, Some(pending));
     }
 
     pub(super) fn on_checkpoint_recorded(&mut self) {
         self.checkpointer.state = CheckpointState::Idle;
-        self.stats.checkpoints_written += 1;
+        self.shared.stats.checkpoints_written += 1;
     }
 
     /// Recovery: reads the checkpoint the superblock points at, or scans from the tail if it
     /// cannot be used.
     pub(super) fn start_checkpoint_load(&mut self, checkpoint: CheckpointRef) {
-        if checkpoint.sequence + 1 < self.volume.tail_sequence {
+        if checkpoint.sequence + 1 < self.shared.volume.tail_sequence {
             return self.reject_checkpoint("it is older than the log's tail".to_string());
         }
         self.recovery_mut().checkpoint_bytes = Vec::new();
@@ -243,7 +243,7 @@ impl Engine {
         let length_bytes = (total_bytes - read_bytes).min(PIECE_BLOCKS * 4 * BLOCK_BYTES);
         let offset_bytes = self.checkpoint_slot_block(checkpoint.slot) * BLOCK_BYTES as u64 + read_bytes as u64;
         let length_bytes = u32::try_from(length_bytes).expect("a piece is under 4 GiB");
-        self.push_io(IoPurpose::CheckpointRead(checkpoint), IoKind::Read { offset_bytes, length_bytes });
+        self.shared.push_io(IoPurpose::CheckpointRead(checkpoint), IoKind::Read { offset_bytes, length_bytes });
     }
 
     pub(super) fn on_checkpoint_read(&mut self, checkpoint: CheckpointRef, result: Result<Vec<u8>, IoError>) {
@@ -261,15 +261,15 @@ impl Engine {
         if let Err(reason) = self.load_checkpoint(&checkpoint, &data) {
             return self.reject_checkpoint(reason);
         }
-        self.stats.checkpoint_loaded = true;
+        self.shared.stats.checkpoint_loaded = true;
         self.scan_from(checkpoint.replay_block, checkpoint.sequence);
     }
 
     fn load_checkpoint(&mut self, checkpoint: &CheckpointRef, data: &[u8]) -> Result<(), String> {
-        if checksum(self.volume.volume_id, checkpoint.sequence, data) != checkpoint.checksum {
+        if checksum(self.shared.volume.volume_id, checkpoint.sequence, data) != checkpoint.checksum {
             return Err("its checksum does not match".to_string());
         }
-        let ring = self.ring();
+        let ring = self.shared.ring();
         let entries_max = (data.len() / crate::format::checkpoint::CHECKPOINT_ENTRY_HEADER_BYTES) as u64;
         self.keyspace.index.reserve(checkpoint.keys.min(entries_max) as usize);
         let mut at = 0;
@@ -312,7 +312,7 @@ impl Engine {
     }
 
     fn reject_checkpoint(&mut self, reason: String) {
-        self.stats.checkpoint_rejected = Some(reason);
+        self.shared.stats.checkpoint_rejected = Some(reason);
         self.scan_from_tail();
     }
 }

@@ -76,7 +76,7 @@ const PIPELINE_FULL: &str = "ERR too many commands in flight for this client";
 
 impl Engine {
     pub(super) fn enqueue_request(&mut self, client_id: ClientId, request: Request) {
-        let pipeline_max = self.config.client_pipeline_max;
+        let pipeline_max = self.shared.config.client_pipeline_max;
         let client = self.clients.entry(client_id).or_default();
         let slot = if client.slots.len() >= pipeline_max {
             Slot { state: SlotState::Done(Reply::error(PIPELINE_FULL)), wait_sequence: 0, write_failed: false }
@@ -196,7 +196,7 @@ impl Engine {
             let SlotState::Done(reply) = slot.state else { unreachable!("checked above") };
             // An error computed from state that never became durable (INCRBY on a value whose
             // SET then failed) would reveal that state: it becomes "not durable" too.
-            let reply = if slot.write_failed { write_failed_reply(&self.read_only) } else { reply };
+            let reply = if slot.write_failed { write_failed_reply(&self.shared.read_only) } else { reply };
             if !client.disconnected {
                 self.replies_out.push_back((client_id, reply));
             }

@@ -183,11 +183,11 @@ pub enum AppendRefused {
 impl Engine {
     /// Appends a command's records to the open batch, all or none; returns the batch sequence.
     pub(super) fn append_records(&mut self, records: &[NewRecord<'_>], writer: Writer) -> Result<u64, AppendRefused> {
-        if let Some(reason) = &self.read_only {
+        if let Some(reason) = &self.shared.read_only {
             return Err(AppendRefused::Reply(Reply::error(format!("READONLY {reason}"))));
         }
         let added: usize = records.iter().map(NewRecord::encoded_bytes).sum();
-        let payload_max = Config::batch_payload_bytes_max(self.volume.batch_blocks_max);
+        let payload_max = Config::batch_payload_bytes_max(self.shared.volume.batch_blocks_max);
         if added > payload_max {
             return Err(AppendRefused::Reply(Reply::error("ERR command too large: its records exceed one batch")));
         }
@@ -198,7 +198,7 @@ impl Engine {
         // Moves fill at most their share of a batch, so client writes find room beside them, but
         // may always fill the blocks the batch already takes: a batch of moves alone padded to
         // its block would make compaction's copies larger than what it frees.
-        let moved_bytes_max = payload_max * self.config.compaction_batch_percent as usize / 100;
+        let moved_bytes_max = payload_max * self.shared.config.compaction_batch_percent as usize / 100;
         let grows = blocks_for(open.buffer.len() + added) > blocks_for(open.buffer.len());
         if writer == Writer::Compaction && open.moved_bytes > 0 && open.moved_bytes + added > moved_bytes_max && grows {
             return Err(AppendRefused::BatchFull);
@@ -224,8 +224,8 @@ impl Engine {
     /// (it may wrap); a started one must still fit where it is, else it is sealed first. The
     /// free space left must cover the writer's reserve.
     fn place_open_batch(&self, added: usize, writer: Writer) -> Result<u64, AppendRefused> {
-        let ring = self.ring();
-        let tail = self.volume.tail_block;
+        let ring = self.shared.ring();
+        let tail = self.shared.volume.tail_block;
         let open = &self.log.open;
         let blocks_after = blocks_for(open.buffer.len() + added) as u64;
         let start_block = if open.record_count == 0 {
@@ -236,7 +236,7 @@ impl Engine {
             }
             open.start_block
         };
-        let reserve = Ring::reserve_blocks(writer, self.chunk_blocks(), self.volume.batch_blocks_max);
+        let reserve = Ring::reserve_blocks(writer, self.shared.chunk_blocks(), self.shared.volume.batch_blocks_max);
         if ring.free_blocks(tail, start_block + blocks_after) < reserve {
             return Err(self.disk_full(writer));
         }
@@ -260,12 +260,12 @@ impl Engine {
     /// Whether a write refused for space now may fit soon: compaction is at work, or a batch
     /// about to become durable may turn records into garbage it can free.
     pub(super) fn space_may_come(&self) -> bool {
-        self.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
+        self.shared.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
     }
 
     fn append_record(&mut self, record: &NewRecord<'_>) {
-        let volume_id = self.volume.volume_id;
-        let epoch_low = self.volume.epoch as u32;
+        let volume_id = self.shared.volume.volume_id;
+        let epoch_low = self.shared.volume.epoch as u32;
         let open = &mut self.log.open;
         let offset_bytes = open.start_block * BLOCK_BYTES as u64 + open.buffer.len() as u64;
         let (kind, key, value): (RecordKind, &[u8], &[u8]) = match record {
@@ -310,7 +310,7 @@ impl Engine {
     }
 
     fn seal_now(&mut self) {
-        if self.log.in_flight.is_some() || self.log.open.record_count == 0 || self.read_only.is_some() {
+        if self.log.in_flight.is_some() || self.log.open.record_count == 0 || self.shared.read_only.is_some() {
             return;
         }
         let next_sequence = self.log.open.sequence + 1;
@@ -322,8 +322,8 @@ impl Engine {
         self.log.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
         batch.buffer.resize(block_count * BLOCK_BYTES, 0);
         let mut header = BatchHeader {
-            volume_id: self.volume.volume_id,
-            epoch: self.volume.epoch,
+            volume_id: self.shared.volume.volume_id,
+            epoch: self.shared.volume.epoch,
             sequence: batch.sequence,
             block: batch.start_block,
             block_count: crate::format::batch_size_u32(block_count),
@@ -332,17 +332,17 @@ impl Engine {
             payload_checksum: 0,
         };
         header.seal(&mut batch.buffer);
-        self.log.open.start_block = self.ring().next_head(batch.start_block + block_count as u64);
+        self.log.open.start_block = self.shared.ring().next_head(batch.start_block + block_count as u64);
         // The head never reaches the tail: one block between them always stays free.
-        assert_ne!(self.log.open.start_block, self.volume.tail_block, "the head caught up with the tail");
+        assert_ne!(self.log.open.start_block, self.shared.volume.tail_block, "the head caught up with the tail");
         let mut offset_bytes = batch.start_block * BLOCK_BYTES as u64;
         // The same bytes in the batch's mirror slot; its header names its place in the log.
-        let mirror = self
-            .volume
-            .mirrored
-            .then(|| (self.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone()));
+        let mirror =
+            self.shared.volume.mirrored.then(|| {
+                (self.shared.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone())
+            });
         let mut data = batch.buffer;
-        if self.config.has_bug(Bug::OverwriteTailBlock) {
+        if self.shared.config.has_bug(Bug::OverwriteTailBlock) {
             let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
             // Only where the previous batch ended right before this one (not across a wrap).
             if let Some((end_block, previous)) = self.log.last_block.take() {
@@ -361,12 +361,12 @@ impl Engine {
             writes_left: 1 + u8::from(mirror.is_some()),
         });
         for (offset_bytes, data) in std::iter::once((offset_bytes, data)).chain(mirror) {
-            let kind = if self.config.write_through {
+            let kind = if self.shared.config.write_through {
                 IoKind::WriteDurable { offset_bytes, data }
             } else {
                 IoKind::Write { offset_bytes, data }
             };
-            self.push_io(IoPurpose::BatchWrite, kind);
+            self.shared.push_io(IoPurpose::BatchWrite, kind);
         }
         // Room in the open batch again: clients stalled on a full batch may go on.
         self.wake_stalled();
@@ -384,14 +384,14 @@ impl Engine {
         if in_flight.writes_left > 0 {
             return; // the other copy is still being written
         }
-        if self.config.write_through {
+        if self.shared.config.write_through {
             // The write was durable when it completed: this is the commit.
             return self.on_batch_durable();
         }
-        if self.config.has_bug(Bug::AcknowledgeBeforeSync) {
+        if self.shared.config.has_bug(Bug::AcknowledgeBeforeSync) {
             self.make_durable();
         }
-        self.push_io(IoPurpose::BatchSync, IoKind::Sync);
+        self.shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
     }
 
     pub(super) fn on_batch_sync(&mut self, result: Result<Vec<u8>, IoError>) {
@@ -399,8 +399,8 @@ impl Engine {
             return;
         }
         if let Err(error) = result {
-            if self.config.has_bug(Bug::RetrySyncAfterFailure) {
-                return self.push_io(IoPurpose::BatchSync, IoKind::Sync);
+            if self.shared.config.has_bug(Bug::RetrySyncAfterFailure) {
+                return self.shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
             }
             return self.fail_writes(format!("a log sync failed ({error}); the engine is read-only until restart"));
         }
@@ -411,7 +411,7 @@ impl Engine {
     /// batch was dropped and its waiters answered with errors; its completion changes nothing.
     fn batch_abandoned(&self) -> bool {
         let abandoned = self.log.in_flight.is_none();
-        assert!(!abandoned || self.read_only.is_some(), "a batch completion with no batch in flight");
+        assert!(!abandoned || self.shared.read_only.is_some(), "a batch completion with no batch in flight");
         abandoned
     }
 
@@ -434,34 +434,34 @@ impl Engine {
         let sequence = in_flight.sequence;
         let effects = std::mem::take(&mut in_flight.effects);
         assert_eq!(sequence, self.log.durable_sequence + 1, "batches become durable in order");
-        self.stats.records_committed += effects.len() as u64;
+        self.shared.stats.records_committed += effects.len() as u64;
         for effect in effects {
             match effect {
                 Effect::Put { key, location, value } => {
                     self.cache.insert(&key, value);
                     let before = self.keyspace.index.len();
                     self.keyspace.index.insert(&key, location);
-                    self.stats.records_replaced += u64::from(self.keyspace.index.len() == before);
+                    self.shared.stats.records_replaced += u64::from(self.keyspace.index.len() == before);
                 }
                 Effect::Delete { key } => {
                     self.cache.remove(&key);
                     self.keyspace.index.remove(&key);
-                    self.stats.records_replaced += 1;
+                    self.shared.stats.records_replaced += 1;
                 }
                 Effect::Clear => {
                     self.cache.clear();
-                    self.stats.records_replaced += self.keyspace.index.len() as u64 + 1;
+                    self.shared.stats.records_replaced += self.keyspace.index.len() as u64 + 1;
                     self.keyspace.index.clear();
                 }
                 Effect::Move { key, from, to } => {
                     let moved = self.keyspace.index.replace_if(&key, from, to);
-                    self.stats.records_moved += u64::from(moved);
+                    self.shared.stats.records_moved += u64::from(moved);
                 }
             }
         }
         self.log.durable_sequence = sequence;
         self.keyspace.retire(sequence);
-        self.stats.batches_committed += 1;
+        self.shared.stats.batches_committed += 1;
         self.release_all_replies();
     }
 
@@ -469,12 +469,12 @@ impl Engine {
     /// dropped, every reply that waited on them becomes an error, and reads see only what is
     /// durable. A restart runs recovery.
     pub(super) fn fail_writes(&mut self, reason: String) {
-        self.read_only = Some(reason);
+        self.shared.read_only = Some(reason);
         self.log.in_flight = None;
         self.log.seal_at_tick = false;
         let sequence = self.log.open.sequence;
         self.log.open = OpenBatch::new(sequence, self.log.open.start_block, 0);
-        if !self.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
+        if !self.shared.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
             self.keyspace.discard_overlay();
             assert!(
                 self.keyspace.overlay.is_empty() && self.keyspace.cleared_at.is_none(),

@@ -148,7 +148,7 @@ impl Engine {
         if self.cleaner.halted.is_some() {
             return CompactionState::Halted;
         }
-        if self.cleaner.paused_at_garbage == Some(self.stats.records_replaced) {
+        if self.cleaner.paused_at_garbage == Some(self.shared.stats.records_replaced) {
             return CompactionState::Paused;
         }
         let idle = matches!(self.cleaner.state, CleanerState::Idle) && self.cleaner.deferred.is_none();
@@ -159,40 +159,28 @@ impl Engine {
         }
     }
 
-    /// The ring of the log region.
-    pub(super) fn ring(&self) -> Ring {
-        Ring { start: LOG_START_BLOCK, end: self.volume.log_end_block }
-    }
-
-    /// Compaction's chunk: the configured size, at most a sixteenth of the log region, and at
-    /// least one whole batch.
-    pub(super) fn chunk_blocks(&self) -> u32 {
-        let capacity_blocks = u32::try_from(self.ring().capacity_blocks() / 16).unwrap_or(u32::MAX);
-        self.config.compaction_chunk_blocks.min(capacity_blocks).max(self.volume.batch_blocks_max)
-    }
-
     pub(super) fn used_blocks(&self) -> u64 {
-        self.ring().used_blocks(self.volume.tail_block, self.log.head_block())
+        self.shared.ring().used_blocks(self.shared.volume.tail_block, self.log.head_block())
     }
 
     /// Garbage beyond the target, or free space running low with garbage worth a chunk and a
     /// quarter of the live bytes (headers and padding are never reclaimed entirely).
     fn compaction_wanted(&self) -> bool {
-        if self.cleaner.paused_at_garbage == Some(self.stats.records_replaced) {
+        if self.cleaner.paused_at_garbage == Some(self.shared.stats.records_replaced) {
             return false;
         }
-        let chunk_blocks = self.chunk_blocks();
-        let batch_blocks = self.volume.batch_blocks_max;
+        let chunk_blocks = self.shared.chunk_blocks();
+        let batch_blocks = self.shared.volume.batch_blocks_max;
         let used_blocks = self.used_blocks();
         let live_bytes = self.keyspace.index.live_record_bytes();
         let slack_blocks = Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
-        if Ring::over_target(used_blocks, live_bytes, self.config.space_amplification_percent, slack_blocks) {
+        if Ring::over_target(used_blocks, live_bytes, self.shared.config.space_amplification_percent, slack_blocks) {
             return true;
         }
-        if self.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
+        if self.shared.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
             return false;
         }
-        let free_blocks = self.ring().free_blocks(self.volume.tail_block, self.log.head_block());
+        let free_blocks = self.shared.ring().free_blocks(self.shared.volume.tail_block, self.log.head_block());
         // Low: a largest batch, and the gap a wrap may leave before it, might not fit beside the
         // put reserve (a 64 KB value was refused with compaction idle, seed 617 value_domains).
         let put_blocks_max = 2 * u64::from(batch_blocks);
@@ -206,7 +194,7 @@ impl Engine {
     /// Moves compaction forward as far as it can without waiting. Called after every
     /// completion and tick.
     pub(super) fn drive_cleaner(&mut self) {
-        if !matches!(self.phase, Phase::Ready) || self.read_only.is_some() || self.cleaner.halted.is_some() {
+        if !matches!(self.phase, Phase::Ready) || self.shared.read_only.is_some() || self.cleaner.halted.is_some() {
             return;
         }
         match std::mem::take(&mut self.cleaner.state) {
@@ -229,17 +217,17 @@ impl Engine {
     }
 
     fn read_tail_chunk(&mut self) {
-        let ring = self.ring();
+        let ring = self.shared.ring();
         if self.cleaner.scan_block >= ring.end {
             self.cleaner.scan_block = ring.start;
         }
         let start_block = self.cleaner.scan_block;
-        let blocks = u64::from(self.chunk_blocks()).min(ring.end - start_block);
+        let blocks = u64::from(self.shared.chunk_blocks()).min(ring.end - start_block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk is under 4 GiB");
         self.cleaner.state = CleanerState::Reading;
         let offset_bytes = start_block * BLOCK_BYTES as u64;
         let purpose = IoPurpose::CompactionRead { start_block, durable_sequence: self.log.durable_sequence };
-        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+        self.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
     pub(super) fn on_compaction_read(
@@ -261,7 +249,7 @@ impl Engine {
             }
         };
         self.cleaner.read_failures = 0;
-        if self.read_only.is_some() {
+        if self.shared.read_only.is_some() {
             return;
         }
         let sequence = self.cleaner.scan_sequence;
@@ -275,11 +263,12 @@ impl Engine {
         match self.parse_step(&mut scan) {
             Ok(ScanStep::More) => self.cleaner.state = CleanerState::Parsing(scan),
             Ok(ScanStep::Done) => {
-                let next_block = if scan.block >= self.volume.log_end_block { LOG_START_BLOCK } else { scan.block };
+                let next_block =
+                    if scan.block >= self.shared.volume.log_end_block { LOG_START_BLOCK } else { scan.block };
                 self.cleaner.scan_block = next_block;
                 self.cleaner.scan_sequence = scan.sequence;
                 self.cleaner.wrap_tried = false;
-                self.stats.compaction_chunks += 1;
+                self.shared.stats.compaction_chunks += 1;
                 self.append_moves(scan.chunk, scan.candidates, 0, (next_block, scan.sequence), 0);
             }
             Ok(ScanStep::Missing) => {}
@@ -301,10 +290,14 @@ impl Engine {
             }
             let (block, sequence) = (scan.block, scan.sequence);
             let at = ((block - scan.start_block) as usize) * BLOCK_BYTES;
-            let header =
-                BatchHeader::decode(&scan.chunk[at..], block, self.volume.volume_id, self.volume.batch_blocks_max)
-                    .ok()
-                    .filter(|header| header.sequence == sequence);
+            let header = BatchHeader::decode(
+                &scan.chunk[at..],
+                block,
+                self.shared.volume.volume_id,
+                self.shared.volume.batch_blocks_max,
+            )
+            .ok()
+            .filter(|header| header.sequence == sequence);
             let Some(header) = header else {
                 if block != scan.start_block {
                     return Ok(ScanStep::Done); // the next batch starts a new chunk, or at the region's start
@@ -425,11 +418,11 @@ impl Engine {
         self.cleaner.scan_block = stop.0;
         self.cleaner.scan_sequence = stop.1;
         self.cleaner.wrap_tried = false;
-        if stop.1 <= self.volume.tail_sequence {
+        if stop.1 <= self.shared.volume.tail_sequence {
             debug_assert!(self.cleaner.deferred.is_none(), "a deferred advance lies before the stop");
             self.cleaner.state = CleanerState::Idle;
-            self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
-            self.stats.compaction_pauses += 1;
+            self.cleaner.paused_at_garbage = Some(self.shared.stats.records_replaced);
+            self.shared.stats.compaction_pauses += 1;
             return;
         }
         // `stop` is at or past the end of every chunk cleaned so far (any deferred advance).
@@ -452,11 +445,11 @@ impl Engine {
             return;
         }
         // The checkpoint stays usable only while the log it replays from is still there.
-        let checkpoint = self.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
-        let ring = self.ring();
-        let freed_blocks = ring.used_blocks(self.volume.tail_block, new_tail.0.max(ring.start));
+        let checkpoint = self.shared.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
+        let ring = self.shared.ring();
+        let freed_blocks = ring.used_blocks(self.shared.volume.tail_block, new_tail.0.max(ring.start));
         self.cleaner.lap_freed_blocks += freed_blocks;
-        self.stats.records_moved_bytes += moved_bytes;
+        self.shared.stats.records_moved_bytes += moved_bytes;
         self.cleaner.state = CleanerState::Recording;
         self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
     }
@@ -466,15 +459,16 @@ impl Engine {
     /// free space holds the moves of every chunk cleaned so far plus one more, beyond the put
     /// reserve (so the reserves keep their meaning).
     fn may_clean_further(&self, new_tail_block: u64) -> bool {
-        let ring = self.ring();
-        let chunk_blocks = u64::from(self.chunk_blocks());
-        let chunks_max = u64::from(self.config.compaction_chunks_per_advance);
-        let cleaned_blocks = ring.used_blocks(self.volume.tail_block, new_tail_block.max(ring.start));
+        let ring = self.shared.ring();
+        let chunk_blocks = u64::from(self.shared.chunk_blocks());
+        let chunks_max = u64::from(self.shared.config.compaction_chunks_per_advance);
+        let cleaned_blocks = ring.used_blocks(self.shared.volume.tail_block, new_tail_block.max(ring.start));
         if cleaned_blocks + chunk_blocks > chunks_max * chunk_blocks {
             return false;
         }
-        let free_blocks = ring.free_blocks(self.volume.tail_block, self.log.head_block());
-        let reserve_blocks = Ring::reserve_blocks(Writer::Put, self.chunk_blocks(), self.volume.batch_blocks_max);
+        let free_blocks = ring.free_blocks(self.shared.volume.tail_block, self.log.head_block());
+        let reserve_blocks =
+            Ring::reserve_blocks(Writer::Put, self.shared.chunk_blocks(), self.shared.volume.batch_blocks_max);
         free_blocks >= reserve_blocks + (chunks_max + 1) * chunk_blocks
             && self.compaction_wanted()
             && self.cleaner.scan_sequence <= self.log.durable_sequence
@@ -482,14 +476,14 @@ impl Engine {
 
     /// Whether a value read, in flight or queued, points between the tail and `new_tail_block`.
     fn reads_into(&self, new_tail_block: u64) -> bool {
-        let ring = self.ring();
-        let tail = self.volume.tail_block;
+        let ring = self.shared.ring();
+        let tail = self.shared.volume.tail_block;
         let freed = |location: &Location| {
             let block = location.offset_bytes / BLOCK_BYTES as u64;
             let last = (location.offset_bytes + u64::from(location.record_bytes) - 1) / BLOCK_BYTES as u64;
             ring.interval_contains(tail, new_tail_block, block) || ring.interval_contains(tail, new_tail_block, last)
         };
-        let in_flight = self.tokens.purposes().any(|purpose| match purpose {
+        let in_flight = self.shared.io.tokens.purposes().any(|purpose| match purpose {
             IoPurpose::ValueRead(job) => freed(&job.location),
             _ => false,
         });
@@ -501,18 +495,18 @@ impl Engine {
     /// which no write made new garbage, until a write makes some. Net of the moves, not the log's size: client writes during the
     /// lap may have used all it freed, and that lap was worth it.
     fn end_lap_if_done(&mut self) {
-        if self.cleaner.lap_freed_blocks < self.ring().capacity_blocks() {
+        if self.cleaner.lap_freed_blocks < self.shared.ring().capacity_blocks() {
             return;
         }
         let freed_bytes = std::mem::take(&mut self.cleaner.lap_freed_blocks) * BLOCK_BYTES as u64;
-        let garbage_made = self.stats.records_replaced != self.cleaner.lap_start_replaced;
-        self.cleaner.lap_start_replaced = self.stats.records_replaced;
+        let garbage_made = self.shared.stats.records_replaced != self.cleaner.lap_start_replaced;
+        self.cleaner.lap_start_replaced = self.shared.stats.records_replaced;
         let moved_space_bytes = self.log.moved_space_bytes - self.cleaner.lap_start_moved_space_bytes;
         self.cleaner.lap_start_moved_space_bytes = self.log.moved_space_bytes;
-        let chunk_bytes = u64::from(self.chunk_blocks()) * BLOCK_BYTES as u64;
+        let chunk_bytes = u64::from(self.shared.chunk_blocks()) * BLOCK_BYTES as u64;
         if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes && !garbage_made {
-            self.cleaner.paused_at_garbage = Some(self.stats.records_replaced);
-            self.stats.compaction_pauses += 1;
+            self.cleaner.paused_at_garbage = Some(self.shared.stats.records_replaced);
+            self.shared.stats.compaction_pauses += 1;
         }
     }
 
@@ -522,7 +516,7 @@ impl Engine {
         if !cfg!(debug_assertions) {
             return;
         }
-        let ring = self.ring();
+        let ring = self.shared.ring();
         for (key, location) in self.keyspace.index.iter() {
             let block = location.offset_bytes / BLOCK_BYTES as u64;
             assert!(
@@ -534,7 +528,7 @@ impl Engine {
 
     pub(super) fn on_tail_advanced(&mut self) {
         self.cleaner.state = CleanerState::Idle;
-        self.stats.tail_advances += 1;
+        self.shared.stats.tail_advances += 1;
         self.end_lap_if_done();
         if std::mem::take(&mut self.log.waiting_for_space) {
             self.wake_stalled();

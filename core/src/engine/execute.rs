@@ -20,7 +20,7 @@ impl Engine {
         }
         // A read-only engine refuses writes before running them, as Redis does: no read of the
         // current value, no key lock (a hot key's writers would queue behind one another's reads).
-        if let Some(reason) = self.read_only.as_ref().filter(|_| request.is_write()) {
+        if let Some(reason) = self.shared.read_only.as_ref().filter(|_| request.is_write()) {
             let reply = Reply::error(format!("READONLY {reason}"));
             return self.finish(client_id, slot_id, reply, 0);
         }
@@ -64,7 +64,7 @@ impl Engine {
     fn validate(&self, request: &Request) -> Option<Reply> {
         // Checked in place, without collecting keys and values: this runs for every command.
         let long = |key: &[u8]| key.len() > KEY_BYTES_MAX;
-        let value_bytes_max = self.config.value_bytes_max;
+        let value_bytes_max = self.shared.config.value_bytes_max;
         let large = |value: &[u8]| value.len() > value_bytes_max;
         let (key_too_long, value_too_big) = match request {
             Request::Get { key } | Request::StrLen { key } | Request::IncrBy { key, .. } => (long(key), false),
@@ -230,7 +230,7 @@ impl Engine {
         current: Option<Arc<[u8]>>,
     ) -> Executed {
         let (key, new_value, reply) =
-            match compute_read_modify_write(&request, current.as_deref(), self.config.value_bytes_max) {
+            match compute_read_modify_write(&request, current.as_deref(), self.shared.config.value_bytes_max) {
                 Ok(computed) => computed,
                 Err(error) => {
                     let observed = self.keyspace.lookup(request_key(&request)).sequence();

@@ -21,13 +21,13 @@ impl Engine {
     /// The batch `sequence` expected at `block` is bad. Reads its mirror slot, once per place and
     /// sequence; returns whether it did (the scan goes on when the read completes).
     pub(super) fn try_mirror(&mut self, block: u64, sequence: u64) -> bool {
-        if !self.volume.mirrored || self.recovery_mut().mirror_tried.contains(&(block, sequence)) {
+        if !self.shared.volume.mirrored || self.recovery_mut().mirror_tried.contains(&(block, sequence)) {
             return false;
         }
         self.recovery_mut().mirror_tried.push((block, sequence));
-        let offset_bytes = self.volume.mirror_slot_block(sequence) * BLOCK_BYTES as u64;
-        let length_bytes = self.volume.batch_blocks_max * BLOCK_BYTES as u32;
-        self.push_io(IoPurpose::MirrorRead { block, sequence }, IoKind::Read { offset_bytes, length_bytes });
+        let offset_bytes = self.shared.volume.mirror_slot_block(sequence) * BLOCK_BYTES as u64;
+        let length_bytes = self.shared.volume.batch_blocks_max * BLOCK_BYTES as u32;
+        self.shared.push_io(IoPurpose::MirrorRead { block, sequence }, IoKind::Read { offset_bytes, length_bytes });
         true
     }
 
@@ -40,7 +40,7 @@ impl Engine {
             Err(error) => return self.fail_open(OpenError::Io(error)),
         };
         if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence) {
-            if self.config.open_read_only {
+            if self.shared.config.open_read_only {
                 // Nothing may be written, and reads of the batch's records would fail: say so.
                 return self.fail_open(OpenError::NeedsRepair { block, sequence });
             }
@@ -51,7 +51,7 @@ impl Engine {
 
     /// The mirror slot's bytes, if they hold batch `sequence` written for `block`, whole.
     fn valid_mirror_copy(&self, bytes: &[u8], block: u64, sequence: u64) -> Option<Vec<u8>> {
-        let volume = &self.volume;
+        let volume = &self.shared.volume;
         let header =
             BatchHeader::decode(bytes.get(..BLOCK_BYTES)?, block, volume.volume_id, volume.batch_blocks_max).ok()?;
         let end_block = block + u64::from(header.block_count);
@@ -71,10 +71,10 @@ impl Engine {
         let recovery = self.recovery_mut();
         let start = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
         recovery.chunk[start..start + batch_bytes.len()].copy_from_slice(&batch_bytes);
-        self.stats.batches_repaired += 1;
+        self.shared.stats.batches_repaired += 1;
         self.recovery_mut().repairs_in_flight += 1;
         let offset_bytes = block * BLOCK_BYTES as u64;
-        self.push_io(IoPurpose::MirrorRepair, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
+        self.shared.push_io(IoPurpose::MirrorRepair, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
     }
 
     pub(super) fn on_mirror_repaired(&mut self, result: Result<Vec<u8>, IoError>) {

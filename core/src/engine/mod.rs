@@ -128,6 +128,19 @@ enum IoPurpose {
     CheckpointRead(crate::format::CheckpointRef),
 }
 
+impl IoPurpose {
+    /// The reads only an open makes (their bytes are `EngineStats::recovery_bytes_read`).
+    fn is_recovery_read(&self) -> bool {
+        matches!(
+            self,
+            IoPurpose::SuperblockRead
+                | IoPurpose::RecoveryChunk { .. }
+                | IoPurpose::MirrorRead { .. }
+                | IoPurpose::CheckpointRead(_)
+        )
+    }
+}
+
 /// The volume's identity, read from (or written to) the superblock.
 #[derive(Clone, Debug, Default)]
 struct Volume {
@@ -155,13 +168,70 @@ impl Volume {
     }
 }
 
-pub struct Engine {
+/// What every subsystem reads or feeds: the configuration, the volume's identity and layout,
+/// the I/O queue, the counters and the read-only switch. A subsystem takes it by `&mut` beside
+/// its own state; no subsystem reaches into another's fields.
+struct Shared {
     config: Config,
+    volume: Volume,
+    io: IoQueue,
+    stats: EngineStats,
+    /// Why writes are refused (a failed write or sync); never cleared until restart.
+    read_only: Option<String>,
+}
+
+/// I/O requests waiting for the driver, and the tokens of those in flight.
+struct IoQueue {
+    tokens: TokenTable<IoPurpose>,
+    out: VecDeque<IoRequest>,
+}
+
+impl Shared {
+    /// The ring of the log region.
+    fn ring(&self) -> Ring {
+        Ring { start: crate::format::LOG_START_BLOCK, end: self.volume.log_end_block }
+    }
+
+    /// Compaction's chunk: the configured size, at most a sixteenth of the log region, and at
+    /// least one whole batch.
+    fn chunk_blocks(&self) -> u32 {
+        let capacity_blocks = u32::try_from(self.ring().capacity_blocks() / 16).unwrap_or(u32::MAX);
+        self.config.compaction_chunk_blocks.min(capacity_blocks).max(self.volume.batch_blocks_max)
+    }
+
+    /// Queues an I/O for the driver and counts it.
+    fn push_io(&mut self, purpose: IoPurpose, kind: IoKind) {
+        match &kind {
+            IoKind::Read { offset_bytes, length_bytes } => {
+                if purpose.is_recovery_read() {
+                    self.stats.recovery_bytes_read += u64::from(*length_bytes);
+                }
+                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
+                debug_assert!((*length_bytes as usize).is_multiple_of(crate::BLOCK_BYTES) && *length_bytes > 0);
+                self.stats.reads += 1;
+                self.stats.bytes_read += u64::from(*length_bytes);
+            }
+            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
+                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
+                debug_assert!(data.len() % crate::BLOCK_BYTES == 0 && !data.is_empty());
+                assert!(
+                    *offset_bytes >= crate::format::LOG_START_BLOCK * crate::BLOCK_BYTES as u64
+                        || matches!(purpose, IoPurpose::SuperblockWrite)
+                );
+                self.stats.writes += 1;
+                self.stats.bytes_written += data.len() as u64;
+            }
+            IoKind::Sync => self.stats.syncs += 1,
+        }
+        let token = self.io.tokens.insert(purpose);
+        self.io.out.push_back(IoRequest { token, kind });
+    }
+}
+
+pub struct Engine {
+    shared: Shared,
     phase: Phase,
     now: u64,
-    volume: Volume,
-    tokens: TokenTable<IoPurpose>,
-    io_out: VecDeque<IoRequest>,
     replies_out: VecDeque<(ClientId, Reply)>,
     keyspace: Keyspace,
     cache: ValueCache,
@@ -171,8 +241,6 @@ pub struct Engine {
     read_queue: VecDeque<ReadJob>,
     reads_in_flight: usize,
     log: Log,
-    read_only: Option<String>,
-    stats: EngineStats,
     cleaner: Cleaner,
     checkpointer: Checkpointer,
     superblock_update: Option<SuperblockUpdate>,
@@ -193,9 +261,6 @@ impl Engine {
             cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             phase,
             now: 0,
-            volume: Volume::default(),
-            tokens: TokenTable::new(),
-            io_out: VecDeque::new(),
             replies_out: VecDeque::new(),
             keyspace: Keyspace::new(config.hash_seed),
             clients: BTreeMap::new(),
@@ -204,12 +269,16 @@ impl Engine {
             read_queue: VecDeque::new(),
             reads_in_flight: 0,
             log: Log::default(),
-            read_only: None,
-            stats: EngineStats::default(),
             cleaner: Cleaner::default(),
             checkpointer: Checkpointer::default(),
             superblock_update: None,
-            config,
+            shared: Shared {
+                volume: Volume::default(),
+                io: IoQueue { tokens: TokenTable::new(), out: VecDeque::new() },
+                stats: EngineStats::default(),
+                read_only: None,
+                config,
+            },
         }
     }
 
@@ -242,7 +311,8 @@ impl Engine {
     /// # Panics
     /// If the token is not in flight: a driver that completes an I/O twice is broken.
     pub fn complete(&mut self, completion: IoCompletion) {
-        let purpose = self.tokens.remove(completion.token).expect("completion for a token that is not in flight");
+        let purpose =
+            self.shared.io.tokens.remove(completion.token).expect("completion for a token that is not in flight");
         match purpose {
             IoPurpose::SuperblockRead => self.on_superblock_read(completion.result),
             IoPurpose::RecoveryChunk { start_block, prefetch } => {
@@ -291,7 +361,7 @@ impl Engine {
 
     /// Output: the next I/O to perform.
     pub fn poll_io(&mut self) -> Option<IoRequest> {
-        self.io_out.pop_front()
+        self.shared.io.out.pop_front()
     }
 
     /// Output: the next reply, with the client it is for.
@@ -311,8 +381,8 @@ impl Engine {
     /// asked, and on completions, loses no progress.
     pub fn poll_timeout(&self) -> Option<u64> {
         let background = matches!(self.phase, Phase::Ready)
-            && self.read_only.is_none()
-            && self.tokens.is_empty()
+            && self.shared.read_only.is_none()
+            && self.shared.io.tokens.is_empty()
             && (self.compaction_state() == CompactionState::Working || self.checkpoint_wants_tick());
         (self.log.seal_at_tick || background).then_some(self.now)
     }
@@ -345,11 +415,11 @@ impl Engine {
             self.stalled.len(),
             self.locked_keys.len(),
             self.read_queue.len(),
-            self.tokens.len(),
+            self.shared.io.tokens.len(),
             self.log.debug_state(),
-            self.volume.tail_block,
+            self.shared.volume.tail_block,
             self.log.head_block(),
-            self.ring(),
+            self.shared.ring(),
             self.cleaner.describe(),
             front.unwrap_or_default()
         )
@@ -368,11 +438,11 @@ impl Engine {
 
     /// Why the engine refuses writes, if it does.
     pub fn read_only_reason(&self) -> Option<&str> {
-        self.read_only.as_deref()
+        self.shared.read_only.as_deref()
     }
 
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// How much of the log region is in use and how much of that is live.
@@ -381,7 +451,7 @@ impl Engine {
             return SpaceReport::default();
         }
         SpaceReport {
-            log_capacity_bytes: self.ring().capacity_blocks() * crate::BLOCK_BYTES as u64,
+            log_capacity_bytes: self.shared.ring().capacity_blocks() * crate::BLOCK_BYTES as u64,
             log_used_bytes: self.used_blocks() * crate::BLOCK_BYTES as u64,
             live_bytes: self.keyspace.index.live_record_bytes(),
         }
@@ -393,7 +463,7 @@ impl Engine {
     }
 
     pub fn io_in_flight(&self) -> usize {
-        self.tokens.len()
+        self.shared.io.tokens.len()
     }
 
     pub fn reads_in_flight(&self) -> usize {
@@ -422,46 +492,19 @@ impl Engine {
     }
 
     pub fn volume_id(&self) -> u64 {
-        self.volume.volume_id
+        self.shared.volume.volume_id
     }
 
     pub fn epoch(&self) -> u64 {
-        self.volume.epoch
+        self.shared.volume.epoch
     }
 
     /// The largest value this engine accepts.
     pub fn value_bytes_max(&self) -> usize {
-        self.config.value_bytes_max
+        self.shared.config.value_bytes_max
     }
 
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
-    }
-
-    fn push_io(&mut self, purpose: IoPurpose, kind: IoKind) {
-        match &kind {
-            IoKind::Read { offset_bytes, length_bytes } => {
-                if matches!(self.phase, Phase::Recovering(_)) {
-                    self.stats.recovery_bytes_read += u64::from(*length_bytes);
-                }
-                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
-                debug_assert!((*length_bytes as usize).is_multiple_of(crate::BLOCK_BYTES) && *length_bytes > 0);
-                self.stats.reads += 1;
-                self.stats.bytes_read += u64::from(*length_bytes);
-            }
-            IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
-                debug_assert!(*offset_bytes % crate::BLOCK_BYTES as u64 == 0);
-                debug_assert!(data.len() % crate::BLOCK_BYTES == 0 && !data.is_empty());
-                assert!(
-                    *offset_bytes >= crate::format::LOG_START_BLOCK * crate::BLOCK_BYTES as u64
-                        || matches!(purpose, IoPurpose::SuperblockWrite)
-                );
-                self.stats.writes += 1;
-                self.stats.bytes_written += data.len() as u64;
-            }
-            IoKind::Sync => self.stats.syncs += 1,
-        }
-        let token = self.tokens.insert(purpose);
-        self.io_out.push_back(IoRequest { token, kind });
     }
 }

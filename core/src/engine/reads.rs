@@ -74,7 +74,7 @@ impl Engine {
     }
 
     pub(super) fn issue_queued_reads(&mut self) {
-        while self.reads_in_flight < self.config.queue_depth_max {
+        while self.reads_in_flight < self.shared.config.queue_depth_max {
             let Some(job) = self.read_queue.pop_front() else { break };
             let block_bytes = BLOCK_BYTES as u64;
             let first = job.location.offset_bytes / block_bytes * block_bytes;
@@ -82,8 +82,9 @@ impl Engine {
                 (job.location.offset_bytes + u64::from(job.location.record_bytes)).div_ceil(block_bytes) * block_bytes;
             let length_bytes = u32::try_from(end - first).expect("a record is under 4 GiB");
             self.reads_in_flight += 1;
-            self.stats.reads_in_flight_max = self.stats.reads_in_flight_max.max(self.reads_in_flight as u64);
-            self.push_io(IoPurpose::ValueRead(job), IoKind::Read { offset_bytes: first, length_bytes });
+            self.shared.stats.reads_in_flight_max =
+                self.shared.stats.reads_in_flight_max.max(self.reads_in_flight as u64);
+            self.shared.push_io(IoPurpose::ValueRead(job), IoKind::Read { offset_bytes: first, length_bytes });
         }
     }
 
@@ -91,10 +92,18 @@ impl Engine {
         self.reads_in_flight -= 1;
         debug_assert_eq!(
             self.reads_in_flight,
-            self.tokens.purposes().filter(|purpose| matches!(purpose, super::IoPurpose::ValueRead(_))).count(),
+            self.shared
+                .io
+                .tokens
+                .purposes()
+                .filter(|purpose| matches!(purpose, super::IoPurpose::ValueRead(_)))
+                .count(),
             "the reads in flight are the value-read tokens"
         );
-        debug_assert!(self.reads_in_flight < self.config.queue_depth_max, "reads in flight within the queue depth");
+        debug_assert!(
+            self.reads_in_flight < self.shared.config.queue_depth_max,
+            "reads in flight within the queue depth"
+        );
         let value = result
             .map_err(|error| Reply::error(format!("ERR I/O error reading key: {error}")))
             .and_then(|bytes| self.decode_value(&job, &bytes));
@@ -119,10 +128,10 @@ impl Engine {
             return Err(Reply::error("ERR short read from the volume"));
         }
         let record = &bytes[start..end];
-        let verified = if self.config.has_bug(Bug::SkipReadChecksum) {
+        let verified = if self.shared.config.has_bug(Bug::SkipReadChecksum) {
             RecordHeader::decode_trusted(record)
         } else {
-            RecordHeader::decode_verified(record, self.volume.volume_id, job.location.offset_bytes)
+            RecordHeader::decode_verified(record, self.shared.volume.volume_id, job.location.offset_bytes)
         };
         let header = verified.ok().filter(|header| {
             header.kind == RecordKind::Put
@@ -131,7 +140,7 @@ impl Engine {
                 && &record[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.key_bytes as usize] == job.key.as_slice()
         });
         let Some(header) = header else {
-            self.stats.checksum_failures += 1;
+            self.shared.stats.checksum_failures += 1;
             let offset = job.location.offset_bytes;
             return Err(Reply::error(format!(
                 "ERR data corrupt: the record at byte offset {offset} failed verification"

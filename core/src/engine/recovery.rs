@@ -87,27 +87,29 @@ const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 1024;
 
 impl Engine {
     pub(super) fn start_format(&mut self, volume_id: u64) {
-        let mirror_blocks =
-            crate::format::superblock::mirror_blocks(self.config.mirror_batches, self.config.batch_blocks_max);
-        let slots_blocks = 2 * u64::from(self.config.checkpoint_slot_blocks) + mirror_blocks;
-        let batch_blocks = self.config.batch_blocks_max;
+        let mirror_blocks = crate::format::superblock::mirror_blocks(
+            self.shared.config.mirror_batches,
+            self.shared.config.batch_blocks_max,
+        );
+        let slots_blocks = 2 * u64::from(self.shared.config.checkpoint_slot_blocks) + mirror_blocks;
+        let batch_blocks = self.shared.config.batch_blocks_max;
         let reserve = Ring::reserve_blocks(Writer::Put, batch_blocks, batch_blocks);
         assert!(
-            self.config.volume_blocks > LOG_START_BLOCK + slots_blocks + 4 * u64::from(batch_blocks) + reserve,
+            self.shared.config.volume_blocks > LOG_START_BLOCK + slots_blocks + 4 * u64::from(batch_blocks) + reserve,
             "the volume is too small for its batch size, reserves and checkpoint slots"
         );
-        self.volume = Volume {
+        self.shared.volume = Volume {
             volume_id,
             epoch: 1,
             superblock_sequence: 1,
-            batch_blocks_max: self.config.batch_blocks_max,
-            volume_blocks: self.config.volume_blocks,
-            log_end_block: self.config.volume_blocks - slots_blocks,
-            checkpoint_slot_blocks: self.config.checkpoint_slot_blocks,
+            batch_blocks_max: self.shared.config.batch_blocks_max,
+            volume_blocks: self.shared.config.volume_blocks,
+            log_end_block: self.shared.config.volume_blocks - slots_blocks,
+            checkpoint_slot_blocks: self.shared.config.checkpoint_slot_blocks,
             tail_block: LOG_START_BLOCK,
             tail_sequence: 1,
             checkpoint: None,
-            mirrored: self.config.mirror_batches,
+            mirrored: self.shared.config.mirror_batches,
         };
         self.log.reset(LOG_START_BLOCK, 1);
         self.cleaner.reset(LOG_START_BLOCK, 1);
@@ -116,7 +118,7 @@ impl Engine {
 
     pub(super) fn start_recovery(&mut self) {
         let length_bytes = (crate::format::SUPERBLOCK_COPIES * BLOCK_BYTES) as u32;
-        self.push_io(IoPurpose::SuperblockRead, IoKind::Read { offset_bytes: 0, length_bytes });
+        self.shared.push_io(IoPurpose::SuperblockRead, IoKind::Read { offset_bytes: 0, length_bytes });
     }
 
     pub(super) fn on_superblock_read(&mut self, result: Result<Vec<u8>, IoError>) {
@@ -126,7 +128,7 @@ impl Engine {
         };
         let copy_a = Superblock::decode(&bytes[..BLOCK_BYTES], 0);
         let copy_b = Superblock::decode(&bytes[BLOCK_BYTES..], 1);
-        self.stats.superblock_copies_bad = u64::from(copy_a.is_err()) + u64::from(copy_b.is_err());
+        self.shared.stats.superblock_copies_bad = u64::from(copy_a.is_err()) + u64::from(copy_b.is_err());
         let newest = match (copy_a, copy_b) {
             (Ok(a), Ok(b)) => {
                 if a.sequence >= b.sequence {
@@ -139,11 +141,12 @@ impl Engine {
             (Err(_), Ok(b)) => b,
             (Err(copy_a), Err(copy_b)) => return self.fail_open(OpenError::NoValidSuperblock { copy_a, copy_b }),
         };
-        if newest.volume_blocks > self.config.volume_blocks {
-            let error = OpenError::VolumeSize { expected: newest.volume_blocks, actual: self.config.volume_blocks };
+        if newest.volume_blocks > self.shared.config.volume_blocks {
+            let error =
+                OpenError::VolumeSize { expected: newest.volume_blocks, actual: self.shared.config.volume_blocks };
             return self.fail_open(error);
         }
-        self.volume = Volume {
+        self.shared.volume = Volume {
             volume_id: newest.volume_id,
             epoch: newest.epoch + 1,
             superblock_sequence: newest.sequence + 1,
@@ -158,7 +161,7 @@ impl Engine {
         };
         self.recovery_mut().keys_hint = newest.keys_hint as usize;
         match newest.checkpoint {
-            Some(checkpoint) if self.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
+            Some(checkpoint) if self.shared.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
             _ => self.scan_from_tail(),
         }
     }
@@ -168,7 +171,7 @@ impl Engine {
         self.keyspace.index.clear();
         let keys_hint = self.recovery_mut().keys_hint;
         self.keyspace.index.reserve(keys_hint);
-        let (block, sequence) = (self.volume.tail_block, self.volume.tail_sequence);
+        let (block, sequence) = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
         self.scan_from(block, sequence - 1);
     }
 
@@ -216,7 +219,7 @@ impl Engine {
     /// Reads the chunk after the one in memory, unless recovery is probing (a wrap, the window
     /// after the end) or the log region ends there.
     fn start_prefetch(&mut self) {
-        let log_end_block = self.volume.log_end_block;
+        let log_end_block = self.shared.volume.log_end_block;
         let start_block = self.first_incomplete_batch();
         let recovery = self.recovery_mut();
         let probing = recovery.wrap_from.is_some() || recovery.final_check;
@@ -229,14 +232,14 @@ impl Engine {
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
         let offset_bytes = start_block * BLOCK_BYTES as u64;
         let purpose = IoPurpose::RecoveryChunk { start_block, prefetch: true };
-        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+        self.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
     /// Where the read-ahead should start: the first batch from the scan position on that the
     /// chunk in memory does not hold whole (found by its headers alone), so that the scan can
     /// switch to the read-ahead buffer without copying; the chunk's end if the headers stop.
     fn first_incomplete_batch(&mut self) -> u64 {
-        let (volume_id, batch_blocks_max) = (self.volume.volume_id, self.volume.batch_blocks_max);
+        let (volume_id, batch_blocks_max) = (self.shared.volume.volume_id, self.shared.volume.batch_blocks_max);
         let recovery = self.recovery_mut();
         let chunk_blocks = (recovery.chunk.len() / BLOCK_BYTES) as u64;
         let chunk_end = recovery.chunk_start_block + chunk_blocks;
@@ -290,7 +293,7 @@ impl Engine {
     /// Blocks from `block` on that tell a torn tail from corruption in the middle (see
     /// `window_blocks` below), clipped to the log region.
     fn window_blocks(&self, block: u64) -> u64 {
-        window_blocks(self.volume.batch_blocks_max).min(self.volume.log_end_block - block)
+        window_blocks(self.shared.volume.batch_blocks_max).min(self.shared.volume.log_end_block - block)
     }
 
     pub(super) fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
@@ -301,7 +304,7 @@ impl Engine {
 
     /// Applies every batch the chunk in memory holds; reads the next chunk, or finishes.
     pub(super) fn continue_scan(&mut self) {
-        let steps_max = 2 * self.volume.log_end_block + 8;
+        let steps_max = 2 * self.shared.volume.log_end_block + 8;
         for _ in 0..=steps_max {
             self.recovery_mut().steps += 1;
             if self.recovery_mut().steps > steps_max {
@@ -309,7 +312,7 @@ impl Engine {
                 return self.fail_open(OpenError::EndlessLog { block });
             }
             let block = self.recovery_mut().block;
-            if block >= self.volume.log_end_block {
+            if block >= self.shared.volume.log_end_block {
                 if self.recovery_mut().final_check {
                     return self.finish_recovery();
                 }
@@ -362,7 +365,7 @@ impl Engine {
     fn at_missing_batch(&mut self, block: u64, reason: String) -> Option<OpenError> {
         let log_start = LOG_START_BLOCK;
         // Only a log still in the tail's lap can wrap, and only if the tail left room at the start.
-        let tail_block = self.volume.tail_block;
+        let tail_block = self.shared.volume.tail_block;
         let may_wrap = block >= tail_block && tail_block > log_start;
         let recovery = self.recovery_mut();
         match recovery.wrap_from.take() {
@@ -426,11 +429,11 @@ impl Engine {
         let probing = recovery.wrap_from.is_some() || recovery.final_check;
         let window_blocks = self.window_blocks(block);
         let blocks = if probing { window_blocks } else { RECOVERY_CHUNK_BLOCKS_MIN.max(2 * window_blocks) };
-        let blocks = blocks.min(self.volume.log_end_block - block);
+        let blocks = blocks.min(self.shared.volume.log_end_block - block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("recovery chunk under 4 GiB");
         let offset_bytes = block * BLOCK_BYTES as u64;
         let purpose = IoPurpose::RecoveryChunk { start_block: block, prefetch: false };
-        self.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+        self.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
     fn chunk_slice(&mut self, block: u64, blocks: u64) -> &[u8] {
@@ -441,8 +444,8 @@ impl Engine {
 
     /// Verifies the batch at `block` and applies its records.
     fn replay_batch_at(&mut self, block: u64) -> Replay {
-        let volume_id = self.volume.volume_id;
-        let batch_blocks_max = self.volume.batch_blocks_max;
+        let volume_id = self.shared.volume.volume_id;
+        let batch_blocks_max = self.shared.volume.batch_blocks_max;
         let expected_sequence = self.recovery_mut().last_sequence + 1;
         let header = match BatchHeader::decode(self.chunk_slice(block, 1), block, volume_id, batch_blocks_max) {
             Ok(header) => header,
@@ -451,7 +454,7 @@ impl Engine {
         if header.sequence != expected_sequence {
             return Replay::Bad(format!("batch sequence {} where {} was expected", header.sequence, expected_sequence));
         }
-        if block + u64::from(header.block_count) > self.volume.log_end_block {
+        if block + u64::from(header.block_count) > self.shared.volume.log_end_block {
             return Replay::Bad("batch runs past the end of the volume".to_string());
         }
         if !self.chunk_covers(block, header.block_count.into()) {
@@ -470,7 +473,7 @@ impl Engine {
             return Replay::Bad(reason);
         }
         self.recovery_mut().last_sequence = header.sequence;
-        self.stats.recovered_batches += 1;
+        self.shared.stats.recovered_batches += 1;
         Replay::Applied(block + u64::from(header.block_count))
     }
 
@@ -524,24 +527,24 @@ impl Engine {
     /// The batch at `block` is bad. If a valid later batch follows within one batch's reach, the
     /// log is corrupt in the middle; otherwise this is the torn tail and the log ends here.
     fn at_bad_batch(&mut self, block: u64, reason: String) {
-        if !self.config.has_bug(super::config::Bug::TruncateAtFirstBadBatch) {
+        if !self.shared.config.has_bug(super::config::Bug::TruncateAtFirstBadBatch) {
             if let Some((next_block, next_sequence)) = self.find_later_batch(block, false) {
                 let offset = block * BLOCK_BYTES as u64;
                 return self.fail_open(OpenError::CorruptLog { block, offset, reason, next_block, next_sequence });
             }
         }
-        self.stats.truncated_at_block = Some(block);
+        self.shared.stats.truncated_at_block = Some(block);
         self.finish_recovery();
     }
 
     /// A valid batch newer than the last one applied, in the window from `block` (after it,
     /// or from it with `include_block`).
     fn find_later_batch(&mut self, block: u64, include_block: bool) -> Option<(u64, u64)> {
-        let volume_id = self.volume.volume_id;
-        let batch_blocks_max = self.volume.batch_blocks_max;
+        let volume_id = self.shared.volume.volume_id;
+        let batch_blocks_max = self.shared.volume.batch_blocks_max;
         let last_sequence = self.recovery_mut().last_sequence;
         let first = if include_block { block } else { block + 1 };
-        let window_end = (block + window_blocks(batch_blocks_max)).min(self.volume.log_end_block);
+        let window_end = (block + window_blocks(batch_blocks_max)).min(self.shared.volume.log_end_block);
         (first..window_end).find_map(|candidate| {
             let header =
                 BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
@@ -553,7 +556,7 @@ impl Engine {
     }
 
     pub(super) fn finish_recovery(&mut self) {
-        let log_end_block = self.volume.log_end_block;
+        let log_end_block = self.shared.volume.log_end_block;
         let recovery = self.recovery_mut();
         if recovery.repairs_in_flight > 0 {
             recovery.finish_after_repairs = true; // the open completes once they are durable
@@ -562,22 +565,22 @@ impl Engine {
         let (block, last_sequence) = (recovery.block, recovery.last_sequence);
         let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();
-        assert!(last_sequence + 1 >= self.volume.tail_sequence, "recovery ends at or after the tail");
+        assert!(last_sequence + 1 >= self.shared.volume.tail_sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);
-        self.cleaner.reset(self.volume.tail_block, self.volume.tail_sequence);
+        self.cleaner.reset(self.shared.volume.tail_block, self.shared.volume.tail_sequence);
         self.keyspace.live_keys = self.keyspace.index.len() as u64;
-        if self.config.open_read_only {
-            self.read_only = Some("the volume was opened read-only".to_string());
+        if self.shared.config.open_read_only {
+            self.shared.read_only = Some("the volume was opened read-only".to_string());
             self.phase = Phase::Ready;
             return self.run_all_clients();
         }
-        let tail = (self.volume.tail_block, self.volume.tail_sequence);
-        self.start_superblock_update(UpdateReason::Open, tail, self.volume.checkpoint);
+        let tail = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+        self.start_superblock_update(UpdateReason::Open, tail, self.shared.volume.checkpoint);
     }
 
     pub(super) fn fail_open(&mut self, error: OpenError) {
         self.phase = Phase::Failed(error);
-        self.keyspace = super::keyspace::Keyspace::new(self.config.hash_seed);
+        self.keyspace = super::keyspace::Keyspace::new(self.shared.config.hash_seed);
         self.run_all_clients();
     }
 }

@@ -38,7 +38,7 @@ impl Engine {
         checkpoint: Option<CheckpointRef>,
     ) {
         assert!(self.superblock_update.is_none(), "one superblock update at a time");
-        assert!(self.ring().start <= tail.0 && tail.0 < self.ring().end && tail.1 > 0);
+        assert!(self.shared.ring().start <= tail.0 && tail.0 < self.shared.ring().end && tail.1 > 0);
         assert!(checkpoint.is_none_or(|checkpoint| checkpoint.sequence + 1 >= tail.1), "a checkpoint behind the tail");
         self.superblock_update = Some(SuperblockUpdate { reason, tail, checkpoint, copies_durable: 0 });
         self.write_superblock_copy();
@@ -46,29 +46,29 @@ impl Engine {
 
     fn write_superblock_copy(&mut self) {
         let update = self.superblock_update.as_ref().expect("an update is in progress");
-        let sequence = self.volume.superblock_sequence;
+        let sequence = self.shared.volume.superblock_sequence;
         let superblock = Superblock {
             sequence,
-            volume_id: self.volume.volume_id,
-            epoch: self.volume.epoch,
-            volume_blocks: self.volume.volume_blocks,
+            volume_id: self.shared.volume.volume_id,
+            epoch: self.shared.volume.epoch,
+            volume_blocks: self.shared.volume.volume_blocks,
             log_start_block: LOG_START_BLOCK,
-            batch_blocks_max: self.volume.batch_blocks_max,
-            checkpoint_slot_blocks: self.volume.checkpoint_slot_blocks,
+            batch_blocks_max: self.shared.volume.batch_blocks_max,
+            checkpoint_slot_blocks: self.shared.volume.checkpoint_slot_blocks,
             tail_block: update.tail.0,
             tail_sequence: update.tail.1,
             checkpoint: update.checkpoint,
             keys_hint: u32::try_from(self.keyspace.index.len()).unwrap_or(u32::MAX),
-            mirrored: self.volume.mirrored,
+            mirrored: self.shared.volume.mirrored,
         };
-        self.volume.superblock_sequence += 1;
+        self.shared.volume.superblock_sequence += 1;
         let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;
-        self.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
+        self.shared.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
     }
 
     pub(super) fn on_superblock_write(&mut self, result: Result<Vec<u8>, IoError>) {
         match result {
-            Ok(_) => self.push_io(IoPurpose::SuperblockSync, IoKind::Sync),
+            Ok(_) => self.shared.push_io(IoPurpose::SuperblockSync, IoKind::Sync),
             Err(error) => self.superblock_failed(error),
         }
     }
@@ -84,12 +84,12 @@ impl Engine {
         }
         let update = self.superblock_update.take().expect("checked above");
         if update.reason == UpdateReason::TailAdvance {
-            self.debug_assert_nothing_points_between(self.volume.tail_block, update.tail.0);
-            assert!(update.tail.1 > self.volume.tail_sequence, "the tail moves forward");
+            self.debug_assert_nothing_points_between(self.shared.volume.tail_block, update.tail.0);
+            assert!(update.tail.1 > self.shared.volume.tail_sequence, "the tail moves forward");
         }
-        self.volume.tail_block = update.tail.0;
-        self.volume.tail_sequence = update.tail.1;
-        self.volume.checkpoint = update.checkpoint;
+        self.shared.volume.tail_block = update.tail.0;
+        self.shared.volume.tail_sequence = update.tail.1;
+        self.shared.volume.checkpoint = update.checkpoint;
         match update.reason {
             UpdateReason::Open => {
                 self.phase = Phase::Ready;
