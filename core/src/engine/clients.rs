@@ -1,10 +1,12 @@
-//! Per-client queues. A client's commands run in the order sent and are answered in that order;
-//! a command blocked on I/O holds back only its own client.
+//! The client slots: per-client queues of commands, the clients waiting to retry, the keys a
+//! read-modify-write holds, and the replies ready for the driver. A client's commands run in
+//! the order sent and are answered in that order; a command blocked on I/O holds back only its
+//! own client. This subsystem stores and releases; running commands is the engine's (execute/).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use super::{ClientId, Engine, Phase};
+use super::ClientId;
 use crate::command::{Reply, Request};
 
 /// Where one command stands.
@@ -74,9 +76,27 @@ pub enum Executed {
 
 const PIPELINE_FULL: &str = "ERR too many commands in flight for this client";
 
-impl Engine {
-    pub(super) fn enqueue_request(&mut self, client_id: ClientId, request: Request) {
-        let pipeline_max = self.shared.config.client_pipeline_max;
+/// Every client's slots, and what waits on them.
+#[derive(Default)]
+pub struct ClientTable {
+    clients: BTreeMap<ClientId, Client>,
+    /// Clients whose front command could not run yet (a locked key, a full batch, no space).
+    stalled: BTreeSet<ClientId>,
+    /// Keys whose read-modify-write waits on a read: nothing else touches them meanwhile.
+    locked_keys: BTreeSet<Box<[u8]>>,
+    /// Replies released in order, for `Engine::poll_reply`.
+    replies_out: VecDeque<(ClientId, Reply)>,
+}
+
+/// The next command of a client to execute.
+pub struct NextCommand {
+    pub slot_id: u64,
+    pub request: Request,
+}
+
+impl ClientTable {
+    /// Queues a request, or its refusal when the client's pipeline is full.
+    pub fn enqueue(&mut self, client_id: ClientId, request: Request, pipeline_max: usize) {
         let client = self.clients.entry(client_id).or_default();
         let slot = if client.slots.len() >= pipeline_max {
             Slot { state: SlotState::Done(Reply::error(PIPELINE_FULL)), wait_sequence: 0, write_failed: false }
@@ -84,23 +104,17 @@ impl Engine {
             Slot { state: SlotState::Queued(request), wait_sequence: 0, write_failed: false }
         };
         client.slots.push_back(slot);
+        debug_assert!(client.slots.len() <= pipeline_max + 1, "a full pipeline takes only its refusal");
     }
 
-    /// Executes the client's queued commands in order until one blocks or stalls.
-    pub(super) fn run_client(&mut self, client_id: ClientId) {
-        let open_error = match &self.phase {
-            Phase::Ready => None,
-            Phase::Failed(error) => Some(format!("ERR QuillKV could not open its volume: {error}")),
-            Phase::Formatting | Phase::Recovering(_) => return,
-        };
-        if open_error.is_none() && !self.retry_ready_read_modify_write(client_id) {
-            return;
-        }
-        let slot_count = self.clients.get(&client_id).map_or(0, |client| client.slots.len());
-        for _ in 0..slot_count {
-            let Some(client) = self.clients.get_mut(&client_id) else { return };
+    /// Takes the client's next queued command, skipping slots refused at submit. `None`: the
+    /// client is blocked, or has nothing left to execute.
+    pub fn next_command(&mut self, client_id: ClientId) -> Option<NextCommand> {
+        let client = self.clients.get_mut(&client_id)?;
+        let slots = client.slots.len();
+        for _ in 0..slots {
             if client.blocked || client.executed >= client.slots.len() {
-                break;
+                return None;
             }
             let slot_id = client.first_slot_id + client.executed as u64;
             let slot = &mut client.slots[client.executed];
@@ -111,78 +125,126 @@ impl Engine {
             let SlotState::Queued(request) = std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok())) else {
                 unreachable!("checked above");
             };
-            if let Some(text) = &open_error {
-                slot.state = SlotState::Done(Reply::error(text.clone()));
-                client.executed += 1;
-                continue;
-            }
-            match self.execute(client_id, slot_id, request) {
-                Executed::Ran => self.clients.get_mut(&client_id).expect("client exists").executed += 1,
-                Executed::Blocked => {
-                    let client = self.clients.get_mut(&client_id).expect("client exists");
-                    client.executed += 1;
-                    client.blocked = true;
-                    break;
-                }
-                Executed::Stalled => {
-                    self.stalled.insert(client_id);
-                    break;
-                }
-            }
+            return Some(NextCommand { slot_id, request });
         }
-        self.release_replies(client_id);
+        None
     }
 
-    /// A blocked client whose read-modify-write has its value but waited for batch room tries
-    /// again. Returns whether the client may run further commands.
-    fn retry_ready_read_modify_write(&mut self, client_id: ClientId) -> bool {
-        let Some(client) = self.clients.get_mut(&client_id) else { return false };
+    /// The command taken by `next_command` ran: the next one may go.
+    pub fn executed(&mut self, client_id: ClientId, blocked: bool) {
+        let client = self.client_mut(client_id);
+        client.executed += 1;
+        client.blocked = blocked;
+        debug_assert!(client.executed <= client.slots.len());
+    }
+
+    /// The read-modify-write that blocks the client, if its value is known and it waits only
+    /// for room in the batch.
+    pub fn take_ready_read_modify_write(&mut self, client_id: ClientId) -> Option<(u64, Request, Option<Arc<[u8]>>)> {
+        let client = self.clients.get_mut(&client_id)?;
         if !client.blocked {
-            return true;
+            return None;
         }
         let slot_id = client.first_slot_id + client.executed as u64 - 1;
         let slot = client.slot_mut(slot_id);
         if !matches!(slot.state, SlotState::ReadModifyWriteReady(..)) {
-            return false;
+            return None;
         }
         let SlotState::ReadModifyWriteReady(request, current) =
             std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
         else {
             unreachable!("checked above");
         };
-        let key = super::execute::request_key(&request).to_vec();
-        match self.finish_read_modify_write(client_id, slot_id, request, current) {
-            Executed::Stalled => {
-                self.stalled.insert(client_id);
-                false
-            }
-            Executed::Ran | Executed::Blocked => {
-                self.locked_keys.remove(key.as_slice());
-                self.clients.get_mut(&client_id).expect("client exists").blocked = false;
-                self.wake_stalled();
-                true
-            }
+        Some((slot_id, request, current))
+    }
+
+    pub fn is_blocked(&self, client_id: ClientId) -> bool {
+        self.clients.get(&client_id).is_some_and(|client| client.blocked)
+    }
+
+    /// A read-modify-write appended its record (or failed): its key and its client go on.
+    pub fn unblock(&mut self, client_id: ClientId, key: &[u8]) {
+        self.locked_keys.remove(key);
+        if let Some(client) = self.clients.get_mut(&client_id) {
+            client.blocked = false;
         }
     }
 
-    pub(super) fn run_all_clients(&mut self) {
-        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        for id in ids {
-            self.run_client(id);
+    pub fn lock_key(&mut self, key: &[u8]) {
+        let inserted = self.locked_keys.insert(key.into());
+        assert!(inserted, "a locked key is never locked twice");
+    }
+
+    pub fn any_key_locked(&self) -> bool {
+        !self.locked_keys.is_empty()
+    }
+
+    pub fn is_locked(&self, key: &[u8]) -> bool {
+        self.locked_keys.contains(key)
+    }
+
+    pub fn slot_mut(&mut self, client_id: ClientId, slot_id: u64) -> &mut Slot {
+        self.client_mut(client_id).slot_mut(slot_id)
+    }
+
+    fn client_mut(&mut self, client_id: ClientId) -> &mut Client {
+        self.clients.get_mut(&client_id).expect("a client with a command in its slots exists")
+    }
+
+    /// The slot's reply is known; it goes out once batch `wait_sequence` is durable.
+    pub fn finish(&mut self, client_id: ClientId, slot_id: u64, reply: Reply, wait_sequence: u64) -> Executed {
+        let slot = self.slot_mut(client_id, slot_id);
+        slot.state = SlotState::Done(reply);
+        slot.wait_sequence = slot.wait_sequence.max(wait_sequence);
+        Executed::Ran
+    }
+
+    /// The command cannot run yet: it goes back to its slot as not executed.
+    pub fn stall(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        self.slot_mut(client_id, slot_id).state = SlotState::Queued(request);
+        Executed::Stalled
+    }
+
+    pub fn mark_stalled(&mut self, client_id: ClientId) {
+        self.stalled.insert(client_id);
+    }
+
+    /// The stalled clients, in id order, each to be retried once.
+    pub fn take_stalled(&mut self) -> BTreeSet<ClientId> {
+        std::mem::take(&mut self.stalled)
+    }
+
+    pub fn ids(&self) -> Vec<ClientId> {
+        self.clients.keys().copied().collect()
+    }
+
+    /// Fills part `index` of a GET or MGET waiting on reads; the reply is done with the last.
+    pub fn fill_part(&mut self, client_id: ClientId, slot_id: u64, index: usize, value: Result<Arc<[u8]>, Reply>) {
+        let slot = self.slot_mut(client_id, slot_id);
+        let SlotState::Reading { parts, reads_outstanding, multi } = &mut slot.state else {
+            unreachable!("a part read completes into a reading slot");
+        };
+        assert!(*reads_outstanding > 0 && index < parts.len(), "a part read is outstanding");
+        parts[index] = match value {
+            Ok(value) => Reply::Bulk(Some(value.to_vec())),
+            Err(error) => error,
+        };
+        *reads_outstanding -= 1;
+        if *reads_outstanding == 0 {
+            let mut parts = std::mem::take(parts);
+            let reply = match parts.iter().position(Reply::is_error) {
+                Some(failed) => parts.swap_remove(failed),
+                None if *multi => Reply::Array(Some(parts)),
+                None => parts.pop().expect("one part"),
+            };
+            slot.state = SlotState::Done(reply);
         }
     }
 
-    /// Retries every stalled client once, in id order.
-    pub(super) fn wake_stalled(&mut self) {
-        let stalled = std::mem::take(&mut self.stalled);
-        for id in stalled {
-            self.run_client(id);
-        }
-    }
-
-    /// Sends the client's finished replies from the front of its queue, in order.
-    pub(super) fn release_replies(&mut self, client_id: ClientId) {
-        let durable = self.log.durable_sequence;
+    /// Sends the client's finished replies from the front of its queue, in order: those whose
+    /// batch is durable (`durable`: the highest durable sequence), and those whose batch
+    /// failed, as errors naming `read_only`.
+    pub fn release(&mut self, client_id: ClientId, durable: u64, read_only: Option<&str>) {
         let Some(client) = self.clients.get_mut(&client_id) else { return };
         while let Some(slot) = client.slots.front() {
             let ready =
@@ -196,7 +258,7 @@ impl Engine {
             let SlotState::Done(reply) = slot.state else { unreachable!("checked above") };
             // An error computed from state that never became durable (INCRBY on a value whose
             // SET then failed) would reveal that state: it becomes "not durable" too.
-            let reply = if slot.write_failed { write_failed_reply(&self.shared.read_only) } else { reply };
+            let reply = if slot.write_failed { write_failed_reply(read_only) } else { reply };
             if !client.disconnected {
                 self.replies_out.push_back((client_id, reply));
             }
@@ -206,16 +268,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn release_all_replies(&mut self) {
-        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        for id in ids {
-            self.release_replies(id);
+    pub fn release_all(&mut self, durable: u64, read_only: Option<&str>) {
+        for id in self.ids() {
+            self.release(id, durable, read_only);
         }
     }
 
-    /// Marks every executed slot that waits on a batch that will never be durable.
-    pub(super) fn fail_waiting_slots(&mut self) {
-        let durable = self.log.durable_sequence;
+    /// Marks every executed slot that waits on a batch that will never be durable (any after
+    /// `durable`).
+    pub fn fail_waiting(&mut self, durable: u64) {
         for client in self.clients.values_mut() {
             for slot in client.slots.iter_mut().take(client.executed) {
                 if slot.wait_sequence > durable {
@@ -224,9 +285,47 @@ impl Engine {
             }
         }
     }
+
+    /// The client has gone: its queued commands still run, their replies are dropped.
+    pub fn disconnect(&mut self, client_id: ClientId) {
+        if let Some(client) = self.clients.get_mut(&client_id) {
+            client.disconnected = true;
+        }
+    }
+
+    pub fn poll_reply(&mut self) -> Option<(ClientId, Reply)> {
+        self.replies_out.pop_front()
+    }
+
+    /// Commands the client has submitted that have not been answered yet.
+    pub fn backlog(&self, client_id: ClientId) -> usize {
+        self.clients.get(&client_id).map_or(0, |client| client.slots.len())
+    }
+
+    /// A summary for liveness reports.
+    pub fn debug_state(&self) -> String {
+        let queued: usize = self.clients.values().map(|client| client.slots.len()).sum();
+        let blocked = self.clients.values().filter(|client| client.blocked).count();
+        let front = self.clients.iter().find_map(|(id, client)| {
+            let slot = client.slots.front()?;
+            Some(format!(
+                "client {id} front slot: {}, waits on batch {}, executed {}",
+                slot.state.describe(),
+                slot.wait_sequence,
+                client.executed
+            ))
+        });
+        format!(
+            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys; {}",
+            self.clients.len(),
+            self.stalled.len(),
+            self.locked_keys.len(),
+            front.unwrap_or_default()
+        )
+    }
 }
 
-fn write_failed_reply(reason: &Option<String>) -> Reply {
-    let reason = reason.as_deref().unwrap_or("a write failed");
+fn write_failed_reply(reason: Option<&str>) -> Reply {
+    let reason = reason.unwrap_or("a write failed");
     Reply::error(format!("ERR not durable: {reason}"))
 }

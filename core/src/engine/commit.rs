@@ -484,7 +484,7 @@ impl Engine {
         // The newest state is the durable one now: a later DBSIZE waits on nothing that could
         // never become durable.
         self.log.newest_sequence = self.log.durable_sequence;
-        self.fail_waiting_slots();
+        self.clients.fail_waiting(self.log.durable_sequence);
         self.release_all_replies();
         self.wake_stalled();
     }

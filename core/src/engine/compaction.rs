@@ -483,11 +483,7 @@ impl Engine {
             let last = (location.offset_bytes + u64::from(location.record_bytes) - 1) / BLOCK_BYTES as u64;
             ring.interval_contains(tail, new_tail_block, block) || ring.interval_contains(tail, new_tail_block, last)
         };
-        let in_flight = self.shared.io.tokens.purposes().any(|purpose| match purpose {
-            IoPurpose::ValueRead(job) => freed(&job.location),
-            _ => false,
-        });
-        in_flight || self.read_queue.iter().any(|job| freed(&job.location))
+        self.reads.any_points_into(&self.shared, freed)
     }
 
     /// Pauses compaction after a lap of the log that freed less than a chunk beyond the space

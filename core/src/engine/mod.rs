@@ -18,7 +18,7 @@ mod space;
 mod superblock_writer;
 mod tokens;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 pub use cache::CacheChange;
 pub use compaction::CompactionState;
@@ -32,11 +32,11 @@ use crate::command::{Reply, Request};
 use crate::io::{IoCompletion, IoKind, IoRequest};
 use cache::ValueCache;
 use checkpoint::Checkpointer;
-use clients::Client;
+use clients::ClientTable;
 use commit::Log;
 use compaction::Cleaner;
 use keyspace::Keyspace;
-use reads::ReadJob;
+use reads::{ReadJob, ReadScheduler};
 use recovery::Recovery;
 use superblock_writer::SuperblockUpdate;
 use tokens::TokenTable;
@@ -232,14 +232,10 @@ pub struct Engine {
     shared: Shared,
     phase: Phase,
     now: u64,
-    replies_out: VecDeque<(ClientId, Reply)>,
     keyspace: Keyspace,
     cache: ValueCache,
-    clients: BTreeMap<ClientId, Client>,
-    stalled: BTreeSet<ClientId>,
-    locked_keys: BTreeSet<Box<[u8]>>,
-    read_queue: VecDeque<ReadJob>,
-    reads_in_flight: usize,
+    clients: ClientTable,
+    reads: ReadScheduler,
     log: Log,
     cleaner: Cleaner,
     checkpointer: Checkpointer,
@@ -261,13 +257,9 @@ impl Engine {
             cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             phase,
             now: 0,
-            replies_out: VecDeque::new(),
             keyspace: Keyspace::new(config.hash_seed),
-            clients: BTreeMap::new(),
-            stalled: BTreeSet::new(),
-            locked_keys: BTreeSet::new(),
-            read_queue: VecDeque::new(),
-            reads_in_flight: 0,
+            clients: ClientTable::default(),
+            reads: ReadScheduler::default(),
             log: Log::default(),
             cleaner: Cleaner::default(),
             checkpointer: Checkpointer::default(),
@@ -301,7 +293,7 @@ impl Engine {
     /// Input: a client's request. The reply comes out of [`Engine::poll_reply`], in the order
     /// the client submitted its requests.
     pub fn submit(&mut self, client: ClientId, request: Request) {
-        self.enqueue_request(client, request);
+        self.clients.enqueue(client, request, self.shared.config.client_pipeline_max);
         self.run_client(client);
         self.release_replies(client);
     }
@@ -332,7 +324,7 @@ impl Engine {
             IoPurpose::CheckpointSync => self.on_checkpoint_sync(completion.result),
             IoPurpose::CheckpointRead(checkpoint) => self.on_checkpoint_read(checkpoint, completion.result),
         }
-        self.issue_queued_reads();
+        self.reads.issue(&mut self.shared);
         self.drive_background();
     }
 
@@ -366,7 +358,7 @@ impl Engine {
 
     /// Output: the next reply, with the client it is for.
     pub fn poll_reply(&mut self) -> Option<(ClientId, Reply)> {
-        self.replies_out.pop_front()
+        self.clients.poll_reply()
     }
 
     /// Output (with `Config::publish_cache`): the next change of the value cache. Drain these
@@ -390,38 +382,22 @@ impl Engine {
     /// The client has gone: its queued commands still run (a write sent is a write made), but
     /// their replies are dropped.
     pub fn disconnect(&mut self, client: ClientId) {
-        if let Some(state) = self.clients.get_mut(&client) {
-            state.disconnected = true;
-        }
+        self.clients.disconnect(client);
         self.release_replies(client);
     }
 
     /// A one-line summary of what the engine waits on, for liveness reports.
     pub fn debug_state(&self) -> String {
-        let queued: usize = self.clients.values().map(|client| client.slots.len()).sum();
-        let blocked = self.clients.values().filter(|client| client.blocked).count();
-        let front = self.clients.iter().find_map(|(id, client)| {
-            let slot = client.slots.front()?;
-            Some(format!(
-                "client {id} front slot: {}, waits on batch {}, executed {}",
-                slot.state.describe(),
-                slot.wait_sequence,
-                client.executed
-            ))
-        });
         format!(
-            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys, {} reads queued, {} I/Os in flight, {}, log tail {} head {} of {:?}, compaction {}; {}",
-            self.clients.len(),
-            self.stalled.len(),
-            self.locked_keys.len(),
-            self.read_queue.len(),
+            "{}, {} reads queued, {} I/Os in flight, {}, log tail {} head {} of {:?}, compaction {}",
+            self.clients.debug_state(),
+            self.reads.queued(),
             self.shared.io.tokens.len(),
             self.log.debug_state(),
             self.shared.volume.tail_block,
             self.log.head_block(),
             self.shared.ring(),
             self.cleaner.describe(),
-            front.unwrap_or_default()
         )
     }
 
@@ -467,12 +443,12 @@ impl Engine {
     }
 
     pub fn reads_in_flight(&self) -> usize {
-        self.reads_in_flight
+        self.reads.in_flight()
     }
 
     /// Commands the client has submitted that have not been answered yet.
     pub fn client_backlog(&self, client: ClientId) -> usize {
-        self.clients.get(&client).map_or(0, |state| state.slots.len())
+        self.clients.backlog(client)
     }
 
     /// Keys in the newest state (what DBSIZE answers, durable or not).

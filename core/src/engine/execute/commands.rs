@@ -1,31 +1,31 @@
-//! Executing commands against the logical keyspace, with Redis semantics.
+//! Executing one command against the logical keyspace, with Redis semantics.
 
 use std::sync::Arc;
 
-use super::clients::{Executed, SlotState};
-use super::commit::{AppendRefused, NewRecord};
-use super::keyspace::Lookup;
-use super::reads::ReadPurpose;
-use super::space::Writer;
-use super::{ClientId, Engine};
+use super::super::clients::{Executed, SlotState};
+use super::super::commit::{AppendRefused, NewRecord};
+use super::super::keyspace::Lookup;
+use super::super::reads::{ReadJob, ReadPurpose};
+use super::super::space::Writer;
+use super::super::{ClientId, Engine};
 use crate::command::parse::{not_an_integer, parse_integer};
 use crate::command::{Reply, Request, SetCondition};
 use crate::format::KEY_BYTES_MAX;
 
 impl Engine {
     /// Executes one command of `client_id`, whose slot is `slot_id`.
-    pub(super) fn execute(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+    pub(in crate::engine) fn execute(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
         if let Some(reply) = self.validate(&request) {
-            return self.finish(client_id, slot_id, reply, 0);
+            return self.clients.finish(client_id, slot_id, reply, 0);
         }
         // A read-only engine refuses writes before running them, as Redis does: no read of the
         // current value, no key lock (a hot key's writers would queue behind one another's reads).
         if let Some(reason) = self.shared.read_only.as_ref().filter(|_| request.is_write()) {
             let reply = Reply::error(format!("READONLY {reason}"));
-            return self.finish(client_id, slot_id, reply, 0);
+            return self.clients.finish(client_id, slot_id, reply, 0);
         }
         if self.touches_locked_key(&request) {
-            return self.stall(client_id, slot_id, request);
+            return self.clients.stall(client_id, slot_id, request);
         }
         match request {
             Request::Get { key } => self.start_reads(client_id, slot_id, &[key], false),
@@ -34,7 +34,7 @@ impl Engine {
                 let lookups: Vec<Lookup> = keys.iter().map(|key| self.keyspace.lookup(key)).collect();
                 let count = lookups.iter().filter(|lookup| lookup.exists()).count() as i64;
                 let wait = lookups.iter().map(Lookup::sequence).max().unwrap_or(0);
-                self.finish(client_id, slot_id, Reply::Integer(count), wait)
+                self.clients.finish(client_id, slot_id, Reply::Integer(count), wait)
             }
             Request::StrLen { key } => {
                 let lookup = self.keyspace.lookup(&key);
@@ -43,14 +43,16 @@ impl Engine {
                     Lookup::Pending { value, .. } => value.len(),
                     Lookup::Durable(location) => location.value_bytes(key.len()),
                 };
-                self.finish(client_id, slot_id, Reply::Integer(length as i64), lookup.sequence())
+                self.clients.finish(client_id, slot_id, Reply::Integer(length as i64), lookup.sequence())
             }
             Request::DbSize => {
                 let count = self.keyspace.live_keys as i64;
-                self.finish(client_id, slot_id, Reply::Integer(count), self.log.newest_sequence)
+                self.clients.finish(client_id, slot_id, Reply::Integer(count), self.log.newest_sequence)
             }
-            Request::Ping { message: None } => self.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
-            Request::Ping { message: Some(message) } => self.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0),
+            Request::Ping { message: None } => self.clients.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
+            Request::Ping { message: Some(message) } => {
+                self.clients.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0)
+            }
             Request::Set { .. } | Request::Del { .. } | Request::MSet { .. } | Request::FlushAll => {
                 self.execute_write(client_id, slot_id, request)
             }
@@ -84,7 +86,7 @@ impl Engine {
     }
 
     fn touches_locked_key(&self, request: &Request) -> bool {
-        if self.locked_keys.is_empty() {
+        if !self.clients.any_key_locked() {
             return false;
         }
         match request {
@@ -92,27 +94,14 @@ impl Engine {
             | Request::StrLen { key }
             | Request::IncrBy { key, .. }
             | Request::Set { key, .. }
-            | Request::Append { key, .. } => self.locked_keys.contains(key.as_slice()),
+            | Request::Append { key, .. } => self.clients.is_locked(key),
             Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
-                keys.iter().any(|key| self.locked_keys.contains(key.as_slice()))
+                keys.iter().any(|key| self.clients.is_locked(key))
             }
-            Request::MSet { pairs } => pairs.iter().any(|(key, _)| self.locked_keys.contains(key.as_slice())),
+            Request::MSet { pairs } => pairs.iter().any(|(key, _)| self.clients.is_locked(key)),
             Request::FlushAll => true,
             Request::DbSize | Request::Ping { .. } => false,
         }
-    }
-
-    pub(super) fn finish(&mut self, client_id: ClientId, slot_id: u64, reply: Reply, wait_sequence: u64) -> Executed {
-        let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
-        slot.state = SlotState::Done(reply);
-        slot.wait_sequence = slot.wait_sequence.max(wait_sequence);
-        Executed::Ran
-    }
-
-    pub(super) fn stall(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
-        let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
-        slot.state = SlotState::Queued(request);
-        Executed::Stalled
     }
 
     fn execute_write(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
@@ -125,7 +114,7 @@ impl Engine {
                     SetCondition::IfPresent => lookup.exists(),
                 };
                 if !allowed {
-                    return self.finish(client_id, slot_id, Reply::Bulk(None), lookup.sequence());
+                    return self.clients.finish(client_id, slot_id, Reply::Bulk(None), lookup.sequence());
                 }
                 (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()) }], Reply::ok(), lookup.sequence())
             }
@@ -139,7 +128,7 @@ impl Engine {
             _ => unreachable!("only writes reach execute_write"),
         };
         if records.is_empty() {
-            return self.finish(client_id, slot_id, reply, observed);
+            return self.clients.finish(client_id, slot_id, reply, observed);
         }
         // Deletes may use space puts may not: a full disk must still take the DELs that free it.
         let writer =
@@ -148,15 +137,15 @@ impl Engine {
             Ok(sequence) => {
                 self.apply_to_keyspace(&records, sequence);
                 self.maybe_seal();
-                self.finish(client_id, slot_id, reply, sequence.max(observed))
+                self.clients.finish(client_id, slot_id, reply, sequence.max(observed))
             }
             Err(AppendRefused::BatchFull) => {
                 drop(records);
-                self.stall(client_id, slot_id, request)
+                self.clients.stall(client_id, slot_id, request)
             }
             Err(AppendRefused::Reply(error)) => {
                 drop(records);
-                self.finish(client_id, slot_id, error, observed)
+                self.clients.finish(client_id, slot_id, error, observed)
             }
         }
     }
@@ -198,10 +187,10 @@ impl Engine {
             Lookup::Durable(location) => match self.cache.get(&key) {
                 Some(value) => Some(value),
                 None => {
-                    self.locked_keys.insert(key.as_slice().into());
-                    let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
-                    slot.state = SlotState::ReadModifyWrite(request);
-                    self.queue_read(client_id, slot_id, key, location, ReadPurpose::ReadModifyWrite);
+                    self.clients.lock_key(&key);
+                    self.clients.slot_mut(client_id, slot_id).state = SlotState::ReadModifyWrite(request);
+                    let job = ReadJob { client_id, slot_id, key, location, purpose: ReadPurpose::ReadModifyWrite };
+                    self.reads.queue(job, &mut self.shared);
                     return Executed::Blocked;
                 }
             },
@@ -210,7 +199,7 @@ impl Engine {
         if let Executed::Stalled = executed {
             // The batch is full. No key lock is held on this path, so the command waits as not
             // executed yet and reads the current value afresh when it runs again.
-            let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+            let slot = self.clients.slot_mut(client_id, slot_id);
             if let SlotState::ReadModifyWriteReady(request, _) =
                 std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
             {
@@ -222,7 +211,7 @@ impl Engine {
 
     /// Computes and appends the new value. The wait includes the batch of the value read, so a
     /// reply never reveals a value that is not durable.
-    pub(super) fn finish_read_modify_write(
+    pub(in crate::engine) fn finish_read_modify_write(
         &mut self,
         client_id: ClientId,
         slot_id: u64,
@@ -234,7 +223,7 @@ impl Engine {
                 Ok(computed) => computed,
                 Err(error) => {
                     let observed = self.keyspace.lookup(request_key(&request)).sequence();
-                    return self.finish(client_id, slot_id, error, observed);
+                    return self.clients.finish(client_id, slot_id, error, observed);
                 }
             };
         let records = [NewRecord::Put { key: &key, value: new_value }];
@@ -242,14 +231,14 @@ impl Engine {
             Ok(sequence) => {
                 self.apply_to_keyspace(&records, sequence);
                 self.maybe_seal();
-                self.finish(client_id, slot_id, reply, sequence)
+                self.clients.finish(client_id, slot_id, reply, sequence)
             }
             Err(AppendRefused::BatchFull) => {
-                let slot = self.clients.get_mut(&client_id).expect("client exists").slot_mut(slot_id);
+                let slot = self.clients.slot_mut(client_id, slot_id);
                 slot.state = SlotState::ReadModifyWriteReady(request, current);
                 Executed::Stalled
             }
-            Err(AppendRefused::Reply(error)) => self.finish(client_id, slot_id, error, 0),
+            Err(AppendRefused::Reply(error)) => self.clients.finish(client_id, slot_id, error, 0),
         }
     }
 }

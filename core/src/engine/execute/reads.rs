@@ -1,0 +1,88 @@
+//! GET and MGET, and what a completed value read was for.
+
+use std::sync::Arc;
+
+use super::super::clients::{Executed, SlotState};
+use super::super::keyspace::Lookup;
+use super::super::reads::{decode_value, ReadJob, ReadPurpose};
+use super::super::{ClientId, Engine};
+use crate::command::Reply;
+use crate::io::IoError;
+
+impl Engine {
+    /// GET and MGET: answer from memory where possible, read the rest.
+    pub(super) fn start_reads(&mut self, client_id: ClientId, slot_id: u64, keys: &[Vec<u8>], multi: bool) -> Executed {
+        let mut parts = Vec::with_capacity(keys.len());
+        let mut wait = 0;
+        let mut reads = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let lookup = self.keyspace.lookup(key);
+            wait = wait.max(lookup.sequence());
+            parts.push(match lookup {
+                Lookup::Absent { .. } => Reply::Bulk(None),
+                Lookup::Pending { value, .. } => Reply::Bulk(Some(value.to_vec())),
+                Lookup::Durable(location) => match self.cache.get(key) {
+                    Some(value) => Reply::Bulk(Some(value.to_vec())),
+                    None => {
+                        reads.push((index, key.clone(), location));
+                        Reply::Bulk(None)
+                    }
+                },
+            });
+        }
+        if reads.is_empty() {
+            let reply = if multi { Reply::Array(Some(parts)) } else { parts.pop().expect("one key") };
+            return self.clients.finish(client_id, slot_id, reply, wait);
+        }
+        let reads_outstanding = u32::try_from(reads.len()).expect("an MGET's keys fit one frame");
+        let slot = self.clients.slot_mut(client_id, slot_id);
+        slot.state = SlotState::Reading { parts, reads_outstanding, multi };
+        slot.wait_sequence = wait;
+        for (index, key, location) in reads {
+            let job = ReadJob { client_id, slot_id, key, location, purpose: ReadPurpose::Part(index) };
+            self.reads.queue(job, &mut self.shared);
+        }
+        Executed::Ran
+    }
+
+    pub(in crate::engine) fn on_value_read(&mut self, job: ReadJob, result: Result<Vec<u8>, IoError>) {
+        self.reads.completed(&self.shared);
+        let value = result
+            .map_err(|error| Reply::error(format!("ERR I/O error reading key: {error}")))
+            .and_then(|bytes| decode_value(&job, &bytes, &mut self.shared));
+        if let Ok(value) = &value {
+            // Cache only what the index still points at: a newer write may have moved the key.
+            if self.keyspace.index.get(job.key.as_slice()) == Some(job.location) {
+                self.cache.insert(&job.key, value.clone());
+            }
+        }
+        match job.purpose {
+            ReadPurpose::Part(index) => {
+                self.clients.fill_part(job.client_id, job.slot_id, index, value);
+                self.release_replies(job.client_id);
+            }
+            ReadPurpose::ReadModifyWrite => self.resume_read_modify_write(&job, value),
+        }
+    }
+
+    fn resume_read_modify_write(&mut self, job: &ReadJob, value: Result<Arc<[u8]>, Reply>) {
+        let slot = self.clients.slot_mut(job.client_id, job.slot_id);
+        let SlotState::ReadModifyWrite(request) = std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
+        else {
+            unreachable!("a read-modify-write read completes into its slot");
+        };
+        let executed = match value {
+            Ok(current) => self.finish_read_modify_write(job.client_id, job.slot_id, request, Some(current)),
+            Err(error) => self.clients.finish(job.client_id, job.slot_id, error, 0),
+        };
+        match executed {
+            Executed::Stalled => self.clients.mark_stalled(job.client_id),
+            Executed::Ran | Executed::Blocked => {
+                // The key and the client go on.
+                self.clients.unblock(job.client_id, &job.key);
+                self.run_client(job.client_id);
+                self.wake_stalled();
+            }
+        }
+    }
+}
