@@ -441,7 +441,7 @@ impl Engine {
             return;
         }
         self.cleaner.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
-        if self.log.durable_sequence < sequence || self.superblock_busy() || self.reads_into(new_tail.0) {
+        if self.log.durable_sequence < sequence || self.superblock.busy() || self.reads_into(new_tail.0) {
             return;
         }
         // The checkpoint stays usable only while the log it replays from is still there.

@@ -29,16 +29,17 @@ pub use recovery::OpenError;
 pub use space::Ring;
 
 use crate::command::{Reply, Request};
+use crate::format::CheckpointRef;
 use crate::io::{IoCompletion, IoKind, IoRequest};
 use cache::ValueCache;
-use checkpoint::Checkpointer;
+use checkpoint::{CheckpointStep, Checkpointer};
 use clients::ClientTable;
 use commit::Log;
 use compaction::Cleaner;
 use keyspace::Keyspace;
 use reads::{ReadJob, ReadScheduler};
 use recovery::Recovery;
-use superblock_writer::SuperblockUpdate;
+use superblock_writer::{SuperblockStep, SuperblockWriter, UpdateReason};
 use tokens::TokenTable;
 
 /// A client as the driver names it.
@@ -239,7 +240,7 @@ pub struct Engine {
     log: Log,
     cleaner: Cleaner,
     checkpointer: Checkpointer,
-    superblock_update: Option<SuperblockUpdate>,
+    superblock: SuperblockWriter,
 }
 
 impl Engine {
@@ -263,7 +264,7 @@ impl Engine {
             log: Log::default(),
             cleaner: Cleaner::default(),
             checkpointer: Checkpointer::default(),
-            superblock_update: None,
+            superblock: SuperblockWriter::default(),
             shared: Shared {
                 volume: Volume::default(),
                 io: IoQueue { tokens: TokenTable::new(), out: VecDeque::new() },
@@ -310,8 +311,15 @@ impl Engine {
             IoPurpose::RecoveryChunk { start_block, prefetch } => {
                 self.on_recovery_chunk(start_block, prefetch, completion.result)
             }
-            IoPurpose::SuperblockWrite => self.on_superblock_write(completion.result),
-            IoPurpose::SuperblockSync => self.on_superblock_sync(completion.result),
+            IoPurpose::SuperblockWrite => {
+                let step = self.superblock.on_write(completion.result, &mut self.shared);
+                self.on_superblock_step(step);
+            }
+            IoPurpose::SuperblockSync => {
+                let keys_hint = self.keyspace.index.len();
+                let step = self.superblock.on_sync(completion.result, keys_hint, &mut self.shared);
+                self.on_superblock_step(step);
+            }
             IoPurpose::BatchWrite => self.on_batch_write(completion.result),
             IoPurpose::MirrorRead { block, sequence } => self.on_mirror_read(block, sequence, completion.result),
             IoPurpose::MirrorRepair => self.on_mirror_repaired(completion.result),
@@ -320,18 +328,89 @@ impl Engine {
             IoPurpose::CompactionRead { start_block, durable_sequence } => {
                 self.on_compaction_read(start_block, durable_sequence, completion.result)
             }
-            IoPurpose::CheckpointWrite => self.on_checkpoint_write(completion.result),
-            IoPurpose::CheckpointSync => self.on_checkpoint_sync(completion.result),
+            IoPurpose::CheckpointWrite => {
+                let step = self.checkpointer.on_write(completion.result);
+                self.on_checkpoint_step(step);
+            }
+            IoPurpose::CheckpointSync => {
+                let step = self.checkpointer.on_sync(completion.result);
+                self.on_checkpoint_step(step);
+            }
             IoPurpose::CheckpointRead(checkpoint) => self.on_checkpoint_read(checkpoint, completion.result),
         }
         self.reads.issue(&mut self.shared);
         self.drive_background();
     }
 
+    /// Starts rewriting both superblock copies (see superblock_writer.rs).
+    fn start_superblock_update(&mut self, reason: UpdateReason, tail: (u64, u64), checkpoint: Option<CheckpointRef>) {
+        let keys_hint = self.keyspace.index.len();
+        self.superblock.start(reason, tail, checkpoint, keys_hint, &mut self.shared);
+    }
+
+    /// A superblock update finished (both copies durable) or failed: the volume, and whoever
+    /// asked for the update, learn of it.
+    fn on_superblock_step(&mut self, step: SuperblockStep) {
+        match step {
+            SuperblockStep::Continues => {}
+            SuperblockStep::Durable { reason, tail, checkpoint } => {
+                if reason == UpdateReason::TailAdvance {
+                    self.debug_assert_nothing_points_between(self.shared.volume.tail_block, tail.0);
+                    assert!(tail.1 > self.shared.volume.tail_sequence, "the tail moves forward");
+                }
+                let volume = &mut self.shared.volume;
+                (volume.tail_block, volume.tail_sequence, volume.checkpoint) = (tail.0, tail.1, checkpoint);
+                match reason {
+                    UpdateReason::Open => {
+                        self.phase = Phase::Ready;
+                        self.run_all_clients();
+                    }
+                    UpdateReason::TailAdvance => self.on_tail_advanced(),
+                    UpdateReason::Checkpoint => self.checkpointer.recorded(&mut self.shared),
+                }
+            }
+            SuperblockStep::Failed { reason: UpdateReason::Open, error } => self.fail_open(OpenError::Io(error)),
+            SuperblockStep::Failed { error, .. } => {
+                self.fail_writes(format!("a superblock write failed ({error}); the engine is read-only until restart"))
+            }
+        }
+    }
+
+    fn drive_background_checkpoint(&mut self) {
+        if matches!(self.phase, Phase::Ready) {
+            let busy = self.superblock.busy();
+            let step = self.checkpointer.drive(&mut self.shared, &self.log, &self.keyspace.index, busy);
+            self.on_checkpoint_step(step);
+        }
+    }
+
+    fn on_checkpoint_step(&mut self, step: CheckpointStep) {
+        match step {
+            CheckpointStep::Nothing => {}
+            CheckpointStep::Record(checkpoint) => {
+                let tail = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+                self.start_superblock_update(UpdateReason::Checkpoint, tail, Some(checkpoint));
+            }
+            CheckpointStep::Failed(reason) => self.fail_writes(reason),
+        }
+    }
+
+    /// Asks for a checkpoint as soon as possible (a clean shutdown makes the next restart fast).
+    /// [`Engine::checkpoint_in_progress`] says when it is recorded.
+    pub fn checkpoint_now(&mut self) {
+        self.checkpointer.force(&self.shared);
+        self.drive_background_checkpoint();
+    }
+
+    /// A checkpoint is asked for or being written.
+    pub fn checkpoint_in_progress(&self) -> bool {
+        self.checkpointer.in_progress(&self.shared)
+    }
+
     /// Compaction and checkpoints go on after every input that may unblock them.
     fn drive_background(&mut self) {
         self.drive_cleaner();
-        self.drive_checkpoint();
+        self.drive_background_checkpoint();
         // Writes waiting for space learn that none is coming (compaction paused, halted or idle,
         // no batch pending, read-only): they run again and get their answer.
         if self.log.waiting_for_space && !self.space_may_come() {
@@ -375,7 +454,8 @@ impl Engine {
         let background = matches!(self.phase, Phase::Ready)
             && self.shared.read_only.is_none()
             && self.shared.io.tokens.is_empty()
-            && (self.compaction_state() == CompactionState::Working || self.checkpoint_wants_tick());
+            && (self.compaction_state() == CompactionState::Working
+                || self.checkpointer.wants_tick(&self.shared, &self.log));
         (self.log.seal_at_tick || background).then_some(self.now)
     }
 

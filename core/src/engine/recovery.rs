@@ -1,12 +1,13 @@
 //! Opening a volume: pick the newest valid superblock copy, replay the log batch by batch,
 //! truncate a torn tail, refuse a log that is corrupt in the middle, then bump the epoch.
 
+use super::checkpoint;
 use super::keyspace::Location;
 use super::space::{Ring, Writer};
 use super::superblock_writer::UpdateReason;
 use super::{Engine, IoPurpose, Phase, Volume};
 use crate::format::{
-    BatchHeader, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
+    BatchHeader, CheckpointRef, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
 };
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -164,6 +165,41 @@ impl Engine {
             Some(checkpoint) if self.shared.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
             _ => self.scan_from_tail(),
         }
+    }
+
+    /// Reads the checkpoint the superblock points at, or scans from the tail if it cannot be
+    /// used.
+    fn start_checkpoint_load(&mut self, checkpoint: CheckpointRef) {
+        if checkpoint.sequence + 1 < self.shared.volume.tail_sequence {
+            return self.reject_checkpoint("it is older than the log's tail".to_string());
+        }
+        self.recovery_mut().checkpoint_bytes = Vec::new();
+        checkpoint::read_piece(&mut self.shared, checkpoint, 0);
+    }
+
+    pub(super) fn on_checkpoint_read(&mut self, checkpoint: CheckpointRef, result: Result<Vec<u8>, IoError>) {
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.reject_checkpoint(format!("reading it failed ({error})")),
+        };
+        let recovery = self.recovery_mut();
+        recovery.checkpoint_bytes.extend_from_slice(&bytes);
+        let read_bytes = recovery.checkpoint_bytes.len();
+        if read_bytes < checkpoint.bytes as usize {
+            return checkpoint::read_piece(&mut self.shared, checkpoint, read_bytes);
+        }
+        let mut data = std::mem::take(&mut self.recovery_mut().checkpoint_bytes);
+        data.truncate(checkpoint.bytes as usize);
+        if let Err(reason) = checkpoint::load(&self.shared, &mut self.keyspace.index, &checkpoint, &data) {
+            return self.reject_checkpoint(reason);
+        }
+        self.shared.stats.checkpoint_loaded = true;
+        self.scan_from(checkpoint.replay_block, checkpoint.sequence);
+    }
+
+    fn reject_checkpoint(&mut self, reason: String) {
+        self.shared.stats.checkpoint_rejected = Some(reason);
+        self.scan_from_tail();
     }
 
     /// Replays the whole log from its tail (no checkpoint, or an unusable one).

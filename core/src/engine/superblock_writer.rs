@@ -2,7 +2,7 @@
 //! write leaves the other copy whole, and whichever copy recovery picks describes a log that is
 //! still intact on disk: space the new copy frees is reused only once both copies say so.
 
-use super::{Engine, IoPurpose, Phase};
+use super::{IoPurpose, Shared};
 use crate::format::{CheckpointRef, Superblock, LOG_START_BLOCK, SUPERBLOCK_COPIES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -18,95 +18,106 @@ pub enum UpdateReason {
     Checkpoint,
 }
 
-pub struct SuperblockUpdate {
+struct SuperblockUpdate {
     reason: UpdateReason,
     tail: (u64, u64),
     checkpoint: Option<CheckpointRef>,
     copies_durable: usize,
 }
 
-impl Engine {
-    pub(super) fn superblock_busy(&self) -> bool {
-        self.superblock_update.is_some()
+/// What a superblock I/O completion led to, for the engine to act on.
+pub enum SuperblockStep {
+    /// The next copy is being written, or synced.
+    Continues,
+    /// Both copies are durable: the engine records `tail` and `checkpoint` in the volume and
+    /// goes on according to `reason`.
+    Durable { reason: UpdateReason, tail: (u64, u64), checkpoint: Option<CheckpointRef> },
+    /// A write or sync failed; the update is abandoned.
+    Failed { reason: UpdateReason, error: IoError },
+}
+
+/// The superblock writer: one update (both copies) at a time.
+#[derive(Default)]
+pub struct SuperblockWriter {
+    update: Option<SuperblockUpdate>,
+}
+
+impl SuperblockWriter {
+    pub fn busy(&self) -> bool {
+        self.update.is_some()
     }
 
-    /// Rewrites both copies with the tail `(block, sequence)` and `checkpoint`.
-    pub(super) fn start_superblock_update(
+    /// Rewrites both copies with the tail `(block, sequence)` and `checkpoint`. `keys_hint`: the
+    /// keys in the index now, so that an open can size its index at once.
+    pub fn start(
         &mut self,
         reason: UpdateReason,
         tail: (u64, u64),
         checkpoint: Option<CheckpointRef>,
+        keys_hint: usize,
+        shared: &mut Shared,
     ) {
-        assert!(self.superblock_update.is_none(), "one superblock update at a time");
-        assert!(self.shared.ring().start <= tail.0 && tail.0 < self.shared.ring().end && tail.1 > 0);
+        assert!(self.update.is_none(), "one superblock update at a time");
+        let ring = shared.ring();
+        assert!(ring.start <= tail.0 && tail.0 < ring.end && tail.1 > 0);
         assert!(checkpoint.is_none_or(|checkpoint| checkpoint.sequence + 1 >= tail.1), "a checkpoint behind the tail");
-        self.superblock_update = Some(SuperblockUpdate { reason, tail, checkpoint, copies_durable: 0 });
-        self.write_superblock_copy();
+        self.update = Some(SuperblockUpdate { reason, tail, checkpoint, copies_durable: 0 });
+        self.write_copy(keys_hint, shared);
     }
 
-    fn write_superblock_copy(&mut self) {
-        let update = self.superblock_update.as_ref().expect("an update is in progress");
-        let sequence = self.shared.volume.superblock_sequence;
+    fn write_copy(&mut self, keys_hint: usize, shared: &mut Shared) {
+        let update = self.update.as_ref().expect("an update is in progress");
+        let volume = &mut shared.volume;
         let superblock = Superblock {
-            sequence,
-            volume_id: self.shared.volume.volume_id,
-            epoch: self.shared.volume.epoch,
-            volume_blocks: self.shared.volume.volume_blocks,
+            sequence: volume.superblock_sequence,
+            volume_id: volume.volume_id,
+            epoch: volume.epoch,
+            volume_blocks: volume.volume_blocks,
             log_start_block: LOG_START_BLOCK,
-            batch_blocks_max: self.shared.volume.batch_blocks_max,
-            checkpoint_slot_blocks: self.shared.volume.checkpoint_slot_blocks,
+            batch_blocks_max: volume.batch_blocks_max,
+            checkpoint_slot_blocks: volume.checkpoint_slot_blocks,
             tail_block: update.tail.0,
             tail_sequence: update.tail.1,
             checkpoint: update.checkpoint,
-            keys_hint: u32::try_from(self.keyspace.index.len()).unwrap_or(u32::MAX),
-            mirrored: self.shared.volume.mirrored,
+            keys_hint: u32::try_from(keys_hint).unwrap_or(u32::MAX),
+            mirrored: volume.mirrored,
         };
-        self.shared.volume.superblock_sequence += 1;
+        volume.superblock_sequence += 1;
         let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;
-        self.shared.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
+        shared.push_io(IoPurpose::SuperblockWrite, IoKind::Write { offset_bytes, data: superblock.encode() });
     }
 
-    pub(super) fn on_superblock_write(&mut self, result: Result<Vec<u8>, IoError>) {
+    pub fn on_write(&mut self, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> SuperblockStep {
         match result {
-            Ok(_) => self.shared.push_io(IoPurpose::SuperblockSync, IoKind::Sync),
-            Err(error) => self.superblock_failed(error),
+            Ok(_) => {
+                shared.push_io(IoPurpose::SuperblockSync, IoKind::Sync);
+                SuperblockStep::Continues
+            }
+            Err(error) => self.failed(error),
         }
     }
 
-    pub(super) fn on_superblock_sync(&mut self, result: Result<Vec<u8>, IoError>) {
+    pub fn on_sync(
+        &mut self,
+        result: Result<Vec<u8>, IoError>,
+        keys_hint: usize,
+        shared: &mut Shared,
+    ) -> SuperblockStep {
         if let Err(error) = result {
-            return self.superblock_failed(error);
+            return self.failed(error);
         }
-        let update = self.superblock_update.as_mut().expect("an update is in progress");
+        let update = self.update.as_mut().expect("an update is in progress");
         update.copies_durable += 1;
         if update.copies_durable < SUPERBLOCK_COPIES {
-            return self.write_superblock_copy();
+            self.write_copy(keys_hint, shared);
+            return SuperblockStep::Continues;
         }
-        let update = self.superblock_update.take().expect("checked above");
-        if update.reason == UpdateReason::TailAdvance {
-            self.debug_assert_nothing_points_between(self.shared.volume.tail_block, update.tail.0);
-            assert!(update.tail.1 > self.shared.volume.tail_sequence, "the tail moves forward");
-        }
-        self.shared.volume.tail_block = update.tail.0;
-        self.shared.volume.tail_sequence = update.tail.1;
-        self.shared.volume.checkpoint = update.checkpoint;
-        match update.reason {
-            UpdateReason::Open => {
-                self.phase = Phase::Ready;
-                self.run_all_clients();
-            }
-            UpdateReason::TailAdvance => self.on_tail_advanced(),
-            UpdateReason::Checkpoint => self.on_checkpoint_recorded(),
-        }
+        let update = self.update.take().expect("checked above");
+        SuperblockStep::Durable { reason: update.reason, tail: update.tail, checkpoint: update.checkpoint }
     }
 
-    fn superblock_failed(&mut self, error: IoError) {
-        let update = self.superblock_update.take().expect("an update is in progress");
-        match update.reason {
-            UpdateReason::Open => self.fail_open(super::OpenError::Io(error)),
-            UpdateReason::TailAdvance | UpdateReason::Checkpoint => {
-                self.fail_writes(format!("a superblock write failed ({error}); the engine is read-only until restart"))
-            }
-        }
+    fn failed(&mut self, error: IoError) -> SuperblockStep {
+        let update = self.update.take().expect("an update is in progress");
+        SuperblockStep::Failed { reason: update.reason, error }
     }
 }
