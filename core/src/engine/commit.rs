@@ -1,38 +1,22 @@
-//! Group commit. Writes append records to the open batch; when no batch is in flight the open
-//! batch is sealed (padded to whole blocks) and written to fresh blocks, then synced. Only when
-//! the sync completes are its writes durable: the index learns their locations and the replies
-//! that waited on the batch go out. Writes arriving meanwhile form the next batch.
+//! The log and its commit pipeline (group commit). Writes append records to the open batch; when
+//! no batch is in flight the open batch is sealed (padded to whole blocks) and written to fresh
+//! blocks, then synced. Only when the sync completes are its writes durable: the log hands the
+//! batch's effects to the engine (`LogStep::Durable`), which applies them to the keyspace and
+//! releases the replies that waited on the batch. Writes arriving meanwhile form the next batch.
+//!
+//! The log owns the open and in-flight batches and the sequence numbers; it reads the volume's
+//! layout from `Shared` and queues its writes there. It never calls back into the engine.
 
 use std::sync::Arc;
 
 use super::config::{Bug, Config};
-use super::keyspace::Location;
+use super::keyspace::{DurableEffect, Location};
 use super::space::{Ring, Writer};
-use super::{CompactionState, Engine, IoPurpose};
+use super::{IoPurpose, Shared};
 use crate::command::Reply;
 use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
-
-/// One record's effect, applied to the index when its batch is durable.
-enum Effect {
-    Put {
-        key: Box<[u8]>,
-        location: Location,
-        value: Arc<[u8]>,
-    },
-    Delete {
-        key: Box<[u8]>,
-    },
-    Clear,
-    /// Compaction copied the record at `from` to `to`: repoint the key only if nothing newer
-    /// replaced it meanwhile.
-    Move {
-        key: Box<[u8]>,
-        from: Location,
-        to: Location,
-    },
-}
 
 /// The batch being filled.
 struct OpenBatch {
@@ -40,7 +24,7 @@ struct OpenBatch {
     start_block: u64,
     buffer: Vec<u8>,
     record_count: u32,
-    effects: Vec<Effect>,
+    effects: Vec<DurableEffect>,
     /// Bytes of compaction's moved records in this batch.
     moved_bytes: usize,
 }
@@ -58,7 +42,7 @@ impl OpenBatch {
 struct InFlightBatch {
     sequence: u64,
     start_block: u64,
-    effects: Vec<Effect>,
+    effects: Vec<DurableEffect>,
     durable: bool,
     /// Writes not completed yet: the batch in the log, and its mirror copy.
     writes_left: u8,
@@ -180,93 +164,97 @@ pub enum AppendRefused {
     Reply(Reply),
 }
 
-impl Engine {
+/// Why the log refused an append, before the engine decides what the writer hears.
+pub enum LogRefused {
+    /// The open batch has no room for these records; retry once it has been sealed.
+    BatchFull,
+    /// The started open batch cannot grow where it is: it must be sealed first. A client writer
+    /// waits for space.
+    MustSeal,
+    /// The ring has no room for the writer (beyond its reserve): the engine decides whether
+    /// space may still come (compaction at work) or the disk is full.
+    NoRoom,
+    /// A reply to send instead (read-only, too large).
+    Reply(Reply),
+}
+
+/// What a batch I/O completion led to, for the engine to act on.
+pub enum LogStep {
+    Nothing,
+    /// Batch `sequence` is durable: apply its effects and release the replies that waited.
+    Durable {
+        sequence: u64,
+        effects: Vec<DurableEffect>,
+    },
+    /// A write or sync failed: nothing more is written; the engine goes read-only.
+    Failed(String),
+}
+
+impl Log {
     /// Appends a command's records to the open batch, all or none; returns the batch sequence.
-    pub(super) fn append_records(&mut self, records: &[NewRecord<'_>], writer: Writer) -> Result<u64, AppendRefused> {
-        if let Some(reason) = &self.shared.read_only {
-            return Err(AppendRefused::Reply(Reply::error(format!("READONLY {reason}"))));
+    pub fn append(&mut self, records: &[NewRecord<'_>], writer: Writer, shared: &Shared) -> Result<u64, LogRefused> {
+        if let Some(reason) = &shared.read_only {
+            return Err(LogRefused::Reply(Reply::error(format!("READONLY {reason}"))));
         }
         let added: usize = records.iter().map(NewRecord::encoded_bytes).sum();
-        let payload_max = Config::batch_payload_bytes_max(self.shared.volume.batch_blocks_max);
+        let payload_max = Config::batch_payload_bytes_max(shared.volume.batch_blocks_max);
         if added > payload_max {
-            return Err(AppendRefused::Reply(Reply::error("ERR command too large: its records exceed one batch")));
+            return Err(LogRefused::Reply(Reply::error("ERR command too large: its records exceed one batch")));
         }
-        let open = &self.log.open;
+        let open = &self.open;
         if open.buffer.len() - BATCH_HEADER_BYTES + added > payload_max {
-            return Err(AppendRefused::BatchFull);
+            return Err(LogRefused::BatchFull);
         }
         // Moves fill at most their share of a batch, so client writes find room beside them, but
         // may always fill the blocks the batch already takes: a batch of moves alone padded to
         // its block would make compaction's copies larger than what it frees.
-        let moved_bytes_max = payload_max * self.shared.config.compaction_batch_percent as usize / 100;
+        let moved_bytes_max = payload_max * shared.config.compaction_batch_percent as usize / 100;
         let grows = blocks_for(open.buffer.len() + added) > blocks_for(open.buffer.len());
         if writer == Writer::Compaction && open.moved_bytes > 0 && open.moved_bytes + added > moved_bytes_max && grows {
-            return Err(AppendRefused::BatchFull);
+            return Err(LogRefused::BatchFull);
         }
-        let start_block = self.place_open_batch(added, writer).inspect_err(|refused| {
-            if writer != Writer::Compaction && matches!(refused, AppendRefused::BatchFull) {
-                self.log.waiting_for_space = true;
-            }
-        })?;
-        self.log.open.start_block = start_block;
+        let start_block = self.place_open_batch(added, writer, shared)?;
+        self.open.start_block = start_block;
         if writer == Writer::Compaction {
-            self.log.open.moved_bytes += added;
+            self.open.moved_bytes += added;
         }
+        let records_before = self.open.record_count;
         for record in records {
-            self.append_record(record);
+            self.append_record(record, shared);
         }
-        let sequence = self.log.open.sequence;
-        self.log.newest_sequence = sequence;
+        debug_assert_eq!(self.open.record_count as usize, records_before as usize + records.len());
+        let sequence = self.open.sequence;
+        self.newest_sequence = sequence;
         Ok(sequence)
     }
 
     /// Where the open batch goes if it grows by `added` bytes: an empty batch is placed afresh
     /// (it may wrap); a started one must still fit where it is, else it is sealed first. The
     /// free space left must cover the writer's reserve.
-    fn place_open_batch(&self, added: usize, writer: Writer) -> Result<u64, AppendRefused> {
-        let ring = self.shared.ring();
-        let tail = self.shared.volume.tail_block;
-        let open = &self.log.open;
+    fn place_open_batch(&self, added: usize, writer: Writer, shared: &Shared) -> Result<u64, LogRefused> {
+        let ring = shared.ring();
+        let tail = shared.volume.tail_block;
+        let open = &self.open;
         let blocks_after = blocks_for(open.buffer.len() + added) as u64;
         let start_block = if open.record_count == 0 {
-            ring.place(tail, open.start_block, blocks_after).ok_or_else(|| self.disk_full(writer))?
+            ring.place(tail, open.start_block, blocks_after).ok_or(LogRefused::NoRoom)?
         } else {
             if open.start_block + blocks_after > ring.limit(tail, open.start_block) {
-                return Err(AppendRefused::BatchFull);
+                return Err(LogRefused::MustSeal);
             }
             open.start_block
         };
-        let reserve = Ring::reserve_blocks(writer, self.shared.chunk_blocks(), self.shared.volume.batch_blocks_max);
+        let reserve = Ring::reserve_blocks(writer, shared.chunk_blocks(), shared.volume.batch_blocks_max);
         if ring.free_blocks(tail, start_block + blocks_after) < reserve {
-            return Err(self.disk_full(writer));
+            return Err(LogRefused::NoRoom);
         }
         Ok(start_block)
     }
 
-    /// No room for `writer` now. Compaction waits for the batch; a client write waits while
-    /// compaction is at work and will free space (the tail's advance, or compaction stopping,
-    /// wakes it); otherwise the disk is full for it.
-    fn disk_full(&self, writer: Writer) -> AppendRefused {
-        if writer == Writer::Compaction || self.space_may_come() {
-            return AppendRefused::BatchFull;
-        }
-        let why = match &self.cleaner.halted {
-            Some(reason) => format!("compaction is halted: {reason}"),
-            None => "compaction cannot free more until keys are deleted".to_string(),
-        };
-        AppendRefused::Reply(Reply::error(format!("OOM disk full: no room left in the log for this write ({why})")))
-    }
-
-    /// Whether a write refused for space now may fit soon: compaction is at work, or a batch
-    /// about to become durable may turn records into garbage it can free.
-    pub(super) fn space_may_come(&self) -> bool {
-        self.shared.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
-    }
-
-    fn append_record(&mut self, record: &NewRecord<'_>) {
-        let volume_id = self.shared.volume.volume_id;
-        let epoch_low = self.shared.volume.epoch as u32;
-        let open = &mut self.log.open;
+    fn append_record(&mut self, record: &NewRecord<'_>, shared: &Shared) {
+        let volume_id = shared.volume.volume_id;
+        let epoch_low = shared.volume.epoch as u32;
+        let open = &mut self.open;
         let offset_bytes = open.start_block * BLOCK_BYTES as u64 + open.buffer.len() as u64;
         let (kind, key, value): (RecordKind, &[u8], &[u8]) = match record {
             NewRecord::Put { key, value } => (RecordKind::Put, key, value),
@@ -286,44 +274,30 @@ impl Engine {
         let record_bytes = crate::format::batch_size_u32(header.total_bytes());
         let location = Location { offset_bytes, record_bytes, sequence_low: open.sequence as u32 };
         open.effects.push(match record {
-            NewRecord::Put { key, value } => Effect::Put { key: (*key).into(), location, value: value.clone() },
-            NewRecord::Delete { key } => Effect::Delete { key: (*key).into() },
-            NewRecord::Clear => Effect::Clear,
-            NewRecord::Move { key, from, .. } => Effect::Move { key: (*key).into(), from: *from, to: location },
+            NewRecord::Put { key, value } => DurableEffect::Put { key: (*key).into(), location, value: value.clone() },
+            NewRecord::Delete { key } => DurableEffect::Delete { key: (*key).into() },
+            NewRecord::Clear => DurableEffect::Clear,
+            NewRecord::Move { key, from, .. } => DurableEffect::Move { key: (*key).into(), from: *from, to: location },
         });
     }
 
-    /// Seals and writes the open batch if it has records and nothing is in flight, unless a
-    /// seal is deferred to the next tick.
-    pub(super) fn maybe_seal(&mut self) {
-        if self.log.seal_at_tick {
-            return;
+    /// Seals and writes the open batch if it has records and nothing is in flight. Returns
+    /// whether it did: the open batch has room again, so writers stalled on it may go on.
+    pub fn seal(&mut self, shared: &mut Shared) -> bool {
+        if self.in_flight.is_some() || self.open.record_count == 0 || shared.read_only.is_some() {
+            return false;
         }
-        self.seal_now();
-    }
-
-    /// The end of the driver's loop turn: a deferred seal happens now.
-    pub(super) fn seal_deferred(&mut self) {
-        if std::mem::take(&mut self.log.seal_at_tick) {
-            self.seal_now();
-        }
-    }
-
-    fn seal_now(&mut self) {
-        if self.log.in_flight.is_some() || self.log.open.record_count == 0 || self.shared.read_only.is_some() {
-            return;
-        }
-        let next_sequence = self.log.open.sequence + 1;
-        let block_count = blocks_for(self.log.open.buffer.len());
+        let next_sequence = self.open.sequence + 1;
+        let block_count = blocks_for(self.open.buffer.len());
         let next = OpenBatch::new(next_sequence, 0, block_count * BLOCK_BYTES);
-        let mut batch = std::mem::replace(&mut self.log.open, next);
+        let mut batch = std::mem::replace(&mut self.open, next);
         let payload_bytes = crate::format::batch_size_u32(batch.buffer.len() - BATCH_HEADER_BYTES);
         let batch_bytes = (block_count * BLOCK_BYTES) as u64;
-        self.log.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
+        self.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
         batch.buffer.resize(block_count * BLOCK_BYTES, 0);
         let mut header = BatchHeader {
-            volume_id: self.shared.volume.volume_id,
-            epoch: self.shared.volume.epoch,
+            volume_id: shared.volume.volume_id,
+            epoch: shared.volume.epoch,
             sequence: batch.sequence,
             block: batch.start_block,
             block_count: crate::format::batch_size_u32(block_count),
@@ -332,28 +306,17 @@ impl Engine {
             payload_checksum: 0,
         };
         header.seal(&mut batch.buffer);
-        self.log.open.start_block = self.shared.ring().next_head(batch.start_block + block_count as u64);
+        self.open.start_block = shared.ring().next_head(batch.start_block + block_count as u64);
         // The head never reaches the tail: one block between them always stays free.
-        assert_ne!(self.log.open.start_block, self.shared.volume.tail_block, "the head caught up with the tail");
-        let mut offset_bytes = batch.start_block * BLOCK_BYTES as u64;
+        assert_ne!(self.open.start_block, shared.volume.tail_block, "the head caught up with the tail");
+        let offset_bytes = batch.start_block * BLOCK_BYTES as u64;
         // The same bytes in the batch's mirror slot; its header names its place in the log.
-        let mirror =
-            self.shared.volume.mirrored.then(|| {
-                (self.shared.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone())
-            });
-        let mut data = batch.buffer;
-        if self.shared.config.has_bug(Bug::OverwriteTailBlock) {
-            let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
-            // Only where the previous batch ended right before this one (not across a wrap).
-            if let Some((end_block, previous)) = self.log.last_block.take() {
-                if end_block == batch.start_block {
-                    offset_bytes -= BLOCK_BYTES as u64;
-                    data.splice(0..0, previous);
-                }
-            }
-            self.log.last_block = Some((batch.start_block + block_count as u64, last_block));
-        }
-        self.log.in_flight = Some(InFlightBatch {
+        let mirror = shared
+            .volume
+            .mirrored
+            .then(|| (shared.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone()));
+        let (offset_bytes, data) = self.planted_tail_overwrite(shared, offset_bytes, batch.start_block, batch.buffer);
+        self.in_flight = Some(InFlightBatch {
             sequence: batch.sequence,
             start_block: batch.start_block,
             effects: batch.effects,
@@ -361,131 +324,117 @@ impl Engine {
             writes_left: 1 + u8::from(mirror.is_some()),
         });
         for (offset_bytes, data) in std::iter::once((offset_bytes, data)).chain(mirror) {
-            let kind = if self.shared.config.write_through {
+            let kind = if shared.config.write_through {
                 IoKind::WriteDurable { offset_bytes, data }
             } else {
                 IoKind::Write { offset_bytes, data }
             };
-            self.shared.push_io(IoPurpose::BatchWrite, kind);
+            shared.push_io(IoPurpose::BatchWrite, kind);
         }
-        // Room in the open batch again: clients stalled on a full batch may go on.
-        self.wake_stalled();
+        true
     }
 
-    pub(super) fn on_batch_write(&mut self, result: Result<Vec<u8>, IoError>) {
-        if self.batch_abandoned() {
-            return;
+    /// The planted bug `overwrite-tail-block`: the batch's write also covers the previous
+    /// batch's last block, with the bytes it had (harmless, unless torn). Otherwise unchanged.
+    fn planted_tail_overwrite(
+        &mut self,
+        shared: &Shared,
+        mut offset_bytes: u64,
+        start_block: u64,
+        mut data: Vec<u8>,
+    ) -> (u64, Vec<u8>) {
+        if !shared.config.has_bug(Bug::OverwriteTailBlock) {
+            return (offset_bytes, data);
+        }
+        let block_count = (data.len() / BLOCK_BYTES) as u64;
+        let last_block = data[data.len() - BLOCK_BYTES..].to_vec();
+        // Only where the previous batch ended right before this one (not across a wrap).
+        if let Some((end_block, previous)) = self.last_block.take() {
+            if end_block == start_block {
+                offset_bytes -= BLOCK_BYTES as u64;
+                data.splice(0..0, previous);
+            }
+        }
+        self.last_block = Some((start_block + block_count, last_block));
+        (offset_bytes, data)
+    }
+
+    pub fn on_write(&mut self, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
+        if self.batch_abandoned(shared) {
+            return LogStep::Nothing;
         }
         if let Err(error) = result {
-            return self.fail_writes(format!("a log write failed ({error}); the engine is read-only until restart"));
+            return LogStep::Failed(format!("a log write failed ({error}); the engine is read-only until restart"));
         }
-        let in_flight = self.log.in_flight.as_mut().expect("checked above");
+        let in_flight = self.in_flight.as_mut().expect("checked above");
+        assert!(in_flight.writes_left > 0, "a batch write completes only while one is in flight");
         in_flight.writes_left -= 1;
         if in_flight.writes_left > 0 {
-            return; // the other copy is still being written
+            return LogStep::Nothing; // the other copy is still being written
         }
-        if self.shared.config.write_through {
+        if shared.config.write_through {
             // The write was durable when it completed: this is the commit.
-            return self.on_batch_durable();
+            return self.batch_durable();
         }
-        if self.shared.config.has_bug(Bug::AcknowledgeBeforeSync) {
-            self.make_durable();
-        }
-        self.shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
+        let step =
+            if shared.config.has_bug(Bug::AcknowledgeBeforeSync) { self.take_durable() } else { LogStep::Nothing };
+        shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
+        step
     }
 
-    pub(super) fn on_batch_sync(&mut self, result: Result<Vec<u8>, IoError>) {
-        if self.batch_abandoned() {
-            return;
+    pub fn on_sync(&mut self, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
+        if self.batch_abandoned(shared) {
+            return LogStep::Nothing;
         }
         if let Err(error) = result {
-            if self.shared.config.has_bug(Bug::RetrySyncAfterFailure) {
-                return self.shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
+            if shared.config.has_bug(Bug::RetrySyncAfterFailure) {
+                shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
+                return LogStep::Nothing;
             }
-            return self.fail_writes(format!("a log sync failed ({error}); the engine is read-only until restart"));
+            return LogStep::Failed(format!("a log sync failed ({error}); the engine is read-only until restart"));
         }
-        self.on_batch_durable();
+        self.batch_durable()
     }
 
     /// Another write (a superblock or checkpoint) failed while this batch was in flight: the
     /// batch was dropped and its waiters answered with errors; its completion changes nothing.
-    fn batch_abandoned(&self) -> bool {
-        let abandoned = self.log.in_flight.is_none();
-        assert!(!abandoned || self.shared.read_only.is_some(), "a batch completion with no batch in flight");
+    fn batch_abandoned(&self, shared: &Shared) -> bool {
+        let abandoned = self.in_flight.is_none();
+        assert!(!abandoned || shared.read_only.is_some(), "a batch completion with no batch in flight");
         abandoned
     }
 
     /// The in-flight batch is durable (its sync, or its durable write, completed).
-    fn on_batch_durable(&mut self) {
-        self.make_durable();
-        self.log.in_flight = None;
+    fn batch_durable(&mut self) -> LogStep {
+        let step = self.take_durable();
+        self.in_flight = None;
         // Not now: the replies just released reach their clients only after this input, and
         // their next writes belong in the next batch. The driver's next tick seals it.
-        self.log.seal_at_tick = true;
+        self.seal_at_tick = true;
+        step
     }
 
-    /// The in-flight batch is durable: apply its effects and release the replies waiting on it.
-    fn make_durable(&mut self) {
-        let in_flight = self.log.in_flight.as_mut().expect("a batch is in flight");
+    /// The in-flight batch's effects, once: its sequence is durable from now on.
+    fn take_durable(&mut self) -> LogStep {
+        let in_flight = self.in_flight.as_mut().expect("a batch is in flight");
         if in_flight.durable {
-            return;
+            return LogStep::Nothing;
         }
         in_flight.durable = true;
         let sequence = in_flight.sequence;
-        let effects = std::mem::take(&mut in_flight.effects);
-        assert_eq!(sequence, self.log.durable_sequence + 1, "batches become durable in order");
-        self.shared.stats.records_committed += effects.len() as u64;
-        for effect in effects {
-            match effect {
-                Effect::Put { key, location, value } => {
-                    self.cache.insert(&key, value);
-                    let before = self.keyspace.index.len();
-                    self.keyspace.index.insert(&key, location);
-                    self.shared.stats.records_replaced += u64::from(self.keyspace.index.len() == before);
-                }
-                Effect::Delete { key } => {
-                    self.cache.remove(&key);
-                    self.keyspace.index.remove(&key);
-                    self.shared.stats.records_replaced += 1;
-                }
-                Effect::Clear => {
-                    self.cache.clear();
-                    self.shared.stats.records_replaced += self.keyspace.index.len() as u64 + 1;
-                    self.keyspace.index.clear();
-                }
-                Effect::Move { key, from, to } => {
-                    let moved = self.keyspace.index.replace_if(&key, from, to);
-                    self.shared.stats.records_moved += u64::from(moved);
-                }
-            }
-        }
-        self.log.durable_sequence = sequence;
-        self.keyspace.retire(sequence);
-        self.shared.stats.batches_committed += 1;
-        self.release_all_replies();
+        assert_eq!(sequence, self.durable_sequence + 1, "batches become durable in order");
+        self.durable_sequence = sequence;
+        LogStep::Durable { sequence, effects: std::mem::take(&mut in_flight.effects) }
     }
 
     /// After a failed write or sync nothing more is written: the open and in-flight batches are
-    /// dropped, every reply that waited on them becomes an error, and reads see only what is
-    /// durable. A restart runs recovery.
-    pub(super) fn fail_writes(&mut self, reason: String) {
-        self.shared.read_only = Some(reason);
-        self.log.in_flight = None;
-        self.log.seal_at_tick = false;
-        let sequence = self.log.open.sequence;
-        self.log.open = OpenBatch::new(sequence, self.log.open.start_block, 0);
-        if !self.shared.config.has_bug(Bug::ReadOnlyKeepsPendingWrites) {
-            self.keyspace.discard_overlay();
-            assert!(
-                self.keyspace.overlay.is_empty() && self.keyspace.cleared_at.is_none(),
-                "read-only shows durable state only"
-            );
-        }
-        // The newest state is the durable one now: a later DBSIZE waits on nothing that could
-        // never become durable.
-        self.log.newest_sequence = self.log.durable_sequence;
-        self.clients.fail_waiting(self.log.durable_sequence);
-        self.release_all_replies();
-        self.wake_stalled();
+    /// dropped, and the newest state is the durable one (a later DBSIZE waits on nothing that
+    /// could never become durable).
+    pub fn abandon(&mut self) {
+        self.in_flight = None;
+        self.seal_at_tick = false;
+        let sequence = self.open.sequence;
+        self.open = OpenBatch::new(sequence, self.open.start_block, 0);
+        self.newest_sequence = self.durable_sequence;
     }
 }

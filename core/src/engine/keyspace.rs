@@ -1,11 +1,15 @@
-//! The logical keyspace: the durable index (key → location on disk) under an overlay of writes
-//! that are not durable yet. A lookup says what it saw and which batch must be durable before a
-//! reply may reveal it.
+//! The keyspace: the durable index (key → location on disk) under an overlay of writes that are
+//! not durable yet, and the cache of durable values. A lookup says what it saw and which batch
+//! must be durable before a reply may reveal it. The log hands over each durable batch's
+//! effects (`apply_durable`); nothing else changes the index, except recovery rebuilding it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::cache::ValueCache;
+use super::config::Config;
 use super::index::CompactIndex;
+use super::EngineStats;
 
 /// Where a durable record lives (16 bytes in the index; see `index.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +27,26 @@ impl Location {
     pub fn value_bytes(&self, key_bytes: usize) -> usize {
         self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - key_bytes
     }
+}
+
+/// One record's effect on the keyspace, applied when its batch is durable.
+pub enum DurableEffect {
+    Put {
+        key: Box<[u8]>,
+        location: Location,
+        value: Arc<[u8]>,
+    },
+    Delete {
+        key: Box<[u8]>,
+    },
+    Clear,
+    /// Compaction copied the record at `from` to `to`: repoint the key only if nothing newer
+    /// replaced it meanwhile.
+    Move {
+        key: Box<[u8]>,
+        from: Location,
+        to: Location,
+    },
 }
 
 /// A write not yet durable: the value it set (`None`: deleted) and its batch.
@@ -59,6 +83,8 @@ impl Lookup {
 
 pub struct Keyspace {
     pub index: CompactIndex,
+    /// Durable values, by key: what the index points at, kept in memory.
+    pub cache: ValueCache,
     pub overlay: BTreeMap<Box<[u8]>, PendingWrite>,
     /// A FLUSHALL not yet durable: keys missing from the overlay are absent since this batch.
     pub cleared_at: Option<u64>,
@@ -67,8 +93,14 @@ pub struct Keyspace {
 }
 
 impl Keyspace {
-    pub fn new(hash_seed: u64) -> Keyspace {
-        Keyspace { index: CompactIndex::new(hash_seed), overlay: BTreeMap::new(), cleared_at: None, live_keys: 0 }
+    pub fn new(config: &Config) -> Keyspace {
+        Keyspace {
+            index: CompactIndex::new(config.hash_seed),
+            cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
+            overlay: BTreeMap::new(),
+            cleared_at: None,
+            live_keys: 0,
+        }
     }
 
     pub fn lookup(&self, key: &[u8]) -> Lookup {
@@ -117,5 +149,38 @@ impl Keyspace {
         if self.cleared_at.is_some_and(|cleared| cleared <= sequence) {
             self.cleared_at = None;
         }
+    }
+
+    /// Batch `sequence` is durable: the index and the cache take its effects, and the overlay
+    /// drops what the batch made durable.
+    pub fn apply_durable(&mut self, sequence: u64, effects: Vec<DurableEffect>, stats: &mut EngineStats) {
+        stats.records_committed += effects.len() as u64;
+        for effect in effects {
+            match effect {
+                DurableEffect::Put { key, location, value } => {
+                    self.cache.insert(&key, value);
+                    let before = self.index.len();
+                    self.index.insert(&key, location);
+                    stats.records_replaced += u64::from(self.index.len() == before);
+                    debug_assert_eq!(self.index.get(&key), Some(location), "a durable put is in the index");
+                }
+                DurableEffect::Delete { key } => {
+                    self.cache.remove(&key);
+                    self.index.remove(&key);
+                    stats.records_replaced += 1;
+                }
+                DurableEffect::Clear => {
+                    self.cache.clear();
+                    stats.records_replaced += self.index.len() as u64 + 1;
+                    self.index.clear();
+                }
+                DurableEffect::Move { key, from, to } => {
+                    let moved = self.index.replace_if(&key, from, to);
+                    stats.records_moved += u64::from(moved);
+                }
+            }
+        }
+        self.retire(sequence);
+        stats.batches_committed += 1;
     }
 }

@@ -31,14 +31,14 @@ pub use space::Ring;
 use crate::command::{Reply, Request};
 use crate::format::CheckpointRef;
 use crate::io::{IoCompletion, IoKind, IoRequest};
-use cache::ValueCache;
 use checkpoint::{CheckpointStep, Checkpointer};
 use clients::ClientTable;
-use commit::Log;
+use commit::{AppendRefused, Log, LogRefused, LogStep, NewRecord};
 use compaction::Cleaner;
 use keyspace::Keyspace;
 use reads::{ReadJob, ReadScheduler};
 use recovery::Recovery;
+use space::Writer;
 use superblock_writer::{SuperblockStep, SuperblockWriter, UpdateReason};
 use tokens::TokenTable;
 
@@ -234,7 +234,6 @@ pub struct Engine {
     phase: Phase,
     now: u64,
     keyspace: Keyspace,
-    cache: ValueCache,
     clients: ClientTable,
     reads: ReadScheduler,
     log: Log,
@@ -255,10 +254,9 @@ impl Engine {
             crate::format::BATCH_BLOCKS_LIMIT
         );
         Engine {
-            cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             phase,
             now: 0,
-            keyspace: Keyspace::new(config.hash_seed),
+            keyspace: Keyspace::new(&config),
             clients: ClientTable::default(),
             reads: ReadScheduler::default(),
             log: Log::default(),
@@ -320,10 +318,16 @@ impl Engine {
                 let step = self.superblock.on_sync(completion.result, keys_hint, &mut self.shared);
                 self.on_superblock_step(step);
             }
-            IoPurpose::BatchWrite => self.on_batch_write(completion.result),
+            IoPurpose::BatchWrite => {
+                let step = self.log.on_write(completion.result, &mut self.shared);
+                self.on_log_step(step);
+            }
             IoPurpose::MirrorRead { block, sequence } => self.on_mirror_read(block, sequence, completion.result),
             IoPurpose::MirrorRepair => self.on_mirror_repaired(completion.result),
-            IoPurpose::BatchSync => self.on_batch_sync(completion.result),
+            IoPurpose::BatchSync => {
+                let step = self.log.on_sync(completion.result, &mut self.shared);
+                self.on_log_step(step);
+            }
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
             IoPurpose::CompactionRead { start_block, durable_sequence } => {
                 self.on_compaction_read(start_block, durable_sequence, completion.result)
@@ -340,6 +344,83 @@ impl Engine {
         }
         self.reads.issue(&mut self.shared);
         self.drive_background();
+    }
+
+    /// Appends a command's records to the open batch, all or none; returns the batch sequence.
+    /// A writer refused for space learns here whether it waits (compaction will free some) or
+    /// hears that the disk is full.
+    fn append_records(&mut self, records: &[NewRecord<'_>], writer: Writer) -> Result<u64, AppendRefused> {
+        let refused = match self.log.append(records, writer, &self.shared) {
+            Ok(sequence) => return Ok(sequence),
+            Err(refused) => refused,
+        };
+        let waits = match refused {
+            LogRefused::BatchFull => return Err(AppendRefused::BatchFull),
+            LogRefused::Reply(reply) => return Err(AppendRefused::Reply(reply)),
+            LogRefused::MustSeal => true,
+            LogRefused::NoRoom => writer == Writer::Compaction || self.space_may_come(),
+        };
+        if !waits {
+            let why = match &self.cleaner.halted {
+                Some(reason) => format!("compaction is halted: {reason}"),
+                None => "compaction cannot free more until keys are deleted".to_string(),
+            };
+            let text = format!("OOM disk full: no room left in the log for this write ({why})");
+            return Err(AppendRefused::Reply(Reply::error(text)));
+        }
+        if writer != Writer::Compaction {
+            self.log.waiting_for_space = true;
+        }
+        Err(AppendRefused::BatchFull)
+    }
+
+    /// Whether a write refused for space now may fit soon: compaction is at work, or a batch
+    /// about to become durable may turn records into garbage it can free.
+    fn space_may_come(&self) -> bool {
+        self.shared.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
+    }
+
+    /// Seals the open batch unless a seal is deferred to the next tick.
+    fn maybe_seal(&mut self) {
+        if !self.log.seal_at_tick {
+            self.seal_now();
+        }
+    }
+
+    fn seal_now(&mut self) {
+        if self.log.seal(&mut self.shared) {
+            // Room in the open batch again: clients stalled on a full batch may go on.
+            self.wake_stalled();
+        }
+    }
+
+    fn on_log_step(&mut self, step: LogStep) {
+        match step {
+            LogStep::Nothing => {}
+            LogStep::Durable { sequence, effects } => {
+                self.keyspace.apply_durable(sequence, effects, &mut self.shared.stats);
+                self.release_all_replies();
+            }
+            LogStep::Failed(reason) => self.fail_writes(reason),
+        }
+    }
+
+    /// After a failed write or sync nothing more is written: the open and in-flight batches are
+    /// dropped, every reply that waited on them becomes an error, and reads see only what is
+    /// durable. A restart runs recovery.
+    fn fail_writes(&mut self, reason: String) {
+        self.shared.read_only = Some(reason);
+        self.log.abandon();
+        if !self.shared.config.has_bug(config::Bug::ReadOnlyKeepsPendingWrites) {
+            self.keyspace.discard_overlay();
+            assert!(
+                self.keyspace.overlay.is_empty() && self.keyspace.cleared_at.is_none(),
+                "read-only shows durable state only"
+            );
+        }
+        self.clients.fail_waiting(self.log.durable_sequence);
+        self.release_all_replies();
+        self.wake_stalled();
     }
 
     /// Starts rewriting both superblock copies (see superblock_writer.rs).
@@ -426,7 +507,9 @@ impl Engine {
     pub fn tick(&mut self, now: u64) {
         debug_assert!(now >= self.now, "time runs forward");
         self.now = now;
-        self.seal_deferred();
+        if std::mem::take(&mut self.log.seal_at_tick) {
+            self.seal_now();
+        }
         self.drive_background();
     }
 
@@ -443,7 +526,7 @@ impl Engine {
     /// Output (with `Config::publish_cache`): the next change of the value cache. Drain these
     /// before `poll_reply`, so that a copy of the cache never lags a reply already released.
     pub fn poll_cache_change(&mut self) -> Option<CacheChange> {
-        self.cache.poll_change()
+        self.keyspace.cache.poll_change()
     }
 
     /// Output: when the engine next wants [`Engine::tick`]: now, if a sealed-at-tick batch
@@ -561,6 +644,6 @@ impl Engine {
     }
 
     pub fn cache_bytes(&self) -> usize {
-        self.cache.bytes()
+        self.keyspace.cache.bytes()
     }
 }

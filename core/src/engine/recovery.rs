@@ -616,7 +616,7 @@ impl Engine {
 
     pub(super) fn fail_open(&mut self, error: OpenError) {
         self.phase = Phase::Failed(error);
-        self.keyspace = super::keyspace::Keyspace::new(self.shared.config.hash_seed);
+        self.keyspace = super::keyspace::Keyspace::new(&self.shared.config);
         self.run_all_clients();
     }
 }

@@ -184,7 +184,7 @@ impl Engine {
         let current = match self.keyspace.lookup(&key) {
             Lookup::Absent { .. } => None,
             Lookup::Pending { value, .. } => Some(value),
-            Lookup::Durable(location) => match self.cache.get(&key) {
+            Lookup::Durable(location) => match self.keyspace.cache.get(&key) {
                 Some(value) => Some(value),
                 None => {
                     self.clients.lock_key(&key);

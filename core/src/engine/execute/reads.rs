@@ -21,7 +21,7 @@ impl Engine {
             parts.push(match lookup {
                 Lookup::Absent { .. } => Reply::Bulk(None),
                 Lookup::Pending { value, .. } => Reply::Bulk(Some(value.to_vec())),
-                Lookup::Durable(location) => match self.cache.get(key) {
+                Lookup::Durable(location) => match self.keyspace.cache.get(key) {
                     Some(value) => Reply::Bulk(Some(value.to_vec())),
                     None => {
                         reads.push((index, key.clone(), location));
@@ -53,7 +53,7 @@ impl Engine {
         if let Ok(value) = &value {
             // Cache only what the index still points at: a newer write may have moved the key.
             if self.keyspace.index.get(job.key.as_slice()) == Some(job.location) {
-                self.cache.insert(&job.key, value.clone());
+                self.keyspace.cache.insert(&job.key, value.clone());
             }
         }
         match job.purpose {
