@@ -14,14 +14,69 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::commit::{AppendRefused, NewRecord};
-use super::keyspace::Location;
+use super::commit::{Log, LogRefused, NewRecord};
+use super::keyspace::{Keyspace, Location};
+use super::reads::ReadScheduler;
 use super::space::{Ring, Writer};
-use super::superblock_writer::UpdateReason;
-use super::{Engine, IoPurpose, Phase};
+use super::{IoPurpose, Shared};
+use crate::format::CheckpointRef;
 use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK, RECORD_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
+
+/// What the cleaner reads and uses while it works: its siblings' state, borrowed for one step.
+/// It appends its moves to the log directly (a sibling, not the engine); everything else it
+/// wants done it returns as a [`CleanerStep`].
+pub struct CleanerContext<'a> {
+    pub shared: &'a mut Shared,
+    pub log: &'a mut Log,
+    pub keyspace: &'a Keyspace,
+    pub reads: &'a ReadScheduler,
+    pub superblock_busy: bool,
+}
+
+/// What the cleaner only reads: enough to say whether it wants to work.
+pub struct View<'a> {
+    pub shared: &'a Shared,
+    pub log: &'a Log,
+    pub keyspace: &'a Keyspace,
+}
+
+impl CleanerContext<'_> {
+    fn view(&self) -> View<'_> {
+        View { shared: self.shared, log: self.log, keyspace: self.keyspace }
+    }
+}
+
+/// What the engine must do for the cleaner.
+pub enum CleanerStep {
+    Nothing,
+    /// Seal the open batch (as any writer would: unless a seal waits for the tick, and waking
+    /// the writers stalled on it), then hand `Resume` back to [`Cleaner::resume`].
+    Seal(Resume),
+    /// Rewrite the superblock with the tail at `new_tail` (and the checkpoint, if still usable).
+    AdvanceTail {
+        new_tail: (u64, u64),
+        checkpoint: Option<CheckpointRef>,
+    },
+    /// The tail advanced while writes waited for space: wake them.
+    WakeWriters,
+}
+
+/// Where the cleaner goes on after the engine sealed the open batch for it.
+pub struct Resume(ResumeAt);
+
+enum ResumeAt {
+    /// The batch was full: wait in this state for the next drive.
+    Park(CleanerState),
+    /// Every move is appended: try to advance the tail.
+    Advance { sequence: u64, new_tail: (u64, u64), moved_bytes: u64 },
+}
+
+/// Blocks the log uses, from the tail to the head.
+pub fn used_blocks(shared: &Shared, log: &Log) -> u64 {
+    shared.ring().used_blocks(shared.volume.tail_block, log.head_block())
+}
 
 /// Consecutive failed chunk reads before compaction gives up until restart.
 const READ_FAILURES_MAX: u32 = 3;
@@ -140,47 +195,41 @@ pub enum CompactionState {
     Halted,
 }
 
-impl Engine {
-    pub fn compaction_state(&self) -> CompactionState {
-        if !matches!(self.phase, Phase::Ready) {
-            return CompactionState::Idle;
-        }
-        if self.cleaner.halted.is_some() {
+impl Cleaner {
+    /// What compaction is doing (the engine is ready).
+    pub fn compaction_state(&self, cx: &View) -> CompactionState {
+        if self.halted.is_some() {
             return CompactionState::Halted;
         }
-        if self.cleaner.paused_at_garbage == Some(self.shared.stats.records_replaced) {
+        if self.paused_at_garbage == Some(cx.shared.stats.records_replaced) {
             return CompactionState::Paused;
         }
-        let idle = matches!(self.cleaner.state, CleanerState::Idle) && self.cleaner.deferred.is_none();
-        if idle && (!self.compaction_wanted() || self.cleaner.scan_sequence > self.log.durable_sequence) {
+        let idle = matches!(self.state, CleanerState::Idle) && self.deferred.is_none();
+        if idle && (!self.compaction_wanted(cx) || self.scan_sequence > cx.log.durable_sequence) {
             CompactionState::Idle
         } else {
             CompactionState::Working
         }
     }
 
-    pub(super) fn used_blocks(&self) -> u64 {
-        self.shared.ring().used_blocks(self.shared.volume.tail_block, self.log.head_block())
-    }
-
     /// Garbage beyond the target, or free space running low with garbage worth a chunk and a
     /// quarter of the live bytes (headers and padding are never reclaimed entirely).
-    fn compaction_wanted(&self) -> bool {
-        if self.cleaner.paused_at_garbage == Some(self.shared.stats.records_replaced) {
+    fn compaction_wanted(&self, cx: &View) -> bool {
+        if self.paused_at_garbage == Some(cx.shared.stats.records_replaced) {
             return false;
         }
-        let chunk_blocks = self.shared.chunk_blocks();
-        let batch_blocks = self.shared.volume.batch_blocks_max;
-        let used_blocks = self.used_blocks();
-        let live_bytes = self.keyspace.index.live_record_bytes();
+        let chunk_blocks = cx.shared.chunk_blocks();
+        let batch_blocks = cx.shared.volume.batch_blocks_max;
+        let used_blocks = used_blocks(cx.shared, cx.log);
+        let live_bytes = cx.keyspace.index.live_record_bytes();
         let slack_blocks = Ring::reserve_blocks(Writer::Put, chunk_blocks, batch_blocks) + u64::from(chunk_blocks);
-        if Ring::over_target(used_blocks, live_bytes, self.shared.config.space_amplification_percent, slack_blocks) {
+        if Ring::over_target(used_blocks, live_bytes, cx.shared.config.space_amplification_percent, slack_blocks) {
             return true;
         }
-        if self.shared.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
+        if cx.shared.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
             return false;
         }
-        let free_blocks = self.shared.ring().free_blocks(self.shared.volume.tail_block, self.log.head_block());
+        let free_blocks = cx.shared.ring().free_blocks(cx.shared.volume.tail_block, cx.log.head_block());
         // Low: a largest batch, and the gap a wrap may leave before it, might not fit beside the
         // put reserve (a 64 KB value was refused with compaction idle, seed 617 value_domains).
         let put_blocks_max = 2 * u64::from(batch_blocks);
@@ -193,92 +242,110 @@ impl Engine {
 
     /// Moves compaction forward as far as it can without waiting. Called after every
     /// completion and tick.
-    pub(super) fn drive_cleaner(&mut self) {
-        if !matches!(self.phase, Phase::Ready) || self.shared.read_only.is_some() || self.cleaner.halted.is_some() {
-            return;
+    pub fn drive(&mut self, cx: &mut CleanerContext) -> CleanerStep {
+        if cx.shared.read_only.is_some() || self.halted.is_some() {
+            return CleanerStep::Nothing;
         }
-        match std::mem::take(&mut self.cleaner.state) {
+        match std::mem::take(&mut self.state) {
             CleanerState::Idle => {
-                if self.compaction_wanted() && self.cleaner.scan_sequence <= self.log.durable_sequence {
-                    self.read_tail_chunk();
-                } else if let Some((sequence, new_tail, moved_bytes)) = self.cleaner.deferred.take() {
-                    self.try_advance_tail(sequence, new_tail, moved_bytes);
+                if self.compaction_wanted(&cx.view()) && self.scan_sequence <= cx.log.durable_sequence {
+                    self.read_tail_chunk(cx);
+                } else if let Some((sequence, new_tail, moved_bytes)) = self.deferred.take() {
+                    return self.try_advance_tail(cx, sequence, new_tail, moved_bytes);
                 }
+                CleanerStep::Nothing
             }
-            CleanerState::Parsing(scan) => self.continue_chunk(scan),
+            CleanerState::Parsing(scan) => self.continue_chunk(cx, scan),
             CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes } => {
-                self.append_moves(chunk, candidates, last_sequence, new_tail, moved_bytes)
+                self.append_moves(cx, chunk, candidates, last_sequence, new_tail, moved_bytes)
             }
             CleanerState::Settling { sequence, new_tail, moved_bytes } => {
-                self.try_advance_tail(sequence, new_tail, moved_bytes)
+                self.try_advance_tail(cx, sequence, new_tail, moved_bytes)
             }
-            state @ (CleanerState::Reading | CleanerState::Recording) => self.cleaner.state = state,
+            state @ (CleanerState::Reading | CleanerState::Recording) => {
+                self.state = state;
+                CleanerStep::Nothing
+            }
         }
     }
 
-    fn read_tail_chunk(&mut self) {
-        let ring = self.shared.ring();
-        if self.cleaner.scan_block >= ring.end {
-            self.cleaner.scan_block = ring.start;
+    /// Goes on after the engine sealed the open batch for a [`CleanerStep::Seal`].
+    pub fn resume(&mut self, cx: &mut CleanerContext, resume: Resume) -> CleanerStep {
+        match resume.0 {
+            ResumeAt::Park(state) => {
+                self.state = state;
+                CleanerStep::Nothing
+            }
+            ResumeAt::Advance { sequence, new_tail, moved_bytes } => {
+                self.try_advance_tail(cx, sequence, new_tail, moved_bytes)
+            }
         }
-        let start_block = self.cleaner.scan_block;
-        let blocks = u64::from(self.shared.chunk_blocks()).min(ring.end - start_block);
+    }
+
+    fn read_tail_chunk(&mut self, cx: &mut CleanerContext) {
+        let ring = cx.shared.ring();
+        if self.scan_block >= ring.end {
+            self.scan_block = ring.start;
+        }
+        let start_block = self.scan_block;
+        let blocks = u64::from(cx.shared.chunk_blocks()).min(ring.end - start_block);
         let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk is under 4 GiB");
-        self.cleaner.state = CleanerState::Reading;
+        self.state = CleanerState::Reading;
         let offset_bytes = start_block * BLOCK_BYTES as u64;
-        let purpose = IoPurpose::CompactionRead { start_block, durable_sequence: self.log.durable_sequence };
-        self.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+        let purpose = IoPurpose::CompactionRead { start_block, durable_sequence: cx.log.durable_sequence };
+        cx.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
     }
 
-    pub(super) fn on_compaction_read(
+    pub fn on_read(
         &mut self,
+        cx: &mut CleanerContext,
         start_block: u64,
         durable_sequence: u64,
         result: Result<Vec<u8>, IoError>,
-    ) {
-        self.cleaner.state = CleanerState::Idle;
+    ) -> CleanerStep {
+        self.state = CleanerState::Idle;
         let chunk = match result {
             Ok(chunk) => chunk,
             Err(error) => {
-                self.cleaner.read_failures += 1;
-                if self.cleaner.read_failures >= READ_FAILURES_MAX {
-                    self.cleaner.halted =
-                        Some(format!("reading the log's tail failed {READ_FAILURES_MAX} times ({error})"));
+                self.read_failures += 1;
+                if self.read_failures >= READ_FAILURES_MAX {
+                    self.halted = Some(format!("reading the log's tail failed {READ_FAILURES_MAX} times ({error})"));
                 }
-                return;
+                return CleanerStep::Nothing;
             }
         };
-        self.cleaner.read_failures = 0;
-        if self.shared.read_only.is_some() {
-            return;
+        self.read_failures = 0;
+        if cx.shared.read_only.is_some() {
+            return CleanerStep::Nothing;
         }
-        let sequence = self.cleaner.scan_sequence;
+        let sequence = self.scan_sequence;
         let candidates = VecDeque::new();
         let scan = ChunkScan { chunk, start_block, durable_sequence, block: start_block, sequence, candidates };
-        self.continue_chunk(scan);
+        self.continue_chunk(cx, scan)
     }
 
     /// Parses the next part of the chunk; once it is all parsed, moves its live records.
-    fn continue_chunk(&mut self, mut scan: ChunkScan) {
-        match self.parse_step(&mut scan) {
-            Ok(ScanStep::More) => self.cleaner.state = CleanerState::Parsing(scan),
+    fn continue_chunk(&mut self, cx: &mut CleanerContext, mut scan: ChunkScan) -> CleanerStep {
+        match self.parse_step(cx, &mut scan) {
+            Ok(ScanStep::More) => self.state = CleanerState::Parsing(scan),
             Ok(ScanStep::Done) => {
                 let next_block =
-                    if scan.block >= self.shared.volume.log_end_block { LOG_START_BLOCK } else { scan.block };
-                self.cleaner.scan_block = next_block;
-                self.cleaner.scan_sequence = scan.sequence;
-                self.cleaner.wrap_tried = false;
-                self.shared.stats.compaction_chunks += 1;
-                self.append_moves(scan.chunk, scan.candidates, 0, (next_block, scan.sequence), 0);
+                    if scan.block >= cx.shared.volume.log_end_block { LOG_START_BLOCK } else { scan.block };
+                self.scan_block = next_block;
+                self.scan_sequence = scan.sequence;
+                self.wrap_tried = false;
+                cx.shared.stats.compaction_chunks += 1;
+                return self.append_moves(cx, scan.chunk, scan.candidates, 0, (next_block, scan.sequence), 0);
             }
             Ok(ScanStep::Missing) => {}
-            Err(reason) => self.cleaner.halted = Some(reason),
+            Err(reason) => self.halted = Some(reason),
         }
+        CleanerStep::Nothing
     }
 
     /// Collects the live records of the chunk's next whole durable batches, up to
     /// `PARSE_BYTES_PER_STEP` bytes of them, in log order.
-    fn parse_step(&mut self, scan: &mut ChunkScan) -> Result<ScanStep, String> {
+    fn parse_step(&mut self, cx: &mut CleanerContext, scan: &mut ChunkScan) -> Result<ScanStep, String> {
         let chunk_blocks = (scan.chunk.len() / BLOCK_BYTES) as u64;
         let mut parsed_bytes = 0;
         for _ in 0..chunk_blocks {
@@ -293,8 +360,8 @@ impl Engine {
             let header = BatchHeader::decode(
                 &scan.chunk[at..],
                 block,
-                self.shared.volume.volume_id,
-                self.shared.volume.batch_blocks_max,
+                cx.shared.volume.volume_id,
+                cx.shared.volume.batch_blocks_max,
             )
             .ok()
             .filter(|header| header.sequence == sequence);
@@ -314,7 +381,7 @@ impl Engine {
             header.verify_payload(&scan.chunk[at..end]).map_err(|error| {
                 format!("batch {sequence} at block {block} is corrupt ({error}); its records cannot be moved")
             })?;
-            self.collect_live(&header, &scan.chunk[..end], at, &mut scan.candidates)?;
+            self.collect_live(cx, &header, &scan.chunk[..end], at, &mut scan.candidates)?;
             parsed_bytes += end - at;
             scan.block += u64::from(header.block_count);
             scan.sequence += 1;
@@ -323,17 +390,18 @@ impl Engine {
     }
 
     fn expected_batch_missing(&mut self, block: u64, sequence: u64) -> Result<ScanStep, String> {
-        if self.cleaner.wrap_tried || block == LOG_START_BLOCK {
+        if self.wrap_tried || block == LOG_START_BLOCK {
             return Err(format!("batch {sequence} is neither at block {block} nor at the log region's start"));
         }
-        self.cleaner.wrap_tried = true;
-        self.cleaner.scan_block = LOG_START_BLOCK;
+        self.wrap_tried = true;
+        self.scan_block = LOG_START_BLOCK;
         Ok(ScanStep::Missing)
     }
 
     /// Adds the batch's records that the index still points at.
     fn collect_live(
         &self,
+        cx: &CleanerContext,
         header: &BatchHeader,
         chunk: &[u8],
         batch_at: usize,
@@ -350,7 +418,7 @@ impl Engine {
                 record_bytes: crate::format::batch_size_u32(record.total_bytes()),
                 sequence_low: header.sequence as u32,
             };
-            if record.kind == RecordKind::Put && self.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
+            if record.kind == RecordKind::Put && cx.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
                 let batch = (header.block, header.sequence);
                 candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location, batch });
             }
@@ -364,170 +432,185 @@ impl Engine {
     /// copy in the log (recovery replays the copy as a plain put).
     fn append_moves(
         &mut self,
+        cx: &mut CleanerContext,
         chunk: Vec<u8>,
         mut candidates: VecDeque<Candidate>,
         mut last_sequence: u64,
         new_tail: (u64, u64),
         mut moved_bytes: u64,
-    ) {
+    ) -> CleanerStep {
         while let Some(candidate) = candidates.front() {
             let key = &chunk[candidate.key.clone()];
             // A newer write not yet durable replaces the record only once it is durable: the
             // tail may not pass the record before that (if the write is lost in a crash, the
             // record is the key's state again).
-            let newer_pending =
-                self.keyspace.overlay.get(key).map(|pending| pending.sequence).or(self.keyspace.cleared_at);
+            let newer_pending = cx.keyspace.overlay.get(key).map(|pending| pending.sequence).or(cx.keyspace.cleared_at);
             if let Some(sequence) = newer_pending {
                 last_sequence = last_sequence.max(sequence);
             }
-            let still_newest = self.keyspace.index.get(key) == Some(candidate.location) && newer_pending.is_none();
+            let still_newest = cx.keyspace.index.get(key) == Some(candidate.location) && newer_pending.is_none();
             if still_newest {
                 let value = &chunk[candidate.value.clone()];
                 let from = candidate.location;
-                match self.append_records(&[NewRecord::Move { key, value, from }], Writer::Compaction) {
+                match cx.log.append(&[NewRecord::Move { key, value, from }], Writer::Compaction, cx.shared) {
                     Ok(sequence) => {
                         last_sequence = sequence;
                         moved_bytes += u64::from(candidate.location.record_bytes);
                     }
                     // Refused with nothing in flight or open: no room in the ring at all (an open
                     // batch with records would only be full).
-                    Err(AppendRefused::BatchFull) if !self.log.unsettled() => {
+                    Err(LogRefused::Reply(_)) => return CleanerStep::Nothing, // read-only: compaction stops
+                    // Any other refusal: no room now. With nothing in flight or open, there is no
+                    // room in the ring at all (an open batch with records would only be full).
+                    Err(_) if !cx.log.unsettled() => {
                         let stop = candidate.batch;
-                        return self.advance_before(stop, last_sequence, moved_bytes);
+                        return self.advance_before(cx, stop, last_sequence, moved_bytes);
                     }
-                    Err(AppendRefused::BatchFull) => {
-                        self.maybe_seal();
+                    Err(_) => {
                         let state = CleanerState::Moving { chunk, candidates, last_sequence, new_tail, moved_bytes };
-                        self.cleaner.state = state;
-                        return;
+                        return CleanerStep::Seal(Resume(ResumeAt::Park(state)));
                     }
-                    Err(AppendRefused::Reply(_)) => return, // read-only now: compaction stops
                 }
             }
             candidates.pop_front();
         }
-        self.maybe_seal();
-        self.try_advance_tail(last_sequence, new_tail, moved_bytes);
+        let advance = ResumeAt::Advance { sequence: last_sequence, new_tail, moved_bytes };
+        CleanerStep::Seal(Resume(advance))
     }
 
     /// The log has no room for the next move, and nothing pending will make any: the tail moves
     /// up to the batch `stop` (its live records are not moved yet), and cleaning goes on from
     /// there once it has. If that frees nothing, the log is full of live records: compaction
     /// pauses until deletes make garbage, and writes waiting for space get their answer.
-    fn advance_before(&mut self, stop: (u64, u64), last_sequence: u64, moved_bytes: u64) {
-        self.cleaner.scan_block = stop.0;
-        self.cleaner.scan_sequence = stop.1;
-        self.cleaner.wrap_tried = false;
-        if stop.1 <= self.shared.volume.tail_sequence {
-            debug_assert!(self.cleaner.deferred.is_none(), "a deferred advance lies before the stop");
-            self.cleaner.state = CleanerState::Idle;
-            self.cleaner.paused_at_garbage = Some(self.shared.stats.records_replaced);
-            self.shared.stats.compaction_pauses += 1;
-            return;
+    fn advance_before(
+        &mut self,
+        cx: &mut CleanerContext,
+        stop: (u64, u64),
+        last_sequence: u64,
+        moved_bytes: u64,
+    ) -> CleanerStep {
+        self.scan_block = stop.0;
+        self.scan_sequence = stop.1;
+        self.wrap_tried = false;
+        if stop.1 <= cx.shared.volume.tail_sequence {
+            debug_assert!(self.deferred.is_none(), "a deferred advance lies before the stop");
+            self.state = CleanerState::Idle;
+            self.paused_at_garbage = Some(cx.shared.stats.records_replaced);
+            cx.shared.stats.compaction_pauses += 1;
+            return CleanerStep::Nothing;
         }
         // `stop` is at or past the end of every chunk cleaned so far (any deferred advance).
-        self.try_advance_tail(last_sequence, stop, moved_bytes);
+        self.try_advance_tail(cx, last_sequence, stop, moved_bytes)
     }
 
     /// Moves the tail once the moves are durable and no read points into the freed blocks.
-    fn try_advance_tail(&mut self, mut sequence: u64, new_tail: (u64, u64), mut moved_bytes: u64) {
-        if let Some((deferred_sequence, _, deferred_bytes)) = self.cleaner.deferred.take() {
+    fn try_advance_tail(
+        &mut self,
+        cx: &mut CleanerContext,
+        mut sequence: u64,
+        new_tail: (u64, u64),
+        mut moved_bytes: u64,
+    ) -> CleanerStep {
+        if let Some((deferred_sequence, _, deferred_bytes)) = self.deferred.take() {
             sequence = sequence.max(deferred_sequence);
             moved_bytes += deferred_bytes;
         }
-        if self.may_clean_further(new_tail.0) {
-            self.cleaner.deferred = Some((sequence, new_tail, moved_bytes));
-            self.cleaner.state = CleanerState::Idle;
-            return;
+        if self.may_clean_further(cx, new_tail.0) {
+            self.deferred = Some((sequence, new_tail, moved_bytes));
+            self.state = CleanerState::Idle;
+            return CleanerStep::Nothing;
         }
-        self.cleaner.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
-        if self.log.durable_sequence < sequence || self.superblock.busy() || self.reads_into(new_tail.0) {
-            return;
+        self.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
+        if cx.log.durable_sequence < sequence || cx.superblock_busy || self.reads_into(cx, new_tail.0) {
+            return CleanerStep::Nothing;
         }
         // The checkpoint stays usable only while the log it replays from is still there.
-        let checkpoint = self.shared.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
-        let ring = self.shared.ring();
-        let freed_blocks = ring.used_blocks(self.shared.volume.tail_block, new_tail.0.max(ring.start));
-        self.cleaner.lap_freed_blocks += freed_blocks;
-        self.shared.stats.records_moved_bytes += moved_bytes;
-        self.cleaner.state = CleanerState::Recording;
-        self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
+        let checkpoint = cx.shared.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
+        let ring = cx.shared.ring();
+        let freed_blocks = ring.used_blocks(cx.shared.volume.tail_block, new_tail.0.max(ring.start));
+        self.lap_freed_blocks += freed_blocks;
+        cx.shared.stats.records_moved_bytes += moved_bytes;
+        self.state = CleanerState::Recording;
+        CleanerStep::AdvanceTail { new_tail, checkpoint }
     }
 
     /// Whether to clean another chunk before moving the tail to `new_tail_block`: fewer than
     /// `compaction_chunks_per_advance` chunks are cleaned, more is wanted and readable, and the
     /// free space holds the moves of every chunk cleaned so far plus one more, beyond the put
     /// reserve (so the reserves keep their meaning).
-    fn may_clean_further(&self, new_tail_block: u64) -> bool {
-        let ring = self.shared.ring();
-        let chunk_blocks = u64::from(self.shared.chunk_blocks());
-        let chunks_max = u64::from(self.shared.config.compaction_chunks_per_advance);
-        let cleaned_blocks = ring.used_blocks(self.shared.volume.tail_block, new_tail_block.max(ring.start));
+    fn may_clean_further(&self, cx: &CleanerContext, new_tail_block: u64) -> bool {
+        let ring = cx.shared.ring();
+        let chunk_blocks = u64::from(cx.shared.chunk_blocks());
+        let chunks_max = u64::from(cx.shared.config.compaction_chunks_per_advance);
+        let cleaned_blocks = ring.used_blocks(cx.shared.volume.tail_block, new_tail_block.max(ring.start));
         if cleaned_blocks + chunk_blocks > chunks_max * chunk_blocks {
             return false;
         }
-        let free_blocks = ring.free_blocks(self.shared.volume.tail_block, self.log.head_block());
+        let free_blocks = ring.free_blocks(cx.shared.volume.tail_block, cx.log.head_block());
         let reserve_blocks =
-            Ring::reserve_blocks(Writer::Put, self.shared.chunk_blocks(), self.shared.volume.batch_blocks_max);
+            Ring::reserve_blocks(Writer::Put, cx.shared.chunk_blocks(), cx.shared.volume.batch_blocks_max);
         free_blocks >= reserve_blocks + (chunks_max + 1) * chunk_blocks
-            && self.compaction_wanted()
-            && self.cleaner.scan_sequence <= self.log.durable_sequence
+            && self.compaction_wanted(&cx.view())
+            && self.scan_sequence <= cx.log.durable_sequence
     }
 
     /// Whether a value read, in flight or queued, points between the tail and `new_tail_block`.
-    fn reads_into(&self, new_tail_block: u64) -> bool {
-        let ring = self.shared.ring();
-        let tail = self.shared.volume.tail_block;
+    fn reads_into(&self, cx: &CleanerContext, new_tail_block: u64) -> bool {
+        let ring = cx.shared.ring();
+        let tail = cx.shared.volume.tail_block;
         let freed = |location: &Location| {
             let block = location.offset_bytes / BLOCK_BYTES as u64;
             let last = (location.offset_bytes + u64::from(location.record_bytes) - 1) / BLOCK_BYTES as u64;
             ring.interval_contains(tail, new_tail_block, block) || ring.interval_contains(tail, new_tail_block, last)
         };
-        self.reads.any_points_into(&self.shared, freed)
+        cx.reads.any_points_into(cx.shared, freed)
     }
 
     /// Pauses compaction after a lap of the log that freed less than a chunk beyond the space
     /// its own moves took (headers and padding only, or records too large to pack), and during
     /// which no write made new garbage, until a write makes some. Net of the moves, not the log's size: client writes during the
     /// lap may have used all it freed, and that lap was worth it.
-    fn end_lap_if_done(&mut self) {
-        if self.cleaner.lap_freed_blocks < self.shared.ring().capacity_blocks() {
+    fn end_lap_if_done(&mut self, cx: &mut CleanerContext) {
+        if self.lap_freed_blocks < cx.shared.ring().capacity_blocks() {
             return;
         }
-        let freed_bytes = std::mem::take(&mut self.cleaner.lap_freed_blocks) * BLOCK_BYTES as u64;
-        let garbage_made = self.shared.stats.records_replaced != self.cleaner.lap_start_replaced;
-        self.cleaner.lap_start_replaced = self.shared.stats.records_replaced;
-        let moved_space_bytes = self.log.moved_space_bytes - self.cleaner.lap_start_moved_space_bytes;
-        self.cleaner.lap_start_moved_space_bytes = self.log.moved_space_bytes;
-        let chunk_bytes = u64::from(self.shared.chunk_blocks()) * BLOCK_BYTES as u64;
+        let freed_bytes = std::mem::take(&mut self.lap_freed_blocks) * BLOCK_BYTES as u64;
+        let garbage_made = cx.shared.stats.records_replaced != self.lap_start_replaced;
+        self.lap_start_replaced = cx.shared.stats.records_replaced;
+        let moved_space_bytes = cx.log.moved_space_bytes - self.lap_start_moved_space_bytes;
+        self.lap_start_moved_space_bytes = cx.log.moved_space_bytes;
+        let chunk_bytes = u64::from(cx.shared.chunk_blocks()) * BLOCK_BYTES as u64;
         if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes && !garbage_made {
-            self.cleaner.paused_at_garbage = Some(self.shared.stats.records_replaced);
-            self.shared.stats.compaction_pauses += 1;
+            self.paused_at_garbage = Some(cx.shared.stats.records_replaced);
+            cx.shared.stats.compaction_pauses += 1;
         }
     }
 
-    /// Invariant (checked in debug builds, O(keys)): no index entry points into blocks the tail
-    /// is about to free.
-    pub(super) fn debug_assert_nothing_points_between(&self, from_block: u64, to_block: u64) {
-        if !cfg!(debug_assertions) {
-            return;
+    /// The superblock records the new tail: its blocks are free.
+    pub fn on_tail_advanced(&mut self, cx: &mut CleanerContext) -> CleanerStep {
+        assert!(matches!(self.state, CleanerState::Recording), "a tail advance the cleaner asked for");
+        self.state = CleanerState::Idle;
+        cx.shared.stats.tail_advances += 1;
+        self.end_lap_if_done(cx);
+        if std::mem::take(&mut cx.log.waiting_for_space) {
+            return CleanerStep::WakeWriters;
         }
-        let ring = self.shared.ring();
-        for (key, location) in self.keyspace.index.iter() {
-            let block = location.offset_bytes / BLOCK_BYTES as u64;
-            assert!(
-                !ring.interval_contains(from_block, to_block, block),
-                "key {key:?} points at block {block}, which the tail frees ({from_block}..{to_block})"
-            );
-        }
+        CleanerStep::Nothing
     }
+}
 
-    pub(super) fn on_tail_advanced(&mut self) {
-        self.cleaner.state = CleanerState::Idle;
-        self.shared.stats.tail_advances += 1;
-        self.end_lap_if_done();
-        if std::mem::take(&mut self.log.waiting_for_space) {
-            self.wake_stalled();
-        }
+/// Invariant (checked in debug builds, O(keys)): no index entry points into blocks the tail is
+/// about to free.
+pub fn debug_assert_nothing_points_between(shared: &Shared, keyspace: &Keyspace, from_block: u64, to_block: u64) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let ring = shared.ring();
+    for (key, location) in keyspace.index.iter() {
+        let block = location.offset_bytes / BLOCK_BYTES as u64;
+        assert!(
+            !ring.interval_contains(from_block, to_block, block),
+            "key {key:?} points at block {block}, which the tail frees ({from_block}..{to_block})"
+        );
     }
 }

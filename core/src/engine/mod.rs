@@ -34,7 +34,7 @@ use crate::io::{IoCompletion, IoKind, IoRequest};
 use checkpoint::{CheckpointStep, Checkpointer};
 use clients::ClientTable;
 use commit::{AppendRefused, Log, LogRefused, LogStep, NewRecord};
-use compaction::Cleaner;
+use compaction::{Cleaner, CleanerContext, CleanerStep};
 use keyspace::Keyspace;
 use reads::{ReadJob, ReadScheduler};
 use recovery::Recovery;
@@ -330,7 +330,9 @@ impl Engine {
             }
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
             IoPurpose::CompactionRead { start_block, durable_sequence } => {
-                self.on_compaction_read(start_block, durable_sequence, completion.result)
+                let (cleaner, mut cx) = self.cleaner_parts();
+                let step = cleaner.on_read(&mut cx, start_block, durable_sequence, completion.result);
+                self.on_cleaner_step(step);
             }
             IoPurpose::CheckpointWrite => {
                 let step = self.checkpointer.on_write(completion.result);
@@ -436,7 +438,8 @@ impl Engine {
             SuperblockStep::Continues => {}
             SuperblockStep::Durable { reason, tail, checkpoint } => {
                 if reason == UpdateReason::TailAdvance {
-                    self.debug_assert_nothing_points_between(self.shared.volume.tail_block, tail.0);
+                    let tail_block = self.shared.volume.tail_block;
+                    compaction::debug_assert_nothing_points_between(&self.shared, &self.keyspace, tail_block, tail.0);
                     assert!(tail.1 > self.shared.volume.tail_sequence, "the tail moves forward");
                 }
                 let volume = &mut self.shared.volume;
@@ -446,7 +449,11 @@ impl Engine {
                         self.phase = Phase::Ready;
                         self.run_all_clients();
                     }
-                    UpdateReason::TailAdvance => self.on_tail_advanced(),
+                    UpdateReason::TailAdvance => {
+                        let (cleaner, mut cx) = self.cleaner_parts();
+                        let step = cleaner.on_tail_advanced(&mut cx);
+                        self.on_cleaner_step(step);
+                    }
                     UpdateReason::Checkpoint => self.checkpointer.recorded(&mut self.shared),
                 }
             }
@@ -455,6 +462,51 @@ impl Engine {
                 self.fail_writes(format!("a superblock write failed ({error}); the engine is read-only until restart"))
             }
         }
+    }
+
+    /// The cleaner, and its borrow of its siblings for one step.
+    fn cleaner_parts(&mut self) -> (&mut Cleaner, CleanerContext<'_>) {
+        let context = CleanerContext {
+            shared: &mut self.shared,
+            log: &mut self.log,
+            keyspace: &self.keyspace,
+            reads: &self.reads,
+            superblock_busy: self.superblock.busy(),
+        };
+        (&mut self.cleaner, context)
+    }
+
+    /// Does what the cleaner asked for. A seal may hand the cleaner back a step (at most one
+    /// more: resuming never seals again).
+    fn on_cleaner_step(&mut self, step: CleanerStep) {
+        let mut step = step;
+        for _ in 0..2 {
+            match step {
+                CleanerStep::Nothing => return,
+                CleanerStep::Seal(resume) => {
+                    self.maybe_seal();
+                    let (cleaner, mut cx) = self.cleaner_parts();
+                    step = cleaner.resume(&mut cx, resume);
+                }
+                CleanerStep::AdvanceTail { new_tail, checkpoint } => {
+                    return self.start_superblock_update(UpdateReason::TailAdvance, new_tail, checkpoint);
+                }
+                CleanerStep::WakeWriters => return self.wake_stalled(),
+            }
+        }
+        unreachable!("a resumed cleaner asked for a second seal");
+    }
+
+    /// What compaction is doing.
+    pub fn compaction_state(&self) -> CompactionState {
+        if !matches!(self.phase, Phase::Ready) {
+            return CompactionState::Idle;
+        }
+        self.cleaner.compaction_state(&compaction::View {
+            shared: &self.shared,
+            log: &self.log,
+            keyspace: &self.keyspace,
+        })
     }
 
     fn drive_background_checkpoint(&mut self) {
@@ -490,7 +542,11 @@ impl Engine {
 
     /// Compaction and checkpoints go on after every input that may unblock them.
     fn drive_background(&mut self) {
-        self.drive_cleaner();
+        if matches!(self.phase, Phase::Ready) {
+            let (cleaner, mut cx) = self.cleaner_parts();
+            let step = cleaner.drive(&mut cx);
+            self.on_cleaner_step(step);
+        }
         self.drive_background_checkpoint();
         // Writes waiting for space learn that none is coming (compaction paused, halted or idle,
         // no batch pending, read-only): they run again and get their answer.
@@ -591,7 +647,7 @@ impl Engine {
         }
         SpaceReport {
             log_capacity_bytes: self.shared.ring().capacity_blocks() * crate::BLOCK_BYTES as u64,
-            log_used_bytes: self.used_blocks() * crate::BLOCK_BYTES as u64,
+            log_used_bytes: compaction::used_blocks(&self.shared, &self.log) * crate::BLOCK_BYTES as u64,
             live_bytes: self.keyspace.index.live_record_bytes(),
         }
     }
