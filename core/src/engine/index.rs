@@ -13,7 +13,24 @@
 use std::hash::BuildHasher;
 
 use super::hashing::SeededState;
-use super::keyspace::Location;
+
+/// Where a durable record lives (16 bytes in the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The record's absolute byte offset on the volume.
+    pub offset_bytes: u64,
+    /// The whole record's length: header, key and value.
+    pub record_bytes: u32,
+    /// The low 32 bits of the batch sequence number stamped in the record, checked on read (a
+    /// stale record at the same offset is from another batch; the CRC binds the offset).
+    pub sequence_low: u32,
+}
+
+impl Location {
+    pub fn value_bytes(&self, key_bytes: usize) -> usize {
+        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - key_bytes
+    }
+}
 
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = 1;
@@ -243,7 +260,7 @@ impl CompactIndex {
 #[cfg(test)]
 mod tests {
     use super::CompactIndex;
-    use crate::engine::keyspace::Location;
+    use super::Location;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 

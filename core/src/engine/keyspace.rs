@@ -8,26 +8,8 @@ use std::sync::Arc;
 
 use super::cache::ValueCache;
 use super::config::Config;
-use super::index::CompactIndex;
+pub use super::index::{CompactIndex, Location};
 use super::EngineStats;
-
-/// Where a durable record lives (16 bytes in the index; see `index.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
-    /// The record's absolute byte offset on the volume.
-    pub offset_bytes: u64,
-    /// The whole record's length: header, key and value.
-    pub record_bytes: u32,
-    /// The low 32 bits of the batch sequence number stamped in the record, checked on read (a
-    /// stale record at the same offset is from another batch; the CRC binds the offset).
-    pub sequence_low: u32,
-}
-
-impl Location {
-    pub fn value_bytes(&self, key_bytes: usize) -> usize {
-        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - key_bytes
-    }
-}
 
 /// One record's effect on the keyspace, applied when its batch is durable.
 pub enum DurableEffect {
