@@ -24,7 +24,9 @@ pub mod resp;
 pub mod server;
 
 pub use command::{Reply, Request};
-pub use engine::{CacheChange, CompactionState, Config, Engine, EngineStats, OpenError, SpaceReport};
+pub use engine::{
+    CacheChange, CompactionState, Config, Engine, EngineStats, HaltReason, OpenError, ReadOnlyReason, SpaceReport,
+};
 pub use io::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
 
 /// Every I/O offset, length and buffer is a multiple of this many bytes.

@@ -4,6 +4,7 @@
 //! paused after a lap of the log gained nothing or halted at damage the faults explain. Also
 //! the totals of compaction and checkpoint activity across the seed's restarts.
 
+use quill_core::engine::HaltReason;
 use quill_core::{CompactionState, EngineStats};
 
 use crate::runner::{Sim, LIVENESS_TICKS_MAX};
@@ -70,7 +71,7 @@ impl Sim {
             CompactionState::Paused => self.space.ended_paused = true,
             CompactionState::Halted if self.compaction_halt_explained() => self.space.ended_halted = true,
             CompactionState::Halted => {
-                let reason = self.engine().compaction_halted().unwrap_or_default().to_string();
+                let reason = self.engine().compaction_halted().map(ToString::to_string).unwrap_or_default();
                 self.checker.fail("compaction halted with no fault that explains it", b"", "running".into(), reason);
             }
             CompactionState::Working => {
@@ -88,8 +89,7 @@ impl Sim {
     /// Compaction halts at corruption (beyond the budget), or after reads of the tail kept
     /// failing (injected read errors): it never drops data it could not read.
     pub(crate) fn compaction_halt_explained(&self) -> bool {
-        let reason = self.engine().compaction_halted().unwrap_or_default();
-        let reads_failed = reason.starts_with("reading the log's tail failed");
+        let reads_failed = matches!(self.engine().compaction_halted(), Some(HaltReason::TailReadsFailed { .. }));
         self.ledger.beyond_budget || reads_failed && self.ledger.count(crate::faults::FaultKind::ReadError) > 0
     }
 

@@ -207,7 +207,7 @@ fn listen(args: &ServeArgs) -> Result<Listeners, Refused> {
 
 fn describe(listeners: &Listeners) -> String {
     let address = |listener: &TcpListener| listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
-    let plain = listeners.plain.as_ref().map(|listener| address(listener));
+    let plain = listeners.plain.as_ref().map(&address);
     let tls = listeners.tls.as_ref().map(|(listener, _)| format!("{} (TLS)", address(listener)));
     plain.into_iter().chain(tls).collect::<Vec<_>>().join(", ")
 }

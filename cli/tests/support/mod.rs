@@ -1,4 +1,7 @@
 //! Helpers shared by the integration tests that run `quill serve`.
+//!
+//! Each test binary compiles this module and uses a part of it, so unused items are expected.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command};

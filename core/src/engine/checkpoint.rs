@@ -13,6 +13,7 @@
 use super::commit::Log;
 use super::index::CompactIndex;
 use super::keyspace::Location;
+use super::reasons::ReadOnlyReason;
 use super::{IoPurpose, Shared};
 use crate::format::checkpoint::{checksum, decode_entry, encode_entry, CheckpointEntry};
 use crate::format::{blocks_for, CheckpointRef, RECORD_HEADER_BYTES};
@@ -68,7 +69,7 @@ pub enum CheckpointStep {
     /// The checkpoint is durable in its slot: point the superblock at it (with the tail as it is).
     Record(CheckpointRef),
     /// A checkpoint write or sync failed: the engine goes read-only with this reason.
-    Failed(String),
+    Failed(ReadOnlyReason),
 }
 
 /// The two slots are the volume's last blocks (after the log and its mirror slots).
@@ -207,9 +208,7 @@ impl Checkpointer {
     pub fn on_write(&mut self, result: Result<Vec<u8>, IoError>) -> CheckpointStep {
         if let Err(error) = result {
             self.state = CheckpointState::Idle;
-            return CheckpointStep::Failed(format!(
-                "a checkpoint write failed ({error}); the engine is read-only until restart"
-            ));
+            return CheckpointStep::Failed(ReadOnlyReason::CheckpointWriteFailed(error));
         }
         if let CheckpointState::Writing { writes_in_flight, .. } = &mut self.state {
             *writes_in_flight -= 1;
@@ -220,9 +219,7 @@ impl Checkpointer {
     pub fn on_sync(&mut self, result: Result<Vec<u8>, IoError>) -> CheckpointStep {
         if let Err(error) = result {
             self.state = CheckpointState::Idle;
-            return CheckpointStep::Failed(format!(
-                "a checkpoint sync failed ({error}); the engine is read-only until restart"
-            ));
+            return CheckpointStep::Failed(ReadOnlyReason::CheckpointSyncFailed(error));
         }
         if let CheckpointState::Syncing { pending } = std::mem::take(&mut self.state) {
             self.state = CheckpointState::Recording { pending };

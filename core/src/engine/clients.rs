@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use super::reasons::ReadOnlyReason;
 use super::ClientId;
 use crate::command::{Reply, Request};
 
@@ -244,7 +245,7 @@ impl ClientTable {
     /// Sends the client's finished replies from the front of its queue, in order: those whose
     /// batch is durable (`durable`: the highest durable sequence), and those whose batch
     /// failed, as errors naming `read_only`.
-    pub fn release(&mut self, client_id: ClientId, durable: u64, read_only: Option<&str>) {
+    pub fn release(&mut self, client_id: ClientId, durable: u64, read_only: Option<&ReadOnlyReason>) {
         let Some(client) = self.clients.get_mut(&client_id) else { return };
         while let Some(slot) = client.slots.front() {
             let ready =
@@ -268,7 +269,7 @@ impl ClientTable {
         }
     }
 
-    pub fn release_all(&mut self, durable: u64, read_only: Option<&str>) {
+    pub fn release_all(&mut self, durable: u64, read_only: Option<&ReadOnlyReason>) {
         for id in self.ids() {
             self.release(id, durable, read_only);
         }
@@ -325,7 +326,9 @@ impl ClientTable {
     }
 }
 
-fn write_failed_reply(reason: Option<&str>) -> Reply {
-    let reason = reason.unwrap_or("a write failed");
-    Reply::error(format!("ERR not durable: {reason}"))
+fn write_failed_reply(reason: Option<&ReadOnlyReason>) -> Reply {
+    match reason {
+        Some(reason) => Reply::error(format!("ERR not durable: {reason}")),
+        None => Reply::error("ERR not durable: a write failed"),
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::config::{Bug, Config};
 use super::keyspace::{DurableEffect, Location};
+use super::reasons::ReadOnlyReason;
 use super::space::{Ring, Writer};
 use super::{IoPurpose, Shared};
 use crate::command::Reply;
@@ -187,7 +188,7 @@ pub enum LogStep {
         effects: Vec<DurableEffect>,
     },
     /// A write or sync failed: nothing more is written; the engine goes read-only.
-    Failed(String),
+    Failed(ReadOnlyReason),
 }
 
 impl Log {
@@ -364,7 +365,7 @@ impl Log {
             return LogStep::Nothing;
         }
         if let Err(error) = result {
-            return LogStep::Failed(format!("a log write failed ({error}); the engine is read-only until restart"));
+            return LogStep::Failed(ReadOnlyReason::LogWriteFailed(error));
         }
         let in_flight = self.in_flight.as_mut().expect("checked above");
         assert!(in_flight.writes_left > 0, "a batch write completes only while one is in flight");
@@ -391,7 +392,7 @@ impl Log {
                 shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
                 return LogStep::Nothing;
             }
-            return LogStep::Failed(format!("a log sync failed ({error}); the engine is read-only until restart"));
+            return LogStep::Failed(ReadOnlyReason::LogSyncFailed(error));
         }
         self.batch_durable()
     }

@@ -17,6 +17,7 @@ use std::ops::Range;
 use super::commit::{Log, LogRefused, NewRecord};
 use super::keyspace::{Keyspace, Location};
 use super::reads::ReadScheduler;
+use super::reasons::HaltReason;
 use super::space::{Ring, Writer};
 use super::{IoPurpose, Shared};
 use crate::format::CheckpointRef;
@@ -146,7 +147,7 @@ pub struct Cleaner {
     wrap_tried: bool,
     state: CleanerState,
     /// Why compaction stopped for good (until restart): it never drops data it cannot read.
-    pub halted: Option<String>,
+    pub halted: Option<HaltReason>,
     read_failures: u32,
     /// This lap of the log: blocks freed so far, and the log's use when it began. A lap that
     /// shrank the log by less than a chunk only moved live records in circles.
@@ -309,7 +310,7 @@ impl Cleaner {
             Err(error) => {
                 self.read_failures += 1;
                 if self.read_failures >= READ_FAILURES_MAX {
-                    self.halted = Some(format!("reading the log's tail failed {READ_FAILURES_MAX} times ({error})"));
+                    self.halted = Some(HaltReason::TailReadsFailed { attempts: READ_FAILURES_MAX, error });
                 }
                 return CleanerStep::Nothing;
             }
@@ -345,7 +346,7 @@ impl Cleaner {
 
     /// Collects the live records of the chunk's next whole durable batches, up to
     /// `PARSE_BYTES_PER_STEP` bytes of them, in log order.
-    fn parse_step(&mut self, cx: &mut CleanerContext, scan: &mut ChunkScan) -> Result<ScanStep, String> {
+    fn parse_step(&mut self, cx: &mut CleanerContext, scan: &mut ChunkScan) -> Result<ScanStep, HaltReason> {
         let chunk_blocks = (scan.chunk.len() / BLOCK_BYTES) as u64;
         let mut parsed_bytes = 0;
         for _ in 0..chunk_blocks {
@@ -374,12 +375,14 @@ impl Cleaner {
             let end = at + header.block_count as usize * BLOCK_BYTES;
             if end > scan.chunk.len() {
                 if block == scan.start_block {
-                    return Err(format!("batch {sequence} at block {block} runs past the log region"));
+                    return Err(HaltReason::BatchPastRegion { sequence, block });
                 }
                 return Ok(ScanStep::Done);
             }
-            header.verify_payload(&scan.chunk[at..end]).map_err(|error| {
-                format!("batch {sequence} at block {block} is corrupt ({error}); its records cannot be moved")
+            header.verify_payload(&scan.chunk[at..end]).map_err(|error| HaltReason::BatchCorrupt {
+                sequence,
+                block,
+                error,
             })?;
             self.collect_live(cx, &header, &scan.chunk[..end], at, &mut scan.candidates)?;
             parsed_bytes += end - at;
@@ -389,9 +392,9 @@ impl Cleaner {
         Ok(ScanStep::Done)
     }
 
-    fn expected_batch_missing(&mut self, block: u64, sequence: u64) -> Result<ScanStep, String> {
+    fn expected_batch_missing(&mut self, block: u64, sequence: u64) -> Result<ScanStep, HaltReason> {
         if self.wrap_tried || block == LOG_START_BLOCK {
-            return Err(format!("batch {sequence} is neither at block {block} nor at the log region's start"));
+            return Err(HaltReason::BatchMissing { sequence, block });
         }
         self.wrap_tried = true;
         self.scan_block = LOG_START_BLOCK;
@@ -406,12 +409,12 @@ impl Cleaner {
         chunk: &[u8],
         batch_at: usize,
         candidates: &mut VecDeque<Candidate>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HaltReason> {
         let payload_end = batch_at + BATCH_HEADER_BYTES + header.payload_bytes as usize;
         let mut at = batch_at + BATCH_HEADER_BYTES;
         for _ in 0..header.record_count {
             let record = RecordHeader::decode_trusted(&chunk[at..payload_end])
-                .map_err(|error| format!("a record in batch {} does not decode ({error})", header.sequence))?;
+                .map_err(|error| HaltReason::RecordUndecodable { sequence: header.sequence, error })?;
             let key = at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + record.key_bytes as usize;
             let location = Location {
                 offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,

@@ -13,6 +13,7 @@ mod index;
 mod keyspace;
 mod mirror;
 mod reads;
+mod reasons;
 mod recovery;
 mod space;
 mod superblock_writer;
@@ -25,6 +26,7 @@ pub use compaction::CompactionState;
 pub use config::Config;
 pub use config::PlantedBug;
 pub use keyspace::Location;
+pub use reasons::{HaltReason, ReadOnlyReason};
 pub use recovery::OpenError;
 pub use space::Ring;
 
@@ -178,7 +180,7 @@ struct Shared {
     io: IoQueue,
     stats: EngineStats,
     /// Why writes are refused (a failed write or sync); never cleared until restart.
-    read_only: Option<String>,
+    read_only: Option<ReadOnlyReason>,
 }
 
 /// I/O requests waiting for the driver, and the tokens of those in flight.
@@ -410,7 +412,7 @@ impl Engine {
     /// After a failed write or sync nothing more is written: the open and in-flight batches are
     /// dropped, every reply that waited on them becomes an error, and reads see only what is
     /// durable. A restart runs recovery.
-    fn fail_writes(&mut self, reason: String) {
+    fn fail_writes(&mut self, reason: ReadOnlyReason) {
         self.shared.read_only = Some(reason);
         self.log.abandon();
         if !self.shared.config.has_bug(config::Bug::ReadOnlyKeepsPendingWrites) {
@@ -458,9 +460,7 @@ impl Engine {
                 }
             }
             SuperblockStep::Failed { reason: UpdateReason::Open, error } => self.fail_open(OpenError::Io(error)),
-            SuperblockStep::Failed { error, .. } => {
-                self.fail_writes(format!("a superblock write failed ({error}); the engine is read-only until restart"))
-            }
+            SuperblockStep::Failed { error, .. } => self.fail_writes(ReadOnlyReason::SuperblockWriteFailed(error)),
         }
     }
 
@@ -632,8 +632,8 @@ impl Engine {
     }
 
     /// Why the engine refuses writes, if it does.
-    pub fn read_only_reason(&self) -> Option<&str> {
-        self.shared.read_only.as_deref()
+    pub fn read_only_reason(&self) -> Option<&ReadOnlyReason> {
+        self.shared.read_only.as_ref()
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -653,8 +653,8 @@ impl Engine {
     }
 
     /// Why compaction stopped for good, if it did (it never drops data it cannot read).
-    pub fn compaction_halted(&self) -> Option<&str> {
-        self.cleaner.halted.as_deref()
+    pub fn compaction_halted(&self) -> Option<&HaltReason> {
+        self.cleaner.halted.as_ref()
     }
 
     pub fn io_in_flight(&self) -> usize {

@@ -3,6 +3,7 @@
 
 use super::checkpoint;
 use super::keyspace::Location;
+use super::reasons::ReadOnlyReason;
 use super::space::{Ring, Writer};
 use super::superblock_writer::UpdateReason;
 use super::{Engine, IoPurpose, Phase, Volume};
@@ -606,7 +607,7 @@ impl Engine {
         self.cleaner.reset(self.shared.volume.tail_block, self.shared.volume.tail_sequence);
         self.keyspace.live_keys = self.keyspace.index.len() as u64;
         if self.shared.config.open_read_only {
-            self.shared.read_only = Some("the volume was opened read-only".to_string());
+            self.shared.read_only = Some(ReadOnlyReason::OpenedReadOnly);
             self.phase = Phase::Ready;
             return self.run_all_clients();
         }

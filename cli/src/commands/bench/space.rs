@@ -77,7 +77,7 @@ pub fn report_space(
     extra.insert("tail_advances".into(), json!(after.tail_advances - before.tail_advances));
     extra.insert("compaction_pauses".into(), json!(after.compaction_pauses - before.compaction_pauses));
     extra.insert("checkpoints_written".into(), json!(after.checkpoints_written - before.checkpoints_written));
-    extra.insert("compaction_halted".into(), json!(engine.compaction_halted()));
+    extra.insert("compaction_halted".into(), json!(engine.compaction_halted().map(ToString::to_string)));
 }
 
 /// Writes a checkpoint, then opens the volume twice: from the checkpoint, and scanning the

@@ -84,11 +84,11 @@ impl Engine {
     /// Sends the client's finished replies whose batch is durable (or failed).
     pub(super) fn release_replies(&mut self, client_id: ClientId) {
         let durable = self.log.durable_sequence;
-        self.clients.release(client_id, durable, self.shared.read_only.as_deref());
+        self.clients.release(client_id, durable, self.shared.read_only.as_ref());
     }
 
     pub(super) fn release_all_replies(&mut self) {
         let durable = self.log.durable_sequence;
-        self.clients.release_all(durable, self.shared.read_only.as_deref());
+        self.clients.release_all(durable, self.shared.read_only.as_ref());
     }
 }
