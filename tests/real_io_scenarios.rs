@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
-use quill_io_real::{Db, DbError, DbOptions, IoChoice};
+use quill_io_real::{CommandError, CommandErrorKind, Db, DbError, DbOptions, IoChoice};
 use support::{create, drivers, reopen, value_for, volume_path};
 
 #[test]
@@ -50,7 +50,10 @@ fn big_and_empty_values_round_trip() {
             assert_eq!(value, value_for(key.as_bytes(), 0, length), "value of {length} bytes");
         }
         let too_big = vec![0u8; 1024 * 1024 + 1];
-        assert!(matches!(db.set(b"too-big", &too_big), Err(DbError::Command(_))));
+        assert!(matches!(
+            db.set(b"too-big", &too_big),
+            Err(DbError::Command(CommandError { kind: CommandErrorKind::TooLarge, .. }))
+        ));
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use quill_core::BLOCK_BYTES;
-use quill_io_real::{config_for_volume, open_volume, Db, DbError, DbOptions, EngineRunner, IoChoice, VolumeOptions};
+use quill_io_real::{
+    config_for_volume, open_volume, CommandErrorKind, Db, DbError, DbOptions, EngineRunner, IoChoice, VolumeOptions,
+};
 
 const KEYS: u64 = 50;
 const CORRUPTED_KEY: u64 = 10;
@@ -61,7 +63,7 @@ fn a_corrupted_byte_is_reported_and_never_returned_as_a_value() {
     file.sync_all().expect("sync");
 
     match db.get(&key(CORRUPTED_KEY)) {
-        Err(DbError::Command(text)) => assert!(text.starts_with("ERR"), "{text}"),
+        Err(DbError::Command(error)) => assert_eq!(error.kind, CommandErrorKind::DataCorrupt, "{error}"),
         other => panic!("a corrupted record must give an error reply, got {other:?}"),
     }
     assert_eq!(db.get(&key(CORRUPTED_KEY + 1)).expect("get"), Some(value(CORRUPTED_KEY + 1)));

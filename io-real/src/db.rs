@@ -34,6 +34,7 @@ use quill_core::{Reply, Request};
 
 use crate::driver::IoChoice;
 use crate::engine_thread::{engine_thread, Message};
+use crate::errors::CommandError;
 use crate::runner::{config_for_volume, EngineRunner};
 use crate::volume::{open_volume, VolumeOptions};
 use crate::DbError;
@@ -304,7 +305,7 @@ fn closed(stop_reason: &Mutex<Option<String>>) -> DbError {
 
 fn unexpected(command: &'static str, reply: Reply) -> DbError {
     match reply {
-        Reply::Error(text) => DbError::Command(text),
+        Reply::Error(text) => DbError::Command(CommandError::from_reply(text)),
         other => DbError::UnexpectedReply { command, reply: format!("{other:?}") },
     }
 }

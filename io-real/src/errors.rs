@@ -85,9 +85,87 @@ pub enum DbError {
     Spawn(io::Error),
     #[error("the database is closed{0}")]
     Closed(String),
-    /// The engine answered with an error reply (`ERR …`, `READONLY …`, `OOM …`).
-    #[error("{0}")]
-    Command(String),
+    /// The engine refused the command (its error reply, classified).
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("unexpected reply to {command}: {reply}")]
     UnexpectedReply { command: &'static str, reply: String },
+}
+
+/// What kind of refusal an engine error reply is: match on this, not on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandErrorKind {
+    /// The engine is read-only (`READONLY`): a failed write or sync, or a read-only open.
+    ReadOnly,
+    /// The log has no room for the write (`OOM disk full`).
+    DiskFull,
+    /// The write's batch failed: it may or may not be on disk, and is not acknowledged.
+    NotDurable,
+    /// A stored record failed verification: corrupt data, never returned as a value.
+    DataCorrupt,
+    /// Reading the value failed.
+    Io,
+    /// A key, value or command over the engine's limits.
+    TooLarge,
+    /// Bad input for the command (not an integer, an overflow, wrong arguments).
+    Invalid,
+}
+
+/// An error reply from the engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    pub kind: CommandErrorKind,
+    /// The reply's text, as a Redis client would see it.
+    pub message: String,
+}
+
+impl CommandError {
+    /// Classifies an error reply. The engine's replies are Redis wire errors; this is the one
+    /// place that reads their prefixes, and `classifies_every_engine_error` keeps it in step.
+    pub fn from_reply(message: String) -> CommandError {
+        const KINDS: [(&str, CommandErrorKind); 9] = [
+            ("READONLY ", CommandErrorKind::ReadOnly),
+            ("OOM disk full", CommandErrorKind::DiskFull),
+            ("ERR not durable", CommandErrorKind::NotDurable),
+            ("ERR data corrupt", CommandErrorKind::DataCorrupt),
+            ("ERR I/O error", CommandErrorKind::Io),
+            ("ERR short read", CommandErrorKind::Io),
+            ("ERR value too large", CommandErrorKind::TooLarge),
+            ("ERR key too long", CommandErrorKind::TooLarge),
+            ("ERR command too large", CommandErrorKind::TooLarge),
+        ];
+        let kind = KINDS
+            .iter()
+            .find(|(prefix, _)| message.starts_with(prefix))
+            .map_or(CommandErrorKind::Invalid, |(_, kind)| *kind);
+        CommandError { kind, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CommandError, CommandErrorKind};
+
+    #[test]
+    fn classifies_every_engine_error() {
+        let cases = [
+            ("READONLY a log sync failed (I/O error (EIO))", CommandErrorKind::ReadOnly),
+            ("OOM disk full: no room left in the log for this write (x)", CommandErrorKind::DiskFull),
+            ("ERR not durable: a write failed", CommandErrorKind::NotDurable),
+            ("ERR data corrupt: the record at byte offset 4096 failed verification", CommandErrorKind::DataCorrupt),
+            ("ERR I/O error reading key: I/O error (EIO)", CommandErrorKind::Io),
+            ("ERR short read from the volume", CommandErrorKind::Io),
+            ("ERR value too large (the limit is 8 bytes)", CommandErrorKind::TooLarge),
+            ("ERR key too long (the limit is 1024 bytes)", CommandErrorKind::TooLarge),
+            ("ERR command too large: its records exceed one batch", CommandErrorKind::TooLarge),
+            ("ERR value is not an integer or out of range", CommandErrorKind::Invalid),
+            ("ERR increment or decrement would overflow", CommandErrorKind::Invalid),
+        ];
+        for (text, kind) in cases {
+            let error = CommandError::from_reply(text.to_string());
+            assert_eq!(error.kind, kind, "{text}");
+            assert_eq!(error.to_string(), text);
+        }
+    }
 }

@@ -29,7 +29,7 @@ mod volume;
 pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
 pub use db::{Db, DbOptions};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
-pub use errors::{DbError, DriverError, VolumeError};
+pub use errors::{CommandError, CommandErrorKind, DbError, DriverError, VolumeError};
 pub use lock::{LockHolder, VolumeAccess};
 /// The engine's request and reply types, for [`Db::execute`], so embedders need not depend on
 /// `quill-core` themselves.
