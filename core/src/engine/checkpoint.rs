@@ -14,7 +14,7 @@ use super::commit::Log;
 use super::index::CompactIndex;
 use super::keyspace::Location;
 use super::reasons::ReadOnlyReason;
-use super::{IoPurpose, Shared};
+use super::{IoPurpose, LogPosition, Shared};
 use crate::format::checkpoint::{checksum, decode_entry, encode_entry, CheckpointEntry};
 use crate::format::{blocks_for, CheckpointRef, RECORD_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
@@ -110,7 +110,7 @@ impl Checkpointer {
         }
         let replay_from = match shared.volume.checkpoint {
             Some(checkpoint) => checkpoint.replay_block,
-            None => shared.volume.tail_block,
+            None => shared.volume.tail.block,
         };
         let size_blocks = self.last_bytes.div_ceil(BLOCK_BYTES as u64);
         let due_blocks = interval_blocks.max(INTERVAL_CHECKPOINT_MULTIPLE * size_blocks);
@@ -145,7 +145,7 @@ impl Checkpointer {
     fn start(&mut self, shared: &mut Shared, log: &Log, index: &CompactIndex) {
         self.forced = false;
         let sequence = log.durable_sequence;
-        let (replay_block, replay_sequence) = log.first_not_durable();
+        let LogPosition { block: replay_block, sequence: replay_sequence } = log.first_not_durable();
         assert_eq!(replay_sequence, sequence + 1, "the first batch not durable follows the durable ones");
         let replay_block = shared.ring().next_head(replay_block);
         let slot_bytes = shared.volume.checkpoint_slot_blocks as usize * BLOCK_BYTES;
@@ -234,7 +234,7 @@ impl Checkpointer {
             self.state = CheckpointState::Recording { pending };
             return CheckpointStep::Nothing;
         }
-        if pending.sequence + 1 < shared.volume.tail_sequence {
+        if pending.sequence + 1 < shared.volume.tail.sequence {
             shared.stats.checkpoints_skipped += 1;
             return CheckpointStep::Nothing;
         }

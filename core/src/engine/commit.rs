@@ -13,6 +13,7 @@ use super::config::{Bug, Config};
 use super::keyspace::{DurableEffect, Location};
 use super::reasons::ReadOnlyReason;
 use super::space::{Ring, Writer};
+use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::command::Reply;
 use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
@@ -103,10 +104,10 @@ impl Log {
 
     /// The first batch that is not durable yet, and where it starts: the log a restart must
     /// replay on top of an index checkpoint of the durable state.
-    pub fn first_not_durable(&self) -> (u64, u64) {
+    pub fn first_not_durable(&self) -> LogPosition {
         match &self.in_flight {
-            Some(batch) => (batch.start_block, batch.sequence),
-            None => (self.open.start_block, self.open.sequence),
+            Some(batch) => LogPosition { block: batch.start_block, sequence: batch.sequence },
+            None => LogPosition { block: self.open.start_block, sequence: self.open.sequence },
         }
     }
 
@@ -234,7 +235,7 @@ impl Log {
     /// free space left must cover the writer's reserve.
     fn place_open_batch(&self, added: usize, writer: Writer, shared: &Shared) -> Result<u64, LogRefused> {
         let ring = shared.ring();
-        let tail = shared.volume.tail_block;
+        let tail = shared.volume.tail.block;
         let open = &self.open;
         let blocks_after = blocks_for(open.buffer.len() + added) as u64;
         let start_block = if open.record_count == 0 {
@@ -309,7 +310,7 @@ impl Log {
         header.seal(&mut batch.buffer);
         self.open.start_block = shared.ring().next_head(batch.start_block + block_count as u64);
         // The head never reaches the tail: one block between them always stays free.
-        assert_ne!(self.open.start_block, shared.volume.tail_block, "the head caught up with the tail");
+        assert_ne!(self.open.start_block, shared.volume.tail.block, "the head caught up with the tail");
         let offset_bytes = batch.start_block * BLOCK_BYTES as u64;
         // The same bytes in the batch's mirror slot; its header names its place in the log.
         let mirror = shared

@@ -19,6 +19,7 @@ use super::keyspace::{Keyspace, Location};
 use super::reads::ReadScheduler;
 use super::reasons::HaltReason;
 use super::space::{Ring, Writer};
+use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::format::CheckpointRef;
 use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK, RECORD_HEADER_BYTES};
@@ -57,11 +58,20 @@ pub enum CleanerStep {
     Seal(Resume),
     /// Rewrite the superblock with the tail at `new_tail` (and the checkpoint, if still usable).
     AdvanceTail {
-        new_tail: (u64, u64),
+        new_tail: LogPosition,
         checkpoint: Option<CheckpointRef>,
     },
     /// The tail advanced while writes waited for space: wake them.
     WakeWriters,
+}
+
+/// A tail advance waiting: once batch `sequence` (the last move's) is durable, the tail may
+/// move to `new_tail`, freeing the chunks cleaned; `moved_bytes` of records were copied.
+#[derive(Clone, Copy)]
+struct Advance {
+    sequence: u64,
+    new_tail: LogPosition,
+    moved_bytes: u64,
 }
 
 /// Where the cleaner goes on after the engine sealed the open batch for it.
@@ -71,12 +81,12 @@ enum ResumeAt {
     /// The batch was full: wait in this state for the next drive.
     Park(CleanerState),
     /// Every move is appended: try to advance the tail.
-    Advance { sequence: u64, new_tail: (u64, u64), moved_bytes: u64 },
+    Advance { sequence: u64, new_tail: LogPosition, moved_bytes: u64 },
 }
 
 /// Blocks the log uses, from the tail to the head.
 pub fn used_blocks(shared: &Shared, log: &Log) -> u64 {
-    shared.ring().used_blocks(shared.volume.tail_block, log.head_block())
+    shared.ring().used_blocks(shared.volume.tail.block, log.head_block())
 }
 
 /// Consecutive failed chunk reads before compaction gives up until restart.
@@ -89,7 +99,7 @@ struct Candidate {
     location: Location,
     /// The batch holding it (block, sequence): where the tail may move to if the moves before
     /// it are all that fit.
-    batch: (u64, u64),
+    batch: LogPosition,
 }
 
 /// A chunk being parsed, a bounded number of bytes per step, so that a chunk never stalls
@@ -125,14 +135,14 @@ enum CleanerState {
         chunk: Vec<u8>,
         candidates: VecDeque<Candidate>,
         last_sequence: u64,
-        new_tail: (u64, u64),
+        new_tail: LogPosition,
         moved_bytes: u64,
     },
     /// Moves appended: waiting for batch `sequence` to be durable and for reads into the freed
     /// blocks to finish.
     Settling {
         sequence: u64,
-        new_tail: (u64, u64),
+        new_tail: LogPosition,
         moved_bytes: u64,
     },
     Recording,
@@ -161,14 +171,14 @@ pub struct Cleaner {
     lap_start_replaced: u64,
     /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
     /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
-    deferred: Option<(u64, (u64, u64), u64)>,
+    deferred: Option<Advance>,
     /// Paused after a lap without gain, until a write makes new garbage (this count changes).
     paused_at_garbage: Option<u64>,
 }
 
 impl Cleaner {
-    pub fn reset(&mut self, tail_block: u64, tail_sequence: u64) {
-        *self = Cleaner { scan_block: tail_block, scan_sequence: tail_sequence, ..Cleaner::default() };
+    pub fn reset(&mut self, tail: LogPosition) {
+        *self = Cleaner { scan_block: tail.block, scan_sequence: tail.sequence, ..Cleaner::default() };
     }
 
     pub fn describe(&self) -> &'static str {
@@ -230,7 +240,7 @@ impl Cleaner {
         if cx.shared.config.has_bug(super::config::Bug::CompactionIgnoresLowSpace) {
             return false;
         }
-        let free_blocks = cx.shared.ring().free_blocks(cx.shared.volume.tail_block, cx.log.head_block());
+        let free_blocks = cx.shared.ring().free_blocks(cx.shared.volume.tail.block, cx.log.head_block());
         // Low: a largest batch, and the gap a wrap may leave before it, might not fit beside the
         // put reserve (a 64 KB value was refused with compaction idle, seed 617 value_domains).
         let put_blocks_max = 2 * u64::from(batch_blocks);
@@ -251,7 +261,7 @@ impl Cleaner {
             CleanerState::Idle => {
                 if self.compaction_wanted(&cx.view()) && self.scan_sequence <= cx.log.durable_sequence {
                     self.read_tail_chunk(cx);
-                } else if let Some((sequence, new_tail, moved_bytes)) = self.deferred.take() {
+                } else if let Some(Advance { sequence, new_tail, moved_bytes }) = self.deferred.take() {
                     return self.try_advance_tail(cx, sequence, new_tail, moved_bytes);
                 }
                 CleanerStep::Nothing
@@ -336,7 +346,8 @@ impl Cleaner {
                 self.scan_sequence = scan.sequence;
                 self.wrap_tried = false;
                 cx.shared.stats.compaction_chunks += 1;
-                return self.append_moves(cx, scan.chunk, scan.candidates, 0, (next_block, scan.sequence), 0);
+                let new_tail = LogPosition { block: next_block, sequence: scan.sequence };
+                return self.append_moves(cx, scan.chunk, scan.candidates, 0, new_tail, 0);
             }
             Ok(ScanStep::Missing) => {}
             Err(reason) => self.halted = Some(reason),
@@ -422,7 +433,7 @@ impl Cleaner {
                 sequence_low: header.sequence as u32,
             };
             if record.kind == RecordKind::Put && cx.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
-                let batch = (header.block, header.sequence);
+                let batch = LogPosition { block: header.block, sequence: header.sequence };
                 candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location, batch });
             }
             at += record.total_bytes();
@@ -439,7 +450,7 @@ impl Cleaner {
         chunk: Vec<u8>,
         mut candidates: VecDeque<Candidate>,
         mut last_sequence: u64,
-        new_tail: (u64, u64),
+        new_tail: LogPosition,
         mut moved_bytes: u64,
     ) -> CleanerStep {
         while let Some(candidate) = candidates.front() {
@@ -488,14 +499,14 @@ impl Cleaner {
     fn advance_before(
         &mut self,
         cx: &mut CleanerContext,
-        stop: (u64, u64),
+        stop: LogPosition,
         last_sequence: u64,
         moved_bytes: u64,
     ) -> CleanerStep {
-        self.scan_block = stop.0;
-        self.scan_sequence = stop.1;
+        self.scan_block = stop.block;
+        self.scan_sequence = stop.sequence;
         self.wrap_tried = false;
-        if stop.1 <= cx.shared.volume.tail_sequence {
+        if stop.sequence <= cx.shared.volume.tail.sequence {
             debug_assert!(self.deferred.is_none(), "a deferred advance lies before the stop");
             self.state = CleanerState::Idle;
             self.paused_at_garbage = Some(cx.shared.stats.records_replaced);
@@ -511,26 +522,26 @@ impl Cleaner {
         &mut self,
         cx: &mut CleanerContext,
         mut sequence: u64,
-        new_tail: (u64, u64),
+        new_tail: LogPosition,
         mut moved_bytes: u64,
     ) -> CleanerStep {
-        if let Some((deferred_sequence, _, deferred_bytes)) = self.deferred.take() {
-            sequence = sequence.max(deferred_sequence);
-            moved_bytes += deferred_bytes;
+        if let Some(deferred) = self.deferred.take() {
+            sequence = sequence.max(deferred.sequence);
+            moved_bytes += deferred.moved_bytes;
         }
-        if self.may_clean_further(cx, new_tail.0) {
-            self.deferred = Some((sequence, new_tail, moved_bytes));
+        if self.may_clean_further(cx, new_tail.block) {
+            self.deferred = Some(Advance { sequence, new_tail, moved_bytes });
             self.state = CleanerState::Idle;
             return CleanerStep::Nothing;
         }
         self.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
-        if cx.log.durable_sequence < sequence || cx.superblock_busy || self.reads_into(cx, new_tail.0) {
+        if cx.log.durable_sequence < sequence || cx.superblock_busy || self.reads_into(cx, new_tail.block) {
             return CleanerStep::Nothing;
         }
         // The checkpoint stays usable only while the log it replays from is still there.
-        let checkpoint = cx.shared.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.1);
+        let checkpoint = cx.shared.volume.checkpoint.filter(|checkpoint| checkpoint.sequence + 1 >= new_tail.sequence);
         let ring = cx.shared.ring();
-        let freed_blocks = ring.used_blocks(cx.shared.volume.tail_block, new_tail.0.max(ring.start));
+        let freed_blocks = ring.used_blocks(cx.shared.volume.tail.block, new_tail.block.max(ring.start));
         self.lap_freed_blocks += freed_blocks;
         cx.shared.stats.records_moved_bytes += moved_bytes;
         self.state = CleanerState::Recording;
@@ -545,11 +556,11 @@ impl Cleaner {
         let ring = cx.shared.ring();
         let chunk_blocks = u64::from(cx.shared.chunk_blocks());
         let chunks_max = u64::from(cx.shared.config.compaction_chunks_per_advance);
-        let cleaned_blocks = ring.used_blocks(cx.shared.volume.tail_block, new_tail_block.max(ring.start));
+        let cleaned_blocks = ring.used_blocks(cx.shared.volume.tail.block, new_tail_block.max(ring.start));
         if cleaned_blocks + chunk_blocks > chunks_max * chunk_blocks {
             return false;
         }
-        let free_blocks = ring.free_blocks(cx.shared.volume.tail_block, cx.log.head_block());
+        let free_blocks = ring.free_blocks(cx.shared.volume.tail.block, cx.log.head_block());
         let reserve_blocks =
             Ring::reserve_blocks(Writer::Put, cx.shared.chunk_blocks(), cx.shared.volume.batch_blocks_max);
         free_blocks >= reserve_blocks + (chunks_max + 1) * chunk_blocks
@@ -560,7 +571,7 @@ impl Cleaner {
     /// Whether a value read, in flight or queued, points between the tail and `new_tail_block`.
     fn reads_into(&self, cx: &CleanerContext, new_tail_block: u64) -> bool {
         let ring = cx.shared.ring();
-        let tail = cx.shared.volume.tail_block;
+        let tail = cx.shared.volume.tail.block;
         let freed = |location: &Location| {
             let block = location.offset_bytes / BLOCK_BYTES as u64;
             let last = (location.offset_bytes + u64::from(location.record_bytes) - 1) / BLOCK_BYTES as u64;

@@ -12,7 +12,7 @@
 //! torn in one place and whole in the other was in flight at the crash and is unacknowledged:
 //! taking it is allowed (a command in flight is all or nothing).
 
-use super::{Engine, IoPurpose, OpenError, Phase};
+use super::{Engine, IoPurpose, LogPosition, OpenError, Phase};
 use crate::format::BatchHeader;
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -21,10 +21,10 @@ impl Engine {
     /// The batch `sequence` expected at `block` is bad. Reads its mirror slot, once per place and
     /// sequence; returns whether it did (the scan goes on when the read completes).
     pub(super) fn try_mirror(&mut self, block: u64, sequence: u64) -> bool {
-        if !self.shared.volume.mirrored || self.recovery_mut().mirror_tried.contains(&(block, sequence)) {
+        if !self.shared.volume.mirrored || self.recovery_mut().mirror_tried.contains(&LogPosition { block, sequence }) {
             return false;
         }
-        self.recovery_mut().mirror_tried.push((block, sequence));
+        self.recovery_mut().mirror_tried.push(LogPosition { block, sequence });
         let offset_bytes = self.shared.volume.mirror_slot_block(sequence) * BLOCK_BYTES as u64;
         let length_bytes = self.shared.volume.batch_blocks_max * BLOCK_BYTES as u32;
         self.shared.push_io(IoPurpose::MirrorRead { block, sequence }, IoKind::Read { offset_bytes, length_bytes });

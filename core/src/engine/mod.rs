@@ -44,6 +44,13 @@ use space::Writer;
 use superblock_writer::{SuperblockStep, SuperblockWriter, UpdateReason};
 use tokens::TokenTable;
 
+/// A place in the log: batch `sequence`, which starts at `block`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogPosition {
+    pub block: u64,
+    pub sequence: u64,
+}
+
 /// A client as the driver names it.
 pub type ClientId = u64;
 
@@ -156,8 +163,7 @@ struct Volume {
     log_end_block: u64,
     checkpoint_slot_blocks: u32,
     /// The oldest batch recovery must read, as the superblock on disk says (both copies).
-    tail_block: u64,
-    tail_sequence: u64,
+    tail: LogPosition,
     checkpoint: Option<crate::format::CheckpointRef>,
     /// Every batch is also written to mirror slot `sequence % 2` (format 3).
     mirrored: bool,
@@ -428,7 +434,7 @@ impl Engine {
     }
 
     /// Starts rewriting both superblock copies (see superblock_writer.rs).
-    fn start_superblock_update(&mut self, reason: UpdateReason, tail: (u64, u64), checkpoint: Option<CheckpointRef>) {
+    fn start_superblock_update(&mut self, reason: UpdateReason, tail: LogPosition, checkpoint: Option<CheckpointRef>) {
         let keys_hint = self.keyspace.index.len();
         self.superblock.start(reason, tail, checkpoint, keys_hint, &mut self.shared);
     }
@@ -440,12 +446,16 @@ impl Engine {
             SuperblockStep::Continues => {}
             SuperblockStep::Durable { reason, tail, checkpoint } => {
                 if reason == UpdateReason::TailAdvance {
-                    let tail_block = self.shared.volume.tail_block;
-                    compaction::debug_assert_nothing_points_between(&self.shared, &self.keyspace, tail_block, tail.0);
-                    assert!(tail.1 > self.shared.volume.tail_sequence, "the tail moves forward");
+                    let tail_block = self.shared.volume.tail.block;
+                    compaction::debug_assert_nothing_points_between(
+                        &self.shared,
+                        &self.keyspace,
+                        tail_block,
+                        tail.block,
+                    );
+                    assert!(tail.sequence > self.shared.volume.tail.sequence, "the tail moves forward");
                 }
-                let volume = &mut self.shared.volume;
-                (volume.tail_block, volume.tail_sequence, volume.checkpoint) = (tail.0, tail.1, checkpoint);
+                (self.shared.volume.tail, self.shared.volume.checkpoint) = (tail, checkpoint);
                 match reason {
                     UpdateReason::Open => {
                         self.phase = Phase::Ready;
@@ -521,7 +531,7 @@ impl Engine {
         match step {
             CheckpointStep::Nothing => {}
             CheckpointStep::Record(checkpoint) => {
-                let tail = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+                let tail = self.shared.volume.tail;
                 self.start_superblock_update(UpdateReason::Checkpoint, tail, Some(checkpoint));
             }
             CheckpointStep::Failed(reason) => self.fail_writes(reason),
@@ -613,7 +623,7 @@ impl Engine {
             self.reads.queued(),
             self.shared.io.tokens.len(),
             self.log.debug_state(),
-            self.shared.volume.tail_block,
+            self.shared.volume.tail.block,
             self.log.head_block(),
             self.shared.ring(),
             self.cleaner.describe(),

@@ -6,6 +6,7 @@ use super::keyspace::Location;
 use super::reasons::ReadOnlyReason;
 use super::space::{Ring, Writer};
 use super::superblock_writer::UpdateReason;
+use super::LogPosition;
 use super::{Engine, IoPurpose, Phase, Volume};
 use crate::format::{
     BatchHeader, CheckpointRef, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
@@ -50,7 +51,7 @@ pub struct Recovery {
     /// A checkpoint is being read: its bytes so far.
     pub(super) checkpoint_bytes: Vec<u8>,
     /// Places and sequences whose mirror slot was read (each once; see mirror.rs).
-    pub(super) mirror_tried: Vec<(u64, u64)>,
+    pub(super) mirror_tried: Vec<LogPosition>,
     /// Batches being rewritten from their mirror copy: the open completes after them.
     pub(super) repairs_in_flight: u32,
     pub(super) finish_after_repairs: bool,
@@ -108,14 +109,13 @@ impl Engine {
             volume_blocks: self.shared.config.volume_blocks,
             log_end_block: self.shared.config.volume_blocks - slots_blocks,
             checkpoint_slot_blocks: self.shared.config.checkpoint_slot_blocks,
-            tail_block: LOG_START_BLOCK,
-            tail_sequence: 1,
+            tail: LogPosition { block: LOG_START_BLOCK, sequence: 1 },
             checkpoint: None,
             mirrored: self.shared.config.mirror_batches,
         };
         self.log.reset(LOG_START_BLOCK, 1);
-        self.cleaner.reset(LOG_START_BLOCK, 1);
-        self.start_superblock_update(UpdateReason::Open, (LOG_START_BLOCK, 1), None);
+        self.cleaner.reset(self.shared.volume.tail);
+        self.start_superblock_update(UpdateReason::Open, LogPosition { block: LOG_START_BLOCK, sequence: 1 }, None);
     }
 
     pub(super) fn start_recovery(&mut self) {
@@ -156,8 +156,7 @@ impl Engine {
             volume_blocks: newest.volume_blocks,
             log_end_block: newest.log_end_block(),
             checkpoint_slot_blocks: newest.checkpoint_slot_blocks,
-            tail_block: newest.tail_block,
-            tail_sequence: newest.tail_sequence,
+            tail: LogPosition { block: newest.tail_block, sequence: newest.tail_sequence },
             checkpoint: newest.checkpoint,
             mirrored: newest.mirrored,
         };
@@ -171,7 +170,7 @@ impl Engine {
     /// Reads the checkpoint the superblock points at, or scans from the tail if it cannot be
     /// used.
     fn start_checkpoint_load(&mut self, checkpoint: CheckpointRef) {
-        if checkpoint.sequence + 1 < self.shared.volume.tail_sequence {
+        if checkpoint.sequence + 1 < self.shared.volume.tail.sequence {
             return self.reject_checkpoint("it is older than the log's tail".to_string());
         }
         self.recovery_mut().checkpoint_bytes = Vec::new();
@@ -208,7 +207,7 @@ impl Engine {
         self.keyspace.index.clear();
         let keys_hint = self.recovery_mut().keys_hint;
         self.keyspace.index.reserve(keys_hint);
-        let (block, sequence) = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+        let (block, sequence) = (self.shared.volume.tail.block, self.shared.volume.tail.sequence);
         self.scan_from(block, sequence - 1);
     }
 
@@ -402,7 +401,7 @@ impl Engine {
     fn at_missing_batch(&mut self, block: u64, reason: String) -> Option<OpenError> {
         let log_start = LOG_START_BLOCK;
         // Only a log still in the tail's lap can wrap, and only if the tail left room at the start.
-        let tail_block = self.shared.volume.tail_block;
+        let tail_block = self.shared.volume.tail.block;
         let may_wrap = block >= tail_block && tail_block > log_start;
         let recovery = self.recovery_mut();
         match recovery.wrap_from.take() {
@@ -416,7 +415,9 @@ impl Engine {
                 None
             }
             Some((ended_at, first_reason)) => {
-                if let Some((next_block, next_sequence)) = self.find_later_batch(log_start, true) {
+                if let Some(LogPosition { block: next_block, sequence: next_sequence }) =
+                    self.find_later_batch(log_start, true)
+                {
                     let offset = ended_at * BLOCK_BYTES as u64;
                     let reason = first_reason;
                     return Some(OpenError::CorruptLog { block: ended_at, offset, reason, next_block, next_sequence });
@@ -565,7 +566,9 @@ impl Engine {
     /// log is corrupt in the middle; otherwise this is the torn tail and the log ends here.
     fn at_bad_batch(&mut self, block: u64, reason: String) {
         if !self.shared.config.has_bug(super::config::Bug::TruncateAtFirstBadBatch) {
-            if let Some((next_block, next_sequence)) = self.find_later_batch(block, false) {
+            if let Some(LogPosition { block: next_block, sequence: next_sequence }) =
+                self.find_later_batch(block, false)
+            {
                 let offset = block * BLOCK_BYTES as u64;
                 return self.fail_open(OpenError::CorruptLog { block, offset, reason, next_block, next_sequence });
             }
@@ -576,7 +579,7 @@ impl Engine {
 
     /// A valid batch newer than the last one applied, in the window from `block` (after it,
     /// or from it with `include_block`).
-    fn find_later_batch(&mut self, block: u64, include_block: bool) -> Option<(u64, u64)> {
+    fn find_later_batch(&mut self, block: u64, include_block: bool) -> Option<LogPosition> {
         let volume_id = self.shared.volume.volume_id;
         let batch_blocks_max = self.shared.volume.batch_blocks_max;
         let last_sequence = self.recovery_mut().last_sequence;
@@ -588,7 +591,7 @@ impl Engine {
             // The expected batch itself at `block` is the torn candidate, not a later batch.
             let later =
                 header.sequence > last_sequence + 1 || header.sequence == last_sequence + 1 && candidate != block;
-            later.then_some((candidate, header.sequence))
+            later.then_some(LogPosition { block: candidate, sequence: header.sequence })
         })
     }
 
@@ -602,16 +605,16 @@ impl Engine {
         let (block, last_sequence) = (recovery.block, recovery.last_sequence);
         let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();
-        assert!(last_sequence + 1 >= self.shared.volume.tail_sequence, "recovery ends at or after the tail");
+        assert!(last_sequence + 1 >= self.shared.volume.tail.sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);
-        self.cleaner.reset(self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+        self.cleaner.reset(self.shared.volume.tail);
         self.keyspace.live_keys = self.keyspace.index.len() as u64;
         if self.shared.config.open_read_only {
             self.shared.read_only = Some(ReadOnlyReason::OpenedReadOnly);
             self.phase = Phase::Ready;
             return self.run_all_clients();
         }
-        let tail = (self.shared.volume.tail_block, self.shared.volume.tail_sequence);
+        let tail = self.shared.volume.tail;
         self.start_superblock_update(UpdateReason::Open, tail, self.shared.volume.checkpoint);
     }
 

@@ -2,6 +2,7 @@
 //! write leaves the other copy whole, and whichever copy recovery picks describes a log that is
 //! still intact on disk: space the new copy frees is reused only once both copies say so.
 
+use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::format::{CheckpointRef, Superblock, LOG_START_BLOCK, SUPERBLOCK_COPIES};
 use crate::io::{IoError, IoKind};
@@ -20,7 +21,7 @@ pub enum UpdateReason {
 
 struct SuperblockUpdate {
     reason: UpdateReason,
-    tail: (u64, u64),
+    tail: LogPosition,
     checkpoint: Option<CheckpointRef>,
     copies_durable: usize,
 }
@@ -31,7 +32,7 @@ pub enum SuperblockStep {
     Continues,
     /// Both copies are durable: the engine records `tail` and `checkpoint` in the volume and
     /// goes on according to `reason`.
-    Durable { reason: UpdateReason, tail: (u64, u64), checkpoint: Option<CheckpointRef> },
+    Durable { reason: UpdateReason, tail: LogPosition, checkpoint: Option<CheckpointRef> },
     /// A write or sync failed; the update is abandoned.
     Failed { reason: UpdateReason, error: IoError },
 }
@@ -52,15 +53,18 @@ impl SuperblockWriter {
     pub fn start(
         &mut self,
         reason: UpdateReason,
-        tail: (u64, u64),
+        tail: LogPosition,
         checkpoint: Option<CheckpointRef>,
         keys_hint: usize,
         shared: &mut Shared,
     ) {
         assert!(self.update.is_none(), "one superblock update at a time");
         let ring = shared.ring();
-        assert!(ring.start <= tail.0 && tail.0 < ring.end && tail.1 > 0);
-        assert!(checkpoint.is_none_or(|checkpoint| checkpoint.sequence + 1 >= tail.1), "a checkpoint behind the tail");
+        assert!(ring.start <= tail.block && tail.block < ring.end && tail.sequence > 0);
+        assert!(
+            checkpoint.is_none_or(|checkpoint| checkpoint.sequence + 1 >= tail.sequence),
+            "a checkpoint behind the tail"
+        );
         self.update = Some(SuperblockUpdate { reason, tail, checkpoint, copies_durable: 0 });
         self.write_copy(keys_hint, shared);
     }
@@ -76,8 +80,8 @@ impl SuperblockWriter {
             log_start_block: LOG_START_BLOCK,
             batch_blocks_max: volume.batch_blocks_max,
             checkpoint_slot_blocks: volume.checkpoint_slot_blocks,
-            tail_block: update.tail.0,
-            tail_sequence: update.tail.1,
+            tail_block: update.tail.block,
+            tail_sequence: update.tail.sequence,
             checkpoint: update.checkpoint,
             keys_hint: u32::try_from(keys_hint).unwrap_or(u32::MAX),
             mirrored: volume.mirrored,
