@@ -27,6 +27,21 @@ use crate::BLOCK_BYTES;
 pub const BATCH_HEADER_BYTES: usize = 64;
 pub const BATCH_MAGIC: [u8; 4] = *b"QKVB";
 
+/// Byte offsets of the fields (the table in the module documentation and docs/format.md).
+mod at {
+    pub const MAGIC: usize = 0;
+    pub const HEADER_CHECKSUM: usize = 4;
+    pub const VOLUME_ID: usize = 8;
+    pub const EPOCH: usize = 16;
+    pub const SEQUENCE: usize = 24;
+    pub const BLOCK: usize = 32;
+    pub const BLOCK_COUNT: usize = 40;
+    pub const PAYLOAD_BYTES: usize = 44;
+    pub const RECORD_COUNT: usize = 48;
+    pub const PAYLOAD_CHECKSUM: usize = 52;
+    pub const ZERO: usize = 56;
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
     pub volume_id: u64,
@@ -47,41 +62,41 @@ impl BatchHeader {
         assert!(batch.len() == self.block_count as usize * BLOCK_BYTES);
         assert!(payload_end <= batch.len());
         self.payload_checksum = crc32c::crc32c(&batch[BATCH_HEADER_BYTES..payload_end]);
-        batch[0..4].copy_from_slice(&BATCH_MAGIC);
-        put_u64(batch, 8, self.volume_id);
-        put_u64(batch, 16, self.epoch);
-        put_u64(batch, 24, self.sequence);
-        put_u64(batch, 32, self.block);
-        put_u32(batch, 40, self.block_count);
-        put_u32(batch, 44, self.payload_bytes);
-        put_u32(batch, 48, self.record_count);
-        put_u32(batch, 52, self.payload_checksum);
-        put_u64(batch, 56, 0);
-        let checksum = crc32c::crc32c(&batch[8..BATCH_HEADER_BYTES]);
-        put_u32(batch, 4, checksum);
+        batch[at::MAGIC..at::MAGIC + 4].copy_from_slice(&BATCH_MAGIC);
+        put_u64(batch, at::VOLUME_ID, self.volume_id);
+        put_u64(batch, at::EPOCH, self.epoch);
+        put_u64(batch, at::SEQUENCE, self.sequence);
+        put_u64(batch, at::BLOCK, self.block);
+        put_u32(batch, at::BLOCK_COUNT, self.block_count);
+        put_u32(batch, at::PAYLOAD_BYTES, self.payload_bytes);
+        put_u32(batch, at::RECORD_COUNT, self.record_count);
+        put_u32(batch, at::PAYLOAD_CHECKSUM, self.payload_checksum);
+        put_u64(batch, at::ZERO, 0);
+        let checksum = crc32c::crc32c(&batch[at::VOLUME_ID..BATCH_HEADER_BYTES]);
+        put_u32(batch, at::HEADER_CHECKSUM, checksum);
     }
 
     /// Decodes and verifies a header read from `block`. Its length fields are trusted only
     /// after the header checksum and the location and volume checks pass (a torn length must
     /// not send recovery into garbage).
     pub fn decode(bytes: &[u8], block: u64, volume_id: u64, batch_blocks_max: u32) -> Result<BatchHeader, FormatError> {
-        if bytes.len() < BATCH_HEADER_BYTES || bytes[0..4] != BATCH_MAGIC {
+        if bytes.len() < BATCH_HEADER_BYTES || bytes[at::MAGIC..at::MAGIC + 4] != BATCH_MAGIC {
             return Err(FormatError::Magic);
         }
-        let stored = get_u32(bytes, 4);
-        let computed = crc32c::crc32c(&bytes[8..BATCH_HEADER_BYTES]);
+        let stored = get_u32(bytes, at::HEADER_CHECKSUM);
+        let computed = crc32c::crc32c(&bytes[at::VOLUME_ID..BATCH_HEADER_BYTES]);
         if stored != computed {
             return Err(FormatError::Checksum { stored, computed });
         }
         let header = BatchHeader {
-            volume_id: get_u64(bytes, 8),
-            epoch: get_u64(bytes, 16),
-            sequence: get_u64(bytes, 24),
-            block: get_u64(bytes, 32),
-            block_count: get_u32(bytes, 40),
-            payload_bytes: get_u32(bytes, 44),
-            record_count: get_u32(bytes, 48),
-            payload_checksum: get_u32(bytes, 52),
+            volume_id: get_u64(bytes, at::VOLUME_ID),
+            epoch: get_u64(bytes, at::EPOCH),
+            sequence: get_u64(bytes, at::SEQUENCE),
+            block: get_u64(bytes, at::BLOCK),
+            block_count: get_u32(bytes, at::BLOCK_COUNT),
+            payload_bytes: get_u32(bytes, at::PAYLOAD_BYTES),
+            record_count: get_u32(bytes, at::RECORD_COUNT),
+            payload_checksum: get_u32(bytes, at::PAYLOAD_CHECKSUM),
         };
         if header.volume_id != volume_id || header.block != block {
             return Err(FormatError::Foreign);

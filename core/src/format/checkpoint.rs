@@ -19,6 +19,14 @@ use super::FormatError;
 
 pub const CHECKPOINT_ENTRY_HEADER_BYTES: usize = 18;
 
+/// Byte offsets of an entry's fields, from the entry's start (the table above).
+mod field {
+    pub const KEY_BYTES: usize = 0;
+    pub const OFFSET_BYTES: usize = 2;
+    pub const RECORD_BYTES: usize = 10;
+    pub const SEQUENCE_LOW: usize = 14;
+}
+
 /// One checkpoint entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckpointEntry<'a> {
@@ -31,10 +39,10 @@ pub struct CheckpointEntry<'a> {
 pub fn encode_entry(out: &mut Vec<u8>, entry: &CheckpointEntry<'_>) {
     let at = out.len();
     out.resize(at + CHECKPOINT_ENTRY_HEADER_BYTES, 0);
-    put_u16(out, at, u16::try_from(entry.key.len()).expect("keys are at most 65535 bytes"));
-    put_u64(out, at + 2, entry.offset_bytes);
-    put_u32(out, at + 10, entry.record_bytes);
-    put_u32(out, at + 14, entry.sequence_low);
+    put_u16(out, at + field::KEY_BYTES, u16::try_from(entry.key.len()).expect("keys are at most 65535 bytes"));
+    put_u64(out, at + field::OFFSET_BYTES, entry.offset_bytes);
+    put_u32(out, at + field::RECORD_BYTES, entry.record_bytes);
+    put_u32(out, at + field::SEQUENCE_LOW, entry.sequence_low);
     out.extend_from_slice(entry.key);
 }
 
@@ -50,16 +58,16 @@ pub fn decode_entry(entries: &[u8], at: usize) -> Result<(CheckpointEntry<'_>, u
     if at + CHECKPOINT_ENTRY_HEADER_BYTES > entries.len() {
         return Err(truncated);
     }
-    let key_bytes = get_u16(entries, at) as usize;
+    let key_bytes = get_u16(entries, at + field::KEY_BYTES) as usize;
     let key_start = at + CHECKPOINT_ENTRY_HEADER_BYTES;
     if key_start + key_bytes > entries.len() {
         return Err(truncated);
     }
     let entry = CheckpointEntry {
         key: &entries[key_start..key_start + key_bytes],
-        offset_bytes: get_u64(entries, at + 2),
-        record_bytes: get_u32(entries, at + 10),
-        sequence_low: get_u32(entries, at + 14),
+        offset_bytes: get_u64(entries, at + field::OFFSET_BYTES),
+        record_bytes: get_u32(entries, at + field::RECORD_BYTES),
+        sequence_low: get_u32(entries, at + field::SEQUENCE_LOW),
     };
     Ok((entry, key_start + key_bytes))
 }

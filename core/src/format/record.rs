@@ -19,8 +19,20 @@
 use super::bytes::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
 use super::FormatError;
 
-pub const RECORD_HEADER_BYTES: usize = 24;
+pub const RECORD_HEADER_BYTES: usize = at::KEY;
 pub const KEY_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Byte offsets of the fields (the table in the module documentation and docs/format.md).
+mod at {
+    pub const CHECKSUM: usize = 0;
+    pub const KIND: usize = 4;
+    pub const ZERO: usize = 5;
+    pub const KEY_BYTES: usize = 6;
+    pub const VALUE_BYTES: usize = 8;
+    pub const EPOCH_LOW: usize = 12;
+    pub const SEQUENCE: usize = 16;
+    pub const KEY: usize = 24;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
@@ -61,15 +73,16 @@ impl RecordHeader {
         let start = out.len();
         out.resize(start + RECORD_HEADER_BYTES, 0);
         let header = &mut out[start..];
-        header[4] = self.kind as u8;
-        put_u16(header, 6, self.key_bytes);
-        put_u32(header, 8, self.value_bytes);
-        put_u32(header, 12, self.epoch_low);
-        put_u64(header, 16, self.sequence);
+        header[at::KIND] = self.kind as u8;
+        header[at::ZERO] = 0;
+        put_u16(header, at::KEY_BYTES, self.key_bytes);
+        put_u32(header, at::VALUE_BYTES, self.value_bytes);
+        put_u32(header, at::EPOCH_LOW, self.epoch_low);
+        put_u64(header, at::SEQUENCE, self.sequence);
         out.extend_from_slice(key);
         out.extend_from_slice(value);
-        let checksum = checksum(volume_id, offset_bytes, &out[start + 4..]);
-        put_u32(&mut out[start..], 0, checksum);
+        let checksum = checksum(volume_id, offset_bytes, &out[start + at::KIND..]);
+        put_u32(&mut out[start..], at::CHECKSUM, checksum);
     }
 
     /// Decodes the header at the start of `bytes` without checking the checksum; recovery uses
@@ -78,14 +91,14 @@ impl RecordHeader {
         if bytes.len() < RECORD_HEADER_BYTES {
             return Err(FormatError::Range { field: "record length", value: bytes.len() as u64 });
         }
-        let kind = RecordKind::from_byte(bytes[4])
-            .ok_or(FormatError::Range { field: "record kind", value: bytes[4].into() })?;
+        let kind = RecordKind::from_byte(bytes[at::KIND])
+            .ok_or(FormatError::Range { field: "record kind", value: bytes[at::KIND].into() })?;
         let header = RecordHeader {
             kind,
-            key_bytes: get_u16(bytes, 6),
-            value_bytes: get_u32(bytes, 8),
-            epoch_low: get_u32(bytes, 12),
-            sequence: get_u64(bytes, 16),
+            key_bytes: get_u16(bytes, at::KEY_BYTES),
+            value_bytes: get_u32(bytes, at::VALUE_BYTES),
+            epoch_low: get_u32(bytes, at::EPOCH_LOW),
+            sequence: get_u64(bytes, at::SEQUENCE),
         };
         if header.total_bytes() > bytes.len() {
             return Err(FormatError::Range { field: "record length", value: header.total_bytes() as u64 });
@@ -97,8 +110,8 @@ impl RecordHeader {
     /// before any length is trusted beyond the bytes at hand.
     pub fn decode_verified(bytes: &[u8], volume_id: u64, offset_bytes: u64) -> Result<RecordHeader, FormatError> {
         let header = RecordHeader::decode_trusted(bytes)?;
-        let stored = get_u32(bytes, 0);
-        let computed = checksum(volume_id, offset_bytes, &bytes[4..header.total_bytes()]);
+        let stored = get_u32(bytes, at::CHECKSUM);
+        let computed = checksum(volume_id, offset_bytes, &bytes[at::KIND..header.total_bytes()]);
         if stored != computed {
             return Err(FormatError::Checksum { stored, computed });
         }

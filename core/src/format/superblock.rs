@@ -50,6 +50,29 @@ pub struct CheckpointRef {
     pub keys: u64,
 }
 
+/// Byte offsets of the fields (the table in the module documentation and docs/format.md).
+mod at {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const BLOCK_BYTES: usize = 12;
+    pub const SEQUENCE: usize = 16;
+    pub const VOLUME_ID: usize = 24;
+    pub const EPOCH: usize = 32;
+    pub const VOLUME_BLOCKS: usize = 40;
+    pub const LOG_START_BLOCK: usize = 48;
+    pub const BATCH_BLOCKS_MAX: usize = 56;
+    pub const CHECKPOINT_SLOT_BLOCKS: usize = 60;
+    pub const TAIL_BLOCK: usize = 64;
+    pub const TAIL_SEQUENCE: usize = 72;
+    pub const CHECKPOINT_SLOT: usize = 80;
+    pub const CHECKPOINT_CHECKSUM: usize = 84;
+    pub const CHECKPOINT_BYTES: usize = 88;
+    pub const CHECKPOINT_SEQUENCE: usize = 96;
+    pub const CHECKPOINT_REPLAY_BLOCK: usize = 104;
+    pub const CHECKPOINT_KEYS: usize = 112;
+    pub const KEYS_HINT: usize = 120;
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superblock {
     pub sequence: u64,
@@ -89,27 +112,27 @@ impl Superblock {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_BYTES];
-        block[0..8].copy_from_slice(&SUPERBLOCK_MAGIC);
-        put_u32(&mut block, 8, if self.mirrored { FORMAT_VERSION } else { FORMAT_VERSION_UNMIRRORED });
-        put_u32(&mut block, 12, BLOCK_BYTES as u32);
-        put_u64(&mut block, 16, self.sequence);
-        put_u64(&mut block, 24, self.volume_id);
-        put_u64(&mut block, 32, self.epoch);
-        put_u64(&mut block, 40, self.volume_blocks);
-        put_u64(&mut block, 48, self.log_start_block);
-        put_u32(&mut block, 56, self.batch_blocks_max);
-        put_u32(&mut block, 60, self.checkpoint_slot_blocks);
-        put_u64(&mut block, 64, self.tail_block);
-        put_u64(&mut block, 72, self.tail_sequence);
+        block[at::MAGIC..at::MAGIC + 8].copy_from_slice(&SUPERBLOCK_MAGIC);
+        put_u32(&mut block, at::VERSION, if self.mirrored { FORMAT_VERSION } else { FORMAT_VERSION_UNMIRRORED });
+        put_u32(&mut block, at::BLOCK_BYTES, BLOCK_BYTES as u32);
+        put_u64(&mut block, at::SEQUENCE, self.sequence);
+        put_u64(&mut block, at::VOLUME_ID, self.volume_id);
+        put_u64(&mut block, at::EPOCH, self.epoch);
+        put_u64(&mut block, at::VOLUME_BLOCKS, self.volume_blocks);
+        put_u64(&mut block, at::LOG_START_BLOCK, self.log_start_block);
+        put_u32(&mut block, at::BATCH_BLOCKS_MAX, self.batch_blocks_max);
+        put_u32(&mut block, at::CHECKPOINT_SLOT_BLOCKS, self.checkpoint_slot_blocks);
+        put_u64(&mut block, at::TAIL_BLOCK, self.tail_block);
+        put_u64(&mut block, at::TAIL_SEQUENCE, self.tail_sequence);
         if let Some(checkpoint) = &self.checkpoint {
-            put_u32(&mut block, 80, checkpoint.slot);
-            put_u32(&mut block, 84, checkpoint.checksum);
-            put_u64(&mut block, 88, checkpoint.bytes);
-            put_u64(&mut block, 96, checkpoint.sequence);
-            put_u64(&mut block, 104, checkpoint.replay_block);
-            put_u64(&mut block, 112, checkpoint.keys);
+            put_u32(&mut block, at::CHECKPOINT_SLOT, checkpoint.slot);
+            put_u32(&mut block, at::CHECKPOINT_CHECKSUM, checkpoint.checksum);
+            put_u64(&mut block, at::CHECKPOINT_BYTES, checkpoint.bytes);
+            put_u64(&mut block, at::CHECKPOINT_SEQUENCE, checkpoint.sequence);
+            put_u64(&mut block, at::CHECKPOINT_REPLAY_BLOCK, checkpoint.replay_block);
+            put_u64(&mut block, at::CHECKPOINT_KEYS, checkpoint.keys);
         }
-        put_u32(&mut block, 120, self.keys_hint);
+        put_u32(&mut block, at::KEYS_HINT, self.keys_hint);
         let checksum = checksum(&block, self.home_block());
         put_u32(&mut block, CHECKSUM_AT, checksum);
         block
@@ -117,7 +140,7 @@ impl Superblock {
 
     /// Decodes the copy read from `block_number`; the checksum binds it to that location.
     pub fn decode(block: &[u8], block_number: u64) -> Result<Superblock, FormatError> {
-        if block.len() < BLOCK_BYTES || block[0..8] != SUPERBLOCK_MAGIC {
+        if block.len() < BLOCK_BYTES || block[at::MAGIC..at::MAGIC + 8] != SUPERBLOCK_MAGIC {
             return Err(FormatError::Magic);
         }
         let stored = get_u32(block, CHECKSUM_AT);
@@ -125,35 +148,35 @@ impl Superblock {
         if stored != computed {
             return Err(FormatError::Checksum { stored, computed });
         }
-        let version = get_u32(block, 8);
+        let version = get_u32(block, at::VERSION);
         if version != FORMAT_VERSION && version != FORMAT_VERSION_UNMIRRORED {
             return Err(FormatError::Version(version));
         }
-        let block_bytes = get_u32(block, 12);
+        let block_bytes = get_u32(block, at::BLOCK_BYTES);
         if block_bytes as usize != BLOCK_BYTES {
             return Err(FormatError::Range { field: "block size", value: block_bytes.into() });
         }
-        let slot = get_u32(block, 80);
+        let slot = get_u32(block, at::CHECKPOINT_SLOT);
         let checkpoint = (slot != 0).then(|| CheckpointRef {
             slot,
-            checksum: get_u32(block, 84),
-            bytes: get_u64(block, 88),
-            sequence: get_u64(block, 96),
-            replay_block: get_u64(block, 104),
-            keys: get_u64(block, 112),
+            checksum: get_u32(block, at::CHECKPOINT_CHECKSUM),
+            bytes: get_u64(block, at::CHECKPOINT_BYTES),
+            sequence: get_u64(block, at::CHECKPOINT_SEQUENCE),
+            replay_block: get_u64(block, at::CHECKPOINT_REPLAY_BLOCK),
+            keys: get_u64(block, at::CHECKPOINT_KEYS),
         });
         let superblock = Superblock {
-            sequence: get_u64(block, 16),
-            volume_id: get_u64(block, 24),
-            epoch: get_u64(block, 32),
-            volume_blocks: get_u64(block, 40),
-            log_start_block: get_u64(block, 48),
-            batch_blocks_max: get_u32(block, 56),
-            checkpoint_slot_blocks: get_u32(block, 60),
-            tail_block: get_u64(block, 64),
-            tail_sequence: get_u64(block, 72),
+            sequence: get_u64(block, at::SEQUENCE),
+            volume_id: get_u64(block, at::VOLUME_ID),
+            epoch: get_u64(block, at::EPOCH),
+            volume_blocks: get_u64(block, at::VOLUME_BLOCKS),
+            log_start_block: get_u64(block, at::LOG_START_BLOCK),
+            batch_blocks_max: get_u32(block, at::BATCH_BLOCKS_MAX),
+            checkpoint_slot_blocks: get_u32(block, at::CHECKPOINT_SLOT_BLOCKS),
+            tail_block: get_u64(block, at::TAIL_BLOCK),
+            tail_sequence: get_u64(block, at::TAIL_SEQUENCE),
             checkpoint,
-            keys_hint: get_u32(block, 120),
+            keys_hint: get_u32(block, at::KEYS_HINT),
             mirrored: version == FORMAT_VERSION,
         };
         if superblock.home_block() != block_number {
