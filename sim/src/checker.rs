@@ -446,6 +446,22 @@ impl Checker {
     /// An upper bound on the bytes the live records held at some moment of `invoked..responded`
     /// (when a refused write ran): for every key, the largest value a read over that span may
     /// return, plus its record header and key. Deleted keys count nothing.
+    /// Index entry bytes of the keys that may hold a value within [invoked, responded].
+    pub fn live_index_bytes_upper(&self, invoked: u64, responded: u64) -> u64 {
+        let entry = |key: &[u8]| quill_core::engine::index_entry_bytes(key.len());
+        self.keys
+            .iter()
+            .filter(|(key, history)| match family(key) {
+                Some(Family::Register) => allowed(&history.writes, &self.flushes, invoked, responded)
+                    .iter()
+                    .any(|write| write.value.is_some()),
+                Some(Family::Counter | Family::Append) => history.writes.iter().any(Write::counts),
+                Some(Family::Domain) | None => false, // the runner adds its own bound
+            })
+            .map(|(key, _)| entry(key))
+            .sum()
+    }
+
     pub fn live_record_bytes_upper(&self, invoked: u64, responded: u64) -> u64 {
         let mut total = 0u64;
         for (key, history) in &self.keys {

@@ -188,7 +188,7 @@ impl Sim {
         }
         let meaning = match reply {
             // The refused value counts among the live data: the model holds only applied states.
-            Reply::Error(text) if text.starts_with("OOM") => {
+            Reply::Error(text) if text.starts_with("OOM disk full") => {
                 let value_bytes = match request {
                     Request::Set { value, .. } => value.len(),
                     _ => 20,
@@ -197,14 +197,14 @@ impl Sim {
                 let explained = self.disk_full_explained(outstanding.invoked, responded, record_bytes);
                 explained.then_some(ErrorMeaning::NotApplied)
             }
-            Reply::Error(text) => self.classify_error(text, outstanding.invoked, responded),
+            Reply::Error(text) => self.classify_error(text, request, outstanding.invoked, responded),
             _ => None,
         };
         match meaning {
             // Not applied: refused, or its read of the current value failed.
             Some(ErrorMeaning::NotApplied | ErrorMeaning::ReadFault) => {}
             Some(ErrorMeaning::Unknown) => self.domain_unresolved.entry(key).or_default().push(request.clone()),
-            None if matches!(reply, Reply::Error(text) if text.starts_with("OOM")) => {
+            None if matches!(reply, Reply::Error(text) if text.starts_with("OOM disk full")) => {
                 let got = format!("{reply:?}; {}", self.fullness_report(outstanding.invoked, responded));
                 let what = "a disk-full refusal while the live data fits (deleted space never came back)";
                 self.checker.fail(what, &key, "the write accepted".into(), got);
@@ -255,6 +255,11 @@ impl Sim {
     }
 
     /// The largest bytes the value-domain keys may hold (for the disk-full rule).
+    /// Index entries the value-domain keys may hold: every one ever written (an upper bound).
+    pub(crate) fn domain_index_bytes_upper(&self) -> u64 {
+        self.domain_states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum()
+    }
+
     pub(crate) fn domain_live_bytes_upper(&self) -> u64 {
         self.domain_states
             .iter()

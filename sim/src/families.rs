@@ -224,6 +224,17 @@ impl Sim {
 }
 
 impl Sim {
+    /// An `OOM index full` refusal of `request` is explained when the seed's index limit is
+    /// small and the keys that may be live, plus the request's keys, may fill it: the engine
+    /// counts only durable live keys, a subset of those.
+    pub(crate) fn index_full_explained(&self, request: &Request, invoked: u64, responded: u64) -> bool {
+        let limit = self.knobs.index_bytes_max;
+        let may_hold = self.checker.live_index_bytes_upper(invoked, responded) + self.domain_index_bytes_upper();
+        let keys = crate::runner::written_keys(request);
+        let largest_new_entry: u64 = keys.iter().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum();
+        limit < quill_core::engine::INDEX_BYTES_LIMIT && may_hold + largest_new_entry > limit
+    }
+
     /// The numbers behind a disk-full judgement, for a violation's report.
     pub(crate) fn fullness_report(&self, invoked: u64, responded: u64) -> String {
         let space = self.engine().space();

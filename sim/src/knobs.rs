@@ -118,6 +118,9 @@ pub struct Knobs {
     /// The engine publishes its cache (`Config::publish_cache`, as `Db` runs it) and clients read
     /// half their GETs from the published copy, as `Db::get` does on the caller's thread.
     pub publish_cache: bool,
+    /// The index's room for keys (`Config::index_bytes_max`): the production bound, or (1 seed
+    /// in 8, not production) under 2 KiB (3 to 100 keys), so that writes meet `OOM index full`.
+    pub index_bytes_max: u64,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -240,6 +243,7 @@ impl Knobs {
             stale_image: false,
             mirrored: true,
             publish_cache: false,
+            index_bytes_max: quill_core::engine::INDEX_BYTES_LIMIT,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;

@@ -109,7 +109,7 @@ impl Sim {
             if text.starts_with("ERR Protocol error") {
                 self.clients[client].expect_close = true;
             }
-            if text.starts_with("OOM") {
+            if text.starts_with("OOM disk full") {
                 self.on_disk_full_reply(&outstanding.request);
             }
             return self.on_error_reply(&outstanding, &keys, text, responded);
@@ -156,9 +156,9 @@ impl Sim {
     }
 
     fn on_error_reply(&mut self, outstanding: &Outstanding, keys: &[&[u8]], text: &str, responded: u64) {
-        let meaning = match self.classify_error(text, outstanding.invoked, responded) {
+        let meaning = match self.classify_error(text, &outstanding.request, outstanding.invoked, responded) {
             Some(meaning) => meaning,
-            None if text.starts_with("OOM") => {
+            None if text.starts_with("OOM disk full") => {
                 let key = keys.first().map(|key| key.to_vec()).unwrap_or_default();
                 let got = format!("{text}; {}", self.fullness_report(outstanding.invoked, responded));
                 return self.checker.fail(
@@ -197,7 +197,13 @@ impl Sim {
     }
 
     /// Which error replies the faults injected so far can explain.
-    pub(crate) fn classify_error(&self, text: &str, invoked: u64, responded: u64) -> Option<ErrorMeaning> {
+    pub(crate) fn classify_error(
+        &self,
+        text: &str,
+        request: &Request,
+        invoked: u64,
+        responded: u64,
+    ) -> Option<ErrorMeaning> {
         use crate::faults::FaultKind;
         let write_faults = self.ledger.count(FaultKind::WriteError) + self.ledger.count(FaultKind::SyncError) > 0;
         let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
@@ -212,8 +218,13 @@ impl Sim {
             ("ERR not durable", write_faults, ErrorMeaning::Unknown),
             ("READONLY", write_faults || self.opened_read_only, ErrorMeaning::NotApplied),
             (
-                "OOM",
-                text.starts_with("OOM") && self.disk_full_explained(invoked, responded, 0),
+                "OOM disk full",
+                text.starts_with("OOM disk full") && self.disk_full_explained(invoked, responded, 0),
+                ErrorMeaning::NotApplied,
+            ),
+            (
+                "OOM index full",
+                text.starts_with("OOM index full") && self.index_full_explained(request, invoked, responded),
                 ErrorMeaning::NotApplied,
             ),
             // Judged when the recovery ends (see crash.rs): a detection or a bug.

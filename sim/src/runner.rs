@@ -200,6 +200,10 @@ impl Sim {
         knobs.apply_family(&mut stream(options.seed, 4), options.family);
         // Its own stream, so every other draw of the seed stays as it was.
         knobs.publish_cache = stream(options.seed, 6).gen_bool(0.5);
+        let mut index_rng = stream(options.seed, 7);
+        if !knobs.production_config && index_rng.gen_ratio(1, 8) {
+            knobs.index_bytes_max = index_rng.gen_range(64..2048);
+        }
         if let Some(clients) = options.clients {
             knobs.clients = clients.max(1);
         }
@@ -290,6 +294,7 @@ impl Sim {
         config.checkpoint_slot_blocks = knobs.checkpoint_slot_blocks;
         config.checkpoint_interval_blocks = knobs.checkpoint_interval_blocks;
         config.value_bytes_max = knobs.value_bytes_max;
+        config.index_bytes_max = knobs.index_bytes_max;
         config.mirror_batches = knobs.mirrored;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]

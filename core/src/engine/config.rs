@@ -71,6 +71,11 @@ pub struct Config {
     pub queue_depth_max: usize,
     /// The largest value accepted, in bytes.
     pub value_bytes_max: usize,
+    /// The index's room for durable keys: bytes of entries (18 bytes plus the key each). A
+    /// write that would add a key beyond it is refused (`OOM index full`), since the index's
+    /// arena addresses entries with 32-bit offsets. At most [`INDEX_BYTES_LIMIT`]; keys pending
+    /// in the batches in flight may pass it by up to two batches.
+    pub index_bytes_max: u64,
     /// The value cache's budget (keys plus values), in bytes; 0 sends every GET to disk.
     pub cache_bytes_max: usize,
     /// Report every change of the value cache through [`crate::Engine::poll_cache_change`], so a
@@ -120,6 +125,12 @@ pub struct Config {
     pub planted_bug: Option<PlantedBug>,
 }
 
+/// The largest `Config::index_bytes_max`. Entries are addressed by 32-bit arena offsets; the
+/// arena holds garbage up to the live entries' size (then it is rebuilt) and wastes under 1/16
+/// at chunk ends, so live entries of 1.5 GiB stay below 3.4 GiB of offsets, under the 4 GiB
+/// bound with room for two batches of pending keys.
+pub const INDEX_BYTES_LIMIT: u64 = 3 << 29;
+
 impl Config {
     /// Defaults for a volume of `volume_bytes` (rounded down to whole blocks).
     pub fn for_volume_bytes(volume_bytes: u64) -> Config {
@@ -136,6 +147,7 @@ impl Config {
             volume_blocks,
             queue_depth_max: 64,
             value_bytes_max,
+            index_bytes_max: INDEX_BYTES_LIMIT,
             cache_bytes_max: 64 * 1024 * 1024,
             publish_cache: false,
             batch_blocks_max,

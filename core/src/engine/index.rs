@@ -78,6 +78,17 @@ impl CompactIndex {
         }
     }
 
+    /// The bytes an entry for a key of `key_bytes` takes in the arena.
+    pub fn entry_bytes(key_bytes: usize) -> u64 {
+        (ENTRY_HEADER_BYTES + key_bytes) as u64
+    }
+
+    /// The bytes the live entries take in the arena (garbage excluded): what
+    /// `Config::index_bytes_max` limits.
+    pub fn live_entry_bytes(&self) -> u64 {
+        (self.arena_bytes - self.garbage_bytes) as u64
+    }
+
     /// The bytes on disk that live records occupy (headers, keys and values).
     pub fn live_record_bytes(&self) -> u64 {
         self.live_record_bytes

@@ -23,8 +23,8 @@ use std::collections::VecDeque;
 
 pub use cache::CacheChange;
 pub use compaction::CompactionState;
-pub use config::Config;
 pub use config::PlantedBug;
+pub use config::{Config, INDEX_BYTES_LIMIT};
 pub use keyspace::Location;
 pub use reasons::{HaltReason, ReadOnlyReason};
 pub use recovery::OpenError;
@@ -49,6 +49,11 @@ use tokens::TokenTable;
 pub struct LogPosition {
     pub block: u64,
     pub sequence: u64,
+}
+
+/// The bytes of index entry a key of `key_bytes` takes (what `Config::index_bytes_max` counts).
+pub fn index_entry_bytes(key_bytes: usize) -> u64 {
+    keyspace::CompactIndex::entry_bytes(key_bytes)
 }
 
 /// A client as the driver names it.
@@ -254,6 +259,7 @@ impl Engine {
     fn new(config: Config, phase: Phase) -> Engine {
         assert!(config.queue_depth_max > 0);
         assert!(config.client_pipeline_max > 0);
+        assert!(config.index_bytes_max <= config::INDEX_BYTES_LIMIT, "index_bytes_max above the arena's bound");
         // A configuration is code, not input: one whose batches could not be stored is a bug.
         assert!(
             config.batch_blocks_max <= crate::format::BATCH_BLOCKS_LIMIT,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::super::clients::{Executed, SlotState};
 use super::super::commit::{AppendRefused, NewRecord};
-use super::super::keyspace::Lookup;
+use super::super::keyspace::{CompactIndex, Lookup};
 use super::super::reads::{ReadJob, ReadPurpose};
 use super::super::space::Writer;
 use super::super::{ClientId, Engine};
@@ -116,9 +116,23 @@ impl Engine {
                 if !allowed {
                     return self.clients.finish(client_id, slot_id, Reply::Bulk(None), lookup.sequence());
                 }
+                let new_entry_bytes = if lookup.exists() { 0 } else { CompactIndex::entry_bytes(key.len()) };
+                if let Some(refusal) = self.index_full(new_entry_bytes) {
+                    return self.clients.finish(client_id, slot_id, refusal, lookup.sequence());
+                }
                 (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()) }], Reply::ok(), lookup.sequence())
             }
             Request::MSet { pairs } => {
+                let mut new_keys = std::collections::BTreeSet::new();
+                for (key, _) in pairs {
+                    if !self.keyspace.lookup(key).exists() {
+                        new_keys.insert(key.as_slice());
+                    }
+                }
+                let new_entry_bytes = new_keys.iter().map(|key| CompactIndex::entry_bytes(key.len())).sum();
+                if let Some(refusal) = self.index_full(new_entry_bytes) {
+                    return self.clients.finish(client_id, slot_id, refusal, 0);
+                }
                 let records =
                     pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
                 (records.collect(), Reply::ok(), 0)
@@ -148,6 +162,18 @@ impl Engine {
                 self.clients.finish(client_id, slot_id, error, observed)
             }
         }
+    }
+
+    /// A write that adds keys (`new_entry_bytes` of index entries) beyond the index's room is
+    /// refused: the arena's 32-bit offsets bound it (see `Config::index_bytes_max`).
+    fn index_full(&self, new_entry_bytes: u64) -> Option<Reply> {
+        let limit = self.shared.config.index_bytes_max;
+        let full = new_entry_bytes > 0 && self.keyspace.index.live_entry_bytes() + new_entry_bytes > limit;
+        full.then(|| {
+            Reply::error(format!(
+                "OOM index full: no room in memory for more keys (the limit is {limit} bytes of index entries)"
+            ))
+        })
     }
 
     /// DEL writes a tombstone only for keys that exist (each once), and counts them.
@@ -218,6 +244,13 @@ impl Engine {
         request: Request,
         current: Option<Arc<[u8]>>,
     ) -> Executed {
+        if current.is_none() {
+            let new_entry_bytes = CompactIndex::entry_bytes(request_key(&request).len());
+            if let Some(refusal) = self.index_full(new_entry_bytes) {
+                let observed = self.keyspace.lookup(request_key(&request)).sequence();
+                return self.clients.finish(client_id, slot_id, refusal, observed);
+            }
+        }
         let (key, new_value, reply) =
             match compute_read_modify_write(&request, current.as_deref(), self.shared.config.value_bytes_max) {
                 Ok(computed) => computed,
