@@ -24,7 +24,13 @@ impl Sim {
         let hits_mirror = first < mirror_end && mirror_first < end;
         let tail_damaged =
             tails.iter().any(|(tail_first, tail_end)| self.ledger.has_corruption_in(*tail_first, *tail_end));
-        let mirror_damaged = self.ledger.has_corruption_in(mirror_first, mirror_end);
+        // A batch in flight at a crash whose mirror copy tore has one copy until a writable open
+        // rewrites its slot: while the engine recovers, or serves it read-only (seed 848: a
+        // read-only open served it, bit rot then hit it). A writable engine must have rewritten
+        // it by the time it is ready: then the promise holds again.
+        let adopted_unmirrored =
+            self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && (self.recovering || self.opened_read_only);
+        let mirror_damaged = adopted_unmirrored || self.ledger.has_corruption_in(mirror_first, mirror_end);
         !(hits_tail && (hits_mirror || mirror_damaged) || hits_mirror && tail_damaged)
     }
 
@@ -34,6 +40,7 @@ impl Sim {
         let mut tails = self.disk.unsynced_intended_ranges();
         tails.retain(|(first, _)| log.contains(first));
         tails.extend(self.disk.last_durable_log_write);
+        tails.extend(self.disk.adopted_tail.map(|tail| (tail.first, tail.end)));
         tails
     }
 

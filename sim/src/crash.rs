@@ -66,6 +66,51 @@ impl Sim {
         self.drain_engine();
     }
 
+    /// The promise behind the aimed bit rot, checked on the disk itself: after a writable open,
+    /// if the newest batch is the one in flight at the crash, its mirror slot holds the same
+    /// bytes as its log copy.
+    fn check_adopted_tail_mirrored(&mut self) {
+        use quill_core::format::BatchHeader;
+        use quill_core::BLOCK_BYTES;
+        let Some(tail) = self.disk.adopted_tail.filter(|_| !self.opened_read_only && self.knobs.mirrored) else {
+            return;
+        };
+        let log_copy = self.disk.read(tail.first * BLOCK_BYTES as u64, (tail.end - tail.first) as usize * BLOCK_BYTES);
+        let (volume_id, blocks_max) = (self.engine().volume_id(), self.knobs.batch_blocks_max);
+        let Ok(header) = BatchHeader::decode(&log_copy[..BLOCK_BYTES], tail.first, volume_id, blocks_max) else {
+            return; // torn or lost: the open did not take it
+        };
+        let batch_bytes = header.block_count as usize * BLOCK_BYTES;
+        let newest = header.sequence == self.engine().durable_sequence();
+        if !newest || batch_bytes > log_copy.len() || header.verify_payload(&log_copy[..batch_bytes]).is_err() {
+            return;
+        }
+        let slot_block = self.disk.log_end_block + (header.sequence % 2) * u64::from(blocks_max);
+        let mirror_copy = self.disk.read(slot_block * BLOCK_BYTES as u64, batch_bytes);
+        // Whole as a batch: the same header (bound to the log place) and a payload that verifies;
+        // padding after the payload is covered by no checksum, and a torn write may leave it.
+        let mirror_whole = BatchHeader::decode(&mirror_copy[..BLOCK_BYTES], tail.first, volume_id, blocks_max)
+            .is_ok_and(|copy| copy == header && copy.verify_payload(&mirror_copy).is_ok());
+        if !mirror_whole {
+            let got = format!("batch {} at block {}: its mirror slot differs", header.sequence, tail.first);
+            let what = "a writable open took the batch in flight at the crash with one copy";
+            self.checker.fail(what, b"", "both copies".into(), got);
+        }
+    }
+
+    /// A writable open that took the batch in flight at the crash must give it both copies
+    /// before it serves it (mirror.rs, `check_newest_mirror`): half the time, in seeds with bit
+    /// rot, a flip on that batch follows soon, then a crash (runner.rs, `flip_adopted_tail`).
+    fn aim_at_adopted_tail(&mut self) {
+        let aimed = !self.opened_read_only
+            && self.knobs.bit_flip_per_tick_ppm > 0
+            && self.disk.adopted_tail.is_some()
+            && self.fault_rng.gen_bool(0.5);
+        if aimed {
+            self.tail_flip_at = Some(self.tick + self.fault_rng.gen_range(1..30));
+        }
+    }
+
     /// Once a recovery has finished: account for the damage it met, and decide whether a refusal
     /// to open is a detection (damage beyond the budget) or a bug.
     pub(crate) fn after_recovery_if_done(&mut self) {
@@ -136,6 +181,8 @@ impl Sim {
                 self.server.engine().debug_state()
             ))
         });
+        self.check_adopted_tail_mirrored();
+        self.aim_at_adopted_tail();
         let superblock_outcome = if stats.superblock_copies_bad > 0 { Outcome::Repaired } else { Outcome::Harmless };
         self.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);
         match stats.truncated_at_block {

@@ -39,8 +39,26 @@ pub struct SimDisk {
     pub volume_blocks: u64,
     /// The blocks the most recent durable log write was meant for: the last acknowledged batch.
     pub last_durable_log_write: Option<(u64, u64)>,
-    /// The log region ends here (the checkpoint slots follow).
+    /// The log region ends here (the mirror slots, then the checkpoint slots, follow).
     pub log_end_block: u64,
+    /// The mirror slots end here (equal to `log_end_block` without them).
+    pub mirror_end_block: u64,
+    /// The batch in flight at the last crash, which the next open takes if its log copy (or its
+    /// mirror copy, written back) survived: until a newer batch is durable it may be the newest
+    /// one, and its mirror copy may be torn (see budget.rs).
+    pub adopted_tail: Option<AdoptedTail>,
+    /// Set by the simulator while the engine recovers: its durable writes then are repairs.
+    pub recovering: bool,
+}
+
+/// See [`SimDisk::adopted_tail`].
+#[derive(Clone, Copy, Debug)]
+pub struct AdoptedTail {
+    /// The blocks its log copy was meant for.
+    pub first: u64,
+    pub end: u64,
+    /// Its mirror copy landed whole at the crash, or a durable mirror write has come since.
+    pub mirror_whole: bool,
 }
 
 impl SimDisk {
@@ -105,6 +123,14 @@ impl SimDisk {
             let intended = write.intended_offset_bytes / BLOCK_BYTES as u64;
             if (quill_core::format::LOG_START_BLOCK..self.log_end_block).contains(&intended) {
                 self.last_durable_log_write = Some((intended, intended + (write.data.len() / BLOCK_BYTES) as u64));
+                if !self.recovering {
+                    self.adopted_tail = None; // a newer batch is durable
+                }
+            }
+            if (self.log_end_block..self.mirror_end_block).contains(&intended) {
+                if let Some(tail) = &mut self.adopted_tail {
+                    tail.mirror_whole = true;
+                }
             }
             let first = write.offset_bytes / BLOCK_BYTES as u64;
             for (index, chunk) in write.data.chunks(BLOCK_BYTES).enumerate() {
@@ -133,7 +159,7 @@ impl SimDisk {
             std::mem::take(&mut self.unsynced).into_iter().partition(|write| covered.contains(&write.id));
         self.unsynced = rest;
         for write in &resolved {
-            self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
+            _ = self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
         }
         // The volatile view: what the writes still pending put there, over the disk.
         self.volatile.clear();
@@ -154,27 +180,50 @@ impl SimDisk {
         survive_ppm: u32,
         tear_ppm: u32,
         ledger: &mut FaultLedger,
-    ) {
+    ) -> bool {
         let first = write.offset_bytes / BLOCK_BYTES as u64;
         let blocks = first..first + (write.data.len() / BLOCK_BYTES) as u64;
         let draw = rng.gen_range(0..1_000_000);
         if draw < survive_ppm {
             self.land(write);
+            return true;
         } else if draw < survive_ppm.saturating_add(tear_ppm) {
             self.tear(write, rng);
             ledger.inject_damage(FaultKind::TornWrite, blocks);
         } else {
             ledger.inject_damage(FaultKind::LostWrite, blocks);
         }
+        false
     }
 
     /// A crash: every write that is not durable survives, vanishes or tears; the volatile view
     /// is gone.
     pub fn crash(&mut self, rng: &mut ChaCha8Rng, survive_ppm: u32, tear_ppm: u32, ledger: &mut FaultLedger) {
-        for write in std::mem::take(&mut self.unsynced) {
-            self.resolve_unsynced(&write, rng, survive_ppm, tear_ppm, ledger);
+        let mut mirror_whole = true;
+        let writes = std::mem::take(&mut self.unsynced);
+        for write in &writes {
+            let landed = self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
+            mirror_whole &= landed || !self.in_mirror_region(write);
         }
+        self.note_adopted_tail(&writes, mirror_whole);
         self.volatile.clear();
+    }
+
+    fn in_mirror_region(&self, write: &UnsyncedWrite) -> bool {
+        let intended = write.intended_offset_bytes / BLOCK_BYTES as u64;
+        (self.log_end_block..self.mirror_end_block).contains(&intended)
+    }
+
+    /// After a crash: the log write that was not durable, if any, is the batch the next open
+    /// may take (see `adopted_tail`).
+    fn note_adopted_tail(&mut self, writes: &[UnsyncedWrite], mirror_whole: bool) {
+        let log = quill_core::format::LOG_START_BLOCK..self.log_end_block;
+        let in_flight = writes.iter().find(|write| log.contains(&(write.intended_offset_bytes / BLOCK_BYTES as u64)));
+        if let Some(write) = in_flight {
+            let first = write.intended_offset_bytes / BLOCK_BYTES as u64;
+            let end = first + (write.data.len() / BLOCK_BYTES) as u64;
+            self.adopted_tail = Some(AdoptedTail { first, end, mirror_whole });
+        }
     }
 
     /// The blocks each write not durable yet was meant for.
@@ -198,6 +247,9 @@ impl SimDisk {
     pub fn crash_with_masks(&mut self, masks: &[crate::images::SectorMask], ledger: &mut FaultLedger) {
         let writes = std::mem::take(&mut self.unsynced);
         assert_eq!(writes.len(), masks.len(), "one mask per write not durable");
+        let mirror_whole =
+            writes.iter().zip(masks).all(|(write, mask)| !self.in_mirror_region(write) || mask.iter().all(|new| *new));
+        self.note_adopted_tail(&writes, mirror_whole);
         for (write, mask) in writes.iter().zip(masks) {
             assert_eq!(mask.len(), write.data.len() / SECTOR_BYTES, "one mask bit per sector");
             let first = write.offset_bytes / BLOCK_BYTES as u64;

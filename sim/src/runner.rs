@@ -132,6 +132,10 @@ pub(crate) struct Sim {
     pub formatted: bool,
     /// The engine was last opened read-only: writes may be refused with READONLY.
     pub opened_read_only: bool,
+    /// Aimed at a writable open that took the batch in flight at the crash: bit rot on that
+    /// batch at this tick, then a crash (see crash.rs, `aim_at_adopted_tail`).
+    pub tail_flip_at: Option<u64>,
+    pub tail_crash_at: Option<u64>,
     pub stopped_by_detection: Option<String>,
     pub space: crate::space::SpaceTotals,
     /// Full-disk seeds: where the fill, drain, refill cycle stands.
@@ -217,6 +221,7 @@ impl Sim {
         let mirror_blocks = quill_core::format::superblock::mirror_blocks(knobs.mirrored, knobs.batch_blocks_max);
         let log_end_block = knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks) - mirror_blocks;
         let mut disk = SimDisk::new(knobs.volume_blocks, log_end_block);
+        disk.mirror_end_block = log_end_block + mirror_blocks;
         if knobs.stale_image {
             let mut aging_rng = stream(options.seed, 5);
             let drawn: u64 = aging_rng.gen();
@@ -242,6 +247,8 @@ impl Sim {
             recovering: true,
             formatted: false,
             opened_read_only: false,
+            tail_flip_at: None,
+            tail_crash_at: None,
             stopped_by_detection: None,
             space: Default::default(),
             fill_cycle: Default::default(),
@@ -482,6 +489,14 @@ impl Sim {
         {
             return self.crash();
         }
+        if self.tail_crash_at.is_some_and(|at| self.tick >= at) && !self.crash_points_closed {
+            self.tail_crash_at = None;
+            return self.crash();
+        }
+        if self.tail_flip_at.is_some_and(|at| self.tick >= at) && !self.crash_points_closed {
+            self.tail_flip_at = None;
+            self.flip_adopted_tail();
+        }
         if self.fault(self.knobs.bit_flip_per_tick_ppm) {
             if let Some(block) = self.flip_a_bit() {
                 self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
@@ -495,6 +510,24 @@ impl Sim {
         if self.knobs.network && self.fault(self.knobs.disconnect_per_tick_ppm) {
             self.disconnect_one();
         }
+    }
+
+    /// The aimed bit rot: a bit of the batch the last open took from the crash, if it may still
+    /// be the newest and the budget allows; a crash follows soon, so recovery meets it.
+    fn flip_adopted_tail(&mut self) {
+        let Some(tail) = self.disk.adopted_tail else { return };
+        let block = self.fault_rng.gen_range(tail.first..tail.end);
+        if !self.corruption_within_budget(block, block + 1, false) {
+            return;
+        }
+        let bit = block * quill_core::BLOCK_BYTES as u64 * 8
+            + self.fault_rng.gen_range(0..quill_core::BLOCK_BYTES as u64 * 8);
+        let Some(block) = self.disk.flip_bit_at(bit) else { return };
+        self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
+        self.trace.record(self.tick, &[TraceEvent::Fault.word(), block], |line| {
+            line.push_str(&format!("fault bit_flip block {block} (aimed at the batch taken from the crash)"))
+        });
+        self.tail_crash_at = Some(self.tick + self.fault_rng.gen_range(5..60));
     }
 
     /// Bit rot: half the time in a live value (what reads will meet), else anywhere on disk.

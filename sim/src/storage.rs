@@ -206,6 +206,7 @@ impl Sim {
                 }
                 self.disk.complete_write(issued);
                 if matches!(pending.request.kind, IoKind::WriteDurable { .. }) {
+                    self.disk.recovering = self.recovering;
                     self.disk.complete_sync(&[issued]); // O_DSYNC: durable on completion
                 }
                 Ok(Vec::new())
@@ -217,6 +218,7 @@ impl Sim {
                 Err(IoError::Eio)
             }
             IoKind::Sync => {
+                self.disk.recovering = self.recovering;
                 self.disk.complete_sync(&pending.sync_covers);
                 Ok(Vec::new())
             }

@@ -12,6 +12,7 @@
 //! torn in one place and whole in the other was in flight at the crash and is unacknowledged:
 //! taking it is allowed (a command in flight is all or nothing).
 
+use super::recovery::NewestMirror;
 use super::{Engine, IoPurpose, LogPosition, OpenError, Phase};
 use crate::format::BatchHeader;
 use crate::io::{IoError, IoKind};
@@ -75,6 +76,75 @@ impl Engine {
         self.recovery_mut().repairs_in_flight += 1;
         let offset_bytes = block * BLOCK_BYTES as u64;
         self.shared.push_io(IoPurpose::MirrorRepair, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
+    }
+
+    /// A writable open ends here: the newest batch may have been in flight at the crash, whole
+    /// in the log and torn in its slot (it was never acknowledged, but the open takes it, and
+    /// reads will see it). Until a newer batch is durable it is the one a torn tail would cut,
+    /// so it must have both copies: its slot is read, and rewritten from the log copy if it
+    /// does not hold it. Returns whether a check started (the open waits for it).
+    pub(super) fn check_newest_mirror(&mut self) -> bool {
+        let writable = !self.shared.config.open_read_only && self.shared.volume.mirrored;
+        let recovery = self.recovery_mut();
+        let Some((newest, _)) = recovery.newest_batch.filter(|_| writable) else { return false };
+        if recovery.newest_mirror != NewestMirror::NotChecked {
+            return recovery.newest_mirror == NewestMirror::Checking;
+        }
+        recovery.newest_mirror = NewestMirror::Checking;
+        let offset_bytes = self.shared.volume.mirror_slot_block(newest.sequence) * BLOCK_BYTES as u64;
+        let length_bytes = self.shared.volume.batch_blocks_max * BLOCK_BYTES as u32;
+        self.shared.push_io(IoPurpose::NewestMirrorRead, IoKind::Read { offset_bytes, length_bytes });
+        true
+    }
+
+    pub(super) fn on_newest_mirror_read(&mut self, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return;
+        }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        let (newest, blocks) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
+        if self.valid_mirror_copy(&bytes, newest.block, newest.sequence).is_some() {
+            return self.newest_mirror_done();
+        }
+        let offset_bytes = newest.block * BLOCK_BYTES as u64;
+        let length_bytes = blocks * BLOCK_BYTES as u32;
+        self.shared.push_io(IoPurpose::NewestLogRead, IoKind::Read { offset_bytes, length_bytes });
+    }
+
+    pub(super) fn on_newest_log_read(&mut self, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return;
+        }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        let (newest, _) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
+        // The scan verified this copy a moment ago; one damaged since has nothing to copy.
+        let Some(batch_bytes) = self.valid_mirror_copy(&bytes, newest.block, newest.sequence) else {
+            return self.newest_mirror_done();
+        };
+        self.shared.stats.mirrors_rewritten += 1;
+        let offset_bytes = self.shared.volume.mirror_slot_block(newest.sequence) * BLOCK_BYTES as u64;
+        self.shared.push_io(IoPurpose::NewestMirrorWrite, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
+    }
+
+    pub(super) fn on_newest_mirror_written(&mut self, result: Result<Vec<u8>, IoError>) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return;
+        }
+        if let Err(error) = result {
+            return self.fail_open(OpenError::Io(error));
+        }
+        self.newest_mirror_done();
+    }
+
+    fn newest_mirror_done(&mut self) {
+        self.recovery_mut().newest_mirror = NewestMirror::Done;
+        self.finish_recovery();
     }
 
     pub(super) fn on_mirror_repaired(&mut self, result: Result<Vec<u8>, IoError>) {

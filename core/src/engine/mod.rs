@@ -95,6 +95,8 @@ pub struct EngineStats {
     pub checkpoint_rejected: Option<String>,
     /// Batches the last open found damaged in the log and rewrote from their mirror copy.
     pub batches_repaired: u64,
+    /// Mirror slots the last open rewrote from the log: its newest batch's copy was not whole.
+    pub mirrors_rewritten: u64,
 }
 
 /// How the log uses the volume, for INFO, benchmarks and the simulator's space check.
@@ -133,6 +135,11 @@ enum IoPurpose {
     },
     /// Recovery rewrites a damaged batch from its mirror copy.
     MirrorRepair,
+    /// A writable open reads the newest batch's mirror slot, then perhaps its log copy, and
+    /// writes the copy to the slot (mirror.rs, `check_newest_mirror`).
+    NewestMirrorRead,
+    NewestLogRead,
+    NewestMirrorWrite,
     ValueRead(ReadJob),
     CompactionRead {
         start_block: u64,
@@ -151,6 +158,8 @@ impl IoPurpose {
             IoPurpose::SuperblockRead
                 | IoPurpose::RecoveryChunk { .. }
                 | IoPurpose::MirrorRead { .. }
+                | IoPurpose::NewestMirrorRead
+                | IoPurpose::NewestLogRead
                 | IoPurpose::CheckpointRead(_)
         )
     }
@@ -338,6 +347,9 @@ impl Engine {
             }
             IoPurpose::MirrorRead { block, sequence } => self.on_mirror_read(block, sequence, completion.result),
             IoPurpose::MirrorRepair => self.on_mirror_repaired(completion.result),
+            IoPurpose::NewestMirrorRead => self.on_newest_mirror_read(completion.result),
+            IoPurpose::NewestLogRead => self.on_newest_log_read(completion.result),
+            IoPurpose::NewestMirrorWrite => self.on_newest_mirror_written(completion.result),
             IoPurpose::BatchSync => {
                 let step = self.log.on_sync(completion.result, &mut self.shared);
                 self.on_log_step(step);

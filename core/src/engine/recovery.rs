@@ -61,6 +61,20 @@ pub struct Recovery {
     waiting_for_prefetch: Option<u64>,
     /// Keys the index held at the last superblock write: the index is sized for them at once.
     keys_hint: usize,
+    /// The newest batch replayed, and its length in blocks: a writable open makes sure its
+    /// mirror copy is whole before it completes (see mirror.rs).
+    pub(super) newest_batch: Option<(LogPosition, u32)>,
+    pub(super) newest_mirror: NewestMirror,
+}
+
+/// The check of the newest batch's mirror copy at the end of a writable open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NewestMirror {
+    #[default]
+    NotChecked,
+    /// Its slot, then perhaps the log copy, is being read, or the copy written.
+    Checking,
+    Done,
 }
 
 #[derive(Default)]
@@ -510,7 +524,9 @@ impl Engine {
         if let Err(reason) = applied {
             return Replay::Bad(reason);
         }
-        self.recovery_mut().last_sequence = header.sequence;
+        let recovery = self.recovery_mut();
+        recovery.last_sequence = header.sequence;
+        recovery.newest_batch = Some((LogPosition { block, sequence: header.sequence }, header.block_count));
         self.shared.stats.recovered_batches += 1;
         Replay::Applied(block + u64::from(header.block_count))
     }
@@ -602,6 +618,10 @@ impl Engine {
             recovery.finish_after_repairs = true; // the open completes once they are durable
             return;
         }
+        if self.check_newest_mirror() {
+            return; // the open completes once the newest batch has both copies
+        }
+        let recovery = self.recovery_mut();
         let (block, last_sequence) = (recovery.block, recovery.last_sequence);
         let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();
