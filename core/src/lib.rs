@@ -4,7 +4,7 @@
 //! `quill-sim`, the io_uring driver in `quill-io-real`) feeds it inputs and drains its outputs:
 //!
 //! * inputs: [`Engine::submit`] (a client's request), [`Engine::complete`] (an I/O completion),
-//!   [`Engine::tick`] (the current time);
+//!   [`Engine::tick`] (the end of the driver's loop turn, with the time);
 //! * outputs: [`Engine::poll_io`] (an I/O request with its storage token),
 //!   [`Engine::poll_reply`] (a client and its reply), [`Engine::poll_timeout`].
 //!
@@ -14,6 +14,13 @@
 //! replies so that a copy of the cache kept in that order never lags a released reply. I/O first, so that the disk
 //! starts on new work before replies are written to sockets. Neither drain feeds the engine, so
 //! the order between them never changes what the engine does, only when the driver does it.
+//!
+//! **Time.** Time is an input, in milliseconds of a monotonic clock the driver owns: `tick(now_ms)`
+//! both ends a loop turn and says what time it is, and `poll_timeout` answers with the time (same
+//! clock) at which the engine wants its next `tick`. The engine never reads a clock. The
+//! simulator's clock is virtual (one tick of the simulation is one millisecond, and it jumps
+//! ahead when nothing is due); `quill_io_real` passes `Instant` time since the engine started.
+//! Wall-clock (Unix) time, where a command needs it, comes in with the command, never from here.
 
 pub mod command;
 pub mod engine;

@@ -13,7 +13,8 @@ use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::{DbError, DriverError, VolumeError};
 
 pub struct EngineRunner {
-    ticks: u64,
+    /// The origin of the millisecond clock passed to `Engine::tick`.
+    started: std::time::Instant,
     engine: Engine,
     driver: Box<dyn Driver>,
     completions: Vec<IoCompletion>,
@@ -44,7 +45,7 @@ pub fn config_for_volume(volume: &Volume, cache_bytes_max: Option<usize>) -> Con
 
 impl EngineRunner {
     pub fn new(engine: Engine, driver: Box<dyn Driver>) -> EngineRunner {
-        let mut runner = EngineRunner { ticks: 0, engine, driver, completions: Vec::new() };
+        let mut runner = EngineRunner { started: std::time::Instant::now(), engine, driver, completions: Vec::new() };
         runner.drain_io();
         runner
     }
@@ -166,10 +167,11 @@ impl EngineRunner {
     }
 
     /// The end of a loop turn, after this turn's completions and requests: lets the engine seal
-    /// the group commit that waited for them. `turn` runs it first.
+    /// the group commit that waited for them. `turn` runs it first. The time is milliseconds
+    /// of a monotonic clock (the engine's contract; see `Engine::tick`).
     fn end_turn(&mut self) {
-        self.ticks += 1;
-        self.engine.tick(self.ticks);
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.engine.tick(now_ms);
         self.drain_io();
     }
 

@@ -190,7 +190,7 @@ impl Loop {
         self.server.checkpoint_now();
         self.drain();
         while self.server.engine().checkpoint_in_progress() && self.server.engine().read_only_reason().is_none() {
-            self.server.tick(self.started.elapsed().as_millis() as u64);
+            self.server.tick(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
             self.drain();
             self.run_driver(true)?;
         }
@@ -213,7 +213,7 @@ impl Loop {
             }
         }
         // The turn's requests are in: a group commit waiting for them is sealed now.
-        self.server.tick(self.started.elapsed().as_millis() as u64);
+        self.server.tick(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
         self.drain();
         // Block on storage only when the sockets had nothing to do this turn.
         self.run_driver(storage_busy && !socket_events)?;

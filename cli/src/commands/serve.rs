@@ -167,8 +167,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig, Refused> {
     Ok(ServerConfig {
         requirepass,
         clients_max: args.maxclients,
-        idle_timeout_ticks: (args.timeout > 0).then_some(args.timeout * 1000),
-        ticks_per_second: 1000,
+        idle_timeout_ms: (args.timeout > 0).then_some(args.timeout * 1000),
         output_bytes_max: args.client_output_buffer_limit,
         protected_mode: args.protected_mode == "yes",
         ..ServerConfig::default()

@@ -332,12 +332,15 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
     u8::from(!failed.is_empty())
 }
 
-/// One hash over every seed's trace hash, in seed order: a refactor that must not change
-/// behaviour keeps it (see docs/engine.md, "Refactoring under the trace hash").
+/// One hash over every seed's trace hash: a refactor that must not change behaviour keeps it
+/// (see docs/engine.md, "Refactoring under the trace hash"). A wrapping sum of one digest per
+/// seed, so that shards merge into the whole swarm's value (`quill sim-report`).
 fn swarm_trace_hash(results: &[SeedResult]) -> u64 {
-    results.iter().fold(0xcbf2_9ce4_8422_2325, |hash, result| {
+    results.iter().fold(0u64, |sum, result| {
         let words = [result.report.seed, result.options.ops, result.report.trace_hash];
-        words.iter().fold(hash, |hash, word| quill_sim::trace::fnv(hash, &word.to_le_bytes()))
+        let digest =
+            words.iter().fold(0xcbf2_9ce4_8422_2325, |hash, word| quill_sim::trace::fnv(hash, &word.to_le_bytes()));
+        sum.wrapping_add(digest)
     })
 }
 

@@ -57,6 +57,11 @@ pub fn merge(total: &mut Value, shard: &Value) {
     match (total, shard) {
         (Value::Object(total), Value::Object(shard)) => {
             for (key, value) in shard {
+                if key == "swarm_trace_hash" {
+                    let sum = add_hashes(total.get(key), value);
+                    total.insert(key.clone(), sum);
+                    continue;
+                }
                 match total.get_mut(key) {
                     Some(existing) => merge(existing, value),
                     None => {
@@ -70,6 +75,15 @@ pub fn merge(total: &mut Value, shard: &Value) {
         (total @ Value::Number(_), Value::Number(shard)) => *total = add(total, shard),
         (total, shard) if total != shard => *total = Value::Null,
         _ => {}
+    }
+}
+
+/// Swarm trace hashes are wrapping sums of per-seed digests (hex): shards add up.
+fn add_hashes(total: Option<&Value>, shard: &Value) -> Value {
+    let parse = |value: &Value| value.as_str().and_then(|text| u64::from_str_radix(text, 16).ok());
+    match (total.map_or(Some(0), parse), parse(shard)) {
+        (Some(total), Some(shard)) => Value::from(format!("{:016x}", total.wrapping_add(shard))),
+        _ => Value::Null,
     }
 }
 

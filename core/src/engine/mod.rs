@@ -584,11 +584,14 @@ impl Engine {
         }
     }
 
-    /// Input: the current time, and the end of the driver's loop turn. Call it once per turn,
-    /// after feeding the turn's completions and requests, and whenever
+    /// Input: the end of the driver's loop turn, with the time: `now_ms`, milliseconds of a
+    /// monotonic clock whose origin the driver picks (never decreasing; equal values are fine).
+    /// Call it once per turn, after feeding the turn's completions and requests, and whenever
     /// [`Engine::poll_timeout`] asks. When a batch becomes durable the next one is sealed here,
     /// not at once, so that clients answered in this turn can put their next writes into it.
-    pub fn tick(&mut self, now: u64) {
+    /// The engine keeps no timers of its own: `poll_timeout` is how it asks for the next tick.
+    pub fn tick(&mut self, now_ms: u64) {
+        let now = now_ms;
         debug_assert!(now >= self.now, "time runs forward");
         self.now = now;
         if std::mem::take(&mut self.log.seal_at_tick) {
@@ -613,10 +616,11 @@ impl Engine {
         self.keyspace.cache.poll_change()
     }
 
-    /// Output: when the engine next wants [`Engine::tick`]: now, if a sealed-at-tick batch
-    /// waits, or if background work (compaction, a checkpoint) can go on with no I/O in flight
-    /// to wake it; otherwise never (the engine has no timers). A driver that ticks only when
-    /// asked, and on completions, loses no progress.
+    /// Output: the time (in `tick`'s milliseconds) at which the engine next wants
+    /// [`Engine::tick`]: now, if a sealed-at-tick batch waits, or if background work
+    /// (compaction, a checkpoint) can go on with no I/O in flight to wake it; otherwise `None`,
+    /// since nothing in the engine waits on time today. A driver that ticks when asked, at the
+    /// end of each loop turn and on completions, loses no progress.
     pub fn poll_timeout(&self) -> Option<u64> {
         let background = matches!(self.phase, Phase::Ready)
             && self.shared.read_only.is_none()

@@ -231,7 +231,7 @@ impl Server {
     }
 
     fn config_values(&self) -> Vec<(&'static str, String)> {
-        let timeout_s = self.config.idle_timeout_ticks.map_or(0, |ticks| ticks / self.config.ticks_per_second.max(1));
+        let timeout_s = self.config.idle_timeout_ms.map_or(0, |timeout_ms| timeout_ms / 1000);
         vec![
             ("save", String::new()),
             ("appendonly", "yes".into()),

@@ -33,7 +33,7 @@ impl Server {
     }
 
     fn info_server(&self, out: &mut String) {
-        let uptime_s = self.now.saturating_sub(self.started_at) / self.config.ticks_per_second.max(1);
+        let uptime_s = self.now.saturating_sub(self.started_at) / 1000;
         let _ = write!(
             out,
             "redis_version:{REDIS_COMPATIBLE_VERSION}\r\nquillkv_version:{}\r\nredis_mode:standalone\r\nuptime_in_seconds:{uptime_s}\r\n",

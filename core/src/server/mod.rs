@@ -6,6 +6,8 @@
 //! **Outputs**, drained after every input in this order: [`Server::poll_io`] until `None`, then
 //! [`Server::poll_output`] (bytes to write to a connection) until `None`, then
 //! [`Server::poll_close`] (connections to close once their output is written) until `None`.
+//! No drain feeds the engine: commands a connection held back while its output piled up run at
+//! the next input, and [`Server::poll_timeout`] asks for a `tick` now when there are any.
 //! [`Server::wants_input`] says whether to keep reading a connection (backpressure).
 
 mod admin;
@@ -35,10 +37,8 @@ pub struct ServerConfig {
     pub output_bytes_pause: usize,
     /// Commands one connection may have in the engine at once; more wait in its buffer.
     pub commands_in_flight_max: usize,
-    /// Close a connection idle this long (ticks; `None`: never).
-    pub idle_timeout_ticks: Option<u64>,
-    /// Ticks per second of the clock passed to `tick`, for INFO's uptime.
-    pub ticks_per_second: u64,
+    /// Close a connection idle this long (milliseconds of the `tick` clock; `None`: never).
+    pub idle_timeout_ms: Option<u64>,
     /// Redis's protected mode: with no password, only loopback peers are served; others get
     /// [`PROTECTED_MODE_DENIED`] and are closed.
     pub protected_mode: bool,
@@ -58,8 +58,7 @@ impl Default for ServerConfig {
             output_bytes_max: 64 << 20,
             output_bytes_pause: 1 << 20,
             commands_in_flight_max: 1024,
-            idle_timeout_ticks: None,
-            ticks_per_second: 1_000,
+            idle_timeout_ms: None,
             protected_mode: true,
         }
     }
@@ -84,6 +83,9 @@ pub struct Server {
     /// Connections with bytes to send, in the order they got them.
     output_ready: VecDeque<ClientId>,
     output_queued: BTreeSet<ClientId>,
+    /// Connections whose output was drained: commands held back by their backlog run at the
+    /// next input (a drain never feeds the engine), and `poll_timeout` asks for it now.
+    resume: BTreeSet<ClientId>,
     closes: VecDeque<ClientId>,
     /// Replies to clients that submitted requests directly, not over a connection.
     direct_replies: VecDeque<(ClientId, crate::Reply)>,
@@ -104,6 +106,7 @@ impl Server {
             client_id_next: 1,
             output_ready: VecDeque::new(),
             output_queued: BTreeSet::new(),
+            resume: BTreeSet::new(),
             closes: VecDeque::new(),
             direct_replies: VecDeque::new(),
             now: 0,
@@ -163,6 +166,7 @@ impl Server {
 
     /// Bytes read from a connection.
     pub fn receive(&mut self, client: ClientId, bytes: &[u8]) {
+        self.resume_drained();
         let now = self.now;
         let Some(connection) = self.connections.get_mut(&client) else { return };
         if connection.closing {
@@ -184,19 +188,22 @@ impl Server {
     }
 
     pub fn complete(&mut self, completion: IoCompletion) {
+        self.resume_drained();
         self.engine.complete(completion);
         self.drain_engine();
     }
 
-    /// The time; closes connections idle past the timeout.
+    /// The end of the loop turn, with the time in milliseconds (see [`crate::engine::Engine::tick`]);
+    /// closes connections idle past the timeout.
     pub fn tick(&mut self, now: u64) {
         if self.started_at == 0 && self.now == 0 {
             self.started_at = now;
         }
         self.now = now;
+        self.resume_drained();
         self.engine.tick(now);
         self.drain_engine();
-        let Some(timeout) = self.config.idle_timeout_ticks else { return };
+        let Some(timeout) = self.config.idle_timeout_ms else { return };
         let idle: Vec<ClientId> = self
             .connections
             .iter()
@@ -214,6 +221,9 @@ impl Server {
 
     /// When the engine wants [`Server::tick`] next.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if !self.resume.is_empty() {
+            return Some(self.now);
+        }
         self.engine.poll_timeout()
     }
 
@@ -262,6 +272,7 @@ impl Server {
     /// ids must not collide with connection ids, which count up from 1: use
     /// [`DIRECT_CLIENT_BASE`] and above.
     pub fn submit_direct(&mut self, client: ClientId, request: crate::Request) {
+        self.resume_drained();
         assert!(client >= DIRECT_CLIENT_BASE, "direct client ids start at DIRECT_CLIENT_BASE");
         self.engine.submit(client, request);
         self.drain_engine();
@@ -306,7 +317,17 @@ impl Server {
     }
 
     fn after_output_drained(&mut self, client: ClientId) {
-        self.process_commands(client);
+        self.resume.insert(client);
+    }
+
+    /// Runs the commands of connections whose output a drain emptied (see `resume`).
+    fn resume_drained(&mut self) {
+        if self.resume.is_empty() {
+            return;
+        }
+        for client in std::mem::take(&mut self.resume) {
+            self.process_commands(client);
+        }
         self.drain_engine();
     }
 
