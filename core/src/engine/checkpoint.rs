@@ -198,6 +198,8 @@ impl Checkpointer {
             written_bytes = end;
             writes_in_flight += 1;
         }
+        debug_assert!(written_bytes <= data.len() && writes_in_flight <= WRITES_IN_FLIGHT_MAX);
+        debug_assert!(data.len() <= shared.volume.checkpoint_slot_blocks as usize * BLOCK_BYTES, "within the slot");
         if writes_in_flight == 0 {
             self.state = CheckpointState::Syncing { pending };
             return shared.push_io(IoPurpose::CheckpointSync, IoKind::Sync);

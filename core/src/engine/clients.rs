@@ -105,7 +105,6 @@ impl ClientTable {
             Slot { state: SlotState::Queued(request), wait_sequence: 0, write_failed: false }
         };
         client.slots.push_back(slot);
-        debug_assert!(client.slots.len() <= pipeline_max + 1, "a full pipeline takes only its refusal");
     }
 
     /// Takes the client's next queued command, skipping slots refused at submit. `None`: the
@@ -303,8 +302,8 @@ impl ClientTable {
         self.clients.get(&client_id).map_or(0, |client| client.slots.len())
     }
 
-    /// A summary for liveness reports.
-    pub fn debug_state(&self) -> String {
+    /// A summary for liveness reports: the counts, and the first client's front slot.
+    pub fn debug_state(&self) -> (String, String) {
         let queued: usize = self.clients.values().map(|client| client.slots.len()).sum();
         let blocked = self.clients.values().filter(|client| client.blocked).count();
         let front = self.clients.iter().find_map(|(id, client)| {
@@ -316,13 +315,13 @@ impl ClientTable {
                 client.executed
             ))
         });
-        format!(
-            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys; {}",
+        let counts = format!(
+            "{} clients, {queued} commands queued, {blocked} blocked, {} stalled, {} locked keys",
             self.clients.len(),
             self.stalled.len(),
             self.locked_keys.len(),
-            front.unwrap_or_default()
-        )
+        );
+        (counts, front.unwrap_or_default())
     }
 }
 

@@ -255,7 +255,7 @@ impl Log {
 
     fn append_record(&mut self, record: &NewRecord<'_>, shared: &Shared) {
         let volume_id = shared.volume.volume_id;
-        let epoch_low = shared.volume.epoch as u32;
+        let epoch_low = crate::format::low_32_bits(shared.volume.epoch);
         let open = &mut self.open;
         let offset_bytes = open.start_block * BLOCK_BYTES as u64 + open.buffer.len() as u64;
         let (kind, key, value): (RecordKind, &[u8], &[u8]) = match record {
@@ -274,7 +274,7 @@ impl Log {
         header.encode_into(&mut open.buffer, volume_id, offset_bytes, key, value);
         open.record_count += 1;
         let record_bytes = crate::format::batch_size_u32(header.total_bytes());
-        let location = Location { offset_bytes, record_bytes, sequence_low: open.sequence as u32 };
+        let location = Location { offset_bytes, record_bytes, sequence_low: crate::format::low_32_bits(open.sequence) };
         open.effects.push(match record {
             NewRecord::Put { key, value } => DurableEffect::Put { key: (*key).into(), location, value: value.clone() },
             NewRecord::Delete { key } => DurableEffect::Delete { key: (*key).into() },
@@ -325,7 +325,11 @@ impl Log {
             durable: false,
             writes_left: 1 + u8::from(mirror.is_some()),
         });
+        debug_assert_eq!(self.open.sequence, next_sequence, "the next batch follows the sealed one");
+        debug_assert_eq!(self.open.record_count, 0, "the new open batch starts empty");
+        debug_assert!(self.durable_sequence < next_sequence - 1, "a sealed batch is not durable yet");
         for (offset_bytes, data) in std::iter::once((offset_bytes, data)).chain(mirror) {
+            debug_assert!(data.len() <= (shared.volume.batch_blocks_max as usize + 1) * BLOCK_BYTES);
             let kind = if shared.config.write_through {
                 IoKind::WriteDurable { offset_bytes, data }
             } else {
@@ -425,6 +429,7 @@ impl Log {
         in_flight.durable = true;
         let sequence = in_flight.sequence;
         assert_eq!(sequence, self.durable_sequence + 1, "batches become durable in order");
+        assert!(sequence <= self.newest_sequence, "a durable batch was appended to");
         self.durable_sequence = sequence;
         LogStep::Durable { sequence, effects: std::mem::take(&mut in_flight.effects) }
     }

@@ -430,7 +430,7 @@ impl Cleaner {
             let location = Location {
                 offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,
                 record_bytes: crate::format::batch_size_u32(record.total_bytes()),
-                sequence_low: header.sequence as u32,
+                sequence_low: crate::format::low_32_bits(header.sequence),
             };
             if record.kind == RecordKind::Put && cx.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
                 let batch = LogPosition { block: header.block, sequence: header.sequence };
@@ -534,6 +534,9 @@ impl Cleaner {
             self.state = CleanerState::Idle;
             return CleanerStep::Nothing;
         }
+        let ring = cx.shared.ring();
+        debug_assert!(new_tail.block >= ring.start && new_tail.block <= ring.end, "the new tail lies in the log");
+        debug_assert!(new_tail.sequence >= cx.shared.volume.tail.sequence, "the tail never moves back");
         self.state = CleanerState::Settling { sequence, new_tail, moved_bytes };
         if cx.log.durable_sequence < sequence || cx.superblock_busy || self.reads_into(cx, new_tail.block) {
             return CleanerStep::Nothing;

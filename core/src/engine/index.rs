@@ -33,6 +33,13 @@ impl Location {
 }
 
 const EMPTY: u64 = 0;
+
+/// The arena offset a used slot holds: its low 32 bits, less 2 (0 and 1 mark empty and
+/// tombstone slots).
+fn slot_offset(slot: u64) -> usize {
+    debug_assert!(slot > TOMBSTONE, "only a used slot holds an offset");
+    (slot & u64::from(u32::MAX)) as usize - 2
+}
 const TOMBSTONE: u64 = 1;
 const ENTRY_HEADER_BYTES: usize = 18;
 const CHUNK_BYTES: usize = 1 << 20;
@@ -162,7 +169,7 @@ impl CompactIndex {
             match self.slots[index] {
                 EMPTY => return Err(free.unwrap_or(index)),
                 TOMBSTONE => free = free.or(Some(index)),
-                slot if slot >> 32 == tag && self.entry_key((slot as u32 - 2) as usize) == key => return Ok(index),
+                slot if slot >> 32 == tag && self.entry_key(slot_offset(slot)) == key => return Ok(index),
                 _ => {}
             }
             index = if index + 1 == self.slots.len() { 0 } else { index + 1 };
@@ -172,7 +179,7 @@ impl CompactIndex {
 
     pub fn get(&self, key: &[u8]) -> Option<Location> {
         let index = self.find(key, self.hash(key)).ok()?;
-        Some(self.entry_location((self.slots[index] as u32 - 2) as usize))
+        Some(self.entry_location(slot_offset(self.slots[index])))
     }
 
     /// Loads the slot where probing for `key` starts, and returns it. Touching the slots of a
@@ -186,7 +193,7 @@ impl CompactIndex {
         let hash = self.hash(key);
         match self.find(key, hash) {
             Ok(index) => {
-                let at = (self.slots[index] as u32 - 2) as usize;
+                let at = slot_offset(self.slots[index]);
                 self.live_record_bytes -= u64::from(self.entry_location(at).record_bytes);
                 self.live_record_bytes += u64::from(location.record_bytes);
                 self.write_location(at, &location);
@@ -210,7 +217,7 @@ impl CompactIndex {
     /// no newer write replaced it meanwhile). Says whether it did.
     pub fn replace_if(&mut self, key: &[u8], from: Location, to: Location) -> bool {
         let Ok(index) = self.find(key, self.hash(key)) else { return false };
-        let at = (self.slots[index] as u32 - 2) as usize;
+        let at = slot_offset(self.slots[index]);
         if self.entry_location(at) != from {
             return false;
         }
@@ -222,7 +229,7 @@ impl CompactIndex {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
         let index = self.find(key, self.hash(key)).ok()?;
-        let at = (self.slots[index] as u32 - 2) as usize;
+        let at = slot_offset(self.slots[index]);
         let location = self.entry_location(at);
         self.garbage_bytes += ENTRY_HEADER_BYTES + key.len();
         self.live_record_bytes -= u64::from(location.record_bytes);
@@ -262,7 +269,7 @@ impl CompactIndex {
     /// Every key and location, in table order (deterministic for a given seed and history).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Location)> + '_ {
         self.slots.iter().filter(|slot| **slot > TOMBSTONE).map(|slot| {
-            let at = (*slot as u32 - 2) as usize;
+            let at = slot_offset(*slot);
             (self.entry_key(at), self.entry_location(at))
         })
     }

@@ -86,13 +86,14 @@ impl Engine {
     pub(super) fn check_newest_mirror(&mut self) -> bool {
         let writable = !self.shared.config.open_read_only && self.shared.volume.mirrored;
         let recovery = self.recovery_mut();
-        let Some((newest, _)) = recovery.newest_batch.filter(|_| writable) else { return false };
+        let Some((newest, blocks)) = recovery.newest_batch.filter(|_| writable) else { return false };
         if recovery.newest_mirror != NewestMirror::NotChecked {
             return recovery.newest_mirror == NewestMirror::Checking;
         }
         recovery.newest_mirror = NewestMirror::Checking;
+        // Just the batch's length: a copy of it is exactly as long.
         let offset_bytes = self.shared.volume.mirror_slot_block(newest.sequence) * BLOCK_BYTES as u64;
-        let length_bytes = self.shared.volume.batch_blocks_max * BLOCK_BYTES as u32;
+        let length_bytes = crate::format::batch_size_u32(blocks as usize * BLOCK_BYTES);
         self.shared.push_io(IoPurpose::NewestMirrorRead, IoKind::Read { offset_bytes, length_bytes });
         true
     }

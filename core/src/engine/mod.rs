@@ -639,9 +639,9 @@ impl Engine {
 
     /// A one-line summary of what the engine waits on, for liveness reports.
     pub fn debug_state(&self) -> String {
+        let (clients, front) = self.clients.debug_state();
         format!(
-            "{}, {} reads queued, {} I/Os in flight, {}, log tail {} head {} of {:?}, compaction {}",
-            self.clients.debug_state(),
+            "{clients}, {} reads queued, {} I/Os in flight, {}, log tail {} head {} of {:?}, compaction {}; {front}",
             self.reads.queued(),
             self.shared.io.tokens.len(),
             self.log.debug_state(),

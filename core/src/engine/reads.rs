@@ -61,6 +61,8 @@ impl ReadScheduler {
             let end =
                 (job.location.offset_bytes + u64::from(job.location.record_bytes)).div_ceil(block_bytes) * block_bytes;
             let length_bytes = u32::try_from(end - first).expect("a record is under 4 GiB");
+            let ring = shared.ring();
+            debug_assert!(length_bytes > 0 && ring.start * block_bytes <= first && end <= ring.end * block_bytes);
             self.in_flight += 1;
             shared.stats.reads_in_flight_max = shared.stats.reads_in_flight_max.max(self.in_flight as u64);
             shared.push_io(IoPurpose::ValueRead(job), IoKind::Read { offset_bytes: first, length_bytes });
@@ -105,7 +107,7 @@ pub fn decode_value(job: &ReadJob, bytes: &[u8], shared: &mut Shared) -> Result<
     };
     let header = verified.ok().filter(|header| {
         header.kind == RecordKind::Put
-            && header.sequence as u32 == job.location.sequence_low
+            && crate::format::low_32_bits(header.sequence) == job.location.sequence_low
             && header.total_bytes() == record.len()
             && &record[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.key_bytes as usize] == job.key.as_slice()
     });

@@ -547,7 +547,7 @@ impl Engine {
             let location = Location {
                 offset_bytes,
                 record_bytes: crate::format::batch_size_u32(record.total_bytes()),
-                sequence_low: header.sequence as u32,
+                sequence_low: crate::format::low_32_bits(header.sequence),
             };
             match record.kind {
                 RecordKind::Put => self.keyspace.index.insert(key, location),

@@ -112,6 +112,7 @@ impl SuperblockWriter {
         }
         let update = self.update.as_mut().expect("an update is in progress");
         update.copies_durable += 1;
+        assert!(update.copies_durable <= SUPERBLOCK_COPIES, "each copy is written once per update");
         if update.copies_durable < SUPERBLOCK_COPIES {
             self.write_copy(keys_hint, shared);
             return SuperblockStep::Continues;

@@ -36,6 +36,13 @@ pub fn batch_size_u32(size: usize) -> u32 {
     u32::try_from(size).expect("a size within one batch fits u32 (batches are at most 4 MiB)")
 }
 
+/// The low 32 bits of a batch sequence number or an epoch, as records and index entries keep
+/// them (a deliberate truncation: they tell a stale record from the expected one, with the
+/// checksum binding the rest).
+pub fn low_32_bits(value: u64) -> u32 {
+    (value & u64::from(u32::MAX)) as u32
+}
+
 /// Rounds `bytes` up to a whole number of blocks.
 pub fn blocks_for(bytes: usize) -> usize {
     bytes.div_ceil(crate::BLOCK_BYTES)
