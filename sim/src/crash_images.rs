@@ -12,16 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::checker::Violation;
-use crate::images::{choose_points, sample_seed, CrashPoint, SectorMask};
+pub use crate::images::CrashImage;
+use crate::images::{choose_points, sample_seed, CrashPoint};
 use crate::knobs::FaultLevel;
 use crate::runner::{run_seed, SeedReport, SimOptions};
-
-/// One crash, at crash point `point` (from 1), leaving the image `masks` describes.
-#[derive(Clone, Debug)]
-pub struct CrashImage {
-    pub point: u64,
-    pub masks: Vec<SectorMask>,
-}
 
 /// What to enumerate for each seed.
 #[derive(Clone, Copy, Debug)]

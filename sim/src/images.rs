@@ -138,3 +138,10 @@ mod tests {
         assert!(choose_points(0, 4).is_empty());
     }
 }
+
+/// One crash, at crash point `point` (from 1), leaving the image `masks` describes.
+#[derive(Clone, Debug)]
+pub struct CrashImage {
+    pub point: u64,
+    pub masks: Vec<SectorMask>,
+}

@@ -7,35 +7,24 @@
 //! crash, any value never written, and any request not answered once faults stop.
 
 mod aging;
-mod budget;
 pub mod checker;
-mod connections;
-mod crash;
 pub mod crash_images;
-mod degraded;
 pub mod disk;
-pub mod domains;
-pub mod families;
 pub mod faults;
 pub mod history;
 pub mod images;
 pub mod knobs;
 pub mod network;
-mod read_only;
-mod replies;
-mod reports;
 pub mod runner;
 pub mod seed_list;
 pub mod shrink;
-pub mod space;
-mod storage;
 pub mod trace;
-mod view;
 pub mod workload;
 
 pub use checker::Violation;
 pub use faults::{FaultKind, FaultLedger, Outcome};
 pub use knobs::{Family, FaultLevel, Knobs};
+pub use runner::space;
 pub use runner::{run_seed, SeedReport, SimOptions};
 pub use seed_list::parse_seed_list;
 pub use shrink::{reproduce_command, shrink, ShrinkResult};

@@ -19,7 +19,7 @@ use quill_core::format::{KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 use quill_core::{Config, Reply, Request};
 use rand::Rng;
 
-use crate::replies::ErrorMeaning;
+use crate::runner::replies::ErrorMeaning;
 use crate::runner::{Outstanding, Sim};
 
 /// Most states one key may be in before the model gives up on it (a violation: the workload

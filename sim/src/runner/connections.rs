@@ -113,7 +113,7 @@ impl Sim {
         let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
         self.domain_requests_lost(&lost, false);
         for outstanding in lost {
-            if crate::domains::domain_request_key(&outstanding.request).is_some() {
+            if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
                 continue;
             }
             if matches!(outstanding.request, Request::FlushAll) {
@@ -121,7 +121,7 @@ impl Sim {
                 continue;
             }
             let keys = written_keys(&outstanding.request);
-            if keys.is_empty() || crate::replies::is_conditional_set(&outstanding.request) {
+            if keys.is_empty() || crate::runner::replies::is_conditional_set(&outstanding.request) {
                 self.checker.end_read(outstanding.invoked);
             }
             for key in keys {

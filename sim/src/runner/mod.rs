@@ -1,4 +1,26 @@
-//! One seed's run: the event loop over virtual time.
+//! One seed's run: the event loop over virtual time. `Sim` is the coordinator: it owns the
+//! simulated world (the disk and its I/O queue, the clients, the engine's server, the fault
+//! ledger, the checker, the trace) and runs it tick by tick. Its parts are this module's
+//! children, one concern each: issuing and completing storage I/O (`storage`), crashes and
+//! recoveries (`crash`), the fault budget (`budget`), replies and their judgement (`replies`,
+//! `domains`), connections (`connections`), seed families (`families`), the read-only stretch
+//! (`read_only`), degraded paths (`degraded`), the engine's reports (`reports`), space
+//! (`space`), and the published cache (`view`). The independent pieces they use (`disk`,
+//! `faults`, `checker`, `trace`, `network`, `workload`, `knobs`, `images`) are the crate's other
+//! modules, which never import the runner: no module circles.
+
+mod budget;
+mod connections;
+mod crash;
+mod degraded;
+pub(crate) mod domains;
+pub(crate) mod families;
+mod read_only;
+mod replies;
+mod reports;
+pub mod space;
+pub(crate) mod storage;
+mod view;
 
 use crate::trace::TraceEvent;
 use std::collections::{BTreeSet, VecDeque};
@@ -32,7 +54,7 @@ pub struct SimOptions {
     /// crash there would resolve (`quill sim --crash-images`).
     pub census: bool,
     /// Crashes once, at this crash point, leaving this image; the workload ends there.
-    pub crash_image: Option<crate::crash_images::CrashImage>,
+    pub crash_image: Option<crate::images::CrashImage>,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<quill_core::engine::PlantedBug>,
 }
@@ -74,7 +96,7 @@ pub struct SeedReport {
     /// How many fault decisions were made (the mask's range, for shrinking).
     pub fault_decisions: u64,
     pub reads_checked: u64,
-    pub space: crate::space::SpaceTotals,
+    pub space: crate::runner::space::SpaceTotals,
     /// With `census`: each crash point's writes not durable yet.
     pub crash_points: Vec<crate::images::CrashPoint>,
     /// With `crash_image`: whether the run reached that point and crashed there.
@@ -116,7 +138,7 @@ pub(crate) struct Sim {
     pub latency_rng: ChaCha8Rng,
     pub server: Server,
     pub disk: SimDisk,
-    pub storage: crate::storage::InFlight,
+    pub storage: crate::runner::storage::InFlight,
     pub clients: Vec<SimClient>,
     pub checker: Checker,
     pub ledger: FaultLedger,
@@ -137,20 +159,20 @@ pub(crate) struct Sim {
     pub tail_flip_at: Option<u64>,
     pub tail_crash_at: Option<u64>,
     pub stopped_by_detection: Option<String>,
-    pub space: crate::space::SpaceTotals,
+    pub space: crate::runner::space::SpaceTotals,
     /// Full-disk seeds: where the fill, drain, refill cycle stands.
-    pub fill_cycle: crate::families::FillCycle,
+    pub fill_cycle: crate::runner::families::FillCycle,
     /// The engine turned read-only (a failed write or sync, or a read-only open): it keeps
     /// serving until this tick, then restarts.
     pub read_only_until: Option<u64>,
     /// When the engine was first seen read-only (requests sent since are judged for liveness).
     pub read_only_since: u64,
     /// Value-domain keys: the states each may be in (see domains.rs).
-    pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::domains::States>,
+    pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::runner::domains::States>,
     /// Value-domain requests answered "not durable" since the last crash, by key, in order.
     pub domain_unresolved: std::collections::BTreeMap<Vec<u8>, Vec<Request>>,
     /// What the simulator saw of the engine, to check its reports against.
-    pub watch: crate::reports::Watch,
+    pub watch: crate::runner::reports::Watch,
     /// A read-only open asked for a repair: the next open is writable.
     pub next_open_writable: bool,
     /// The engine's published cache (`Config::publish_cache`), as a `Db` keeps it.
@@ -279,7 +301,7 @@ impl Sim {
         let volume_bytes = knobs.volume_blocks * quill_core::BLOCK_BYTES as u64;
         if knobs.production_config {
             #[allow(unused_mut)]
-            let mut config = crate::families::production_config(volume_bytes, hash_seed);
+            let mut config = crate::runner::families::production_config(volume_bytes, hash_seed);
             config.publish_cache = knobs.publish_cache;
             #[cfg(feature = "planted-bugs")]
             {
@@ -627,7 +649,7 @@ impl Sim {
             |line| {
                 line.push_str(&format!(
                     "client {client} sends op {op_id}: {}",
-                    crate::replies::describe_request(&request)
+                    crate::runner::replies::describe_request(&request)
                 ))
             },
         );

@@ -53,7 +53,7 @@ pub(crate) enum ErrorMeaning {
 
 impl Sim {
     pub(crate) fn begin_in_checker(&mut self, op_id: u64, request: &Request, invoked: u64) {
-        if let Some(key) = crate::domains::domain_request_key(request) {
+        if let Some(key) = crate::runner::domains::domain_request_key(request) {
             // Judged by its owner's exact model (domains.rs); known to the final verification.
             self.checker.keys.entry(key.to_vec()).or_default();
             return;
@@ -101,7 +101,7 @@ impl Sim {
         self.trace.record(self.tick, &[TraceEvent::Reply.word(), client as u64, op_id, reply_word(&reply)], |line| {
             line.push_str(&format!("client {client} gets op {op_id}: {}", describe_reply(&reply)))
         });
-        if crate::domains::domain_request_key(&outstanding.request).is_some() {
+        if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
             return self.on_domain_reply(&outstanding, &reply, responded);
         }
         let keys = written_keys(&outstanding.request);
