@@ -77,6 +77,35 @@ impl Outcome {
     }
 }
 
+/// Fault injection's state: its random stream, the ledger of what it injected, and whether it
+/// is on. Every draw of a fault goes through [`Injector::fault`], so a fault can be masked by
+/// its ordinal (`quill shrink`).
+pub struct Injector {
+    pub rng: rand_chacha::ChaCha8Rng,
+    pub ledger: FaultLedger,
+    /// Faults drawn so far (their ordinals count from 1).
+    pub ordinal: u64,
+    pub enabled: bool,
+    /// Ordinals of faults to drop (shrinking finds the few a failure needs).
+    mask: std::collections::BTreeSet<u64>,
+}
+
+impl Injector {
+    pub fn new(rng: rand_chacha::ChaCha8Rng, enabled: bool, mask: std::collections::BTreeSet<u64>) -> Injector {
+        Injector { rng, ledger: FaultLedger::default(), ordinal: 0, enabled, mask }
+    }
+
+    /// Draws whether a fault of probability `ppm` (per million) happens now.
+    pub fn fault(&mut self, ppm: u32) -> bool {
+        use rand::Rng;
+        if !self.enabled || ppm == 0 || self.rng.gen_range(0..1_000_000) >= ppm {
+            return false;
+        }
+        self.ordinal += 1;
+        !self.mask.contains(&self.ordinal)
+    }
+}
+
 /// Counts by kind and by outcome, plus the damage still on disk, by block.
 #[derive(Clone, Debug, Default)]
 pub struct FaultLedger {

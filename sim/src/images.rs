@@ -139,6 +139,20 @@ mod tests {
     }
 }
 
+/// Crash points in a run: how many were met, the writes at each (with `SimOptions::census`),
+/// and the image a chosen one leaves (`SimOptions::crash_image`).
+#[derive(Default)]
+pub struct CrashPlan {
+    pub points_seen: u64,
+    /// Crash points count until the clean restart before the final check (which then crashes
+    /// on its own terms).
+    pub closed: bool,
+    pub points: Vec<CrashPoint>,
+    /// The image the next crash leaves.
+    pub forced_image: Option<Vec<SectorMask>>,
+    pub image_taken: bool,
+}
+
 /// One crash, at crash point `point` (from 1), leaving the image `masks` describes.
 #[derive(Clone, Debug)]
 pub struct CrashImage {

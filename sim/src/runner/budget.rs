@@ -23,14 +23,14 @@ impl Sim {
         let (mirror_first, mirror_end) = self.mirror_region();
         let hits_mirror = first < mirror_end && mirror_first < end;
         let tail_damaged =
-            tails.iter().any(|(tail_first, tail_end)| self.ledger.has_corruption_in(*tail_first, *tail_end));
+            tails.iter().any(|(tail_first, tail_end)| self.faults.ledger.has_corruption_in(*tail_first, *tail_end));
         // A batch in flight at a crash whose mirror copy tore has one copy until a writable open
         // rewrites its slot: while the engine recovers, or serves it read-only (seed 848: a
         // read-only open served it, bit rot then hit it). A writable engine must have rewritten
         // it by the time it is ready: then the promise holds again.
         let adopted_unmirrored =
             self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && (self.recovering || self.opened_read_only);
-        let mirror_damaged = adopted_unmirrored || self.ledger.has_corruption_in(mirror_first, mirror_end);
+        let mirror_damaged = adopted_unmirrored || self.faults.ledger.has_corruption_in(mirror_first, mirror_end);
         !(hits_tail && (hits_mirror || mirror_damaged) || hits_mirror && tail_damaged)
     }
 

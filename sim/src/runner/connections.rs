@@ -77,7 +77,7 @@ impl Sim {
         let client = self.workload_rng.gen_range(0..self.knobs.clients);
         let Some(connection) = self.clients[client].connection else { return };
         let unsent = self.clients[client].unsent.len();
-        self.ledger.inject_resolved(FaultKind::Disconnect, Outcome::Harmless);
+        self.faults.ledger.inject_resolved(FaultKind::Disconnect, Outcome::Harmless);
         self.trace.record(self.tick, &[TraceEvent::Disconnect.word(), client as u64, unsent as u64], |line| {
             line.push_str(&format!("client {client} disconnects with {unsent} bytes unsent"))
         });

@@ -26,9 +26,9 @@ impl Sim {
             let restart = if read_only { " (restart after a failed write)" } else { "" };
             line.push_str(&format!("crash {number}{restart}; engine was: {}", self.server.engine().debug_state()))
         });
-        self.read_only_until = None;
+        self.read_only.until = None;
         self.watch.restart();
-        self.ledger.io_errors_since_start = 0;
+        self.faults.ledger.io_errors_since_start = 0;
         self.storage.clear();
         // A new engine starts with an empty cache, and so does the copy of it (a new `Db`).
         self.view.clear();
@@ -36,14 +36,14 @@ impl Sim {
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
         self.domain_requests_lost(&lost, true);
         self.checker.crash();
-        let (survive, tear) = if self.faults_enabled {
+        let (survive, tear) = if self.faults.enabled {
             (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm)
         } else {
             (1_000_000, 0) // a clean restart once faults are off: unsynced writes reach the disk whole
         };
-        match self.forced_image.take() {
-            Some(masks) => self.disk.crash_with_masks(&masks, &mut self.ledger),
-            None => self.disk.crash(&mut self.fault_rng, survive, tear, &mut self.ledger),
+        match self.crash_plan.forced_image.take() {
+            Some(masks) => self.disk.crash_with_masks(&masks, &mut self.faults.ledger),
+            None => self.disk.crash(&mut self.faults.rng, survive, tear, &mut self.faults.ledger),
         }
         // Format never finished (an injected error or crash hit it): format again, as an
         // operator would; otherwise restart and recover.
@@ -52,13 +52,13 @@ impl Sim {
             // tick sees the engine read-only and restarts it normally.
             let mut config = self.config.clone();
             let writable = std::mem::take(&mut self.next_open_writable);
-            config.open_read_only = self.faults_enabled && self.fault_rng.gen_range(0..10) == 0 && !writable;
+            config.open_read_only = self.faults.enabled && self.faults.rng.gen_range(0..10) == 0 && !writable;
             // As `quill check` opens: read-only, and replaying the whole log, not the checkpoint.
             config.use_checkpoint = !config.open_read_only;
             self.opened_read_only = config.open_read_only;
             Engine::open(config)
         } else {
-            Engine::format(self.config.clone(), self.fault_rng.gen())
+            Engine::format(self.config.clone(), self.faults.rng.gen())
         };
         self.server = Server::new(engine, server_config());
         self.reconnect_all();
@@ -105,9 +105,9 @@ impl Sim {
         let aimed = !self.opened_read_only
             && self.knobs.bit_flip_per_tick_ppm > 0
             && self.disk.adopted_tail.is_some()
-            && self.fault_rng.gen_bool(0.5);
+            && self.faults.rng.gen_bool(0.5);
         if aimed {
-            self.tail_flip_at = Some(self.tick + self.fault_rng.gen_range(1..30));
+            self.aimed_tail.flip_at = Some(self.tick + self.faults.rng.gen_range(1..30));
         }
     }
 
@@ -133,7 +133,7 @@ impl Sim {
         if let Some(error @ quill_core::OpenError::NeedsRepair { block, .. }) = self.engine().open_error().cloned() {
             // A read-only open met a batch its mirror can repair: it must say so (never serve
             // around it), and damage there must explain it. The writable open after repairs it.
-            if !self.ledger.ever_damaged_in(block, block + u64::from(self.knobs.batch_blocks_max)) {
+            if !self.faults.ledger.ever_damaged_in(block, block + u64::from(self.knobs.batch_blocks_max)) {
                 let got = error.to_string();
                 return self.checker.fail(
                     "a repair was needed with no fault that explains it",
@@ -152,8 +152,8 @@ impl Sim {
             self.trace.record(self.tick, &[TraceEvent::Recovery.word(), 0], |line| {
                 line.push_str(&format!("recovery refused: {error}"))
             });
-            self.ledger.resolve_blocks(0, u64::MAX, Outcome::Detected);
-            if self.ledger.beyond_budget {
+            self.faults.ledger.resolve_blocks(0, u64::MAX, Outcome::Detected);
+            if self.faults.ledger.beyond_budget {
                 self.stopped_by_detection =
                     Some(format!("the engine refused to open after damage beyond the fault budget: {error}"));
             } else {
@@ -184,16 +184,16 @@ impl Sim {
         self.check_adopted_tail_mirrored();
         self.aim_at_adopted_tail();
         let superblock_outcome = if stats.superblock_copies_bad > 0 { Outcome::Repaired } else { Outcome::Harmless };
-        self.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);
+        self.faults.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);
         match stats.truncated_at_block {
             Some(block) => {
                 // Recovery verified everything before the tail and examined one batch's reach
                 // after it (the torn tail it discarded); damage further out is not log data.
                 let examined_end = block + 2 * u64::from(self.knobs.batch_blocks_max) + 1;
-                self.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, block, Outcome::Harmless);
-                self.ledger.resolve_blocks(block, examined_end, Outcome::Detected);
+                self.faults.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, block, Outcome::Harmless);
+                self.faults.ledger.resolve_blocks(block, examined_end, Outcome::Detected);
             }
-            None => self.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, u64::MAX, Outcome::Harmless),
+            None => self.faults.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, u64::MAX, Outcome::Harmless),
         }
     }
 }

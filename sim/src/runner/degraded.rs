@@ -16,7 +16,7 @@ impl Sim {
             let what = "a check (read-only open) loaded the checkpoint instead of replaying the whole log";
             return self.checker.fail(what, b"", "a full replay".into(), "the checkpoint".into());
         }
-        if stats.superblock_copies_bad > 0 && !self.ledger.ever_damaged_in(0, LOG_START_BLOCK) {
+        if stats.superblock_copies_bad > 0 && !self.faults.ledger.ever_damaged_in(0, LOG_START_BLOCK) {
             let got = format!("{} copies bad", stats.superblock_copies_bad);
             return self.checker.fail(
                 "a superblock copy was unusable with no fault on it",
@@ -28,9 +28,9 @@ impl Sim {
         let Some(reason) = stats.checkpoint_rejected else { return };
         let slots =
             self.knobs.volume_blocks - 2 * u64::from(self.knobs.checkpoint_slot_blocks)..self.knobs.volume_blocks;
-        let read_failed = reason.starts_with("reading it failed") && self.ledger.io_errors_since_start > 0;
-        let damaged =
-            self.ledger.ever_damaged_in(slots.start, slots.end) || self.ledger.ever_damaged_in(0, LOG_START_BLOCK);
+        let read_failed = reason.starts_with("reading it failed") && self.faults.ledger.io_errors_since_start > 0;
+        let damaged = self.faults.ledger.ever_damaged_in(slots.start, slots.end)
+            || self.faults.ledger.ever_damaged_in(0, LOG_START_BLOCK);
         if !read_failed && !damaged {
             self.checker.fail(
                 "a checkpoint was rejected with no fault that explains it",
@@ -44,7 +44,7 @@ impl Sim {
     /// The engine turned read-only: a failed write or sync since it started, or a read-only open.
     pub(crate) fn check_read_only_explained(&mut self) {
         let Some(reason) = self.engine().read_only_reason() else { return };
-        if self.opened_read_only || self.ledger.io_errors_since_start > 0 {
+        if self.opened_read_only || self.faults.ledger.io_errors_since_start > 0 {
             return;
         }
         let got = reason.to_string();
@@ -53,6 +53,6 @@ impl Sim {
 
     /// An open that failed on I/O needs an injected I/O error.
     pub(crate) fn open_io_error_explained(&self) -> bool {
-        self.ledger.io_errors_since_start > 0
+        self.faults.ledger.io_errors_since_start > 0
     }
 }

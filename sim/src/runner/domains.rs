@@ -29,6 +29,15 @@ const STATES_MAX: usize = 512;
 /// A key's possible values (`None`: absent).
 pub type States = Vec<Option<Vec<u8>>>;
 
+/// What the simulator knows of the value-domain keys.
+#[derive(Default)]
+pub(crate) struct DomainModel {
+    /// The states each key may be in.
+    pub states: BTreeMap<Vec<u8>, States>,
+    /// Requests answered "not durable" since the last crash, by key, in order.
+    pub unresolved: BTreeMap<Vec<u8>, Vec<Request>>,
+}
+
 /// The keys a client owns: three counters, and for client 0 the empty key.
 fn owned_key(client: usize, pick: u32) -> Vec<u8> {
     match (client, pick) {
@@ -177,13 +186,13 @@ impl Sim {
         let request = &outstanding.request;
         let key = domain_request_key(request).expect("a value-domain request").to_vec();
         let limits = Limits::of(&self.config);
-        let states = self.domain_states.entry(key.clone()).or_insert_with(|| vec![None]).clone();
+        let states = self.domains.states.entry(key.clone()).or_insert_with(|| vec![None]).clone();
         let outcomes: Vec<(Reply, Option<Vec<u8>>)> =
             states.iter().map(|state| outcome(state, request, &limits)).collect();
         let mut next = States::new();
         merge(&mut next, outcomes.iter().filter(|(expected, _)| expected == reply).map(|(_, state)| state.clone()));
         if !next.is_empty() {
-            self.domain_states.insert(key, next);
+            self.domains.states.insert(key, next);
             return;
         }
         let meaning = match reply {
@@ -203,7 +212,7 @@ impl Sim {
         match meaning {
             // Not applied: refused, or its read of the current value failed.
             Some(ErrorMeaning::NotApplied | ErrorMeaning::ReadFault) => {}
-            Some(ErrorMeaning::Unknown) => self.domain_unresolved.entry(key).or_default().push(request.clone()),
+            Some(ErrorMeaning::Unknown) => self.domains.unresolved.entry(key).or_default().push(request.clone()),
             None if matches!(reply, Reply::Error(text) if text.starts_with("OOM disk full")) => {
                 let got = format!("{reply:?}; {}", self.fullness_report(outstanding.invoked, responded));
                 let what = "a disk-full refusal while the live data fits (deleted space never came back)";
@@ -226,7 +235,7 @@ impl Sim {
     /// effect (batches become durable in order).
     fn domain_maybe_applied(&mut self, key: &[u8], requests: &[Request]) {
         let limits = Limits::of(&self.config);
-        let states = self.domain_states.entry(key.to_vec()).or_insert_with(|| vec![None]);
+        let states = self.domains.states.entry(key.to_vec()).or_insert_with(|| vec![None]);
         let mut frontier = states.clone();
         for request in requests {
             frontier = frontier.iter().map(|state| outcome(state, request, &limits).1).collect();
@@ -243,7 +252,7 @@ impl Sim {
     /// durable" since the last one.
     pub(crate) fn domain_requests_lost(&mut self, outstanding: &[Outstanding], crash: bool) {
         let mut by_key: BTreeMap<Vec<u8>, Vec<Request>> =
-            if crash { std::mem::take(&mut self.domain_unresolved) } else { BTreeMap::new() };
+            if crash { std::mem::take(&mut self.domains.unresolved) } else { BTreeMap::new() };
         for lost in outstanding {
             if let Some(key) = domain_request_key(&lost.request) {
                 by_key.entry(key.to_vec()).or_default().push(lost.request.clone());
@@ -257,11 +266,12 @@ impl Sim {
     /// The largest bytes the value-domain keys may hold (for the disk-full rule).
     /// Index entries the value-domain keys may hold: every one ever written (an upper bound).
     pub(crate) fn domain_index_bytes_upper(&self) -> u64 {
-        self.domain_states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum()
+        self.domains.states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum()
     }
 
     pub(crate) fn domain_live_bytes_upper(&self) -> u64 {
-        self.domain_states
+        self.domains
+            .states
             .iter()
             .filter_map(|(key, states)| {
                 let value_bytes = states.iter().filter_map(|state| state.as_ref().map(Vec::len)).max()?;

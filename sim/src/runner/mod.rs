@@ -134,58 +134,50 @@ pub(crate) struct Sim {
     pub knobs: Knobs,
     pub config: Config,
     pub workload_rng: ChaCha8Rng,
-    pub fault_rng: ChaCha8Rng,
+    /// Fault injection: its random stream, its ledger, its switch.
+    pub faults: crate::faults::Injector,
     pub latency_rng: ChaCha8Rng,
     pub server: Server,
     pub disk: SimDisk,
     pub storage: crate::runner::storage::InFlight,
     pub clients: Vec<SimClient>,
     pub checker: Checker,
-    pub ledger: FaultLedger,
     pub trace: Trace,
     pub tick: u64,
     pub op_id_next: u64,
     pub ops_submitted: u64,
     pub crashes: u64,
-    pub fault_ordinal: u64,
-    pub faults_enabled: bool,
     pub recovering: bool,
     /// Format has completed (a crash before that would only lose an unformatted volume).
     pub formatted: bool,
     /// The engine was last opened read-only: writes may be refused with READONLY.
     pub opened_read_only: bool,
-    /// Aimed at a writable open that took the batch in flight at the crash: bit rot on that
-    /// batch at this tick, then a crash (see crash.rs, `aim_at_adopted_tail`).
-    pub tail_flip_at: Option<u64>,
-    pub tail_crash_at: Option<u64>,
+    /// Bit rot aimed at the batch a crash left (see crash.rs, `aim_at_adopted_tail`).
+    pub aimed_tail: AimedTail,
     pub stopped_by_detection: Option<String>,
     pub space: crate::runner::space::SpaceTotals,
     /// Full-disk seeds: where the fill, drain, refill cycle stands.
     pub fill_cycle: crate::runner::families::FillCycle,
-    /// The engine turned read-only (a failed write or sync, or a read-only open): it keeps
-    /// serving until this tick, then restarts.
-    pub read_only_until: Option<u64>,
-    /// When the engine was first seen read-only (requests sent since are judged for liveness).
-    pub read_only_since: u64,
-    /// Value-domain keys: the states each may be in (see domains.rs).
-    pub domain_states: std::collections::BTreeMap<Vec<u8>, crate::runner::domains::States>,
-    /// Value-domain requests answered "not durable" since the last crash, by key, in order.
-    pub domain_unresolved: std::collections::BTreeMap<Vec<u8>, Vec<Request>>,
+    /// The engine turned read-only: how long it keeps serving (see read_only.rs).
+    pub read_only: read_only::ReadOnlyStretch,
+    /// The value-domain keys' model (see domains.rs).
+    pub domains: domains::DomainModel,
     /// What the simulator saw of the engine, to check its reports against.
     pub watch: crate::runner::reports::Watch,
     /// A read-only open asked for a repair: the next open is writable.
     pub next_open_writable: bool,
     /// The engine's published cache (`Config::publish_cache`), as a `Db` keeps it.
     pub view: std::collections::BTreeMap<Vec<u8>, std::sync::Arc<[u8]>>,
-    /// Crash points met so far (see `SimOptions::census`), and their writes with `census`.
-    pub crash_points_seen: u64,
-    /// Crash points count until the clean restart before the final check (which then crashes
-    /// on its own terms).
-    pub crash_points_closed: bool,
-    pub crash_points: Vec<crate::images::CrashPoint>,
-    /// The image the next crash leaves, chosen by `SimOptions::crash_image`.
-    pub forced_image: Option<Vec<crate::images::SectorMask>>,
-    pub crash_image_taken: bool,
+    /// Crash points met, and the image a chosen one leaves (crash-image runs).
+    pub crash_plan: crate::images::CrashPlan,
+}
+
+/// See [`Sim::aimed_tail`]: bit rot on the batch a crash left at `flip_at`, then a crash at
+/// `crash_at`.
+#[derive(Default)]
+pub(crate) struct AimedTail {
+    pub flip_at: Option<u64>,
+    pub crash_at: Option<u64>,
 }
 
 /// How far time jumps when nothing is scheduled and the engine asked for no tick.
@@ -257,37 +249,31 @@ impl Sim {
             storage: Default::default(),
             clients: (0..=VERIFIER_CLIENT.min(knobs.clients)).map(|_| SimClient::default()).collect(),
             checker: Checker::default(),
-            ledger: FaultLedger::default(),
             trace: Trace::new(options.keep_trace),
             tick: 0,
             op_id_next: 1,
             ops_submitted: 0,
             crashes: 0,
-            fault_ordinal: 0,
-            faults_enabled: options.faults != FaultLevel::None,
+            faults: crate::faults::Injector::new(
+                fault_rng,
+                options.faults != FaultLevel::None,
+                options.fault_mask.clone(),
+            ),
             // Format is judged like a recovery: an injected I/O error there means format again.
             recovering: true,
             formatted: false,
             opened_read_only: false,
-            tail_flip_at: None,
-            tail_crash_at: None,
+            aimed_tail: AimedTail::default(),
             stopped_by_detection: None,
             space: Default::default(),
             fill_cycle: Default::default(),
-            read_only_until: None,
-            read_only_since: 0,
-            domain_states: Default::default(),
-            domain_unresolved: Default::default(),
+            read_only: Default::default(),
+            domains: Default::default(),
             watch: Default::default(),
             next_open_writable: false,
             view: Default::default(),
-            crash_points_seen: 0,
-            crash_points_closed: false,
-            crash_points: Vec::new(),
-            forced_image: None,
-            crash_image_taken: false,
+            crash_plan: Default::default(),
             workload_rng: stream(options.seed, 1),
-            fault_rng,
             latency_rng: stream(options.seed, 3),
             knobs,
             config,
@@ -335,11 +321,7 @@ impl Sim {
 
     /// Decides whether a fault with probability `ppm` happens now, honouring the shrink mask.
     pub fn fault(&mut self, ppm: u32) -> bool {
-        if !self.faults_enabled || ppm == 0 || self.fault_rng.gen_range(0..1_000_000) >= ppm {
-            return false;
-        }
-        self.fault_ordinal += 1;
-        !self.options.fault_mask.contains(&self.fault_ordinal)
+        self.faults.fault(ppm)
     }
 
     fn run(&mut self) {
@@ -352,7 +334,7 @@ impl Sim {
         if !self.is_running() {
             return;
         }
-        self.faults_enabled = false;
+        self.faults.enabled = false;
         self.settle("the workload");
         self.settle_compaction();
         self.clean_restart();
@@ -387,7 +369,7 @@ impl Sim {
         let cached_bytes: usize =
             engine.durable_index().map(|(key, location)| key.len() + location.value_bytes(key.len())).sum();
         // Damage at rest (bit rot, a misdirected write) makes a read fail: nothing to cache.
-        let damaged = self.ledger.beyond_budget;
+        let damaged = self.faults.ledger.beyond_budget;
         if cached_bytes > self.config.cache_bytes_max
             || damaged
             || !engine.is_ready()
@@ -421,7 +403,7 @@ impl Sim {
     /// close and `quill serve` do), then a restart that opens from it, so every seed with
     /// checkpoint slots reaches both.
     fn clean_restart(&mut self) {
-        self.crash_points_closed = true;
+        self.crash_plan.closed = true;
         if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
             return;
         }
@@ -499,7 +481,7 @@ impl Sim {
             return;
         }
         self.formatted |= self.engine().is_ready();
-        if self.read_only_until.is_none() {
+        if self.read_only.until.is_none() {
             self.check_read_only_explained();
         }
         if self.engine().read_only_reason().is_some() && self.read_only_stretch_over() {
@@ -511,17 +493,17 @@ impl Sim {
         {
             return self.crash();
         }
-        if self.tail_crash_at.is_some_and(|at| self.tick >= at) && !self.crash_points_closed {
-            self.tail_crash_at = None;
+        if self.aimed_tail.crash_at.is_some_and(|at| self.tick >= at) && !self.crash_plan.closed {
+            self.aimed_tail.crash_at = None;
             return self.crash();
         }
-        if self.tail_flip_at.is_some_and(|at| self.tick >= at) && !self.crash_points_closed {
-            self.tail_flip_at = None;
+        if self.aimed_tail.flip_at.is_some_and(|at| self.tick >= at) && !self.crash_plan.closed {
+            self.aimed_tail.flip_at = None;
             self.flip_adopted_tail();
         }
         if self.fault(self.knobs.bit_flip_per_tick_ppm) {
             if let Some(block) = self.flip_a_bit() {
-                self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
+                self.faults.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
                 self.trace.record(self.tick, &[TraceEvent::Fault.word(), block], |line| {
                     line.push_str(&format!("fault bit_flip block {block}"))
                 });
@@ -538,29 +520,29 @@ impl Sim {
     /// be the newest and the budget allows; a crash follows soon, so recovery meets it.
     fn flip_adopted_tail(&mut self) {
         let Some(tail) = self.disk.adopted_tail else { return };
-        let block = self.fault_rng.gen_range(tail.first..tail.end);
+        let block = self.faults.rng.gen_range(tail.first..tail.end);
         if !self.corruption_within_budget(block, block + 1, false) {
             return;
         }
         let bit = block * quill_core::BLOCK_BYTES as u64 * 8
-            + self.fault_rng.gen_range(0..quill_core::BLOCK_BYTES as u64 * 8);
+            + self.faults.rng.gen_range(0..quill_core::BLOCK_BYTES as u64 * 8);
         let Some(block) = self.disk.flip_bit_at(bit) else { return };
-        self.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
+        self.faults.ledger.inject_damage(crate::faults::FaultKind::BitFlip, std::iter::once(block));
         self.trace.record(self.tick, &[TraceEvent::Fault.word(), block], |line| {
             line.push_str(&format!("fault bit_flip block {block} (aimed at the batch taken from the crash)"))
         });
-        self.tail_crash_at = Some(self.tick + self.fault_rng.gen_range(5..60));
+        self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(5..60));
     }
 
     /// Bit rot: half the time in a live value (what reads will meet), else anywhere on disk.
     fn flip_a_bit(&mut self) -> Option<u64> {
         // Ring-edge seeds aim half their bit rot at the superblocks, which they rewrite often.
-        let superblock = self.fault_rng.gen_range(0..20) == 0
-            || self.knobs.family == crate::knobs::Family::RingEdge && self.fault_rng.gen_bool(0.5);
+        let superblock = self.faults.rng.gen_range(0..20) == 0
+            || self.knobs.family == crate::knobs::Family::RingEdge && self.faults.rng.gen_bool(0.5);
         if superblock {
             // A superblock copy, now and then: the other copy must carry the open.
-            let copy = self.fault_rng.gen_range(0..quill_core::format::SUPERBLOCK_COPIES as u64);
-            let bit = self.fault_rng.gen_range(0..64 * 8); // within the fields and checksum
+            let copy = self.faults.rng.gen_range(0..quill_core::format::SUPERBLOCK_COPIES as u64);
+            let bit = self.faults.rng.gen_range(0..64 * 8); // within the fields and checksum
             return self.disk.flip_bit_at(copy * quill_core::BLOCK_BYTES as u64 * 8 + bit);
         }
         let bit = self.bit_to_flip()?;
@@ -574,17 +556,17 @@ impl Sim {
     /// Half the time a bit of a live value, else any durable bit.
     fn bit_to_flip(&mut self) -> Option<u64> {
         let live = self.engine().durable_index().count();
-        if live == 0 || self.fault_rng.gen_bool(0.5) {
-            return self.disk.random_bit(&mut self.fault_rng);
+        if live == 0 || self.faults.rng.gen_bool(0.5) {
+            return self.disk.random_bit(&mut self.faults.rng);
         }
-        let pick = self.fault_rng.gen_range(0..live);
+        let pick = self.faults.rng.gen_range(0..live);
         let (key, location) = self.engine().durable_index().nth(pick).map(|(key, location)| (key.len(), location))?;
         let value_start = location.offset_bytes + (quill_core::format::RECORD_HEADER_BYTES + key) as u64;
         let value_end = location.offset_bytes + u64::from(location.record_bytes);
         if value_end <= value_start {
-            return self.disk.random_bit(&mut self.fault_rng);
+            return self.disk.random_bit(&mut self.faults.rng);
         }
-        Some(self.fault_rng.gen_range(value_start * 8..value_end * 8))
+        Some(self.faults.rng.gen_range(value_start * 8..value_end * 8))
     }
 
     /// The next tick with something to do: now + 1 if a client may submit, else the next
@@ -750,7 +732,7 @@ impl Sim {
     }
 
     fn report(mut self) -> SeedReport {
-        self.ledger.finish();
+        self.faults.ledger.finish();
         let stats = self.engine().stats().clone();
         self.space.add(&stats);
         SeedReport {
@@ -764,12 +746,12 @@ impl Sim {
             trace_events: self.trace.events,
             trace: self.trace.lines().to_vec(),
             knobs: self.knobs.clone(),
-            fault_decisions: self.fault_ordinal,
+            fault_decisions: self.faults.ordinal,
             reads_checked: self.checker.reads_checked,
             space: self.space,
-            ledger: self.ledger,
-            crash_points: self.crash_points,
-            crash_image_taken: self.crash_image_taken,
+            ledger: self.faults.ledger,
+            crash_points: self.crash_plan.points,
+            crash_image_taken: self.crash_plan.image_taken,
         }
     }
 }

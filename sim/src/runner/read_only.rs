@@ -9,6 +9,15 @@ use rand::Rng;
 
 use crate::runner::Sim;
 
+/// The read-only stretch: until when the engine keeps serving, and since when it is read-only.
+#[derive(Default)]
+pub(crate) struct ReadOnlyStretch {
+    /// It keeps serving until this tick, then restarts.
+    pub until: Option<u64>,
+    /// When it was first seen read-only (requests sent since are judged for liveness).
+    pub since: u64,
+}
+
 /// The longest read-only stretch, in ticks.
 const READ_ONLY_TICKS_MAX: u64 = 3_000;
 /// A read-only engine answers every request within this many ticks (reads queue behind at most
@@ -18,12 +27,12 @@ pub const READ_ONLY_ANSWER_TICKS_MAX: u64 = 1_500;
 impl Sim {
     /// Whether the read-only stretch is over (it starts when first seen); checks liveness then.
     pub(crate) fn read_only_stretch_over(&mut self) -> bool {
-        let until = match self.read_only_until {
+        let until = match self.read_only.until {
             Some(until) => until,
             None => {
-                let until = self.tick + self.fault_rng.gen_range(0..=READ_ONLY_TICKS_MAX);
-                self.read_only_until = Some(until);
-                self.read_only_since = self.tick;
+                let until = self.tick + self.faults.rng.gen_range(0..=READ_ONLY_TICKS_MAX);
+                self.read_only.until = Some(until);
+                self.read_only.since = self.tick;
                 until
             }
         };
@@ -40,7 +49,7 @@ impl Sim {
         let deadline = self.tick.saturating_sub(answer_ticks);
         let stuck = self.clients.iter().enumerate().find_map(|(client, state)| {
             let front = state.outstanding.front()?;
-            let since_read_only = front.sent_tick >= self.read_only_since;
+            let since_read_only = front.sent_tick >= self.read_only.since;
             (since_read_only && front.sent_tick < deadline && state.unsent.is_empty()).then_some((
                 client,
                 front.op_id,

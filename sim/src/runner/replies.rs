@@ -205,8 +205,9 @@ impl Sim {
         responded: u64,
     ) -> Option<ErrorMeaning> {
         use crate::faults::FaultKind;
-        let write_faults = self.ledger.count(FaultKind::WriteError) + self.ledger.count(FaultKind::SyncError) > 0;
-        let read_faults = self.ledger.count(FaultKind::ReadError) > 0;
+        let write_faults =
+            self.faults.ledger.count(FaultKind::WriteError) + self.faults.ledger.count(FaultKind::SyncError) > 0;
+        let read_faults = self.faults.ledger.count(FaultKind::ReadError) > 0;
         let value_limit_small = self.knobs.value_bytes_max < crate::knobs::VALUE_BYTES_MAX_DEFAULT;
         let pipeline_overfull = self.knobs.pipeline_depth > self.knobs.client_pipeline_max;
         // An MSET of four large values can exceed a small batch (the engine refuses it whole).
@@ -230,7 +231,7 @@ impl Sim {
             // Judged when the recovery ends (see crash.rs): a detection or a bug.
             ("ERR QuillKV could not open", true, ErrorMeaning::NotApplied),
             ("ERR I/O error reading", read_faults, ErrorMeaning::ReadFault),
-            ("ERR data corrupt", self.ledger.beyond_budget, ErrorMeaning::ReadFault),
+            ("ERR data corrupt", self.faults.ledger.beyond_budget, ErrorMeaning::ReadFault),
             ("ERR too many commands in flight", pipeline_overfull, ErrorMeaning::NotApplied),
             ("ERR value too large", value_limit_small, ErrorMeaning::NotApplied),
             ("ERR command too large", command_may_exceed_batch, ErrorMeaning::NotApplied),

@@ -90,7 +90,8 @@ impl Sim {
     /// failing (injected read errors): it never drops data it could not read.
     pub(crate) fn compaction_halt_explained(&self) -> bool {
         let reads_failed = matches!(self.engine().compaction_halted(), Some(HaltReason::TailReadsFailed { .. }));
-        self.ledger.beyond_budget || reads_failed && self.ledger.count(crate::faults::FaultKind::ReadError) > 0
+        self.faults.ledger.beyond_budget
+            || reads_failed && self.faults.ledger.count(crate::faults::FaultKind::ReadError) > 0
     }
 
     fn check_within_target(&mut self) {

@@ -108,7 +108,7 @@ impl Sim {
         let blocks = (length_bytes / BLOCK_BYTES) as u64;
         let first = quill_core::format::LOG_START_BLOCK;
         let last = self.knobs.volume_blocks.saturating_sub(blocks).max(first + 1);
-        let target = self.fault_rng.gen_range(first..last) * BLOCK_BYTES as u64;
+        let target = self.faults.rng.gen_range(first..last) * BLOCK_BYTES as u64;
         let intended = offset_bytes / BLOCK_BYTES as u64;
         let landed = target / BLOCK_BYTES as u64;
         let log_write = (quill_core::format::LOG_START_BLOCK..self.disk.log_end_block).contains(&intended);
@@ -118,7 +118,7 @@ impl Sim {
             return offset_bytes;
         }
         let damaged = (intended..intended + blocks).chain(landed..landed + blocks);
-        self.ledger.inject_damage(FaultKind::MisdirectedWrite, damaged);
+        self.faults.ledger.inject_damage(FaultKind::MisdirectedWrite, damaged);
         self.trace.record(self.tick, &[TraceEvent::Fault.word(), 8, offset_bytes, target], |line| {
             line.push_str(&format!("fault misdirected_write: {offset_bytes} lands at {target}"))
         });
@@ -134,7 +134,7 @@ impl Sim {
             }
             let pending = self.storage.queue.remove(&(due, issued)).expect("first entry exists");
             if issued < self.storage.completed_highest {
-                self.ledger.inject_resolved(FaultKind::Reorder, Outcome::Harmless);
+                self.faults.ledger.inject_resolved(FaultKind::Reorder, Outcome::Harmless);
             }
             self.storage.completed_highest = self.storage.completed_highest.max(issued);
             if self.at_crash_point(&pending) {
@@ -150,22 +150,22 @@ impl Sim {
     /// A crash point: a sync, or a durable write, about to complete successfully. Counts it,
     /// notes its writes with `census`, and crashes there if the options chose it.
     fn at_crash_point(&mut self, pending: &PendingIo) -> bool {
-        if self.crash_points_closed
+        if self.crash_plan.closed
             || pending.fail
             || !matches!(pending.request.kind, IoKind::Sync | IoKind::WriteDurable { .. })
         {
             return false;
         }
-        self.crash_points_seen += 1;
+        self.crash_plan.points_seen += 1;
         if self.options.census {
-            self.crash_points.push(crate::images::CrashPoint { write_sectors: self.disk.unsynced_sectors() });
+            self.crash_plan.points.push(crate::images::CrashPoint { write_sectors: self.disk.unsynced_sectors() });
         }
-        let Some(image) = self.options.crash_image.as_ref().filter(|image| image.point == self.crash_points_seen)
+        let Some(image) = self.options.crash_image.as_ref().filter(|image| image.point == self.crash_plan.points_seen)
         else {
             return false;
         };
-        self.forced_image = Some(image.masks.clone());
-        self.crash_image_taken = true;
+        self.crash_plan.forced_image = Some(image.masks.clone());
+        self.crash_plan.image_taken = true;
         let point = image.point;
         self.trace.record(self.tick, &[TraceEvent::CrashImage.word(), point], |line| {
             line.push_str(&format!("crash image at crash point {point}"))
@@ -180,21 +180,25 @@ impl Sim {
         let token = pending.request.token;
         let result = match &pending.request.kind {
             IoKind::Read { offset_bytes, length_bytes } if pending.fail => {
-                self.ledger.inject_resolved(FaultKind::ReadError, Outcome::Detected);
+                self.faults.ledger.inject_resolved(FaultKind::ReadError, Outcome::Detected);
                 let _ = (offset_bytes, length_bytes);
                 Err(IoError::Eio)
             }
             IoKind::Read { offset_bytes, length_bytes } => Ok(self.disk.read(*offset_bytes, *length_bytes as usize)),
             IoKind::Write { .. } | IoKind::WriteDurable { .. } if pending.fail => {
-                let landed = self.fault_rng.gen_bool(0.5);
+                let landed = self.faults.rng.gen_bool(0.5);
                 if landed {
                     let length_bytes = pending.length_bytes;
-                    crate::disk::SimDisk::note_overwrite(&mut self.ledger, pending.target_offset_bytes, length_bytes);
+                    crate::disk::SimDisk::note_overwrite(
+                        &mut self.faults.ledger,
+                        pending.target_offset_bytes,
+                        length_bytes,
+                    );
                 }
                 self.disk.fail_write(issued, landed);
                 let first = pending.target_offset_bytes / BLOCK_BYTES as u64;
-                self.ledger.note_failed_write(first, first + (pending.length_bytes / BLOCK_BYTES) as u64);
-                self.ledger.inject_resolved(FaultKind::WriteError, Outcome::Detected);
+                self.faults.ledger.note_failed_write(first, first + (pending.length_bytes / BLOCK_BYTES) as u64);
+                self.faults.ledger.inject_resolved(FaultKind::WriteError, Outcome::Detected);
                 Err(IoError::Eio)
             }
             IoKind::Write { offset_bytes, .. } | IoKind::WriteDurable { offset_bytes, .. } => {
@@ -202,7 +206,12 @@ impl Sim {
                     // While recovering, the engine writes only to repair (a batch from its mirror
                     // copy, the superblock copy it could not use).
                     let outcome = if self.recovering { Outcome::Repaired } else { Outcome::Overwritten };
-                    crate::disk::SimDisk::note_resolved(&mut self.ledger, *offset_bytes, pending.length_bytes, outcome);
+                    crate::disk::SimDisk::note_resolved(
+                        &mut self.faults.ledger,
+                        *offset_bytes,
+                        pending.length_bytes,
+                        outcome,
+                    );
                 }
                 self.disk.complete_write(issued);
                 if matches!(pending.request.kind, IoKind::WriteDurable { .. }) {
@@ -212,9 +221,9 @@ impl Sim {
                 Ok(Vec::new())
             }
             IoKind::Sync if pending.fail => {
-                self.ledger.inject_resolved(FaultKind::SyncError, Outcome::Detected);
+                self.faults.ledger.inject_resolved(FaultKind::SyncError, Outcome::Detected);
                 let (survive, tear) = (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm);
-                self.disk.fail_sync(&pending.sync_covers, &mut self.fault_rng, survive, tear, &mut self.ledger);
+                self.disk.fail_sync(&pending.sync_covers, &mut self.faults.rng, survive, tear, &mut self.faults.ledger);
                 Err(IoError::Eio)
             }
             IoKind::Sync => {
@@ -238,9 +247,13 @@ impl Sim {
         let failures_before = self.engine().stats().checksum_failures;
         self.server.complete(IoCompletion { token, result });
         if let Some((first, end)) = read_range {
-            if self.ledger.has_damage_in(first, end) {
+            if self.faults.ledger.has_damage_in(first, end) {
                 let detected = self.engine().stats().checksum_failures > failures_before;
-                self.ledger.resolve_blocks(first, end, if detected { Outcome::Detected } else { Outcome::Harmless });
+                self.faults.ledger.resolve_blocks(
+                    first,
+                    end,
+                    if detected { Outcome::Detected } else { Outcome::Harmless },
+                );
             }
         }
         self.drain_engine();
