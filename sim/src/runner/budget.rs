@@ -8,29 +8,40 @@
 //! "The last acknowledged batch" is any batch that may be it at the next crash: the last durable
 //! log write, and every log write not durable yet.
 
-use crate::runner::Sim;
+use crate::disk::SimDisk;
+use crate::faults::FaultLedger;
 
-impl Sim {
+/// What the budget judges from: the disk's writes, the damage so far, the format, and whether
+/// the engine can repair now.
+pub(crate) struct BudgetView<'a> {
+    pub disk: &'a SimDisk,
+    pub ledger: &'a FaultLedger,
+    pub mirrored: bool,
+    pub batch_blocks_max: u32,
+    /// The engine is recovering, or serves a read-only open: it cannot rewrite a torn slot.
+    pub cannot_repair: bool,
+}
+
+impl BudgetView<'_> {
     /// Whether damage on the blocks `first..end` stays within the budget. `new_log_write`: the
     /// damage is a log write of its own going astray (a batch that may become the last one).
-    pub(crate) fn corruption_within_budget(&self, first: u64, end: u64, new_log_write: bool) -> bool {
+    pub fn within(&self, first: u64, end: u64, new_log_write: bool) -> bool {
         let tails = self.tail_candidates();
         let hits_tail =
             new_log_write || tails.iter().any(|(tail_first, tail_end)| first < *tail_end && *tail_first < end);
-        if !self.knobs.mirrored {
+        if !self.mirrored {
             return !hits_tail;
         }
         let (mirror_first, mirror_end) = self.mirror_region();
         let hits_mirror = first < mirror_end && mirror_first < end;
         let tail_damaged =
-            tails.iter().any(|(tail_first, tail_end)| self.faults.ledger.has_corruption_in(*tail_first, *tail_end));
+            tails.iter().any(|(tail_first, tail_end)| self.ledger.has_corruption_in(*tail_first, *tail_end));
         // A batch in flight at a crash whose mirror copy tore has one copy until a writable open
         // rewrites its slot: while the engine recovers, or serves it read-only (seed 848: a
         // read-only open served it, bit rot then hit it). A writable engine must have rewritten
         // it by the time it is ready: then the promise holds again.
-        let adopted_unmirrored =
-            self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && (self.recovering || self.opened_read_only);
-        let mirror_damaged = adopted_unmirrored || self.faults.ledger.has_corruption_in(mirror_first, mirror_end);
+        let adopted_unmirrored = self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && self.cannot_repair;
+        let mirror_damaged = adopted_unmirrored || self.ledger.has_corruption_in(mirror_first, mirror_end);
         !(hits_tail && (hits_mirror || mirror_damaged) || hits_mirror && tail_damaged)
     }
 
@@ -46,6 +57,24 @@ impl Sim {
 
     fn mirror_region(&self) -> (u64, u64) {
         let first = self.disk.log_end_block;
-        (first, first + quill_core::format::superblock::mirror_blocks(self.knobs.mirrored, self.knobs.batch_blocks_max))
+        (first, first + quill_core::format::superblock::mirror_blocks(self.mirrored, self.batch_blocks_max))
+    }
+}
+
+impl crate::runner::Sim {
+    /// The budget as it stands now.
+    pub(crate) fn budget(&self) -> BudgetView<'_> {
+        BudgetView {
+            disk: &self.disk,
+            ledger: &self.faults.ledger,
+            mirrored: self.knobs.mirrored,
+            batch_blocks_max: self.knobs.batch_blocks_max,
+            cannot_repair: self.recovering || self.opened_read_only,
+        }
+    }
+
+    /// Whether damage on the blocks `first..end` stays within the budget (see [`BudgetView::within`]).
+    pub(crate) fn corruption_within_budget(&self, first: u64, end: u64, new_log_write: bool) -> bool {
+        self.budget().within(first, end, new_log_write)
     }
 }

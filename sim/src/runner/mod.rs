@@ -136,10 +136,10 @@ pub(crate) struct Sim {
     pub workload_rng: ChaCha8Rng,
     /// Fault injection: its random stream, its ledger, its switch.
     pub faults: crate::faults::Injector,
-    pub latency_rng: ChaCha8Rng,
     pub server: Server,
     pub disk: SimDisk,
-    pub storage: crate::runner::storage::InFlight,
+    /// The I/Os in flight and their latencies (see storage.rs).
+    pub storage: storage::Storage,
     pub clients: Vec<SimClient>,
     pub checker: Checker,
     pub trace: Trace,
@@ -246,7 +246,7 @@ impl Sim {
         Sim {
             server: Server::new(Engine::format(config.clone(), volume_id), server_config()),
             disk,
-            storage: Default::default(),
+            storage: storage::Storage::new(stream(options.seed, 3)),
             clients: (0..=VERIFIER_CLIENT.min(knobs.clients)).map(|_| SimClient::default()).collect(),
             checker: Checker::default(),
             trace: Trace::new(options.keep_trace),
@@ -274,7 +274,6 @@ impl Sim {
             view: Default::default(),
             crash_plan: Default::default(),
             workload_rng: stream(options.seed, 1),
-            latency_rng: stream(options.seed, 3),
             knobs,
             config,
             options,
