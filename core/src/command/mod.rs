@@ -2,6 +2,7 @@
 
 pub(crate) mod parse;
 mod reply;
+pub mod table;
 
 pub use parse::{parse_request, parse_request_owned};
 pub use reply::Reply;

@@ -8,43 +8,93 @@ pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
 }
 
 /// Parses one command, moving the arguments into the request instead of copying them (the
-/// server's path: no allocation per argument).
+/// server's path: no allocation per argument). The command table (`table.rs`) names the
+/// command, checks its arity and picks its parser; a command the server answers itself is
+/// unknown here.
 pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> {
+    let count = arguments.len();
     let Some((name, rest)) = arguments.split_first_mut() else {
         return Err(Reply::error("ERR empty command"));
     };
     let name: &[u8] = name;
     let mut lowered = [0u8; COMMAND_NAME_BYTES_MAX];
     let lower = lowercase_name(name, &mut lowered);
-    let request = match lower {
-        b"get" => Request::Get { key: one_key(lower, rest)? },
-        b"set" => parse_set(rest)?,
-        b"del" | b"unlink" => Request::Del { keys: keys_at_least_one(lower, rest)? },
-        b"exists" => Request::Exists { keys: keys_at_least_one(lower, rest)? },
-        b"mget" => Request::MGet { keys: keys_at_least_one(lower, rest)? },
-        b"mset" => parse_mset(rest)?,
-        b"incr" => Request::IncrBy { key: one_key(lower, rest)?, delta: 1 },
-        b"decr" => Request::IncrBy { key: one_key(lower, rest)?, delta: -1 },
-        b"incrby" => parse_incrby(lower, rest, false)?,
-        b"decrby" => parse_incrby(lower, rest, true)?,
-        b"append" => {
-            let [key, value] = exact::<2>(lower, rest)?;
-            Request::Append { key, value }
-        }
-        b"strlen" => Request::StrLen { key: one_key(lower, rest)? },
-        b"dbsize" => {
-            exact::<0>(lower, rest)?;
-            Request::DbSize
-        }
-        b"ping" => match rest {
-            [] => Request::Ping { message: None },
-            [message] => Request::Ping { message: Some(std::mem::take(message)) },
-            _ => return Err(wrong_arguments(lower)),
-        },
-        b"flushall" | b"flushdb" => parse_flush(lower, rest)?,
-        _ => return Err(unknown_command(name, rest)),
+    let Some(spec) = super::table::lookup(lower) else {
+        return Err(unknown_command(name, rest));
     };
-    Ok(request)
+    let super::table::Handler::Engine(parser) = spec.handler else {
+        return Err(unknown_command(name, rest));
+    };
+    if !spec.arity_allows(count) {
+        return Err(wrong_arguments(lower));
+    }
+    parser(lower, rest)
+}
+
+pub(super) fn get(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Get { key: one_key(name, rest)? })
+}
+
+pub(super) fn del(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Del { keys: keys_at_least_one(name, rest)? })
+}
+
+pub(super) fn exists(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Exists { keys: keys_at_least_one(name, rest)? })
+}
+
+pub(super) fn mget(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::MGet { keys: keys_at_least_one(name, rest)? })
+}
+
+pub(super) fn incr(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::IncrBy { key: one_key(name, rest)?, delta: 1 })
+}
+
+pub(super) fn decr(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::IncrBy { key: one_key(name, rest)?, delta: -1 })
+}
+
+pub(super) fn incrby(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    parse_incrby(name, rest, false)
+}
+
+pub(super) fn decrby(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    parse_incrby(name, rest, true)
+}
+
+pub(super) fn append(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, value] = exact::<2>(name, rest)?;
+    Ok(Request::Append { key, value })
+}
+
+pub(super) fn strlen(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::StrLen { key: one_key(name, rest)? })
+}
+
+pub(super) fn dbsize(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    exact::<0>(name, rest)?;
+    Ok(Request::DbSize)
+}
+
+pub(super) fn ping(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    match rest {
+        [] => Ok(Request::Ping { message: None }),
+        [message] => Ok(Request::Ping { message: Some(std::mem::take(message)) }),
+        _ => Err(wrong_arguments(name)),
+    }
+}
+
+pub(super) fn set(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    parse_set(rest)
+}
+
+pub(super) fn mset(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    parse_mset(rest)
+}
+
+pub(super) fn flush(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    parse_flush(name, rest)
 }
 
 /// Command names longer than this match nothing (the longest known is far shorter).

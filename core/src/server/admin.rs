@@ -2,40 +2,11 @@
 //! SELECT, ECHO, CLIENT, COMMAND, CONFIG, INFO) without the engine.
 
 use super::{ClientId, Server};
+use crate::command::table::{lookup, CommandSpec, Handler, ServerCommand, COMMANDS};
 use crate::command::{parse_request_owned, Reply};
 
 /// Commands parsed per call for one connection, so one client cannot monopolize a loop turn.
 const COMMANDS_PER_TURN_MAX: usize = 4096;
-
-/// Commands the server knows, with Redis's arity (negative: at least), for COMMAND.
-pub const COMMAND_TABLE: &[(&str, i64)] = &[
-    ("get", 2),
-    ("set", -3),
-    ("del", -2),
-    ("unlink", -2),
-    ("exists", -2),
-    ("mget", -2),
-    ("mset", -3),
-    ("incr", 2),
-    ("decr", 2),
-    ("incrby", 3),
-    ("decrby", 3),
-    ("append", 3),
-    ("strlen", 2),
-    ("dbsize", 1),
-    ("ping", -1),
-    ("flushall", -1),
-    ("flushdb", -1),
-    ("echo", 2),
-    ("quit", -1),
-    ("auth", -2),
-    ("hello", -1),
-    ("select", 2),
-    ("client", -2),
-    ("command", -1),
-    ("config", -2),
-    ("info", -1),
-];
 
 impl Server {
     /// Parses and dispatches every complete command the connection has, within its limits.
@@ -72,30 +43,36 @@ impl Server {
         let mut lowered = [0u8; crate::command::parse::COMMAND_NAME_BYTES_MAX];
         let name =
             crate::command::parse::lowercase_name(arguments.first().map_or(&[][..], Vec::as_slice), &mut lowered);
+        let spec = crate::command::table::lookup(name);
         let authenticated = self.connections.get(&client).is_some_and(|connection| connection.authenticated);
-        if !authenticated && !matches!(name, b"auth" | b"hello" | b"quit") {
+        if !authenticated && !spec.is_some_and(|spec| spec.before_auth) {
             return self.reply_local(client, Reply::error("NOAUTH Authentication required."));
         }
-        let reply = match name {
-            b"quit" => {
+        let Some(spec @ CommandSpec { handler: Handler::Server(command), .. }) = spec else {
+            return self.submit_to_engine(client, arguments);
+        };
+        if !spec.arity_allows(arguments.len()) {
+            return self.reply_local(client, wrong_arguments(spec.name));
+        }
+        let reply = match command {
+            ServerCommand::Quit => {
                 self.reply_local(client, Reply::ok());
                 if let Some(connection) = self.connections.get_mut(&client) {
                     connection.push_close();
                 }
                 return;
             }
-            b"auth" => self.auth(client, &arguments[1..]),
-            b"hello" => self.hello(client, &arguments[1..]),
-            b"select" => select(&arguments[1..]),
-            b"echo" => match &arguments[1..] {
+            ServerCommand::Auth => self.auth(client, &arguments[1..]),
+            ServerCommand::Hello => self.hello(client, &arguments[1..]),
+            ServerCommand::Select => select(&arguments[1..]),
+            ServerCommand::Echo => match &arguments[1..] {
                 [message] => Reply::Bulk(Some(message.clone())),
                 _ => wrong_arguments("echo"),
             },
-            b"client" => self.client_command(client, &arguments[1..]),
-            b"command" => command_command(&arguments[1..]),
-            b"config" => self.config_command(&arguments[1..]),
-            b"info" => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
-            _ => return self.submit_to_engine(client, arguments),
+            ServerCommand::Client => self.client_command(client, &arguments[1..]),
+            ServerCommand::Command => command_command(&arguments[1..]),
+            ServerCommand::Config => self.config_command(&arguments[1..]),
+            ServerCommand::Info => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
         };
         self.reply_local(client, reply);
     }
@@ -257,29 +234,27 @@ fn select(arguments: &[Vec<u8>]) -> Reply {
 }
 
 /// COMMAND, COMMAND COUNT, COMMAND DOCS (empty: no docs), COMMAND INFO.
+/// COMMAND, COMMAND COUNT and COMMAND INFO, from the command table.
 fn command_command(arguments: &[Vec<u8>]) -> Reply {
-    let entry = |(name, arity): &(&str, i64)| {
+    let entry = |spec: &CommandSpec| {
+        let (first_key, last_key, step) = spec.keys;
+        let flags = spec.flags.iter().map(|flag| Reply::Simple((*flag).to_string())).collect();
         Reply::Array(Some(vec![
-            Reply::Bulk(Some(name.as_bytes().to_vec())),
-            Reply::Integer(*arity),
-            Reply::Array(Some(Vec::new())),
-            Reply::Integer(0),
-            Reply::Integer(0),
-            Reply::Integer(0),
+            Reply::Bulk(Some(spec.name.as_bytes().to_vec())),
+            Reply::Integer(spec.arity),
+            Reply::Array(Some(flags)),
+            Reply::Integer(first_key),
+            Reply::Integer(last_key),
+            Reply::Integer(step),
         ]))
     };
     match arguments.split_first() {
-        None => Reply::Array(Some(COMMAND_TABLE.iter().map(entry).collect())),
+        None => Reply::Array(Some(COMMANDS.iter().map(entry).collect())),
         Some((sub, rest)) => match sub.to_ascii_lowercase().as_slice() {
-            b"count" => Reply::Integer(COMMAND_TABLE.len() as i64),
+            b"count" => Reply::Integer(COMMANDS.len() as i64),
             b"docs" => Reply::Array(Some(Vec::new())),
             b"info" => Reply::Array(Some(
-                rest.iter()
-                    .map(|name| {
-                        let lower = String::from_utf8_lossy(&name.to_ascii_lowercase()).into_owned();
-                        COMMAND_TABLE.iter().find(|(known, _)| *known == lower).map_or(Reply::Array(None), entry)
-                    })
-                    .collect(),
+                rest.iter().map(|name| lookup(&name.to_ascii_lowercase()).map_or(Reply::Array(None), entry)).collect(),
             )),
             _ => Reply::error(format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", String::from_utf8_lossy(sub))),
         },
