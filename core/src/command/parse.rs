@@ -110,18 +110,35 @@ pub fn lowercase_name<'a>(name: &[u8], buffer: &'a mut [u8; COMMAND_NAME_BYTES_M
     lowered
 }
 
-/// Redis's text for an unknown command, quoting at most a few arguments.
+/// Redis's text for an unknown command, built as Redis builds it: the name cut at 128 bytes,
+/// then each argument quoted while the list is under 128 bytes, each cut at a NUL byte (C's
+/// `%.*s`) and at the room left; CR and LF become spaces. Bytes that are not UTF-8 show as
+/// U+FFFD (a reply's text is a `String`), the one difference from Redis.
 pub fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
-    let mut text = format!("ERR unknown command '{}', with args beginning with: ", printable(name));
-    for argument in rest.iter().take(8) {
-        text.push_str(&format!("'{}' ", printable(argument)));
+    const QUOTED_BYTES_MAX: usize = 128;
+    let c_string = |bytes: &[u8], limit: usize| -> Vec<u8> {
+        let end = bytes.iter().position(|byte| *byte == 0).unwrap_or(bytes.len()).min(limit);
+        bytes[..end].to_vec()
+    };
+    let mut arguments: Vec<u8> = Vec::new();
+    for argument in rest {
+        if arguments.len() >= QUOTED_BYTES_MAX {
+            break;
+        }
+        arguments.push(b'\'');
+        arguments.extend(c_string(argument, QUOTED_BYTES_MAX - arguments.len() + 1));
+        arguments.extend_from_slice(b"' ");
     }
-    Reply::Error(text)
-}
-
-fn printable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(128)]);
-    text.replace(['\r', '\n'], " ")
+    let mut text = b"ERR unknown command '".to_vec();
+    text.extend(c_string(name, QUOTED_BYTES_MAX));
+    text.extend_from_slice(b"', with args beginning with: ");
+    text.extend(arguments);
+    for byte in &mut text {
+        if *byte == b'\r' || *byte == b'\n' {
+            *byte = b' ';
+        }
+    }
+    Reply::Error(String::from_utf8_lossy(&text).into_owned())
 }
 
 fn wrong_arguments(name: &[u8]) -> Reply {
@@ -183,12 +200,12 @@ fn parse_incrby(name: &[u8], rest: &mut [Bytes], negate: bool) -> Result<Request
     Ok(Request::IncrBy { key, delta })
 }
 
-fn parse_flush(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+fn parse_flush(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     match rest {
         [] => Ok(Request::FlushAll),
         [mode] if matches!(mode.to_ascii_lowercase().as_slice(), b"sync" | b"async") => Ok(Request::FlushAll),
-        [_] => Err(Reply::error("ERR syntax error")),
-        _ => Err(wrong_arguments(name)),
+        // Anything else, one argument or more, is Redis's syntax error.
+        _ => Err(Reply::error("ERR syntax error")),
     }
 }
 
