@@ -170,6 +170,15 @@ impl Draw {
         ])
     }
 
+    /// A GETRANGE index: small, negative, huge, or not an integer.
+    fn index(&mut self) -> Vec<u8> {
+        match self.below(6) {
+            0 => self.integer(),
+            1 => format!("-{}", self.below(12)).into_bytes(),
+            _ => self.below(12).to_string().into_bytes(),
+        }
+    }
+
     fn value(&mut self) -> Vec<u8> {
         match self.below(8) {
             0 => self.integer(),
@@ -194,7 +203,7 @@ impl Draw {
     }
 
     fn command(&mut self) -> Vec<Vec<u8>> {
-        let mut arguments = match self.below(24) {
+        let mut arguments = match self.below(26) {
             0..=3 => vec![self.name("get"), self.key()],
             4..=6 => {
                 let mut set = vec![self.name("set"), self.key(), self.value()];
@@ -247,6 +256,15 @@ impl Draw {
             // Its arguments are quoted in the error; bytes that are not UTF-8 show as U+FFFD in
             // QuillKV's text (docs/commands.md), so they stay ASCII here (NUL, CR, LF included).
             21 => vec![b"NOSUCHCOMMAND".to_vec(), self.key(), self.value().into_iter().filter(u8::is_ascii).collect()],
+            22 | 24 => match self.below(3) {
+                0 => vec![self.name("setnx"), self.key(), self.value()],
+                1 => vec![self.name("type"), self.key()],
+                _ => [vec![self.name("touch")], self.keys(1)].concat(),
+            },
+            23 | 25 => {
+                let name = if self.below(4) == 0 { "substr" } else { "getrange" };
+                vec![self.name(name), self.key(), self.index(), self.index()]
+            }
             _ => vec![self.name("get"), self.key()],
         };
         // Now and then a wrong arity: an argument dropped or one too many.

@@ -4,11 +4,57 @@ pub(crate) mod parse;
 mod reply;
 pub mod table;
 
-pub use parse::{parse_request, parse_request_owned};
+pub use parse::{parse_command, parse_request, parse_request_owned};
 pub use reply::Reply;
 
 /// A binary-safe key or value.
 pub type Bytes = Vec<u8>;
+
+/// How the server turns the engine's reply into the reply of the command the client sent, for
+/// commands the server maps onto an engine request (SETNX onto SET NX, TYPE and TOUCH onto
+/// EXISTS, GETRANGE onto GET). Error replies pass through unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplyShape {
+    #[default]
+    AsIs,
+    /// SETNX: OK becomes 1, nil becomes 0.
+    SetAsInteger,
+    /// TYPE: a count of 1 becomes `string`, 0 becomes `none`.
+    ExistsAsType,
+    /// GETRANGE: the value's bytes from `start` to `end`, inclusive, Redis's way (negative
+    /// indexes count from the end; a missing key is the empty string).
+    Range { start: i64, end: i64 },
+}
+
+impl ReplyShape {
+    pub fn apply(self, reply: Reply) -> Reply {
+        match (self, reply) {
+            (ReplyShape::SetAsInteger, Reply::Simple(_)) => Reply::Integer(1),
+            (ReplyShape::SetAsInteger, Reply::Bulk(None)) => Reply::Integer(0),
+            (ReplyShape::ExistsAsType, Reply::Integer(count)) => {
+                Reply::Simple(if count > 0 { "string" } else { "none" }.to_string())
+            }
+            (ReplyShape::Range { start, end }, Reply::Bulk(value)) => {
+                Reply::Bulk(Some(byte_range(&value.unwrap_or_default(), start, end)))
+            }
+            (_, reply) => reply,
+        }
+    }
+}
+
+/// GETRANGE's slice, as Redis's `getrangeCommand` computes it.
+fn byte_range(value: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let length = value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Vec::new();
+    }
+    let start = if start < 0 { length + start } else { start }.max(0);
+    let end = if end < 0 { length + end } else { end }.max(0).min(length - 1);
+    if start > end || length == 0 {
+        return Vec::new();
+    }
+    value[start as usize..=end as usize].to_vec()
+}
 
 /// When SET writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

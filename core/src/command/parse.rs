@@ -1,6 +1,6 @@
 //! Arguments (as a RESP array delivers them) to a [`Request`], with Redis's error texts.
 
-use super::{Bytes, Reply, Request, SetCondition};
+use super::{Bytes, Reply, ReplyShape, Request, SetCondition};
 
 /// Parses one command. `Err` carries the exact error reply Redis would send.
 pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
@@ -11,7 +11,13 @@ pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
 /// server's path: no allocation per argument). The command table (`table.rs`) names the
 /// command, checks its arity and picks its parser; a command the server answers itself is
 /// unknown here.
-pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> {
+pub fn parse_request_owned(arguments: Vec<Bytes>) -> Result<Request, Reply> {
+    parse_command(arguments).map(|(request, _)| request)
+}
+
+/// Parses one command into the engine request that answers it and how the server shapes that
+/// request's reply into the command's own (see [`ReplyShape`]).
+pub fn parse_command(mut arguments: Vec<Bytes>) -> Result<(Request, ReplyShape), Reply> {
     let count = arguments.len();
     let Some((name, rest)) = arguments.split_first_mut() else {
         return Err(Reply::error("ERR empty command"));
@@ -22,13 +28,34 @@ pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> 
     let Some(spec) = super::table::lookup(lower) else {
         return Err(unknown_command(name, rest));
     };
-    let super::table::Handler::Engine(parser) = spec.handler else {
-        return Err(unknown_command(name, rest));
-    };
-    if !spec.arity_allows(count) {
+    if !spec.arity_allows(count) && !matches!(spec.handler, super::table::Handler::Server(_)) {
         return Err(wrong_arguments(lower));
     }
-    parser(lower, rest)
+    match spec.handler {
+        super::table::Handler::Engine(parser) => Ok((parser(lower, rest)?, ReplyShape::AsIs)),
+        super::table::Handler::Shaped(parser) => parser(lower, rest),
+        super::table::Handler::Server(_) => Err(unknown_command(name, rest)),
+    }
+}
+
+pub(super) fn setnx(name: &[u8], rest: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply> {
+    let [key, value] = exact::<2>(name, rest)?;
+    Ok((Request::Set { key, value, condition: SetCondition::IfAbsent }, ReplyShape::SetAsInteger))
+}
+
+pub(super) fn type_of(name: &[u8], rest: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply> {
+    Ok((Request::Exists { keys: vec![one_key(name, rest)?] }, ReplyShape::ExistsAsType))
+}
+
+pub(super) fn touch(name: &[u8], rest: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply> {
+    Ok((Request::Exists { keys: keys_at_least_one(name, rest)? }, ReplyShape::AsIs))
+}
+
+pub(super) fn getrange(name: &[u8], rest: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply> {
+    let [key, start, end] = exact::<3>(name, rest)?;
+    let start = parse_integer(&start).ok_or_else(not_an_integer)?;
+    let end = parse_integer(&end).ok_or_else(not_an_integer)?;
+    Ok((Request::Get { key }, ReplyShape::Range { start, end }))
 }
 
 pub(super) fn get(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {

@@ -4,16 +4,21 @@
 //! test holds the document to it.
 
 use super::parse;
-use super::{Bytes, Reply, Request};
+use super::{Bytes, Reply, ReplyShape, Request};
 
 /// Turns a command's arguments (after its name) into a request; `name` is the name in lower case.
 pub type Parser = fn(name: &[u8], arguments: &mut [Bytes]) -> Result<Request, Reply>;
+
+/// Like [`Parser`], with the shape the server gives the engine's reply.
+pub type ShapedParser = fn(name: &[u8], arguments: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply>;
 
 /// Who answers a command.
 #[derive(Clone, Copy)]
 pub enum Handler {
     /// Parsed into a [`Request`] and run by the engine.
     Engine(Parser),
+    /// Run by the engine as another request, whose reply the server reshapes (SETNX, TYPE, …).
+    Shaped(ShapedParser),
     /// Answered by the server: connection state and introspection, never the keyspace.
     Server(ServerCommand),
 }
@@ -86,6 +91,26 @@ const fn engine(
     CommandSpec { name, arity, flags, keys, handler: Handler::Engine(parser), before_auth: false, summary, differences }
 }
 
+const fn shaped(
+    name: &'static str,
+    arity: i64,
+    flags: &'static [&'static str],
+    keys: (i64, i64, i64),
+    parser: ShapedParser,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        keys,
+        handler: Handler::Shaped(parser),
+        before_auth: false,
+        summary,
+        differences: "",
+    }
+}
+
 const fn server(
     name: &'static str,
     arity: i64,
@@ -123,6 +148,18 @@ pub const COMMANDS: &[CommandSpec] = &[
     engine("append", 3, WRITE, (1, 1, 1), parse::append, "appends to a value; replies the new length", ""),
     engine("strlen", 2, READ_FAST, (1, 1, 1), parse::strlen, "the length of a value", ""),
     engine("dbsize", 1, READ_FAST, (0, 0, 0), parse::dbsize, "the number of keys", ""),
+    shaped("setnx", 3, WRITE_FAST, (1, 1, 1), parse::setnx, "SET NX, replying 1 if it set the key, else 0"),
+    shaped(
+        "getrange",
+        4,
+        &["readonly"],
+        (1, 1, 1),
+        parse::getrange,
+        "a substring of a value (negative indexes from the end)",
+    ),
+    shaped("substr", 4, &["readonly"], (1, 1, 1), parse::getrange, "GETRANGE"),
+    shaped("type", 2, READ_FAST, (1, 1, 1), parse::type_of, "the type of a key: string, or none"),
+    shaped("touch", -2, READ_FAST, (1, -1, 1), parse::touch, "how many of the keys exist (nothing tracks access)"),
     engine("ping", -1, &["fast"], (0, 0, 0), parse::ping, "PONG, or the message", ""),
     engine(
         "flushall",

@@ -3,7 +3,7 @@
 
 use super::{ClientId, Server};
 use crate::command::table::{lookup, CommandSpec, Handler, ServerCommand, COMMANDS};
-use crate::command::{parse_request_owned, Reply};
+use crate::command::{parse_command, Reply};
 
 /// Commands parsed per call for one connection, so one client cannot monopolize a loop turn.
 const COMMANDS_PER_TURN_MAX: usize = 4096;
@@ -78,10 +78,10 @@ impl Server {
     }
 
     fn submit_to_engine(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
-        match parse_request_owned(arguments) {
-            Ok(request) => {
+        match parse_command(arguments) {
+            Ok((request, shape)) => {
                 if let Some(connection) = self.connections.get_mut(&client) {
-                    connection.push_engine();
+                    connection.push_engine(shape);
                 }
                 self.engine.submit(client, request);
             }

@@ -2,13 +2,13 @@
 
 use std::collections::VecDeque;
 
-use crate::command::Reply;
+use crate::command::{Reply, ReplyShape};
 use crate::resp::{encode_reply, Decoder, Limits};
 
 /// A command's place in the reply order.
 enum Slot {
-    /// Sent to the engine; its reply comes from there, in order.
-    Engine(Option<Reply>),
+    /// Sent to the engine; its reply comes from there, in order, and takes this shape.
+    Engine(ReplyShape, Option<Reply>),
     /// Answered by the server itself.
     Local(Reply),
     /// Close the connection once everything before this is written (QUIT, protocol errors).
@@ -48,9 +48,9 @@ impl Connection {
         self.engine_in_flight == 0 && now.saturating_sub(self.last_active) >= timeout
     }
 
-    pub fn push_engine(&mut self) {
+    pub fn push_engine(&mut self, shape: ReplyShape) {
         self.engine_in_flight += 1;
-        self.slots.push_back(Slot::Engine(None));
+        self.slots.push_back(Slot::Engine(shape, None));
     }
 
     pub fn push_local(&mut self, reply: Reply) {
@@ -64,9 +64,11 @@ impl Connection {
 
     /// The engine answers in the order commands were submitted: fill the oldest open slot.
     pub fn engine_reply(&mut self, reply: Reply) {
-        let slot = self.slots.iter_mut().find(|slot| matches!(slot, Slot::Engine(None)));
-        let slot = slot.expect("an engine reply matches a command sent to the engine");
-        *slot = Slot::Engine(Some(reply));
+        let slot = self.slots.iter_mut().find(|slot| matches!(slot, Slot::Engine(_, None)));
+        let Some(Slot::Engine(shape, empty)) = slot else {
+            panic!("an engine reply matches a command sent to the engine");
+        };
+        *empty = Some(shape.apply(reply));
         self.engine_in_flight -= 1;
     }
 
@@ -74,13 +76,13 @@ impl Connection {
     pub fn encode_ready(&mut self) -> bool {
         while let Some(front) = self.slots.front() {
             match front {
-                Slot::Engine(None) => return false,
+                Slot::Engine(_, None) => return false,
                 Slot::Close => {
                     self.slots.clear();
                     return true;
                 }
-                Slot::Engine(Some(_)) | Slot::Local(_) => {
-                    if let Some(Slot::Engine(Some(reply)) | Slot::Local(reply)) = self.slots.pop_front() {
+                Slot::Engine(_, Some(_)) | Slot::Local(_) => {
+                    if let Some(Slot::Engine(_, Some(reply)) | Slot::Local(reply)) = self.slots.pop_front() {
                         encode_reply(&reply, &mut self.output);
                     }
                 }
