@@ -446,6 +446,43 @@ impl Checker {
     /// An upper bound on the bytes the live records held at some moment of `invoked..responded`
     /// (when a refused write ran): for every key, the largest value a read over that span may
     /// return, plus its record header and key. Deleted keys count nothing.
+    /// Index entry bytes of keys certainly in the durable index at every moment of
+    /// [invoked, responded], `except` aside: registers whose every state allowed then is a
+    /// value (the newest durable write is among them), counters and append keys with a write
+    /// acknowledged before `invoked` (they are never deleted; FLUSHALL seeds have none).
+    pub fn durable_index_bytes_lower(&self, invoked: u64, responded: u64, except: &[u8]) -> u64 {
+        let entry = |key: &[u8]| quill_core::engine::index_entry_bytes(key.len());
+        self.keys
+            .iter()
+            .filter(|(key, _)| key.as_slice() != except)
+            .filter(|(key, history)| match family(key) {
+                Some(Family::Register) => {
+                    !initial_allowed(&history.writes, &self.flushes, invoked)
+                        && allowed(&history.writes, &self.flushes, invoked, responded)
+                            .iter()
+                            .all(|write| write.value.is_some())
+                }
+                Some(Family::Counter | Family::Append) => {
+                    self.flushes.is_empty()
+                        && history.writes.iter().any(|write| {
+                            write.status == Status::Acknowledged && write.completed.is_some_and(|done| done < invoked)
+                        })
+                }
+                Some(Family::Domain) | None => false,
+            })
+            .map(|(key, _)| entry(key))
+            .sum()
+    }
+
+    /// Whether register `key` is certainly absent through [invoked, responded], its write
+    /// `op_id` aside: every other write allowed then is a deletion (or none is, and the key
+    /// was never set).
+    pub fn certainly_absent(&self, key: &[u8], op_id: u64, invoked: u64, responded: u64) -> bool {
+        let Some(history) = self.keys.get(key) else { return true };
+        let others: Vec<Write> = history.writes.iter().filter(|write| write.op_id != op_id).cloned().collect();
+        allowed(&others, &self.flushes, invoked, responded).iter().all(|write| write.value.is_none())
+    }
+
     /// Index entry bytes of the keys that may hold a value within [invoked, responded].
     pub fn live_index_bytes_upper(&self, invoked: u64, responded: u64) -> u64 {
         let entry = |key: &[u8]| quill_core::engine::index_entry_bytes(key.len());

@@ -337,7 +337,10 @@ impl Sim {
     fn check_write_reply(&mut self, outstanding: &Outstanding, reply: &Reply, responded: u64) {
         let request = &outstanding.request;
         match (request, reply) {
-            (Request::Set { .. } | Request::MSet { .. } | Request::FlushAll, Reply::Simple(text)) if text == "OK" => {}
+            (Request::Set { key, .. }, Reply::Simple(text)) if text == "OK" => {
+                self.check_index_limit(key, outstanding.op_id, outstanding.invoked, responded);
+            }
+            (Request::MSet { .. } | Request::FlushAll, Reply::Simple(text)) if text == "OK" => {}
             (Request::Del { keys }, Reply::Integer(count)) if *count >= 0 && *count as usize <= keys.len() => {}
             (Request::IncrBy { key, .. }, Reply::Integer(value)) => {
                 self.checker.check_counter(key, *value, outstanding.invoked, responded);
@@ -346,6 +349,26 @@ impl Sim {
                 self.checker.check_append_length(key, *length, outstanding.invoked, responded);
             }
             (request, other) => self.mismatch(request_key(request), "the write's success reply", other),
+        }
+    }
+
+    /// A SET of a key certainly new, acknowledged while keys certainly durable already filled
+    /// the index's limit (with it): the engine must have refused it (`OOM index full`).
+    fn check_index_limit(&mut self, key: &[u8], op_id: u64, invoked: u64, responded: u64) {
+        let limit = self.knobs.index_bytes_max;
+        let register = crate::checker::family(key) == Some(crate::checker::Family::Register);
+        if limit >= quill_core::engine::INDEX_BYTES_LIMIT
+            || !register
+            || !self.checker.certainly_absent(key, op_id, invoked, responded)
+        {
+            return;
+        }
+        let held = self.checker.durable_index_bytes_lower(invoked, responded, key);
+        let entry = quill_core::engine::index_entry_bytes(key.len());
+        if held + entry > limit {
+            let expected =
+                format!("OOM index full: at least {held} bytes of durable keys, {entry} more, limit {limit}");
+            self.checker.fail("the index took a key beyond its limit", key, expected, "OK".into());
         }
     }
 
