@@ -395,3 +395,23 @@ fn a_restart_reads_the_checkpoint_and_a_corrupt_one_falls_back_to_the_whole_log(
     assert!(stats.checkpoint_rejected.as_deref().is_some_and(|why| why.contains("checksum")), "{stats:?}");
     expect_checkpoint_test_state(&mut h);
 }
+
+/// The index's room (`Config::index_bytes_max`) at its exact boundary: keys up to the limit are
+/// taken, one more is refused and changes nothing, overwrites of existing keys go on, and a
+/// delete makes room again.
+#[test]
+fn the_index_takes_keys_up_to_its_limit_exactly() {
+    let mut config = support::small_config();
+    config.index_bytes_max = 3 * quill_core::engine::index_entry_bytes(2);
+    let mut h = Harness::format(config, 31);
+    for key in ["k1", "k2", "k3"] {
+        assert_eq!(h.call(1, set(key, b"v")), Reply::ok(), "{key} fits");
+    }
+    let refused = h.call(1, set("k4", b"v"));
+    assert!(matches!(&refused, Reply::Error(text) if text.starts_with("OOM index full")), "{refused:?}");
+    assert_eq!(h.call(1, get("k4")), Reply::Bulk(None), "a refused write changes nothing");
+    assert_eq!(h.call(1, set("k1", b"again")), Reply::ok(), "an overwrite adds no key");
+    let delete = parse_request(&[b"DEL".to_vec(), b"k2".to_vec()]).expect("DEL parses");
+    assert_eq!(h.call(1, delete), Reply::Integer(1));
+    assert_eq!(h.call(1, set("k4", b"v")), Reply::ok(), "the delete made room");
+}
