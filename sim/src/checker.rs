@@ -483,19 +483,14 @@ impl Checker {
         allowed(&others, &self.flushes, invoked, responded).iter().all(|write| write.value.is_none())
     }
 
-    /// Index entry bytes of the keys that may hold a value within [invoked, responded].
-    pub fn live_index_bytes_upper(&self, invoked: u64, responded: u64) -> u64 {
-        let entry = |key: &[u8]| quill_core::engine::index_entry_bytes(key.len());
+    /// Index entry bytes of every key ever written with a value (a put, an increment, an
+    /// append), whether or not it still holds one: a bound that no pruning of the histories
+    /// can lower, for judging a refusal the engine made at some moment of a command's window.
+    pub fn ever_set_index_bytes(&self) -> u64 {
         self.keys
             .iter()
-            .filter(|(key, history)| match family(key) {
-                Some(Family::Register) => allowed(&history.writes, &self.flushes, invoked, responded)
-                    .iter()
-                    .any(|write| write.value.is_some()),
-                Some(Family::Counter | Family::Append) => history.writes.iter().any(Write::counts),
-                Some(Family::Domain) | None => false, // the runner adds its own bound
-            })
-            .map(|(key, _)| entry(key))
+            .filter(|(_, history)| !history.writes.is_empty())
+            .map(|(key, _)| quill_core::engine::index_entry_bytes(key.len()))
             .sum()
     }
 

@@ -87,6 +87,9 @@ pub struct ClientTable {
     locked_keys: BTreeSet<Box<[u8]>>,
     /// Replies released in order, for `Engine::poll_reply`.
     replies_out: VecDeque<(ClientId, Reply)>,
+    /// Clients whose commands are being run now: a write seals a batch, which wakes stalled
+    /// clients, which may include the one running (seed 5753). It must not run twice at once.
+    running: BTreeSet<ClientId>,
 }
 
 /// The next command of a client to execute.
@@ -105,6 +108,17 @@ impl ClientTable {
             Slot { state: SlotState::Queued(request), wait_sequence: 0, write_failed: false }
         };
         client.slots.push_back(slot);
+    }
+
+    /// Marks the client as running; false if it already is (the caller then leaves it to the
+    /// run under way, which goes on to its next command).
+    pub fn enter(&mut self, client_id: ClientId) -> bool {
+        self.running.insert(client_id)
+    }
+
+    pub fn leave(&mut self, client_id: ClientId) {
+        let was_running = self.running.remove(&client_id);
+        assert!(was_running, "a client leaves only a run it entered");
     }
 
     /// Takes the client's next queued command, skipping slots refused at submit. `None`: the

@@ -229,7 +229,11 @@ impl Sim {
     /// counts only durable live keys, a subset of those.
     pub(crate) fn index_full_explained(&self, request: &Request, invoked: u64, responded: u64) -> bool {
         let limit = self.knobs.index_bytes_max;
-        let may_hold = self.checker.live_index_bytes_upper(invoked, responded) + self.domain_index_bytes_upper();
+        // Every key ever written: the engine decided at one moment of the command's window, and
+        // the checker prunes histories as it goes (seed 7655: keys deleted meanwhile had filled
+        // the index when the SET ran).
+        let _ = (invoked, responded);
+        let may_hold = self.checker.ever_set_index_bytes() + self.domain_index_bytes_upper();
         let keys = crate::runner::written_keys(request);
         let largest_new_entry: u64 = keys.iter().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum();
         limit < quill_core::engine::INDEX_BYTES_LIMIT && may_hold + largest_new_entry > limit

@@ -12,8 +12,18 @@ use super::{ClientId, Engine, Phase};
 use crate::command::Reply;
 
 impl Engine {
-    /// Executes the client's queued commands in order until one blocks or stalls.
+    /// Executes the client's queued commands in order until one blocks or stalls. Not
+    /// re-entrant for one client: a run reached from inside its own run (a seal waking the
+    /// stalled clients) leaves the work to the run under way.
     pub(super) fn run_client(&mut self, client_id: ClientId) {
+        if !self.clients.enter(client_id) {
+            return;
+        }
+        self.run_client_entered(client_id);
+        self.clients.leave(client_id);
+    }
+
+    fn run_client_entered(&mut self, client_id: ClientId) {
         let open_error = match &self.phase {
             Phase::Ready => None,
             Phase::Failed(error) => Some(format!("ERR QuillKV could not open its volume: {error}")),
