@@ -33,13 +33,7 @@ impl Engine {
     }
 
     pub(super) fn on_mirror_read(&mut self, block: u64, sequence: u64, result: Result<Vec<u8>, IoError>) {
-        if !matches!(self.phase, Phase::Recovering(_)) {
-            return;
-        }
-        let bytes = match result {
-            Ok(bytes) => bytes,
-            Err(error) => return self.fail_open(OpenError::Io(error)),
-        };
+        let Some(bytes) = self.recovery_io_result(result) else { return };
         if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence) {
             if self.shared.config.open_read_only {
                 // Nothing may be written, and reads of the batch's records would fail: say so.
@@ -62,6 +56,21 @@ impl Engine {
         let batch_bytes = bytes.get(..header.block_count as usize * BLOCK_BYTES)?;
         header.verify_payload(batch_bytes).ok()?;
         Some(batch_bytes.to_vec())
+    }
+
+    /// A recovery I/O's result: its bytes while the open goes on. `None` if the open is over
+    /// (an I/O it no longer needs) or the I/O failed (then the open fails with it).
+    fn recovery_io_result(&mut self, result: Result<Vec<u8>, IoError>) -> Option<Vec<u8>> {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return None;
+        }
+        match result {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                self.fail_open(OpenError::Io(error));
+                None
+            }
+        }
     }
 
     /// Puts the mirror copy where the scan reads the log, and writes it back to its place,
@@ -99,13 +108,7 @@ impl Engine {
     }
 
     pub(super) fn on_newest_mirror_read(&mut self, result: Result<Vec<u8>, IoError>) {
-        if !matches!(self.phase, Phase::Recovering(_)) {
-            return;
-        }
-        let bytes = match result {
-            Ok(bytes) => bytes,
-            Err(error) => return self.fail_open(OpenError::Io(error)),
-        };
+        let Some(bytes) = self.recovery_io_result(result) else { return };
         let (newest, blocks) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
         if self.valid_mirror_copy(&bytes, newest.block, newest.sequence).is_some() {
             return self.newest_mirror_done();
@@ -116,13 +119,7 @@ impl Engine {
     }
 
     pub(super) fn on_newest_log_read(&mut self, result: Result<Vec<u8>, IoError>) {
-        if !matches!(self.phase, Phase::Recovering(_)) {
-            return;
-        }
-        let bytes = match result {
-            Ok(bytes) => bytes,
-            Err(error) => return self.fail_open(OpenError::Io(error)),
-        };
+        let Some(bytes) = self.recovery_io_result(result) else { return };
         let (newest, _) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
         // The scan verified this copy a moment ago; one damaged since has nothing to copy.
         let Some(batch_bytes) = self.valid_mirror_copy(&bytes, newest.block, newest.sequence) else {
@@ -134,11 +131,8 @@ impl Engine {
     }
 
     pub(super) fn on_newest_mirror_written(&mut self, result: Result<Vec<u8>, IoError>) {
-        if !matches!(self.phase, Phase::Recovering(_)) {
+        if self.recovery_io_result(result).is_none() {
             return;
-        }
-        if let Err(error) = result {
-            return self.fail_open(OpenError::Io(error));
         }
         self.newest_mirror_done();
     }
@@ -149,11 +143,8 @@ impl Engine {
     }
 
     pub(super) fn on_mirror_repaired(&mut self, result: Result<Vec<u8>, IoError>) {
-        if !matches!(self.phase, Phase::Recovering(_)) {
+        if self.recovery_io_result(result).is_none() {
             return;
-        }
-        if let Err(error) = result {
-            return self.fail_open(OpenError::Io(error));
         }
         let recovery = self.recovery_mut();
         recovery.repairs_in_flight -= 1;
