@@ -169,6 +169,12 @@ pub struct Cleaner {
     /// measured before that garbage existed (seed 1588, full_disk: a drain of 64 of 88 keys
     /// mid-lap, then a pause with writes refused and most of the log reclaimable).
     lap_start_replaced: u64,
+    /// Client records committed (`records_committed` less `records_moved`) and the log's used
+    /// blocks when this lap began: a lap with no client write that left the log no smaller
+    /// only carried the same records around the ring, and every later lap would too (seed 7567:
+    /// a 54-block ring of 8 KB records, one per batch, whose padding kept it above its target).
+    lap_start_client_records: u64,
+    lap_start_used_blocks: u64,
     /// Chunks cleaned whose tail advance waits for more: one advance per few chunks, since each
     /// costs two superblock writes and syncs. (The last move's batch, the new tail, the bytes.)
     deferred: Option<Advance>,
@@ -597,7 +603,14 @@ impl Cleaner {
         let moved_space_bytes = cx.log.moved_space_bytes - self.lap_start_moved_space_bytes;
         self.lap_start_moved_space_bytes = cx.log.moved_space_bytes;
         let chunk_bytes = u64::from(cx.shared.chunk_blocks()) * BLOCK_BYTES as u64;
-        if freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes && !garbage_made {
+        let stats = &cx.shared.stats;
+        let client_records = stats.records_committed - stats.records_moved;
+        let clients_idle = client_records == std::mem::replace(&mut self.lap_start_client_records, client_records);
+        let used_blocks_now = used_blocks(cx.shared, cx.log);
+        let used_blocks_before = std::mem::replace(&mut self.lap_start_used_blocks, used_blocks_now);
+        let shrank = used_blocks_now + u64::from(cx.shared.chunk_blocks()) <= used_blocks_before;
+        let circling = clients_idle && !shrank;
+        if (freed_bytes.saturating_sub(moved_space_bytes) < chunk_bytes || circling) && !garbage_made {
             self.paused_at_garbage = Some(cx.shared.stats.records_replaced);
             cx.shared.stats.compaction_pauses += 1;
         }

@@ -382,12 +382,14 @@ impl Sim {
             self.settle("the cache pass");
         }
         let reads = self.engine().stats().reads - reads_before;
-        if self.is_running() && self.engine().cache_bytes() != cached_bytes {
+        // A read that completes after compaction moved its record is not cached (the index
+        // points elsewhere): both checks hold only for a pass compaction left alone (seed 7567).
+        let compaction_still = self.compaction_activity() == compaction_before;
+        if self.is_running() && compaction_still && self.engine().cache_bytes() != cached_bytes {
             let got =
                 format!("{} bytes reported, {cached_bytes} bytes of keys and values held", self.engine().cache_bytes());
             return self.checker.fail("the cache reports another size than it holds", b"", "agreement".into(), got);
         }
-        let compaction_still = self.compaction_activity() == compaction_before;
         if self.is_running() && reads > 0 && compaction_still {
             let got = format!(
                 "{reads} disk reads for {} keys, {cached_bytes} bytes, cache of {}",
