@@ -234,3 +234,28 @@ fn draining_output_never_feeds_the_engine() {
     rig.run();
     assert_eq!(rig.output.remove(&client).unwrap_or_default(), b"+OK\r\n");
 }
+
+/// CONFIG SET changes maxclients, timeout and requirepass while serving, all pairs or none,
+/// with Redis's errors; the password applies to connections made after it.
+#[test]
+fn config_set_changes_the_settings_that_may_change_while_serving() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    let reply = rig.send(client, b"CONFIG SET maxclients 2 timeout 7\r\n");
+    assert_eq!(reply, "+OK\r\n");
+    let reply = rig.send(client, b"CONFIG GET maxclients\r\n");
+    assert_eq!(reply, "*2\r\n$10\r\nmaxclients\r\n$1\r\n2\r\n");
+    let reply = rig.send(client, b"CONFIG GET timeout\r\n");
+    assert_eq!(reply, "*2\r\n$7\r\ntimeout\r\n$1\r\n7\r\n");
+    let reply = rig.send(client, b"CONFIG SET maxclients 3 nosuch 1\r\n");
+    assert_eq!(reply, "-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n");
+    let reply = rig.send(client, b"CONFIG GET maxclients\r\n");
+    assert!(reply.ends_with("$1\r\n2\r\n"), "nothing applied: {reply}");
+    let reply = rig.send(client, b"CONFIG SET timeout soon\r\n");
+    assert!(reply.starts_with("-ERR CONFIG SET failed (possibly related to argument 'timeout')"), "{reply}");
+    assert_eq!(rig.send(client, b"CONFIG SET requirepass secret\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(client, b"PING\r\n"), "+PONG\r\n", "this connection was made before");
+    let later = rig.server.connect();
+    assert_eq!(rig.send(later, b"PING\r\n"), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(rig.send(later, b"AUTH secret\r\n"), "+OK\r\n");
+}

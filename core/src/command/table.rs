@@ -208,8 +208,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["admin", "noscript", "loading", "stale"],
         ServerCommand::Config,
         false,
-        "CONFIG GET (a fixed set of values) and RESETSTAT",
-        "CONFIG SET is not supported",
+        "CONFIG GET (a fixed set of values), CONFIG SET and RESETSTAT",
+        "CONFIG SET takes maxclients, timeout and requirepass (all pairs or none)",
     ),
     server(
         "info",

@@ -188,7 +188,7 @@ impl Server {
         }
     }
 
-    fn config_command(&self, arguments: &[Vec<u8>]) -> Reply {
+    fn config_command(&mut self, arguments: &[Vec<u8>]) -> Reply {
         let Some((sub, rest)) = arguments.split_first() else { return wrong_arguments("config") };
         match sub.to_ascii_lowercase().as_slice() {
             b"get" if !rest.is_empty() => {
@@ -201,10 +201,62 @@ impl Server {
                 }
                 Reply::Array(Some(pairs))
             }
+            b"set" if !rest.is_empty() && rest.len().is_multiple_of(2) => self.config_set(rest),
+            b"set" => wrong_arguments("config|set"),
             b"resetstat" => Reply::ok(),
             b"get" => wrong_arguments("config|get"),
             _ => Reply::error(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", String::from_utf8_lossy(sub))),
         }
+    }
+
+    /// CONFIG SET for the settings that may change while serving: maxclients, timeout (seconds;
+    /// 0: never) and requirepass (empty: none; connections made before keep their state). All
+    /// pairs are checked before any applies, as Redis does.
+    fn config_set(&mut self, pairs: &[Vec<u8>]) -> Reply {
+        let mut changes = Vec::new();
+        for pair in pairs.chunks_exact(2) {
+            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+            let value = &pair[1];
+            let failed = |why: &str| {
+                Reply::error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"))
+            };
+            let integer = crate::command::parse::parse_integer(value);
+            let change = match name.as_str() {
+                "maxclients" => match integer {
+                    None => return failed("argument couldn't be parsed into an integer"),
+                    Some(clients) if !(1..=i64::from(u32::MAX)).contains(&clients) => {
+                        return failed("argument must be between 1 and 4294967295 inclusive")
+                    }
+                    Some(clients) => ConfigChange::ClientsMax(clients as usize),
+                },
+                "timeout" => match integer {
+                    None => return failed("argument couldn't be parsed into an integer"),
+                    Some(seconds) if !(0..=i64::from(i32::MAX)).contains(&seconds) => {
+                        return failed("argument must be between 0 and 2147483647 inclusive")
+                    }
+                    Some(seconds) => ConfigChange::TimeoutSeconds(seconds as u64),
+                },
+                "requirepass" => ConfigChange::Password(value.clone()),
+                _ => {
+                    return Reply::error(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        String::from_utf8_lossy(&pair[0])
+                    ))
+                }
+            };
+            changes.push(change);
+        }
+        for change in changes {
+            match change {
+                ConfigChange::ClientsMax(clients) => self.config.clients_max = clients,
+                ConfigChange::TimeoutSeconds(0) => self.config.idle_timeout_ms = None,
+                ConfigChange::TimeoutSeconds(seconds) => self.config.idle_timeout_ms = Some(seconds * 1000),
+                ConfigChange::Password(password) => {
+                    self.config.requirepass = (!password.is_empty()).then_some(password);
+                }
+            }
+        }
+        Reply::ok()
     }
 
     fn config_values(&self) -> Vec<(&'static str, String)> {
@@ -233,8 +285,15 @@ fn select(arguments: &[Vec<u8>]) -> Reply {
     }
 }
 
-/// COMMAND, COMMAND COUNT, COMMAND DOCS (empty: no docs), COMMAND INFO.
-/// COMMAND, COMMAND COUNT and COMMAND INFO, from the command table.
+/// One setting CONFIG SET changes (see `config_set`).
+enum ConfigChange {
+    ClientsMax(usize),
+    TimeoutSeconds(u64),
+    Password(Vec<u8>),
+}
+
+/// COMMAND, COMMAND COUNT, COMMAND DOCS (empty: no docs) and COMMAND INFO, from the command
+/// table.
 fn command_command(arguments: &[Vec<u8>]) -> Reply {
     let entry = |spec: &CommandSpec| {
         let (first_key, last_key, step) = spec.keys;
