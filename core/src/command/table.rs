@@ -67,11 +67,6 @@ impl CommandSpec {
             count >= -self.arity
         }
     }
-
-    /// Whether the command changes the keyspace.
-    pub fn is_write(&self) -> bool {
-        self.flags.contains(&"write")
-    }
 }
 
 const WRITE: &[&str] = &["write", "denyoom"];

@@ -65,10 +65,8 @@ impl Server {
             ServerCommand::Auth => self.auth(client, &arguments[1..]),
             ServerCommand::Hello => self.hello(client, &arguments[1..]),
             ServerCommand::Select => select(&arguments[1..]),
-            ServerCommand::Echo => match &arguments[1..] {
-                [message] => Reply::Bulk(Some(message.clone())),
-                _ => wrong_arguments("echo"),
-            },
+            // The arity check above leaves exactly the message.
+            ServerCommand::Echo => Reply::Bulk(Some(arguments[1].clone())),
             ServerCommand::Client => self.client_command(client, &arguments[1..]),
             ServerCommand::Command => command_command(&arguments[1..]),
             ServerCommand::Config => self.config_command(&arguments[1..]),

@@ -123,14 +123,7 @@ impl Engine {
                 (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()) }], Reply::ok(), lookup.sequence())
             }
             Request::MSet { pairs } => {
-                let mut new_keys = std::collections::BTreeSet::new();
-                for (key, _) in pairs {
-                    if !self.keyspace.lookup(key).exists() {
-                        new_keys.insert(key.as_slice());
-                    }
-                }
-                let new_entry_bytes = new_keys.iter().map(|key| CompactIndex::entry_bytes(key.len())).sum();
-                if let Some(refusal) = self.index_full(new_entry_bytes) {
+                if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
                     return self.clients.finish(client_id, slot_id, refusal, 0);
                 }
                 let records =
@@ -162,6 +155,22 @@ impl Engine {
                 self.clients.finish(client_id, slot_id, error, observed)
             }
         }
+    }
+
+    /// The index entries an MSET adds: its distinct keys absent now. Counted exactly only when
+    /// the limit is within reach of every key it names (no set built on the common path).
+    fn mset_new_entry_bytes(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+        let named: u64 = pairs.iter().map(|(key, _)| CompactIndex::entry_bytes(key.len())).sum();
+        if self.keyspace.index.live_entry_bytes() + named <= self.shared.config.index_bytes_max {
+            return 0; // even if every key were new, it fits
+        }
+        let mut new_keys = std::collections::BTreeSet::new();
+        for (key, _) in pairs {
+            if !self.keyspace.lookup(key).exists() {
+                new_keys.insert(key.as_slice());
+            }
+        }
+        new_keys.iter().map(|key| CompactIndex::entry_bytes(key.len())).sum()
     }
 
     /// A write that adds keys (`new_entry_bytes` of index entries) beyond the index's room is
