@@ -55,6 +55,91 @@ fn redis_semantics_of_every_command() {
 }
 
 #[test]
+fn the_string_family_replies_as_redis_and_survives_a_crash() {
+    let mut h = Harness::format(support::small_config(), 2);
+    let mut call = |words: &[&[u8]]| h.call(1, command(words));
+    assert_eq!(call(&[b"GETSET", b"g", b"1"]), Reply::Bulk(None));
+    assert_eq!(call(&[b"GETSET", b"g", b"2"]), bulk(b"1"));
+    assert_eq!(call(&[b"SET", b"g", b"3", b"NX", b"GET"]), bulk(b"2"), "NX fails: the old value, unchanged");
+    assert_eq!(call(&[b"SET", b"g", b"4", b"GET", b"XX"]), bulk(b"2"));
+    assert_eq!(call(&[b"SET", b"h", b"5", b"XX", b"GET"]), Reply::Bulk(None), "XX on an absent key writes nothing");
+    assert_eq!(call(&[b"GETDEL", b"g"]), bulk(b"4"));
+    assert_eq!(call(&[b"GETDEL", b"g"]), Reply::Bulk(None));
+    assert_eq!(call(&[b"SETRANGE", b"r", b"3", b"ab"]), Reply::Integer(5));
+    assert_eq!(call(&[b"GET", b"r"]), bulk(b"\0\0\0ab"));
+    assert_eq!(call(&[b"SETRANGE", b"r", b"1", b"XYZW"]), Reply::Integer(5));
+    assert_eq!(call(&[b"SETRANGE", b"r", b"9", b""]), Reply::Integer(5), "an empty value changes nothing");
+    assert_eq!(call(&[b"SETRANGE", b"e", b"9", b""]), Reply::Integer(0), "and creates no key");
+    let negative = [b"SETRANGE".to_vec(), b"r".to_vec(), b"-1".to_vec(), b"x".to_vec()];
+    assert_eq!(parse_request(&negative), Err(Reply::error("ERR offset is out of range")));
+    let too_far = Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    assert_eq!(call(&[b"SETRANGE", b"r", b"536870911", b"xy"]), too_far);
+    assert_eq!(call(&[b"MSETNX", b"m1", b"a", b"m2", b"b"]), Reply::Integer(1));
+    assert_eq!(call(&[b"MSETNX", b"m2", b"c", b"m3", b"d"]), Reply::Integer(0), "m2 exists: nothing is set");
+    assert_eq!(call(&[b"EXISTS", b"m3", b"e"]), Reply::Integer(0));
+    h.crash_and_reopen();
+    let mut call = |words: &[&[u8]]| h.call(1, command(words));
+    assert_eq!(
+        call(&[b"MGET", b"g", b"r", b"m1", b"m2", b"m3"]),
+        Reply::Array(Some(vec![Reply::Bulk(None), bulk(b"\0XYZW"), bulk(b"a"), bulk(b"b"), Reply::Bulk(None),]))
+    );
+}
+
+/// A full SCAN, step by step: every key it returned, in order.
+fn scan_all(h: &mut Harness, options: &[&[u8]]) -> Vec<Vec<u8>> {
+    let (mut cursor, mut keys) = (b"0".to_vec(), Vec::new());
+    for _ in 0..10_000 {
+        let mut words: Vec<&[u8]> = vec![b"SCAN", &cursor];
+        words.extend_from_slice(options);
+        let Reply::Array(Some(parts)) = h.call(1, command(&words)) else { panic!("SCAN replies an array") };
+        let [Reply::Bulk(Some(next)), Reply::Array(Some(found))] = &parts[..] else { panic!("[cursor, keys]") };
+        keys.extend(found.iter().map(|key| match key {
+            Reply::Bulk(Some(key)) => key.clone(),
+            other => panic!("a key, not {other:?}"),
+        }));
+        if next == b"0" {
+            return keys;
+        }
+        cursor = next.clone();
+    }
+    panic!("a scan ends");
+}
+
+#[test]
+fn scan_keys_and_randomkey_see_the_key_set_durable_and_pending() {
+    let mut h = Harness::format(support::small_config(), 2);
+    for number in 0..300 {
+        assert_eq!(h.call(1, set(&format!("user:{number}"), b"v")), Reply::ok());
+    }
+    assert_eq!(h.call(1, set("other", b"v")), Reply::ok());
+    let mut all = scan_all(&mut h, &[b"COUNT", b"7"]);
+    all.sort();
+    assert_eq!(all.len(), 301, "every key exactly once");
+    all.dedup();
+    assert_eq!(all.len(), 301);
+    let users = scan_all(&mut h, &[b"MATCH", b"user:1?", b"COUNT", b"50"]);
+    assert_eq!(users.len(), 10, "user:10 to user:19");
+    assert!(scan_all(&mut h, &[b"TYPE", b"list"]).is_empty(), "every value is a string");
+    assert_eq!(scan_all(&mut h, &[b"type", b"STRING"]).len(), 301);
+    let Reply::Array(Some(matched)) = h.call(1, command(&[b"KEYS", b"user:2[0-4]"])) else { panic!("KEYS") };
+    assert_eq!(matched.len(), 5);
+    assert_eq!(h.call(1, command(&[b"KEYS", b"nothing*"])), Reply::Array(Some(Vec::new())));
+    for _ in 0..20 {
+        let Reply::Bulk(Some(key)) = h.call(1, command(&[b"RANDOMKEY"])) else { panic!("a key") };
+        assert!(key.starts_with(b"user:") || key == b"other", "{key:?}");
+    }
+    assert_eq!(h.call(1, command(&[b"FLUSHALL"])), Reply::ok());
+    assert_eq!(h.call(1, command(&[b"RANDOMKEY"])), Reply::Bulk(None));
+    assert!(scan_all(&mut h, &[]).is_empty());
+    let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
+    assert_eq!(parse_request(&words(&[b"SCAN", b"x"])), Err(Reply::error("ERR invalid cursor")));
+    assert_eq!(parse_request(&words(&[b"SCAN", b"0", b"COUNT", b"0"])), Err(Reply::error("ERR syntax error")));
+    assert_eq!(parse_request(&words(&[b"SCAN", b"0", b"MATCH"])), Err(Reply::error("ERR syntax error")));
+    let past_the_end = h.call(1, command(&[b"SCAN", b"-1"]));
+    assert_eq!(past_the_end, Reply::Array(Some(vec![bulk(b"0"), Reply::Array(Some(Vec::new()))])));
+}
+
+#[test]
 fn parse_errors_match_redis() {
     let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
     assert_eq!(parse_request(&words(&[b"GET"])), Err(Reply::error("ERR wrong number of arguments for 'get' command")));

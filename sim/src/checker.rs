@@ -249,10 +249,23 @@ impl Checker {
 
     /// Checks a register read that returned `got` (None: nil) over `invoked..responded`.
     pub fn check_register(&mut self, key: &[u8], got: Option<ValueId>, invoked: u64, responded: u64) {
+        self.check_register_excluding(key, got, invoked, responded, None);
+    }
+
+    /// The same, for the value a write met (GETSET, GETDEL): its own write `excluded` left out.
+    pub fn check_register_excluding(
+        &mut self,
+        key: &[u8],
+        got: Option<ValueId>,
+        invoked: u64,
+        responded: u64,
+        excluded: Option<u64>,
+    ) {
         self.reads_checked += 1;
         let history = self.keys.entry(key.to_vec()).or_default();
         let initial = got.is_none() && initial_allowed(&history.writes, &self.flushes, invoked);
-        let candidates = allowed(&history.writes, &self.flushes, invoked, responded);
+        let mut candidates = allowed(&history.writes, &self.flushes, invoked, responded);
+        candidates.retain(|write| Some(write.op_id) != excluded);
         let matching: Vec<u64> =
             candidates.iter().filter(|write| write.value == got).map(|write| write.op_id).collect();
         if matching.is_empty() && !initial {
@@ -379,8 +392,33 @@ impl Checker {
 
     /// Whether a register read over `invoked..responded` may find the key absent, and present.
     pub fn register_possibilities(&mut self, key: &[u8], invoked: u64, responded: u64) -> (bool, bool) {
-        let values = self.register_values(key, invoked, responded);
+        self.register_possibilities_excluding(key, invoked, responded, None)
+    }
+
+    /// The same, with write `excluded` left out (an MSETNX judging the state it met).
+    pub fn register_possibilities_excluding(
+        &mut self,
+        key: &[u8],
+        invoked: u64,
+        responded: u64,
+        excluded: Option<u64>,
+    ) -> (bool, bool) {
+        let values = self.register_values_excluding(key, invoked, responded, excluded);
         (values.iter().any(Option::is_none), values.iter().any(Option::is_some))
+    }
+
+    /// Whether register `key` certainly existed from `start` to `end`: every state a read at
+    /// `start` may find holds a value, and no deletion (DEL, GETDEL, FLUSHALL) that may take
+    /// effect began before `end` unless it was over before `start`.
+    pub fn certainly_present_throughout(&mut self, key: &[u8], start: u64, end: u64) -> bool {
+        let values = self.register_values(key, start, start);
+        if values.is_empty() || values.iter().any(Option::is_none) {
+            return false;
+        }
+        let Some(history) = self.keys.get(key) else { return false };
+        let mut deletions =
+            with_flushes(&history.writes, &self.flushes).filter(|write| write.counts() && write.value.is_none());
+        !deletions.any(|write| write.invoked < end && write.completed.is_none_or(|done| done >= start))
     }
 
     /// A SET NX/XX answered: OK means it wrote (so the key was absent for NX, present for XX

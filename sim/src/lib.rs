@@ -19,6 +19,7 @@ pub mod runner;
 pub mod seed_list;
 pub mod shrink;
 pub mod trace;
+pub mod variants;
 pub mod workload;
 
 pub use checker::Violation;

@@ -29,6 +29,35 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
         Request::Append { key, value } => out.extend([key.clone(), value.clone()]),
         Request::Ping { message } => out.extend(message.iter().cloned()),
         Request::DbSize | Request::FlushAll => {}
+        Request::GetSet { key, value, condition } => match condition {
+            SetCondition::Always => out.extend([key.clone(), value.clone()]),
+            // Sent as SET key value NX|XX GET, which parse_request reads as this request.
+            SetCondition::IfAbsent | SetCondition::IfPresent => {
+                let option = if *condition == SetCondition::IfAbsent { "NX" } else { "XX" };
+                out = vec![word("SET"), key.clone(), value.clone(), word(option), word("GET")];
+            }
+        },
+        Request::GetDel { key } => out.push(key.clone()),
+        Request::SetRange { key, offset, value } => {
+            out.extend([key.clone(), offset.to_string().into_bytes(), value.clone()])
+        }
+        Request::Scan { cursor, pattern, count, only_type } => {
+            out.push(cursor.to_string().into_bytes());
+            if let Some(pattern) = pattern {
+                out.extend([word("MATCH"), pattern.clone()]);
+            }
+            out.extend([word("COUNT"), count.to_string().into_bytes()]);
+            if let Some(kind) = only_type {
+                out.extend([word("TYPE"), kind.clone()]);
+            }
+        }
+        Request::Keys { pattern } => out.push(pattern.clone()),
+        Request::RandomKey => {}
+        Request::MSetNx { pairs } => {
+            for (key, value) in pairs {
+                out.extend([key.clone(), value.clone()]);
+            }
+        }
     }
     out
 }

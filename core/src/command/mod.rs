@@ -1,6 +1,7 @@
 //! Client requests: parsing a command's arguments into a [`Request`], with Redis's errors.
 
 pub(crate) mod parse;
+pub mod pattern;
 mod reply;
 pub mod table;
 
@@ -70,18 +71,76 @@ pub enum SetCondition {
 /// the server and never reach the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Get { key: Bytes },
-    Set { key: Bytes, value: Bytes, condition: SetCondition },
-    Del { keys: Vec<Bytes> },
-    Exists { keys: Vec<Bytes> },
-    MGet { keys: Vec<Bytes> },
-    MSet { pairs: Vec<(Bytes, Bytes)> },
-    IncrBy { key: Bytes, delta: i64 },
-    Append { key: Bytes, value: Bytes },
-    StrLen { key: Bytes },
+    Get {
+        key: Bytes,
+    },
+    Set {
+        key: Bytes,
+        value: Bytes,
+        condition: SetCondition,
+    },
+    Del {
+        keys: Vec<Bytes>,
+    },
+    Exists {
+        keys: Vec<Bytes>,
+    },
+    MGet {
+        keys: Vec<Bytes>,
+    },
+    MSet {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    IncrBy {
+        key: Bytes,
+        delta: i64,
+    },
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
+    StrLen {
+        key: Bytes,
+    },
     DbSize,
-    Ping { message: Option<Bytes> },
+    Ping {
+        message: Option<Bytes>,
+    },
     FlushAll,
+    /// GETSET, and SET with GET: replies the old value; writes only if `condition` holds.
+    GetSet {
+        key: Bytes,
+        value: Bytes,
+        condition: SetCondition,
+    },
+    /// GETDEL: replies the value and deletes the key.
+    GetDel {
+        key: Bytes,
+    },
+    /// SETRANGE: overwrites from `offset`, padding with zero bytes; replies the new length.
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    /// MSETNX: sets every pair, atomically, only if none of the keys exists; replies 1 or 0.
+    MSetNx {
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// SCAN: the keys whose scan positions lie from `cursor` on, about `count` slots' worth,
+    /// that match `pattern`; `only_type` keeps keys of that type (only `string` keeps any).
+    Scan {
+        cursor: u64,
+        pattern: Option<Bytes>,
+        count: u64,
+        only_type: Option<Bytes>,
+    },
+    /// KEYS: every key matching the pattern.
+    Keys {
+        pattern: Bytes,
+    },
+    /// RANDOMKEY: some key, or nil when there is none.
+    RandomKey,
 }
 
 impl Request {
@@ -95,6 +154,10 @@ impl Request {
                 | Request::IncrBy { .. }
                 | Request::Append { .. }
                 | Request::FlushAll
+                | Request::GetSet { .. }
+                | Request::GetDel { .. }
+                | Request::SetRange { .. }
+                | Request::MSetNx { .. }
         )
     }
 
@@ -113,6 +176,13 @@ impl Request {
             Request::DbSize => "dbsize",
             Request::Ping { .. } => "ping",
             Request::FlushAll => "flushall",
+            Request::GetSet { .. } => "getset",
+            Request::GetDel { .. } => "getdel",
+            Request::SetRange { .. } => "setrange",
+            Request::MSetNx { .. } => "msetnx",
+            Request::Scan { .. } => "scan",
+            Request::Keys { .. } => "keys",
+            Request::RandomKey => "randomkey",
         }
     }
 }

@@ -116,8 +116,90 @@ pub(super) fn set(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     parse_set(rest)
 }
 
+pub(super) fn getset(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, value] = exact::<2>(name, rest)?;
+    Ok(Request::GetSet { key, value, condition: SetCondition::Always })
+}
+
+pub(super) fn getdel(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::GetDel { key: one_key(name, rest)? })
+}
+
+/// SETRANGE key offset value: a negative offset is refused before the key is looked at.
+pub(super) fn setrange(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, offset, value] = exact::<3>(name, rest)?;
+    let offset = parse_integer(&offset).ok_or_else(not_an_integer)?;
+    let offset = u64::try_from(offset).map_err(|_| Reply::error("ERR offset is out of range"))?;
+    Ok(Request::SetRange { key, offset, value })
+}
+
+pub(super) fn keys(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Keys { pattern: one_key(name, rest)? })
+}
+
+pub(super) fn randomkey(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    exact::<0>(name, rest)?;
+    Ok(Request::RandomKey)
+}
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type], with Redis's errors: the cursor is read
+/// as C's `strtoul` reads it (so `-1` is the largest cursor), COUNT must be at least 1, and an
+/// option without its argument, or an unknown one, is a syntax error.
+pub(super) fn scan(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [cursor, options @ ..] = rest else { return Err(wrong_arguments(name)) };
+    let cursor = parse_cursor(cursor).ok_or_else(|| Reply::error("ERR invalid cursor"))?;
+    let (mut pattern, mut count, mut only_type) = (None, SCAN_COUNT_DEFAULT, None);
+    for pair in options.chunks_mut(2) {
+        let [option, argument] = pair else { return Err(Reply::error("ERR syntax error")) };
+        match option.to_ascii_lowercase().as_slice() {
+            b"match" => pattern = Some(std::mem::take(argument)),
+            b"count" => {
+                let value = parse_integer(argument).ok_or_else(not_an_integer)?;
+                count = u64::try_from(value)
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| Reply::error("ERR syntax error"))?;
+            }
+            b"type" => only_type = Some(std::mem::take(argument)),
+            _ => return Err(Reply::error("ERR syntax error")),
+        }
+    }
+    Ok(Request::Scan { cursor, pattern, count, only_type })
+}
+
+/// SCAN's default COUNT, as Redis's.
+pub const SCAN_COUNT_DEFAULT: u64 = 10;
+
+/// A cursor as C's `strtoul(text, &end, 10)` reads it, with Redis's checks: no leading space,
+/// nothing after the digits, no overflow. An optional sign; `-n` wraps around, and an empty
+/// text is 0, as in Redis.
+fn parse_cursor(text: &[u8]) -> Option<u64> {
+    if text.first().is_some_and(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        Some((b'+', digits)) => (false, digits),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        // strtoul converts nothing: the end pointer stays at the start, which is the end only
+        // for an empty text.
+        return text.is_empty().then_some(0);
+    }
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative { value.wrapping_neg() } else { value })
+}
+
+pub(super) fn msetnx(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::MSetNx { pairs: parse_pairs(rest, b"msetnx")? })
+}
+
 pub(super) fn mset(_name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
-    parse_mset(rest)
+    Ok(Request::MSet { pairs: parse_pairs(rest, b"mset")? })
 }
 
 pub(super) fn flush(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
@@ -196,10 +278,15 @@ fn parse_set(rest: &mut [Bytes]) -> Result<Request, Reply> {
         return Err(wrong_arguments(b"set"));
     };
     let mut condition = SetCondition::Always;
+    let mut get = false;
     for option in options {
         let wanted = match option.to_ascii_lowercase().as_slice() {
             b"nx" => SetCondition::IfAbsent,
             b"xx" => SetCondition::IfPresent,
+            b"get" => {
+                get = true;
+                continue;
+            }
             _ => return Err(Reply::error("ERR syntax error")),
         };
         if condition != SetCondition::Always && condition != wanted {
@@ -207,16 +294,17 @@ fn parse_set(rest: &mut [Bytes]) -> Result<Request, Reply> {
         }
         condition = wanted;
     }
-    Ok(Request::Set { key: std::mem::take(key), value: std::mem::take(value), condition })
+    let (key, value) = (std::mem::take(key), std::mem::take(value));
+    Ok(if get { Request::GetSet { key, value, condition } } else { Request::Set { key, value, condition } })
 }
 
-fn parse_mset(rest: &mut [Bytes]) -> Result<Request, Reply> {
+fn parse_pairs(rest: &mut [Bytes], name: &[u8]) -> Result<Vec<(Bytes, Bytes)>, Reply> {
     if rest.is_empty() || !rest.len().is_multiple_of(2) {
-        return Err(wrong_arguments(b"mset"));
+        return Err(wrong_arguments(name));
     }
     let pairs =
         rest.chunks_exact_mut(2).map(|pair| (std::mem::take(&mut pair[0]), std::mem::take(&mut pair[1]))).collect();
-    Ok(Request::MSet { pairs })
+    Ok(pairs)
 }
 
 fn parse_incrby(name: &[u8], rest: &mut [Bytes], negate: bool) -> Result<Request, Reply> {

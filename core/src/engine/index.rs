@@ -41,6 +41,8 @@ fn slot_offset(slot: u64) -> usize {
     (slot & u64::from(u32::MAX)) as usize - 2
 }
 const TOMBSTONE: u64 = 1;
+/// One past the last scan position (positions are 32-bit hashes).
+pub const SCAN_END: u64 = 1 << 32;
 const ENTRY_HEADER_BYTES: usize = 18;
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -266,6 +268,43 @@ impl CompactIndex {
         debug_assert_eq!(self.live, old.live);
     }
 
+    /// Where a key stands in SCAN's order: the low 32 bits of its hash, which also place it in
+    /// the table (`home`), whatever the table's size.
+    pub fn scan_position(&self, key: &[u8]) -> u64 {
+        u64::from(self.hash(key) as u32)
+    }
+
+    /// SCAN's step: hands `visit` every live key whose scan position lies in `from..to`, and
+    /// returns `to`, chosen so that about `slots_wanted` slots are read (`SCAN_END` when the
+    /// range reaches the end). The range is in hash positions, not slots, so a cursor (`to`)
+    /// stays meaningful while the table grows, shrinks or rebuilds: a key present throughout
+    /// a scan is visited exactly once.
+    pub fn scan(&self, from: u64, slots_wanted: usize, mut visit: impl FnMut(&[u8])) -> u64 {
+        assert!(from < SCAN_END, "a scan position fits 32 bits");
+        let slots = self.slots.len();
+        let first = self.home(from);
+        let end_slot = first.saturating_add(slots_wanted.max(1)).min(slots);
+        // The lowest position whose home is `end_slot` or later (the inverse of `home`).
+        let to = if end_slot == slots { SCAN_END } else { (end_slot as u64 * SCAN_END).div_ceil(slots as u64) };
+        debug_assert!(to > from, "every step moves on");
+        // Keys with positions in range sit at their home or after it, up to the next empty slot
+        // (linear probing), wrapping around past the last slot.
+        for step in 0..slots {
+            let slot = self.slots[(first + step) % slots];
+            if slot == EMPTY && first + step >= end_slot {
+                break;
+            }
+            if slot > TOMBSTONE {
+                let key = self.entry_key(slot_offset(slot));
+                let position = self.scan_position(key);
+                if (from..to).contains(&position) {
+                    visit(key);
+                }
+            }
+        }
+        to
+    }
+
     /// Every key and location, in table order (deterministic for a given seed and history).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Location)> + '_ {
         self.slots.iter().filter(|slot| **slot > TOMBSTONE).map(|slot| {
@@ -288,6 +327,51 @@ mod tests {
             record_bytes: value as u32,
             sequence_low: value.wrapping_mul(3) as u32,
         }
+    }
+
+    /// A full scan, a step at a time, with the table changed between steps by `between`.
+    fn full_scan(
+        index: &mut CompactIndex,
+        step_slots: usize,
+        mut between: impl FnMut(&mut CompactIndex, usize),
+    ) -> Vec<Vec<u8>> {
+        let (mut seen, mut from, mut steps) = (Vec::new(), 0, 0);
+        while from < super::SCAN_END {
+            from = index.scan(from, step_slots, |key| seen.push(key.to_vec()));
+            between(index, steps);
+            steps += 1;
+            assert!(steps < 100_000, "a scan ends");
+        }
+        seen
+    }
+
+    #[test]
+    fn a_scan_visits_every_key_present_throughout_once_while_the_table_resizes() {
+        let mut index = CompactIndex::new(7);
+        for number in 0..500u64 {
+            index.insert(format!("stable{number}").as_bytes(), location(number + 1));
+        }
+        let mut added = 0u64;
+        let seen = full_scan(&mut index, 5, |index, step| {
+            // Growth (rebuilds to larger tables) and churn (tombstones, then a shrinking rebuild).
+            for _ in 0..20 {
+                index.insert(format!("new{added}").as_bytes(), location(added + 1));
+                added += 1;
+            }
+            if step % 3 == 0 {
+                for gone in added.saturating_sub(40)..added.saturating_sub(20) {
+                    index.remove(format!("new{gone}").as_bytes());
+                }
+            }
+        });
+        for number in 0..500u64 {
+            let key = format!("stable{number}").into_bytes();
+            assert_eq!(seen.iter().filter(|seen| **seen == key).count(), 1, "stable{number}");
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "no key is visited twice");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Keyspace {
     pub cleared_at: Option<u64>,
     /// Keys in the logical (newest) state, for DBSIZE.
     pub live_keys: u64,
+    /// RANDOMKEY's draws so far: its positions come from the hash seed and this count, so the
+    /// engine stays deterministic.
+    random_key_draws: u64,
+    hash_seed: u64,
 }
 
 impl Keyspace {
@@ -82,7 +86,18 @@ impl Keyspace {
             overlay: BTreeMap::new(),
             cleared_at: None,
             live_keys: 0,
+            random_key_draws: 0,
+            hash_seed: config.hash_seed,
         }
+    }
+
+    /// The next RANDOMKEY scan position (SplitMix64 over the seed and the draw count).
+    pub fn next_random_position(&mut self) -> u64 {
+        self.random_key_draws += 1;
+        let mut mixed = self.hash_seed.wrapping_add(self.random_key_draws.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (mixed ^ (mixed >> 31)) % super::index::SCAN_END
     }
 
     pub fn lookup(&self, key: &[u8]) -> Lookup {

@@ -110,6 +110,7 @@ impl Sim {
     /// The client's requests will never be answered: writes become indeterminate.
     fn abandon_outstanding(&mut self, client: usize) {
         let now = self.checker.now();
+        self.abandon_scan(client, false);
         let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
         self.domain_requests_lost(&lost, false);
         for outstanding in lost {
@@ -121,7 +122,7 @@ impl Sim {
                 continue;
             }
             let keys = written_keys(&outstanding.request);
-            if keys.is_empty() || crate::runner::replies::is_conditional_set(&outstanding.request) {
+            if keys.is_empty() || crate::runner::replies::reads_before_writing(&outstanding.request) {
                 self.checker.end_read(outstanding.invoked);
             }
             for key in keys {

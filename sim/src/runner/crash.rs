@@ -32,6 +32,9 @@ impl Sim {
         self.storage.clear();
         // A new engine starts with an empty cache, and so does the copy of it (a new `Db`).
         self.view.clear();
+        for client in 0..self.clients.len() {
+            self.abandon_scan(client, true);
+        }
         let lost: Vec<crate::runner::Outstanding> =
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
         self.domain_requests_lost(&lost, true);

@@ -54,7 +54,13 @@ pub fn is_domain_key(key: &[u8]) -> bool {
 /// The one key a value-domain request touches, if it is one.
 pub fn domain_request_key(request: &Request) -> Option<&[u8]> {
     let key = match request {
-        Request::Get { key } | Request::Set { key, .. } | Request::IncrBy { key, .. } => key.as_slice(),
+        Request::Get { key }
+        | Request::Set { key, .. }
+        | Request::IncrBy { key, .. }
+        | Request::GetSet { key, .. }
+        | Request::GetDel { key }
+        | Request::SetRange { key, .. }
+        | Request::Append { key, .. } => key.as_slice(),
         Request::Del { keys } if keys.len() == 1 => keys[0].as_slice(),
         _ => return None,
     };
@@ -126,6 +132,39 @@ fn outcome(state: &Option<Vec<u8>>, request: &Request, limits: &Limits) -> (Repl
             (error("ERR command too large: its records exceed one batch"), unchanged)
         }
         Request::Set { value, .. } => (Reply::ok(), Some(value.clone())),
+        Request::GetSet { value, .. } if value.len() > limits.value_bytes_max => {
+            (error(&format!("ERR value too large (the limit is {} bytes)", limits.value_bytes_max)), unchanged)
+        }
+        Request::GetSet { value, condition, .. } => {
+            let applies = match condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => state.is_none(),
+                SetCondition::IfPresent => state.is_some(),
+            };
+            if !applies {
+                return (Reply::Bulk(unchanged.clone()), unchanged);
+            }
+            if too_large(value.len()) {
+                return (error("ERR command too large: its records exceed one batch"), unchanged);
+            }
+            (Reply::Bulk(unchanged), Some(value.clone()))
+        }
+        Request::GetDel { .. } => (Reply::Bulk(unchanged), None),
+        Request::Append { value, .. } => {
+            let old = state.as_deref().unwrap_or_default();
+            let length = old.len() + value.len();
+            if value.len() > limits.value_bytes_max || length > limits.value_bytes_max {
+                return (
+                    error(&format!("ERR value too large (the limit is {} bytes)", limits.value_bytes_max)),
+                    unchanged,
+                );
+            }
+            if too_large(length) {
+                return (error("ERR command too large: its records exceed one batch"), unchanged);
+            }
+            (Reply::Integer(length as i64), Some([old, value].concat()))
+        }
+        Request::SetRange { offset, value, .. } => set_range_outcome(state, *offset, value, limits, too_large),
         Request::IncrBy { delta, .. } => {
             let current = match state {
                 None => Some(0),
@@ -145,6 +184,40 @@ fn outcome(state: &Option<Vec<u8>>, request: &Request, limits: &Limits) -> (Repl
         }
         _ => unreachable!("only value-domain requests"),
     }
+}
+
+/// SETRANGE's reply and state, checked in the order Redis checks (then the engine's limits).
+fn set_range_outcome(
+    state: &Option<Vec<u8>>,
+    offset: u64,
+    value: &[u8],
+    limits: &Limits,
+    too_large: impl Fn(usize) -> bool,
+) -> (Reply, Option<Vec<u8>>) {
+    let unchanged = state.clone();
+    let value_too_large = || error(&format!("ERR value too large (the limit is {} bytes)", limits.value_bytes_max));
+    if value.len() > limits.value_bytes_max {
+        return (value_too_large(), unchanged);
+    }
+    let old = state.as_deref().unwrap_or_default();
+    if value.is_empty() {
+        return (Reply::Integer(old.len() as i64), unchanged);
+    }
+    let end = offset + value.len() as u64;
+    if end > 512 * 1024 * 1024 {
+        return (error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"), unchanged);
+    }
+    let length = old.len().max(end as usize);
+    if length > limits.value_bytes_max {
+        return (value_too_large(), unchanged);
+    }
+    if too_large(length) {
+        return (error("ERR command too large: its records exceed one batch"), unchanged);
+    }
+    let mut new = old.to_vec();
+    new.resize(length, 0);
+    new[offset as usize..end as usize].copy_from_slice(value);
+    (Reply::Integer(length as i64), Some(new))
 }
 
 fn merge(states: &mut States, more: impl IntoIterator<Item = Option<Vec<u8>>>) {
@@ -198,8 +271,11 @@ impl Sim {
         let meaning = match reply {
             // The refused value counts among the live data: the model holds only applied states.
             Reply::Error(text) if text.starts_with("OOM disk full") => {
+                let longest = states.iter().flatten().map(Vec::len).max().unwrap_or(0);
                 let value_bytes = match request {
-                    Request::Set { value, .. } => value.len(),
+                    Request::Set { value, .. } | Request::GetSet { value, .. } => value.len(),
+                    Request::SetRange { offset, value, .. } => longest.max(*offset as usize + value.len()),
+                    Request::Append { value, .. } => longest + value.len(),
                     _ => 20,
                 };
                 let record_bytes = (RECORD_HEADER_BYTES + key.len() + value_bytes) as u64;

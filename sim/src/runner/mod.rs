@@ -18,6 +18,7 @@ pub(crate) mod families;
 mod read_only;
 mod replies;
 mod reports;
+mod scans;
 pub mod space;
 pub(crate) mod storage;
 mod view;
@@ -127,6 +128,8 @@ pub(crate) struct SimClient {
     pub received: Vec<u8>,
     /// The server answered a protocol error: it will close this connection.
     pub expect_close: bool,
+    /// A SCAN under way (scans.rs).
+    pub scan: Option<scans::ScanSession>,
 }
 
 pub(crate) struct Sim {
@@ -134,6 +137,8 @@ pub(crate) struct Sim {
     pub knobs: Knobs,
     pub config: Config,
     pub workload_rng: ChaCha8Rng,
+    /// Turns drawn requests into sibling commands (variants.rs), on its own stream.
+    pub variants: crate::variants::Variants,
     /// Fault injection: its random stream, its ledger, its switch.
     pub faults: crate::faults::Injector,
     pub server: Server,
@@ -274,6 +279,7 @@ impl Sim {
             view: Default::default(),
             crash_plan: Default::default(),
             workload_rng: stream(options.seed, 1),
+            variants: crate::variants::Variants::new(stream(options.seed, 8)),
             knobs,
             config,
             options,
@@ -606,9 +612,12 @@ impl Sim {
             let request = if family == crate::knobs::Family::FullDisk {
                 self.next_fill_request(client, op_id)
             } else if family == crate::knobs::Family::ValueDomains && self.workload_rng.gen_bool(0.5) {
-                self.next_domain_request(client)
+                let request = self.next_domain_request(client);
+                self.variants.domain(request)
             } else {
-                workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id)
+                let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
+                let request = self.variants.register(request);
+                self.keyset_variant(client, request)
             };
             if self.read_from_view(client, &request) {
                 self.ops_submitted += 1;
@@ -765,8 +774,13 @@ pub(crate) fn server_config() -> ServerConfig {
 /// Keys a request writes, for the checker (FLUSHALL is recorded apart: it writes every key).
 pub(crate) fn written_keys(request: &Request) -> Vec<&[u8]> {
     match request {
-        Request::Set { key, .. } | Request::IncrBy { key, .. } | Request::Append { key, .. } => vec![key],
-        Request::MSet { pairs } => pairs.iter().map(|(key, _)| key.as_slice()).collect(),
+        Request::Set { key, .. }
+        | Request::IncrBy { key, .. }
+        | Request::Append { key, .. }
+        | Request::GetSet { key, .. }
+        | Request::GetDel { key }
+        | Request::SetRange { key, .. } => vec![key],
+        Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_slice()).collect(),
         Request::Del { keys } => {
             let mut keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             keys.sort();

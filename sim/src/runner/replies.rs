@@ -62,7 +62,7 @@ impl Sim {
             return self.checker.begin_flush(op_id, invoked);
         }
         let keys = written_keys(request);
-        if keys.is_empty() || is_conditional_set(request) {
+        if keys.is_empty() || reads_before_writing(request) {
             // A conditional SET also reads: it judges the state it meets, so the history it
             // may have met must not be pruned before its reply.
             self.checker.begin_read(invoked);
@@ -72,8 +72,8 @@ impl Sim {
         }
         for key in keys {
             let (value, amount) = match request {
-                Request::Set { value, .. } => (Some(ValueId::of(value)), 0),
-                Request::MSet { pairs } => {
+                Request::Set { value, .. } | Request::GetSet { value, .. } => (Some(ValueId::of(value)), 0),
+                Request::MSet { pairs } | Request::MSetNx { pairs } => {
                     let value = pairs.iter().rev().find(|(candidate, _)| *candidate == key).map(|(_, value)| value);
                     (value.map(|value| ValueId::of(value)), 0)
                 }
@@ -112,7 +112,13 @@ impl Sim {
             if text.starts_with("OOM disk full") {
                 self.on_disk_full_reply(&outstanding.request);
             }
+            if matches!(outstanding.request, Request::Scan { .. }) {
+                self.abandon_scan(client, false);
+            }
             return self.on_error_reply(&outstanding, &keys, text, responded);
+        }
+        if matches!(outstanding.request, Request::Scan { .. } | Request::Keys { .. } | Request::RandomKey) {
+            return self.on_keyset_reply(client, &outstanding, &reply, responded);
         }
         if matches!(outstanding.request, Request::FlushAll) {
             self.check_write_reply(&outstanding, &reply, responded);
@@ -127,6 +133,9 @@ impl Sim {
             if *condition != quill_core::command::SetCondition::Always {
                 return self.on_conditional_set_reply(&outstanding, key, *condition, &reply, responded);
             }
+        }
+        if matches!(outstanding.request, Request::GetSet { .. } | Request::GetDel { .. } | Request::MSetNx { .. }) {
+            return self.on_reading_write_reply(&outstanding, &reply, responded);
         }
         self.check_write_reply(&outstanding, &reply, responded);
         for key in &keys {
@@ -153,6 +162,52 @@ impl Sim {
         self.checker.end_read(invoked);
         let status = if wrote { Status::Acknowledged } else { Status::Failed };
         self.checker.end_write(key, op_id, status, responded);
+    }
+
+    /// GETSET and GETDEL reply the value they replaced, a read at the moment they wrote;
+    /// MSETNX replies whether every key was absent.
+    fn on_reading_write_reply(&mut self, outstanding: &Outstanding, reply: &Reply, responded: u64) {
+        use quill_core::command::SetCondition;
+        let (op_id, invoked) = (outstanding.op_id, outstanding.invoked);
+        match (&outstanding.request, reply) {
+            (Request::GetSet { key, condition, .. }, Reply::Bulk(old)) => {
+                let old_id = old.as_deref().map(ValueId::of);
+                self.checker.check_register_excluding(key, old_id, invoked, responded, Some(op_id));
+                let wrote = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => old.is_none(),
+                    SetCondition::IfPresent => old.is_some(),
+                };
+                let status = if wrote { Status::Acknowledged } else { Status::Failed };
+                self.checker.end_write(key, op_id, status, responded);
+            }
+            (Request::GetDel { key }, Reply::Bulk(old)) => {
+                let old_id = old.as_deref().map(ValueId::of);
+                self.checker.check_register_excluding(key, old_id, invoked, responded, Some(op_id));
+                self.checker.end_write(key, op_id, Status::Acknowledged, responded);
+            }
+            (Request::MSetNx { pairs }, Reply::Integer(1)) => {
+                for (key, _) in pairs {
+                    self.checker.check_register_excluding(key, None, invoked, responded, Some(op_id));
+                    self.checker.end_write(key, op_id, Status::Acknowledged, responded);
+                }
+            }
+            (Request::MSetNx { pairs }, Reply::Integer(0)) => {
+                // Nothing written: some key must have been present (its own writes set aside).
+                let mut any_present = false;
+                for (key, _) in pairs {
+                    let excluded = Some(op_id);
+                    any_present |= self.checker.register_possibilities_excluding(key, invoked, responded, excluded).1;
+                    self.checker.end_write(key, op_id, Status::Failed, responded);
+                }
+                if !any_present {
+                    let key = pairs[0].0.clone();
+                    self.checker.fail("MSETNX refused while every key was absent", &key, "1".into(), "0".into());
+                }
+            }
+            (request, other) => return self.mismatch(request_key(request), "the command's reply", other),
+        }
+        self.checker.end_read(invoked);
     }
 
     fn on_error_reply(&mut self, outstanding: &Outstanding, keys: &[&[u8]], text: &str, responded: u64) {
@@ -185,7 +240,7 @@ impl Sim {
         if matches!(outstanding.request, Request::FlushAll) {
             return self.checker.end_flush(outstanding.op_id, status, responded);
         }
-        if keys.is_empty() || is_conditional_set(&outstanding.request) {
+        if keys.is_empty() || reads_before_writing(&outstanding.request) {
             self.checker.end_read(outstanding.invoked);
         }
         if keys.is_empty() {
@@ -377,8 +432,15 @@ impl Sim {
     }
 }
 
-pub(crate) fn is_conditional_set(request: &Request) -> bool {
-    matches!(request, Request::Set { condition, .. } if *condition != quill_core::command::SetCondition::Always)
+/// Whether the request also reads the key it writes (a conditional SET judges the state it
+/// meets; GETSET and GETDEL reply it; MSETNX judges every key's): the history it may have met
+/// must not be pruned before its reply.
+pub(crate) fn reads_before_writing(request: &Request) -> bool {
+    match request {
+        Request::Set { condition, .. } => *condition != quill_core::command::SetCondition::Always,
+        Request::GetSet { .. } | Request::GetDel { .. } | Request::MSetNx { .. } => true,
+        _ => false,
+    }
 }
 
 fn request_key(request: &Request) -> &[u8] {
@@ -387,11 +449,14 @@ fn request_key(request: &Request) -> &[u8] {
         | Request::StrLen { key }
         | Request::Set { key, .. }
         | Request::IncrBy { key, .. }
-        | Request::Append { key, .. } => key,
+        | Request::Append { key, .. }
+        | Request::GetSet { key, .. }
+        | Request::GetDel { key }
+        | Request::SetRange { key, .. } => key,
         Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
             keys.first().map_or(&[], |key| key)
         }
-        Request::MSet { pairs } => pairs.first().map_or(&[], |(key, _)| key),
+        Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.first().map_or(&[], |(key, _)| key),
         _ => &[],
     }
 }

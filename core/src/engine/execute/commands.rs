@@ -49,16 +49,32 @@ impl Engine {
                 let count = self.keyspace.live_keys as i64;
                 self.clients.finish(client_id, slot_id, Reply::Integer(count), self.log.newest_sequence)
             }
+            Request::Scan { cursor, pattern, count, only_type } => {
+                let (reply, wait) = self.scan_step(cursor, count, pattern.as_deref(), only_type.as_deref());
+                self.clients.finish(client_id, slot_id, reply, wait)
+            }
+            Request::Keys { pattern } => {
+                let (reply, wait) = self.all_keys(&pattern);
+                self.clients.finish(client_id, slot_id, reply, wait)
+            }
+            Request::RandomKey => {
+                let (reply, wait) = self.random_key();
+                self.clients.finish(client_id, slot_id, reply, wait)
+            }
             Request::Ping { message: None } => self.clients.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
             Request::Ping { message: Some(message) } => {
                 self.clients.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0)
             }
-            Request::Set { .. } | Request::Del { .. } | Request::MSet { .. } | Request::FlushAll => {
-                self.execute_write(client_id, slot_id, request)
-            }
-            Request::IncrBy { .. } | Request::Append { .. } => {
-                self.start_read_modify_write(client_id, slot_id, request)
-            }
+            Request::Set { .. }
+            | Request::Del { .. }
+            | Request::MSet { .. }
+            | Request::MSetNx { .. }
+            | Request::FlushAll => self.execute_write(client_id, slot_id, request),
+            Request::IncrBy { .. }
+            | Request::Append { .. }
+            | Request::GetSet { .. }
+            | Request::GetDel { .. }
+            | Request::SetRange { .. } => self.start_read_modify_write(client_id, slot_id, request),
         }
     }
 
@@ -69,15 +85,25 @@ impl Engine {
         let value_bytes_max = self.shared.config.value_bytes_max;
         let large = |value: &[u8]| value.len() > value_bytes_max;
         let (key_too_long, value_too_big) = match request {
-            Request::Get { key } | Request::StrLen { key } | Request::IncrBy { key, .. } => (long(key), false),
-            Request::Set { key, value, .. } | Request::Append { key, value } => (long(key), large(value)),
+            Request::Get { key } | Request::StrLen { key } | Request::IncrBy { key, .. } | Request::GetDel { key } => {
+                (long(key), false)
+            }
+            Request::Set { key, value, .. }
+            | Request::Append { key, value }
+            | Request::GetSet { key, value, .. }
+            | Request::SetRange { key, value, .. } => (long(key), large(value)),
             Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
                 (keys.iter().any(|key| long(key)), false)
             }
-            Request::MSet { pairs } => {
+            Request::MSet { pairs } | Request::MSetNx { pairs } => {
                 (pairs.iter().any(|(key, _)| long(key)), pairs.iter().any(|(_, value)| large(value)))
             }
-            Request::DbSize | Request::Ping { .. } | Request::FlushAll => (false, false),
+            Request::DbSize
+            | Request::Ping { .. }
+            | Request::FlushAll
+            | Request::Scan { .. }
+            | Request::Keys { .. }
+            | Request::RandomKey => (false, false),
         };
         if key_too_long {
             return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
@@ -94,13 +120,23 @@ impl Engine {
             | Request::StrLen { key }
             | Request::IncrBy { key, .. }
             | Request::Set { key, .. }
-            | Request::Append { key, .. } => self.clients.is_locked(key),
+            | Request::Append { key, .. }
+            | Request::GetSet { key, .. }
+            | Request::GetDel { key }
+            | Request::SetRange { key, .. } => self.clients.is_locked(key),
             Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
                 keys.iter().any(|key| self.clients.is_locked(key))
             }
-            Request::MSet { pairs } => pairs.iter().any(|(key, _)| self.clients.is_locked(key)),
+            Request::MSet { pairs } | Request::MSetNx { pairs } => {
+                pairs.iter().any(|(key, _)| self.clients.is_locked(key))
+            }
             Request::FlushAll => true,
-            Request::DbSize | Request::Ping { .. } => false,
+            // Reads of the key set see a locked key's durable state, as DBSIZE does.
+            Request::DbSize
+            | Request::Ping { .. }
+            | Request::Scan { .. }
+            | Request::Keys { .. }
+            | Request::RandomKey => false,
         }
     }
 
@@ -129,6 +165,18 @@ impl Engine {
                 let records =
                     pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
                 (records.collect(), Reply::ok(), 0)
+            }
+            Request::MSetNx { pairs } => {
+                let observed = pairs.iter().map(|(key, _)| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
+                if pairs.iter().any(|(key, _)| self.keyspace.lookup(key).exists()) {
+                    return self.clients.finish(client_id, slot_id, Reply::Integer(0), observed);
+                }
+                if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
+                    return self.clients.finish(client_id, slot_id, refusal, observed);
+                }
+                let records =
+                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
+                (records.collect(), Reply::Integer(1), observed)
             }
             Request::Del { keys } => self.delete_records(keys),
             Request::FlushAll => (vec![NewRecord::Clear], Reply::ok(), 0),
@@ -244,8 +292,8 @@ impl Engine {
         executed
     }
 
-    /// Computes and appends the new value. The wait includes the batch of the value read, so a
-    /// reply never reveals a value that is not durable.
+    /// Computes and appends the new value (or the deletion). The wait includes the batch of the
+    /// value read, so a reply never reveals a value that is not durable.
     pub(in crate::engine) fn finish_read_modify_write(
         &mut self,
         client_id: ClientId,
@@ -253,25 +301,32 @@ impl Engine {
         request: Request,
         current: Option<Arc<[u8]>>,
     ) -> Executed {
-        if current.is_none() {
-            let new_entry_bytes = CompactIndex::entry_bytes(request_key(&request).len());
-            if let Some(refusal) = self.index_full(new_entry_bytes) {
-                let observed = self.keyspace.lookup(request_key(&request)).sequence();
-                return self.clients.finish(client_id, slot_id, refusal, observed);
-            }
-        }
-        let (key, new_value, reply) =
-            match compute_read_modify_write(&request, current.as_deref(), self.shared.config.value_bytes_max) {
-                Ok(computed) => computed,
-                Err(error) => {
-                    let observed = self.keyspace.lookup(request_key(&request)).sequence();
-                    return self.clients.finish(client_id, slot_id, error, observed);
+        let observed = self.keyspace.lookup(request_key(&request)).sequence();
+        let value_bytes_max = self.shared.config.value_bytes_max;
+        let (change, reply) = match compute_read_modify_write(&request, current.as_deref(), value_bytes_max) {
+            Ok(computed) => computed,
+            Err(error) => return self.clients.finish(client_id, slot_id, error, observed),
+        };
+        let (record, writer) = match change {
+            Change::Unchanged => return self.clients.finish(client_id, slot_id, reply, observed),
+            Change::Put(value) => {
+                let new_entry_bytes =
+                    if current.is_none() { CompactIndex::entry_bytes(request_key(&request).len()) } else { 0 };
+                if let Some(refusal) = self.index_full(new_entry_bytes) {
+                    return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
-            };
-        let records = [NewRecord::Put { key: &key, value: new_value }];
-        match self.append_records(&records, Writer::Put) {
+                (NewRecord::Put { key: request_key(&request), value }, Writer::Put)
+            }
+            Change::Delete => (NewRecord::Delete { key: request_key(&request) }, Writer::Delete),
+        };
+        let records = [record];
+        let appended = self.append_records(&records, writer);
+        if let Ok(sequence) = appended {
+            self.apply_to_keyspace(&records, sequence);
+        }
+        drop(records);
+        match appended {
             Ok(sequence) => {
-                self.apply_to_keyspace(&records, sequence);
                 self.maybe_seal();
                 self.clients.finish(client_id, slot_id, reply, sequence)
             }
@@ -285,35 +340,47 @@ impl Engine {
     }
 }
 
-/// The key of a read-modify-write (INCRBY, APPEND).
+/// The key of a read-modify-write (INCRBY, APPEND, GETSET, GETDEL, SETRANGE).
 pub(super) fn request_key(request: &Request) -> &[u8] {
     match request {
-        Request::IncrBy { key, .. } | Request::Append { key, .. } => key,
+        Request::IncrBy { key, .. }
+        | Request::Append { key, .. }
+        | Request::GetSet { key, .. }
+        | Request::GetDel { key }
+        | Request::SetRange { key, .. } => key,
         _ => unreachable!("only read-modify-writes"),
     }
+}
+
+/// What a read-modify-write does to its key.
+enum Change {
+    Unchanged,
+    Put(Arc<[u8]>),
+    Delete,
 }
 
 fn value_too_large(limit: usize) -> Reply {
     Reply::error(format!("ERR value too large (the limit is {limit} bytes)"))
 }
 
-/// The new value and the reply of an INCRBY or APPEND over `current`.
+/// What a read-modify-write does over `current`, and its reply.
 fn compute_read_modify_write(
     request: &Request,
     current: Option<&[u8]>,
     value_bytes_max: usize,
-) -> Result<(Vec<u8>, Arc<[u8]>, Reply), Reply> {
+) -> Result<(Change, Reply), Reply> {
+    let old_value = || Reply::Bulk(current.map(<[u8]>::to_vec));
     match request {
-        Request::IncrBy { key, delta } => {
+        Request::IncrBy { delta, .. } => {
             let old = match current {
                 None => 0,
                 Some(bytes) => parse_integer(bytes).ok_or_else(not_an_integer)?,
             };
             let new =
                 old.checked_add(*delta).ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
-            Ok((key.clone(), Arc::from(new.to_string().into_bytes()), Reply::Integer(new)))
+            Ok((Change::Put(Arc::from(new.to_string().into_bytes())), Reply::Integer(new)))
         }
-        Request::Append { key, value } => {
+        Request::Append { value, .. } => {
             let old = current.unwrap_or(&[]);
             if old.len() + value.len() > value_bytes_max {
                 return Err(value_too_large(value_bytes_max));
@@ -322,8 +389,54 @@ fn compute_read_modify_write(
             joined.extend_from_slice(old);
             joined.extend_from_slice(value);
             let length = joined.len() as i64;
-            Ok((key.clone(), Arc::from(joined), Reply::Integer(length)))
+            Ok((Change::Put(Arc::from(joined)), Reply::Integer(length)))
         }
+        Request::GetSet { value, condition, .. } => {
+            let allowed = match condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => current.is_none(),
+                SetCondition::IfPresent => current.is_some(),
+            };
+            let change = if allowed { Change::Put(Arc::from(value.as_slice())) } else { Change::Unchanged };
+            Ok((change, old_value()))
+        }
+        Request::GetDel { .. } => {
+            let change = if current.is_some() { Change::Delete } else { Change::Unchanged };
+            Ok((change, old_value()))
+        }
+        Request::SetRange { offset, value, .. } => set_range(current, *offset, value, value_bytes_max),
         _ => unreachable!("only read-modify-writes"),
     }
+}
+
+/// Redis's own bound on a string (`proto-max-bulk-len`), checked first so its error is Redis's.
+const REDIS_STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+/// SETRANGE over `current`, as Redis's `setrangeCommand` does it: an empty value changes nothing
+/// (and creates no key), and the gap past the old end fills with zero bytes.
+fn set_range(
+    current: Option<&[u8]>,
+    offset: u64,
+    value: &[u8],
+    value_bytes_max: usize,
+) -> Result<(Change, Reply), Reply> {
+    let old = current.unwrap_or(&[]);
+    if value.is_empty() {
+        return Ok((Change::Unchanged, Reply::Integer(old.len() as i64)));
+    }
+    let end = offset.saturating_add(value.len() as u64);
+    if end > REDIS_STRING_BYTES_MAX {
+        return Err(Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"));
+    }
+    let (offset, end) = (offset as usize, end as usize);
+    let length = old.len().max(end);
+    if length > value_bytes_max {
+        return Err(value_too_large(value_bytes_max));
+    }
+    let mut joined = Vec::with_capacity(length);
+    joined.extend_from_slice(old);
+    joined.resize(length, 0);
+    joined[offset..end].copy_from_slice(value);
+    debug_assert_eq!(joined.len(), length);
+    Ok((Change::Put(Arc::from(joined)), Reply::Integer(length as i64)))
 }

@@ -5,6 +5,7 @@
 //! in the slot. Replies leave the slots (`release_replies`) once their batch is durable.
 
 mod commands;
+mod iteration;
 mod reads;
 
 use super::clients::Executed;
