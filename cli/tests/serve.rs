@@ -52,6 +52,31 @@ fn redis_cli_round_trips_binary_values_and_pipes() {
     assert_eq!(redis_cli(server.port, &["GET", "pipe:999"], None), "value-999\n");
     assert_eq!(redis_cli(server.port, &["DBSIZE"], None), "1002\n");
     assert!(redis_cli(server.port, &["INFO", "keyspace"], None).contains("db0:keys=1002"));
+    // `redis-cli --scan` walks SCAN's cursor to the end: every key, once.
+    let scanned = redis_cli(server.port, &["--scan", "--pattern", "pipe:*"], None);
+    let mut keys: Vec<&str> = scanned.lines().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 1000, "{} lines", scanned.lines().count());
+    assert_eq!(scanned.lines().count(), 1000, "no key twice");
+}
+
+#[test]
+fn shutdown_writes_the_checkpoint_and_exits_and_the_data_is_there_after() {
+    if !support::redis_tools_present() {
+        return;
+    }
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("shutdown.qkv");
+    let mut server = start(&path, &[]);
+    assert_eq!(redis_cli(server.port, &["SET", "kept", "yes"], None), "OK\n");
+    redis_cli(server.port, &["SHUTDOWN"], None);
+    let status = server.child.wait().expect("quill serve exits");
+    assert!(status.success(), "{status:?}; log: {}", server.log());
+    assert!(server.log().contains("shutdown checkpoint done"), "{}", server.log());
+    let again = start(&path, &[]);
+    assert!(again.log().contains("from a checkpoint"), "{}", again.log());
+    assert_eq!(redis_cli(again.port, &["GET", "kept"], None), "yes\n");
 }
 
 #[test]

@@ -175,10 +175,10 @@ fn protected_mode_serves_loopback_and_denies_other_peers_without_a_password() {
     let mapped_loopback = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
     let mut rig = Rig::new(ServerConfig::default());
     for loopback in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST), mapped_loopback] {
-        let client = rig.server.connect_from(loopback);
+        let client = rig.server.connect_from((loopback, 6000).into());
         assert_eq!(rig.send(client, b"PING\r\n"), "+PONG\r\n", "{loopback}");
     }
-    let client = rig.server.connect_from(remote);
+    let client = rig.server.connect_from((remote, 6000).into());
     rig.drain();
     let denied = String::from_utf8(rig.output.remove(&client).unwrap_or_default()).expect("UTF-8");
     assert!(denied.starts_with("-DENIED QuillKV is running in protected mode"), "{denied}");
@@ -190,7 +190,7 @@ fn protected_mode_serves_loopback_and_denies_other_peers_without_a_password() {
         ServerConfig { protected_mode: false, ..ServerConfig::default() },
     ] {
         let mut rig = Rig::new(config);
-        let client = rig.server.connect_from(remote);
+        let client = rig.server.connect_from((remote, 6000).into());
         assert!(!rig.send(client, b"PING\r\n").contains("DENIED"));
         assert!(!rig.closed.contains(&client));
     }
@@ -258,4 +258,49 @@ fn config_set_changes_the_settings_that_may_change_while_serving() {
     let later = rig.server.connect();
     assert_eq!(rig.send(later, b"PING\r\n"), "-NOAUTH Authentication required.\r\n");
     assert_eq!(rig.send(later, b"AUTH secret\r\n"), "+OK\r\n");
+}
+
+#[test]
+fn time_save_lastsave_and_shutdown_answer_like_redis() {
+    let mut rig = Rig::new(ServerConfig::default());
+    rig.server.set_unix_time_ms(1_800_000_000_250);
+    let client = rig.server.connect();
+    assert_eq!(rig.send(client, b"TIME\r\n"), "*2\r\n$10\r\n1800000000\r\n$6\r\n250000\r\n");
+    assert_eq!(rig.send(client, b"LASTSAVE\r\n"), ":1800000000\r\n", "the start, before any checkpoint");
+    let written = rig.server.engine().stats().checkpoints_written;
+    rig.server.set_unix_time_ms(1_800_000_100_000);
+    assert_eq!(rig.send(client, b"SAVE\r\n"), "+OK\r\n");
+    assert!(rig.server.engine().stats().checkpoints_written > written, "SAVE wrote a checkpoint");
+    assert_eq!(rig.send(client, b"LASTSAVE\r\n"), ":1800000100\r\n");
+    assert_eq!(rig.send(client, b"BGSAVE SCHEDULE\r\n"), "+Background saving started\r\n");
+    assert_eq!(rig.send(client, b"BGSAVE LATER\r\n"), "-ERR syntax error\r\n");
+    assert_eq!(rig.send(client, b"SHUTDOWN ABORT\r\n"), "-ERR No shutdown in progress.\r\n");
+    assert_eq!(rig.send(client, b"SHUTDOWN SAVE NOSAVE\r\n"), "-ERR syntax error\r\n");
+    assert_eq!(rig.server.shutdown_requested(), None);
+    assert_eq!(rig.send(client, b"SHUTDOWN NOSAVE NOW\r\nPING\r\n"), "", "no reply, and nothing after it runs");
+    assert_eq!(rig.server.shutdown_requested(), Some(quill_core::server::Shutdown::NoCheckpoint));
+}
+
+#[test]
+fn client_list_info_and_kill_describe_and_close_connections() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let first = rig.server.connect_from(([127, 0, 0, 1], 5001).into());
+    let second = rig.server.connect_from(([127, 0, 0, 1], 5002).into());
+    assert_eq!(rig.send(first, b"CLIENT SETNAME alpha\r\n"), "+OK\r\n");
+    let info = rig.send(first, b"CLIENT INFO\r\n");
+    assert!(info.contains(&format!("id={first} addr=127.0.0.1:5001 name=alpha ")), "{info}");
+    assert!(info.contains(" cmd=client "), "{info}");
+    let list = rig.send(second, b"CLIENT LIST\r\n");
+    assert_eq!(list.matches("id=").count(), 2, "{list}");
+    assert!(list.contains("addr=127.0.0.1:5002"), "{list}");
+    let only = rig.send(second, format!("CLIENT LIST ID {first}\r\n").as_bytes());
+    assert_eq!(only.matches("id=").count(), 1, "{only}");
+    assert_eq!(rig.send(second, b"CLIENT LIST TYPE pubsub\r\n"), "$0\r\n\r\n");
+    assert_eq!(rig.send(second, b"CLIENT KILL 127.0.0.1:9\r\n"), "-ERR No such client\r\n");
+    assert_eq!(rig.send(second, b"CLIENT KILL ID 0\r\n"), "-ERR client-id should be greater than 0\r\n");
+    assert_eq!(rig.send(second, b"CLIENT KILL ADDR 127.0.0.1:5002\r\n"), ":0\r\n", "SKIPME yes by default");
+    assert_eq!(rig.send(second, b"CLIENT KILL 127.0.0.1:5001\r\n"), "+OK\r\n");
+    assert!(rig.closed.contains(&first), "the killed connection is closed");
+    assert_eq!(rig.send(second, b"CLIENT KILL ID 2 SKIPME no\r\n"), ":1\r\n");
+    assert!(rig.closed.contains(&second));
 }

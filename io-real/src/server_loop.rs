@@ -108,9 +108,13 @@ pub fn serve(
     state.open_engine()?;
     state.log_open(formatting, volume);
     on_ready();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && state.server.shutdown_requested().is_none() {
         state.turn()?;
         state.log_changes();
+    }
+    if state.server.shutdown_requested() == Some(quill_core::server::Shutdown::NoCheckpoint) {
+        tracing::info!("shutting down (SHUTDOWN NOSAVE): no checkpoint; the next start scans the log");
+        return Ok(());
     }
     tracing::info!("shutting down: writing an index checkpoint so the next start need not scan the log");
     let started = Instant::now();
@@ -122,6 +126,12 @@ pub fn serve(
         started.elapsed().as_millis()
     );
     Ok(())
+}
+
+/// Wall-clock time for TIME and LASTSAVE (0 if the clock is before 1970).
+fn unix_time_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Loop {
@@ -213,6 +223,7 @@ impl Loop {
             }
         }
         // The turn's requests are in: a group commit waiting for them is sealed now.
+        self.server.set_unix_time_ms(unix_time_ms());
         self.server.tick(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
         self.drain();
         // Block on storage only when the sockets had nothing to do this turn.
@@ -282,7 +293,7 @@ impl Loop {
                         },
                     };
                     // The server decides (protected mode, the client limit); it sees the address.
-                    let id = self.server.connect_from(address.ip());
+                    let id = self.server.connect_from(address);
                     self.peers.insert(id, peer);
                     self.drain();
                 }

@@ -35,6 +35,11 @@ pub enum ServerCommand {
     Command,
     Config,
     Info,
+    Time,
+    Save,
+    BgSave,
+    LastSave,
+    Shutdown,
 }
 
 /// One command.
@@ -226,8 +231,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["noscript", "loading", "stale"],
         ServerCommand::Client,
         false,
-        "CLIENT SETNAME, GETNAME, ID and SETINFO",
-        "CLIENT LIST, INFO and KILL are not supported yet",
+        "CLIENT SETNAME, GETNAME, ID, SETINFO, INFO, LIST and KILL",
+        "LIST and INFO lines have no laddr, fd or memory fields but omem; KILL takes ID, ADDR, SKIPME and TYPE",
     ),
     server("command", -1, &["loading", "stale"], ServerCommand::Command, false, "COMMAND, COUNT, INFO", ""),
     server(
@@ -247,6 +252,43 @@ pub const COMMANDS: &[CommandSpec] = &[
         false,
         "server, clients, stats, persistence and keyspace sections",
         "QuillKV's own fields besides Redis's",
+    ),
+    server("time", 1, &["random", "loading", "stale", "fast"], ServerCommand::Time, false, "the Unix time: seconds and microseconds", ""),
+    server(
+        "save",
+        1,
+        &["admin", "noscript"],
+        ServerCommand::Save,
+        false,
+        "starts an index checkpoint",
+        "every acknowledged write is already durable, so nothing needs saving: SAVE starts a checkpoint (which makes the next start fast) and replies at once",
+    ),
+    server(
+        "bgsave",
+        -1,
+        &["admin", "noscript"],
+        ServerCommand::BgSave,
+        false,
+        "starts an index checkpoint in the background",
+        "as SAVE; SCHEDULE is accepted",
+    ),
+    server(
+        "lastsave",
+        1,
+        &["random", "loading", "stale", "fast"],
+        ServerCommand::LastSave,
+        false,
+        "the Unix time of the last completed checkpoint (or of the start)",
+        "",
+    ),
+    server(
+        "shutdown",
+        -1,
+        &["admin", "noscript", "loading", "stale"],
+        ServerCommand::Shutdown,
+        false,
+        "writes the clean-shutdown checkpoint and exits (NOSAVE: exits without it)",
+        "NOSAVE loses nothing (the log holds every write), the next start just scans the log; NOW and FORCE are accepted and change nothing",
     ),
 ];
 

@@ -2,6 +2,7 @@
 //! SELECT, ECHO, CLIENT, COMMAND, CONFIG, INFO) without the engine.
 
 use super::{ClientId, Server};
+use crate::command::pattern::glob_match;
 use crate::command::table::{lookup, CommandSpec, Handler, ServerCommand, COMMANDS};
 use crate::command::{parse_command, Reply};
 
@@ -48,6 +49,9 @@ impl Server {
         if !authenticated && !spec.is_some_and(|spec| spec.before_auth) {
             return self.reply_local(client, Reply::error("NOAUTH Authentication required."));
         }
+        if let (Some(spec), Some(connection)) = (spec, self.connections.get_mut(&client)) {
+            connection.last_command = spec.name;
+        }
         let Some(spec @ CommandSpec { handler: Handler::Server(command), .. }) = spec else {
             return self.submit_to_engine(client, arguments);
         };
@@ -71,6 +75,22 @@ impl Server {
             ServerCommand::Command => command_command(&arguments[1..]),
             ServerCommand::Config => self.config_command(&arguments[1..]),
             ServerCommand::Info => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
+            ServerCommand::Time => {
+                let (seconds, micros) = (self.unix_time_ms / 1000, self.unix_time_ms % 1000 * 1000);
+                let part = |number: u64| Reply::Bulk(Some(number.to_string().into_bytes()));
+                Reply::Array(Some(vec![part(seconds), part(micros)]))
+            }
+            ServerCommand::Save => {
+                self.engine.checkpoint_now();
+                Reply::ok()
+            }
+            ServerCommand::BgSave => self.background_save(&arguments[1..]),
+            ServerCommand::LastSave => Reply::Integer(self.last_save_unix_s as i64),
+            ServerCommand::Shutdown => match self.shutdown_command(&arguments[1..]) {
+                // No reply: the connection closes as the server exits, as Redis's does.
+                Ok(()) => return,
+                Err(error) => error,
+            },
         };
         self.reply_local(client, reply);
     }
@@ -91,6 +111,43 @@ impl Server {
         if let Some(connection) = self.connections.get_mut(&client) {
             connection.push_local(reply);
         }
+    }
+
+    fn background_save(&mut self, arguments: &[Vec<u8>]) -> Reply {
+        match arguments {
+            [] => {}
+            [option] if option.eq_ignore_ascii_case(b"schedule") => {}
+            _ => return Reply::error("ERR syntax error"),
+        }
+        self.engine.checkpoint_now();
+        Reply::Simple("Background saving started".into())
+    }
+
+    /// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: asks the driver to stop (see
+    /// [`Server::shutdown_requested`]) and stops reading every connection meanwhile.
+    fn shutdown_command(&mut self, arguments: &[Vec<u8>]) -> Result<(), Reply> {
+        let mut checkpoint = true;
+        let (mut save, mut no_save) = (false, false);
+        for option in arguments {
+            match option.to_ascii_lowercase().as_slice() {
+                b"nosave" => no_save = true,
+                b"save" => save = true,
+                b"now" | b"force" => {}
+                b"abort" => return Err(Reply::error("ERR No shutdown in progress.")),
+                _ => return Err(Reply::error("ERR syntax error")),
+            }
+        }
+        if save && no_save {
+            return Err(Reply::error("ERR syntax error"));
+        }
+        if no_save {
+            checkpoint = false;
+        }
+        self.shutdown = Some(if checkpoint { super::Shutdown::Checkpoint } else { super::Shutdown::NoCheckpoint });
+        for connection in self.connections.values_mut() {
+            connection.stopped = true;
+        }
+        Ok(())
     }
 
     fn auth(&mut self, client: ClientId, arguments: &[Vec<u8>]) -> Reply {
@@ -182,6 +239,9 @@ impl Server {
             (b"getname", [], Some(connection)) => Reply::Bulk(connection.name.clone()),
             (b"id", [], _) => Reply::Integer(client as i64),
             (b"setinfo", [_, _], _) => Reply::ok(),
+            (b"info", [], Some(_)) => Reply::Bulk(Some(self.client_line(client).into_bytes())),
+            (b"list", filters, _) => self.client_list(filters),
+            (b"kill", filters, _) => self.client_kill(client, filters),
             _ => Reply::error(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", String::from_utf8_lossy(sub))),
         }
     }
@@ -331,37 +391,9 @@ fn constant_time_equal(given: &[u8], expected: &[u8]) -> bool {
     difference == 0
 }
 
-/// Redis-style glob with `*` and `?` (enough for CONFIG GET), in O(pattern × text): on a
-/// mismatch it backtracks only to the last `*`, so no pattern can make it exponential.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut at_pattern, mut at_text) = (0, 0);
-    let mut last_star: Option<(usize, usize)> = None;
-    while at_text < text.len() {
-        match pattern.get(at_pattern) {
-            Some(b'*') => {
-                last_star = Some((at_pattern, at_text));
-                at_pattern += 1;
-            }
-            Some(byte) if *byte == b'?' || *byte == text[at_text] => {
-                at_pattern += 1;
-                at_text += 1;
-            }
-            _ => match last_star {
-                Some((star, matched)) => {
-                    at_pattern = star + 1;
-                    at_text = matched + 1;
-                    last_star = Some((star, matched + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[at_pattern.min(pattern.len())..].iter().all(|byte| *byte == b'*')
-}
-
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use crate::command::pattern::glob_match;
 
     #[test]
     fn glob_matches_like_redis() {

@@ -27,10 +27,15 @@ pub struct Connection {
     /// No more commands are parsed (after QUIT or a protocol error).
     pub stopped: bool,
     pub last_active: u64,
+    /// For CLIENT LIST: the peer, when the connection began (ms of the `tick` clock), and the
+    /// last command's name (from the command table: no allocation per command).
+    pub peer: core::net::SocketAddr,
+    pub created: u64,
+    pub last_command: &'static str,
 }
 
 impl Connection {
-    pub fn new(limits: Limits, now: u64) -> Connection {
+    pub fn new(limits: Limits, now: u64, peer: core::net::SocketAddr) -> Connection {
         Connection {
             decoder: Decoder::new(limits),
             slots: VecDeque::new(),
@@ -41,6 +46,9 @@ impl Connection {
             closing: false,
             stopped: false,
             last_active: now,
+            peer,
+            created: now,
+            last_command: "NULL",
         }
     }
 

@@ -11,6 +11,7 @@
 //! [`Server::wants_input`] says whether to keep reading a connection (backpressure).
 
 mod admin;
+mod clients;
 mod connection;
 mod info;
 
@@ -92,6 +93,20 @@ pub struct Server {
     now: u64,
     started_at: u64,
     stats: ServerStats,
+    /// Wall-clock time, Unix milliseconds (TIME, LASTSAVE); see [`Server::set_unix_time_ms`].
+    unix_time_ms: u64,
+    /// LASTSAVE: when the last checkpoint completed (or the server started), Unix seconds.
+    last_save_unix_s: u64,
+    checkpoints_seen: u64,
+    shutdown: Option<Shutdown>,
+}
+
+/// A SHUTDOWN a client asked for: the driver stops serving and exits, after the clean-shutdown
+/// checkpoint or without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    Checkpoint,
+    NoCheckpoint,
 }
 
 impl Server {
@@ -112,7 +127,26 @@ impl Server {
             now: 0,
             started_at: 0,
             stats: ServerStats::default(),
+            unix_time_ms: 0,
+            last_save_unix_s: 0,
+            checkpoints_seen: 0,
+            shutdown: None,
         }
+    }
+
+    /// Wall-clock time, in Unix milliseconds: an input like `tick`'s monotonic time, for the
+    /// commands that report the time of day (TIME, LASTSAVE). The driver passes it before
+    /// `tick`; the simulator passes virtual time. The first call also stands for the start.
+    pub fn set_unix_time_ms(&mut self, unix_ms: u64) {
+        if self.last_save_unix_s == 0 {
+            self.last_save_unix_s = unix_ms / 1000;
+        }
+        self.unix_time_ms = unix_ms;
+    }
+
+    /// A client sent SHUTDOWN: stop serving, write the checkpoint if it says so, and exit.
+    pub fn shutdown_requested(&self) -> Option<Shutdown> {
+        self.shutdown
     }
 
     /// Asks the engine for an index checkpoint now (a clean shutdown); drain `poll_io` after.
@@ -134,23 +168,23 @@ impl Server {
 
     /// A new connection from the loopback interface (the simulator's clients, tests).
     pub fn connect(&mut self) -> ClientId {
-        self.connect_from(core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST))
+        self.connect_from(core::net::SocketAddr::from((core::net::Ipv4Addr::LOCALHOST, 0)))
     }
 
     /// A new connection from `peer`. Beyond the client limit it gets Redis's error and is
     /// closed at once; so is a non-loopback peer in protected mode with no password.
-    pub fn connect_from(&mut self, peer: core::net::IpAddr) -> ClientId {
+    pub fn connect_from(&mut self, peer: core::net::SocketAddr) -> ClientId {
         let id = self.client_id_next;
         self.client_id_next += 1;
         self.stats.connections_received += 1;
-        let mut connection = Connection::new(self.config.limits, self.now);
+        let mut connection = Connection::new(self.config.limits, self.now, peer);
         connection.authenticated = self.config.requirepass.is_none();
         self.connections.insert(id, connection);
         if self.connections.len() > self.config.clients_max {
             self.stats.connections_rejected += 1;
             self.push_local(id, crate::Reply::error("ERR max number of clients reached"));
             self.close_after_output(id);
-        } else if self.protected_mode_denies(peer) {
+        } else if self.protected_mode_denies(peer.ip()) {
             self.stats.connections_rejected += 1;
             self.push_local(id, crate::Reply::error(PROTECTED_MODE_DENIED));
             self.close_after_output(id);
@@ -289,6 +323,11 @@ impl Server {
 
     /// Replies drained from the engine go to their connections, in order.
     fn drain_engine(&mut self) {
+        let written = self.engine.stats().checkpoints_written;
+        if written != self.checkpoints_seen {
+            self.checkpoints_seen = written; // LASTSAVE: a checkpoint completed
+            self.last_save_unix_s = self.unix_time_ms / 1000;
+        }
         while let Some((client, reply)) = self.engine.poll_reply() {
             if client >= DIRECT_CLIENT_BASE {
                 self.direct_replies.push_back((client, reply));

@@ -111,6 +111,9 @@ impl SeedReport {
 }
 
 /// A request a simulated client is waiting on.
+/// The simulated wall clock starts here (2026-12-01, Unix milliseconds).
+const SIM_EPOCH_UNIX_MS: u64 = 1_796_083_200_000;
+
 pub(crate) struct Outstanding {
     pub op_id: u64,
     pub request: Request,
@@ -479,6 +482,8 @@ impl Sim {
             }
         }
         self.tick = tick;
+        // Virtual wall-clock time for TIME and LASTSAVE: a fixed epoch plus the virtual tick.
+        self.server.set_unix_time_ms(SIM_EPOCH_UNIX_MS + self.tick);
         self.server.tick(self.tick);
         self.drain_engine();
         self.check_reports();
