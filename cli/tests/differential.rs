@@ -125,9 +125,41 @@ fn reply_end(buffer: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Draws from the command's pieces.
-struct Draw(ChaCha8Rng);
+struct Draw(ChaCha8Rng, std::collections::VecDeque<Vec<Vec<u8>>>);
+
+/// Commands QuillKV refuses inside MULTI (documented), so a transaction block leaves them out.
+const NOT_IN_TRANSACTIONS: [&[u8]; 6] = [b"echo", b"keys", b"scan", b"flushall", b"flushdb", b"dbsize"];
 
 impl Draw {
+    /// The next command: the rest of a transaction block first, else a new draw; now and then
+    /// a block `MULTI, commands…, EXEC` (or DISCARD, or a nested MULTI), then a stray EXEC.
+    fn next(&mut self) -> Vec<Vec<u8>> {
+        if let Some(command) = self.1.pop_front() {
+            return command;
+        }
+        match self.below(40) {
+            0 => {
+                for _ in 0..1 + self.below(5) {
+                    let command = (0..20)
+                        .map(|_| self.command())
+                        .find(|command| !NOT_IN_TRANSACTIONS.iter().any(|name| command[0].eq_ignore_ascii_case(name)))
+                        .unwrap_or_else(|| vec![b"PING".to_vec()]);
+                    self.1.push_back(command);
+                }
+                let end = match self.below(8) {
+                    0 => b"DISCARD".to_vec(),
+                    1 => b"MULTI".to_vec(), // nested: an error that does not end the block
+                    _ => b"EXEC".to_vec(),
+                };
+                self.1.push_back(vec![end]);
+                self.1.push_back(vec![b"EXEC".to_vec()]);
+                vec![self.name("multi")]
+            }
+            1 => vec![self.name("discard")],
+            _ => self.command(),
+        }
+    }
+
     fn below(&mut self, bound: usize) -> usize {
         (self.0.next_u64() % bound as u64) as usize
     }
@@ -358,10 +390,10 @@ fn quill_answers_like_redis() {
     let quill = support::start(&directory.path().join("volume.qkv"), &[]);
     let mut to_redis = Connection::open(redis.port);
     let mut to_quill = Connection::open(quill.port);
-    let mut draw = Draw(ChaCha8Rng::seed_from_u64(20_261_202));
+    let mut draw = Draw(ChaCha8Rng::seed_from_u64(20_261_202), Default::default());
     let mut compared = 0;
     while compared < COMMANDS_TOTAL {
-        let commands: Vec<Vec<Vec<u8>>> = (0..CHUNK_COMMANDS).map(|_| draw.command()).collect();
+        let commands: Vec<Vec<Vec<u8>>> = (0..CHUNK_COMMANDS).map(|_| draw.next()).collect();
         to_redis.send(&commands);
         to_quill.send(&commands);
         for (index, command) in commands.iter().enumerate() {

@@ -140,6 +140,45 @@ fn scan_keys_and_randomkey_see_the_key_set_durable_and_pending() {
 }
 
 #[test]
+fn exec_runs_its_commands_together_over_values_read_from_disk_and_keeps_all_or_none() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 0; // every durable value is read from disk
+    let mut h = Harness::format(config, 3);
+    assert_eq!(h.call(1, command(&[b"MSET", b"a", b"10", b"b", b"x"])), Reply::ok());
+    let exec =
+        |commands: &[&[&[u8]]]| Request::Exec { commands: commands.iter().map(|words| command(words)).collect() };
+    let reply = h.call(
+        1,
+        exec(&[
+            &[b"INCRBY", b"a", b"-3"],
+            &[b"INCR", b"b"],
+            &[b"APPEND", b"b", b"y"],
+            &[b"GET", b"a"],
+            &[b"DEL", b"a"],
+        ]),
+    );
+    let expected = vec![
+        Reply::Integer(7),
+        Reply::error("ERR value is not an integer or out of range"),
+        Reply::Integer(2),
+        bulk(b"7"),
+        Reply::Integer(1),
+    ];
+    assert_eq!(reply, Reply::Array(Some(expected)), "an error is its command's reply; the rest still run");
+    assert_eq!(h.call(1, exec(&[])), Reply::Array(Some(Vec::new())));
+    h.crash_and_reopen();
+    assert_eq!(h.call(1, command(&[b"MGET", b"a", b"b"])), Reply::Array(Some(vec![Reply::Bulk(None), bulk(b"xy")])));
+    // A transaction whose writes cannot share one batch is refused whole.
+    let large = vec![b'v'; h.engine.value_bytes_max()];
+    let too_large = Request::Exec {
+        commands: (0..64).map(|index| command(&[b"SET", format!("big{index}").as_bytes(), &large])).collect(),
+    };
+    let refused = h.call(1, too_large);
+    assert!(matches!(&refused, Reply::Error(text) if text.starts_with("ERR command too large")), "{refused:?}");
+    assert_eq!(h.call(1, command(&[b"EXISTS", b"big0", b"big63"])), Reply::Integer(0));
+}
+
+#[test]
 fn parse_errors_match_redis() {
     let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
     assert_eq!(parse_request(&words(&[b"GET"])), Err(Reply::error("ERR wrong number of arguments for 'get' command")));

@@ -304,3 +304,22 @@ fn client_list_info_and_kill_describe_and_close_connections() {
     assert_eq!(rig.send(second, b"CLIENT KILL ID 2 SKIPME no\r\n"), ":1\r\n");
     assert!(rig.closed.contains(&second));
 }
+
+#[test]
+fn multi_queues_exec_runs_and_errors_abort_as_in_redis() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    let reply = rig.send(client, b"MULTI\r\nSET k 1\r\nINCR k\r\nSETNX k 9\r\nSET j v BOGUS\r\nEXEC\r\n");
+    let expected = "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n+OK\r\n:2\r\n:0\r\n-ERR syntax error\r\n";
+    assert_eq!(reply, expected, "SETNX keeps its shape; a syntax error is its command's reply");
+    let aborted = rig.send(client, b"MULTI\r\nSET k 5\r\nGET\r\nEXEC\r\nGET k\r\n");
+    let expected = "+OK\r\n+QUEUED\r\n-ERR wrong number of arguments for 'get' command\r\n\
+                    -EXECABORT Transaction discarded because of previous errors.\r\n$1\r\n2\r\n";
+    assert_eq!(aborted, expected, "nothing of an aborted transaction runs");
+    let refused = rig.send(client, b"MULTI\r\nFLUSHALL\r\nEXEC\r\n");
+    assert!(refused.contains("-ERR FLUSHALL is not allowed inside MULTI"), "{refused}");
+    assert!(refused.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"), "{refused}");
+    assert_eq!(rig.send(client, b"EXEC\r\nDISCARD\r\n"), "-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n");
+    let discarded = rig.send(client, b"MULTI\r\nMULTI\r\nSET k 7\r\nDISCARD\r\nGET k\r\n");
+    assert_eq!(discarded, "+OK\r\n-ERR MULTI calls can not be nested\r\n+QUEUED\r\n+OK\r\n$1\r\n2\r\n");
+}

@@ -154,6 +154,8 @@ pub enum Family {
     Append,
     /// Value-domain keys (`n…` and the empty key), judged by their owner's exact model.
     Domain,
+    /// Transaction keys (`t…`), judged by their pair's sum (transfers.rs).
+    Transfer,
 }
 
 pub fn family(key: &[u8]) -> Option<Family> {
@@ -162,6 +164,7 @@ pub fn family(key: &[u8]) -> Option<Family> {
         Some(b'c') => Some(Family::Counter),
         Some(b'a') => Some(Family::Append),
         Some(b'n') | None => Some(Family::Domain),
+        Some(b't') => Some(Family::Transfer),
         _ => None,
     }
 }
@@ -506,7 +509,7 @@ impl Checker {
                             write.status == Status::Acknowledged && write.completed.is_some_and(|done| done < invoked)
                         })
                 }
-                Some(Family::Domain) | None => false,
+                Some(Family::Domain | Family::Transfer) | None => false,
             })
             .map(|(key, _)| entry(key))
             .sum()
@@ -545,7 +548,7 @@ impl Checker {
                     let tokens = history.writes.iter().filter(|write| write.counts()).count() as u64;
                     (tokens > 0).then_some(tokens * APPEND_TOKEN_BYTES as u64)
                 }
-                Some(Family::Domain) | None => None, // the runner adds its own bound
+                Some(Family::Domain | Family::Transfer) | None => None, // the runner adds its own bound
             };
             if let Some(value_bytes) = value_bytes {
                 total += (quill_core::format::RECORD_HEADER_BYTES + key.len()) as u64 + value_bytes;

@@ -141,11 +141,33 @@ pub enum Request {
     },
     /// RANDOMKEY: some key, or nil when there is none.
     RandomKey,
+    /// EXEC of a MULTI transaction: the commands run one after another with nothing between
+    /// them, and their writes go into one batch, so all or none survive a crash. Only
+    /// commands on named keys (see [`Request::allowed_in_transaction`]).
+    Exec {
+        commands: Vec<Request>,
+    },
 }
 
 impl Request {
+    /// Whether the request may be queued inside MULTI: commands on named keys, and PING.
+    pub fn allowed_in_transaction(&self) -> bool {
+        !matches!(
+            self,
+            Request::FlushAll
+                | Request::DbSize
+                | Request::Scan { .. }
+                | Request::Keys { .. }
+                | Request::RandomKey
+                | Request::Exec { .. }
+        )
+    }
+
     /// Whether the request changes the store (and so is refused when the engine is read-only).
     pub fn is_write(&self) -> bool {
+        if let Request::Exec { commands } = self {
+            return commands.iter().any(Request::is_write);
+        }
         matches!(
             self,
             Request::Set { .. }
@@ -183,6 +205,7 @@ impl Request {
             Request::Scan { .. } => "scan",
             Request::Keys { .. } => "keys",
             Request::RandomKey => "randomkey",
+            Request::Exec { .. } => "exec",
         }
     }
 }

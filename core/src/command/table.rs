@@ -40,6 +40,9 @@ pub enum ServerCommand {
     BgSave,
     LastSave,
     Shutdown,
+    Multi,
+    Exec,
+    Discard,
 }
 
 /// One command.
@@ -253,6 +256,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         "server, clients, stats, persistence and keyspace sections",
         "QuillKV's own fields besides Redis's",
     ),
+    server(
+        "multi",
+        1,
+        &["noscript", "loading", "stale", "fast"],
+        ServerCommand::Multi,
+        false,
+        "starts a transaction: later commands are queued until EXEC",
+        "only commands on keys (and PING) may be queued; any other fails the transaction",
+    ),
+    server(
+        "exec",
+        1,
+        &["noscript", "loading", "stale"],
+        ServerCommand::Exec,
+        false,
+        "runs the queued commands together; their writes share one batch, so a crash keeps all or none",
+        "a transaction whose writes exceed one batch is refused whole (ERR command too large)",
+    ),
+    server("discard", 1, &["noscript", "loading", "stale", "fast"], ServerCommand::Discard, false, "drops the queued commands", ""),
     server("time", 1, &["random", "loading", "stale", "fast"], ServerCommand::Time, false, "the Unix time: seconds and microseconds", ""),
     server(
         "save",

@@ -20,6 +20,15 @@ pub enum SlotState {
     ReadModifyWrite(Request),
     /// A read-modify-write whose current value is known, waiting for room in the batch.
     ReadModifyWriteReady(Request, Option<Arc<[u8]>>),
+    /// A transaction (EXEC) waiting for its keys' values from disk; `locked` are the keys it
+    /// locked for those reads, `failure` the first read that failed.
+    ExecReading {
+        commands: Vec<Request>,
+        values: std::collections::BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
+        locked: Vec<Vec<u8>>,
+        reads_outstanding: u32,
+        failure: Option<Reply>,
+    },
     /// The reply, to be sent once batch `wait_sequence` is durable.
     Done(Reply),
 }
@@ -33,6 +42,7 @@ impl SlotState {
             SlotState::ReadModifyWriteReady(request, _) => {
                 format!("read-modify-write {} (value known)", request.name())
             }
+            SlotState::ExecReading { reads_outstanding, .. } => format!("exec reading ({reads_outstanding} reads)"),
             SlotState::Done(reply) => format!("done {reply:?}"),
         }
     }
@@ -170,6 +180,17 @@ impl ClientTable {
             unreachable!("checked above");
         };
         Some((slot_id, request, current))
+    }
+
+    /// The blocked client's last executed command, put back in its slot as not executed (an
+    /// EXEC whose values arrived while the batch had no room: it runs again from the start).
+    pub fn unexecute_blocked(&mut self, client_id: ClientId, slot_id: u64) {
+        let client = self.client_mut(client_id);
+        assert!(client.blocked && client.executed > 0, "only a blocked command is put back");
+        assert_eq!(slot_id, client.first_slot_id + client.executed as u64 - 1, "the last executed slot");
+        assert!(matches!(client.slot_mut(slot_id).state, SlotState::Queued(_)), "put back as queued");
+        client.executed -= 1;
+        client.blocked = false;
     }
 
     pub fn is_blocked(&self, client_id: ClientId) -> bool {

@@ -19,6 +19,8 @@ pub enum ReadPurpose {
     /// Fill part `index` of a GET or MGET reply.
     Part(usize),
     ReadModifyWrite,
+    /// A value an EXEC's commands need.
+    Exec,
 }
 
 pub struct ReadJob {

@@ -52,6 +52,19 @@ impl Server {
         if let (Some(spec), Some(connection)) = (spec, self.connections.get_mut(&client)) {
             connection.last_command = spec.name;
         }
+        let transaction_control = matches!(
+            spec,
+            Some(CommandSpec {
+                handler: Handler::Server(
+                    ServerCommand::Multi | ServerCommand::Exec | ServerCommand::Discard | ServerCommand::Quit
+                ),
+                ..
+            })
+        );
+        if !transaction_control && self.in_transaction(client) {
+            let reply = self.queue_in_transaction(client, spec, arguments);
+            return self.reply_local(client, reply);
+        }
         let Some(spec @ CommandSpec { handler: Handler::Server(command), .. }) = spec else {
             return self.submit_to_engine(client, arguments);
         };
@@ -75,6 +88,12 @@ impl Server {
             ServerCommand::Command => command_command(&arguments[1..]),
             ServerCommand::Config => self.config_command(&arguments[1..]),
             ServerCommand::Info => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
+            ServerCommand::Multi => self.multi(client),
+            ServerCommand::Discard => self.discard(client),
+            ServerCommand::Exec => match self.exec(client) {
+                Some(reply) => reply,
+                None => return, // the engine answers
+            },
             ServerCommand::Time => {
                 let (seconds, micros) = (self.unix_time_ms / 1000, self.unix_time_ms % 1000 * 1000);
                 let part = |number: u64| Reply::Bulk(Some(number.to_string().into_bytes()));
@@ -378,7 +397,7 @@ fn command_command(arguments: &[Vec<u8>]) -> Reply {
     }
 }
 
-fn wrong_arguments(name: &str) -> Reply {
+pub(super) fn wrong_arguments(name: &str) -> Reply {
     Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
 }
 

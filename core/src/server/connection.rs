@@ -11,8 +11,28 @@ enum Slot {
     Engine(ReplyShape, Option<Reply>),
     /// Answered by the server itself.
     Local(Reply),
+    /// An EXEC sent to the engine: its reply array, merged with the replies of the queued
+    /// commands the parser refused.
+    Transaction(Vec<TransactionPart>, Option<Reply>),
     /// Close the connection once everything before this is written (QUIT, protocol errors).
     Close,
+}
+
+/// One command queued between MULTI and EXEC.
+pub enum TransactionPart {
+    /// Sent to the engine within the EXEC; its reply takes this shape.
+    Engine(ReplyShape),
+    /// Refused by the parser (a syntax error in its arguments): this is its reply in EXEC's.
+    Refused(Reply),
+}
+
+/// A MULTI under way: the commands queued, and whether one was refused at once (EXEC then
+/// answers EXECABORT).
+#[derive(Default)]
+pub struct Transaction {
+    pub parts: Vec<TransactionPart>,
+    pub requests: Vec<crate::command::Request>,
+    pub failed: bool,
 }
 
 pub struct Connection {
@@ -32,6 +52,8 @@ pub struct Connection {
     pub peer: core::net::SocketAddr,
     pub created: u64,
     pub last_command: &'static str,
+    /// Between MULTI and EXEC or DISCARD.
+    pub transaction: Option<Transaction>,
 }
 
 impl Connection {
@@ -49,6 +71,7 @@ impl Connection {
             peer,
             created: now,
             last_command: "NULL",
+            transaction: None,
         }
     }
 
@@ -59,6 +82,12 @@ impl Connection {
     pub fn push_engine(&mut self, shape: ReplyShape) {
         self.engine_in_flight += 1;
         self.slots.push_back(Slot::Engine(shape, None));
+    }
+
+    /// An EXEC goes to the engine; `parts` say how its reply array becomes EXEC's.
+    pub fn push_transaction(&mut self, parts: Vec<TransactionPart>) {
+        self.engine_in_flight += 1;
+        self.slots.push_back(Slot::Transaction(parts, None));
     }
 
     pub fn push_local(&mut self, reply: Reply) {
@@ -72,11 +101,13 @@ impl Connection {
 
     /// The engine answers in the order commands were submitted: fill the oldest open slot.
     pub fn engine_reply(&mut self, reply: Reply) {
-        let slot = self.slots.iter_mut().find(|slot| matches!(slot, Slot::Engine(_, None)));
-        let Some(Slot::Engine(shape, empty)) = slot else {
-            panic!("an engine reply matches a command sent to the engine");
-        };
-        *empty = Some(shape.apply(reply));
+        let slot =
+            self.slots.iter_mut().find(|slot| matches!(slot, Slot::Engine(_, None) | Slot::Transaction(_, None)));
+        match slot {
+            Some(Slot::Engine(shape, empty)) => *empty = Some(shape.apply(reply)),
+            Some(Slot::Transaction(parts, empty)) => *empty = Some(merge_transaction_reply(parts, reply)),
+            _ => panic!("an engine reply matches a command sent to the engine"),
+        }
         self.engine_in_flight -= 1;
     }
 
@@ -84,13 +115,15 @@ impl Connection {
     pub fn encode_ready(&mut self) -> bool {
         while let Some(front) = self.slots.front() {
             match front {
-                Slot::Engine(_, None) => return false,
+                Slot::Engine(_, None) | Slot::Transaction(_, None) => return false,
                 Slot::Close => {
                     self.slots.clear();
                     return true;
                 }
-                Slot::Engine(_, Some(_)) | Slot::Local(_) => {
-                    if let Some(Slot::Engine(_, Some(reply)) | Slot::Local(reply)) = self.slots.pop_front() {
+                Slot::Engine(_, Some(_)) | Slot::Transaction(_, Some(_)) | Slot::Local(_) => {
+                    if let Some(Slot::Engine(_, Some(reply)) | Slot::Transaction(_, Some(reply)) | Slot::Local(reply)) =
+                        self.slots.pop_front()
+                    {
                         encode_reply(&reply, &mut self.output);
                     }
                 }
@@ -98,4 +131,21 @@ impl Connection {
         }
         false
     }
+}
+
+/// EXEC's reply: the engine's array, one element per command it ran, each in its command's
+/// shape, with the parser's refusals in their places. An error (the whole EXEC refused, say
+/// READONLY) passes through.
+fn merge_transaction_reply(parts: &[TransactionPart], reply: Reply) -> Reply {
+    let Reply::Array(Some(items)) = reply else { return reply };
+    let mut items = items.into_iter();
+    let merged = parts
+        .iter()
+        .map(|part| match part {
+            TransactionPart::Engine(shape) => shape.apply(items.next().expect("one reply per command run")),
+            TransactionPart::Refused(reply) => reply.clone(),
+        })
+        .collect();
+    debug_assert!(items.next().is_none(), "no reply left over");
+    Reply::Array(Some(merged))
 }

@@ -14,6 +14,7 @@ mod admin;
 mod clients;
 mod connection;
 mod info;
+mod transaction;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

@@ -341,19 +341,24 @@ impl Sim {
 
     /// The largest bytes the value-domain keys may hold (for the disk-full rule).
     /// Index entries the value-domain keys may hold: every one ever written (an upper bound).
+    /// (Transfer keys included.)
     pub(crate) fn domain_index_bytes_upper(&self) -> u64 {
-        self.domains.states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum()
+        let domains: u64 = self.domains.states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum();
+        domains + self.transfer_bytes_upper().1
     }
 
+    /// (Transfer keys included.)
     pub(crate) fn domain_live_bytes_upper(&self) -> u64 {
-        self.domains
+        let domains: u64 = self
+            .domains
             .states
             .iter()
             .filter_map(|(key, states)| {
                 let value_bytes = states.iter().filter_map(|state| state.as_ref().map(Vec::len)).max()?;
                 Some((RECORD_HEADER_BYTES + key.len() + value_bytes) as u64)
             })
-            .sum()
+            .sum();
+        domains + self.transfer_bytes_upper().0
     }
 }
 

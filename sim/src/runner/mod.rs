@@ -21,6 +21,7 @@ mod reports;
 mod scans;
 pub mod space;
 pub(crate) mod storage;
+pub(crate) mod transfers;
 mod view;
 
 use crate::trace::TraceEvent;
@@ -622,6 +623,7 @@ impl Sim {
             } else {
                 let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
                 let request = self.variants.register(request);
+                let request = self.transfer_variant(client, request);
                 self.keyset_variant(client, request)
             };
             if self.read_from_view(client, &request) {

@@ -53,6 +53,10 @@ pub(crate) enum ErrorMeaning {
 
 impl Sim {
     pub(crate) fn begin_in_checker(&mut self, op_id: u64, request: &Request, invoked: u64) {
+        if crate::runner::transfers::is_transfer_request(request) {
+            self.begin_transfer(request);
+            return self.checker.begin_read(invoked);
+        }
         if let Some(key) = crate::runner::domains::domain_request_key(request) {
             // Judged by its owner's exact model (domains.rs); known to the final verification.
             self.checker.keys.entry(key.to_vec()).or_default();
@@ -103,6 +107,9 @@ impl Sim {
         });
         if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
             return self.on_domain_reply(&outstanding, &reply, responded);
+        }
+        if crate::runner::transfers::is_transfer_request(&outstanding.request) {
+            return self.on_transfer_reply(&outstanding, &reply, responded);
         }
         let keys = written_keys(&outstanding.request);
         if let Reply::Error(text) = &reply {
@@ -353,7 +360,7 @@ impl Sim {
             }
             Some(Family::Append) => self.checker.check_appends(key, value.unwrap_or_default(), invoked, responded),
             // Value-domain keys are read only alone, by GET, and judged in domains.rs.
-            Some(Family::Domain) | None => {
+            Some(Family::Domain | Family::Transfer) | None => {
                 self.checker.fail("a key outside the workload's families", key, "k, c or a keys".into(), String::new())
             }
         }

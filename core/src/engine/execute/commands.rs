@@ -61,6 +61,7 @@ impl Engine {
                 let (reply, wait) = self.random_key();
                 self.clients.finish(client_id, slot_id, reply, wait)
             }
+            Request::Exec { commands } => self.start_exec(client_id, slot_id, commands),
             Request::Ping { message: None } => self.clients.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
             Request::Ping { message: Some(message) } => {
                 self.clients.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0)
@@ -79,7 +80,7 @@ impl Engine {
     }
 
     /// Limits checked before anything runs: a clear error, nothing changed.
-    fn validate(&self, request: &Request) -> Option<Reply> {
+    pub(super) fn validate(&self, request: &Request) -> Option<Reply> {
         // Checked in place, without collecting keys and values: this runs for every command.
         let long = |key: &[u8]| key.len() > KEY_BYTES_MAX;
         let value_bytes_max = self.shared.config.value_bytes_max;
@@ -103,7 +104,9 @@ impl Engine {
             | Request::FlushAll
             | Request::Scan { .. }
             | Request::Keys { .. }
-            | Request::RandomKey => (false, false),
+            | Request::RandomKey
+            // Each of its commands is checked as it runs, with its own reply.
+            | Request::Exec { .. } => (false, false),
         };
         if key_too_long {
             return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
@@ -131,6 +134,7 @@ impl Engine {
                 pairs.iter().any(|(key, _)| self.clients.is_locked(key))
             }
             Request::FlushAll => true,
+            Request::Exec { commands } => commands.iter().any(|command| self.touches_locked_key(command)),
             // Reads of the key set see a locked key's durable state, as DBSIZE does.
             Request::DbSize
             | Request::Ping { .. }
@@ -223,7 +227,7 @@ impl Engine {
 
     /// A write that adds keys (`new_entry_bytes` of index entries) beyond the index's room is
     /// refused: the arena's 32-bit offsets bound it (see `Config::index_bytes_max`).
-    fn index_full(&self, new_entry_bytes: u64) -> Option<Reply> {
+    pub(super) fn index_full(&self, new_entry_bytes: u64) -> Option<Reply> {
         let limit = self.shared.config.index_bytes_max;
         let full = new_entry_bytes > 0 && self.keyspace.index.live_entry_bytes() + new_entry_bytes > limit;
         full.then(|| {
@@ -249,7 +253,7 @@ impl Engine {
         (records, Reply::Integer(count), observed)
     }
 
-    fn apply_to_keyspace(&mut self, records: &[NewRecord<'_>], sequence: u64) {
+    pub(super) fn apply_to_keyspace(&mut self, records: &[NewRecord<'_>], sequence: u64) {
         for record in records {
             match record {
                 NewRecord::Put { key, value } => self.keyspace.write(key, Some(value.clone()), sequence),
@@ -353,18 +357,18 @@ pub(super) fn request_key(request: &Request) -> &[u8] {
 }
 
 /// What a read-modify-write does to its key.
-enum Change {
+pub(super) enum Change {
     Unchanged,
     Put(Arc<[u8]>),
     Delete,
 }
 
-fn value_too_large(limit: usize) -> Reply {
+pub(super) fn value_too_large(limit: usize) -> Reply {
     Reply::error(format!("ERR value too large (the limit is {limit} bytes)"))
 }
 
 /// What a read-modify-write does over `current`, and its reply.
-fn compute_read_modify_write(
+pub(super) fn compute_read_modify_write(
     request: &Request,
     current: Option<&[u8]>,
     value_bytes_max: usize,

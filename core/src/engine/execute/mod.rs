@@ -7,6 +7,7 @@
 mod commands;
 mod iteration;
 mod reads;
+mod transaction;
 
 use super::clients::Executed;
 use super::{ClientId, Engine, Phase};

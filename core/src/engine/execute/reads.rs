@@ -62,6 +62,7 @@ impl Engine {
                 self.release_replies(job.client_id);
             }
             ReadPurpose::ReadModifyWrite => self.resume_read_modify_write(&job, value),
+            ReadPurpose::Exec => self.on_exec_value(&job, value),
         }
     }
 

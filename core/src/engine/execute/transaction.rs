@@ -1,0 +1,261 @@
+//! EXEC: a MULTI transaction's commands run one after another with nothing in between, over a
+//! private view of their keys' values, and their writes go into the log as one batch (each
+//! key's final state), so a crash keeps all of them or none. The view is filled first: from
+//! memory, else by reading the values from disk with the keys locked, as a read-modify-write
+//! does. A command's error is its own reply and does not undo the others, as in Redis.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::super::clients::{Executed, SlotState};
+use super::super::commit::{AppendRefused, NewRecord};
+use super::super::keyspace::{CompactIndex, Lookup};
+use super::super::reads::{ReadJob, ReadPurpose};
+use super::super::space::Writer;
+use super::super::{ClientId, Engine};
+use super::commands::{compute_read_modify_write, Change};
+use crate::command::{Reply, Request, SetCondition};
+
+/// The transaction's keys and their values as its commands see them (`None`: absent).
+type View = BTreeMap<Vec<u8>, Option<Arc<[u8]>>>;
+
+/// What the commands of a transaction wrote so far: the view, and which keys changed.
+struct Scratch {
+    view: View,
+    written: BTreeSet<Vec<u8>>,
+}
+
+impl Scratch {
+    fn value(&self, key: &[u8]) -> Option<Arc<[u8]>> {
+        self.view.get(key).cloned().flatten()
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>) {
+        debug_assert!(self.view.contains_key(key), "every key of the transaction is in its view");
+        self.view.insert(key.to_vec(), value);
+        self.written.insert(key.to_vec());
+    }
+}
+
+impl Engine {
+    /// Starts an EXEC: runs it now if every value it needs is in memory, else reads them.
+    pub(super) fn start_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>) -> Executed {
+        let mut view = View::new();
+        let mut reads = Vec::new();
+        for key in transaction_keys(&commands) {
+            let value = match self.keyspace.lookup(&key) {
+                Lookup::Absent { .. } => None,
+                Lookup::Pending { value, .. } => Some(value),
+                Lookup::Durable(location) => match self.keyspace.cache.get(&key) {
+                    Some(value) => Some(value),
+                    None => {
+                        reads.push((key, location));
+                        continue;
+                    }
+                },
+            };
+            view.insert(key, value);
+        }
+        if reads.is_empty() {
+            return self.finish_exec(client_id, slot_id, commands, view);
+        }
+        let locked: Vec<Vec<u8>> = reads.iter().map(|(key, _)| key.clone()).collect();
+        for key in &locked {
+            self.clients.lock_key(key);
+        }
+        let reads_outstanding = u32::try_from(reads.len()).expect("a transaction's keys fit one frame");
+        let state = SlotState::ExecReading { commands, values: view, locked, reads_outstanding, failure: None };
+        self.clients.slot_mut(client_id, slot_id).state = state;
+        for (key, location) in reads {
+            let job = ReadJob { client_id, slot_id, key, location, purpose: ReadPurpose::Exec };
+            self.reads.queue(job, &mut self.shared);
+        }
+        Executed::Blocked
+    }
+
+    /// One of an EXEC's values arrived; with the last, the transaction runs (or fails whole).
+    pub(super) fn on_exec_value(&mut self, job: &ReadJob, value: Result<Arc<[u8]>, Reply>) {
+        let slot = self.clients.slot_mut(job.client_id, job.slot_id);
+        let SlotState::ExecReading { values, reads_outstanding, failure, .. } = &mut slot.state else {
+            unreachable!("an EXEC's read completes into its slot");
+        };
+        assert!(*reads_outstanding > 0, "an EXEC read is outstanding");
+        match value {
+            Ok(value) => _ = values.insert(job.key.clone(), Some(value)),
+            Err(error) => _ = failure.get_or_insert(error),
+        }
+        *reads_outstanding -= 1;
+        if *reads_outstanding > 0 {
+            return;
+        }
+        let SlotState::ExecReading { commands, values, locked, failure, .. } =
+            std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
+        else {
+            unreachable!("checked above");
+        };
+        let executed = match failure {
+            Some(error) => self.clients.finish(job.client_id, job.slot_id, error, 0),
+            None => self.finish_exec(job.client_id, job.slot_id, commands, values),
+        };
+        if let Executed::Stalled = executed {
+            // No room in the batch: it runs again from the start, reading afresh.
+            self.clients.unexecute_blocked(job.client_id, job.slot_id);
+        }
+        for key in &locked {
+            self.clients.unblock(job.client_id, key);
+        }
+        match executed {
+            Executed::Stalled => self.clients.mark_stalled(job.client_id),
+            Executed::Ran | Executed::Blocked => {
+                self.run_client(job.client_id);
+                self.wake_stalled();
+            }
+        }
+    }
+
+    /// Runs the commands over `view` and appends every key's final state in one batch.
+    fn finish_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, view: View) -> Executed {
+        let observed = view.keys().map(|key| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
+        let present_before: BTreeSet<Vec<u8>> =
+            view.iter().filter(|(_, value)| value.is_some()).map(|(key, _)| key.clone()).collect();
+        let mut scratch = Scratch { view, written: BTreeSet::new() };
+        let replies: Vec<Reply> =
+            commands.iter().map(|command| self.run_in_transaction(command, &mut scratch)).collect();
+        debug_assert_eq!(replies.len(), commands.len());
+        let mut new_entry_bytes = 0;
+        let mut records = Vec::new();
+        for key in &scratch.written {
+            match (scratch.value(key), present_before.contains(key)) {
+                (None, false) => {} // absent before and after: nothing to log
+                (None, true) => records.push(NewRecord::Delete { key }),
+                (Some(value), existed) => {
+                    new_entry_bytes += if existed { 0 } else { CompactIndex::entry_bytes(key.len()) };
+                    records.push(NewRecord::Put { key, value });
+                }
+            }
+        }
+        let reply = Reply::Array(Some(replies));
+        if records.is_empty() {
+            return self.clients.finish(client_id, slot_id, reply, observed);
+        }
+        if let Some(refusal) = self.index_full(new_entry_bytes) {
+            drop(records);
+            return self.clients.finish(client_id, slot_id, refusal, observed);
+        }
+        let puts = records.iter().any(|record| matches!(record, NewRecord::Put { .. }));
+        let appended = self.append_records(&records, if puts { Writer::Put } else { Writer::Delete });
+        if let Ok(sequence) = appended {
+            self.apply_to_keyspace(&records, sequence);
+        }
+        drop(records);
+        match appended {
+            Ok(sequence) => {
+                self.maybe_seal();
+                self.clients.finish(client_id, slot_id, reply, sequence.max(observed))
+            }
+            Err(AppendRefused::BatchFull) => self.clients.stall(client_id, slot_id, Request::Exec { commands }),
+            Err(AppendRefused::Reply(error)) => self.clients.finish(client_id, slot_id, error, observed),
+        }
+    }
+
+    /// One command of a transaction, over its view: the reply it gets.
+    fn run_in_transaction(&self, command: &Request, scratch: &mut Scratch) -> Reply {
+        if let Some(error) = self.validate(command) {
+            return error;
+        }
+        let bulk = |value: Option<Arc<[u8]>>| Reply::Bulk(value.map(|value| value.to_vec()));
+        match command {
+            Request::Get { key } => bulk(scratch.value(key)),
+            Request::MGet { keys } => Reply::Array(Some(keys.iter().map(|key| bulk(scratch.value(key))).collect())),
+            Request::Exists { keys } => {
+                Reply::Integer(keys.iter().filter(|key| scratch.value(key).is_some()).count() as i64)
+            }
+            Request::StrLen { key } => Reply::Integer(scratch.value(key).map_or(0, |value| value.len() as i64)),
+            Request::Ping { message: None } => Reply::Simple("PONG".into()),
+            Request::Ping { message: Some(message) } => Reply::Bulk(Some(message.clone())),
+            Request::Set { key, value, condition } => {
+                let present = scratch.value(key).is_some();
+                let allowed = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => !present,
+                    SetCondition::IfPresent => present,
+                };
+                if !allowed {
+                    return Reply::Bulk(None);
+                }
+                scratch.write(key, Some(Arc::from(value.as_slice())));
+                Reply::ok()
+            }
+            Request::MSet { pairs } => {
+                for (key, value) in pairs {
+                    scratch.write(key, Some(Arc::from(value.as_slice())));
+                }
+                Reply::ok()
+            }
+            Request::MSetNx { pairs } => {
+                if pairs.iter().any(|(key, _)| scratch.value(key).is_some()) {
+                    return Reply::Integer(0);
+                }
+                for (key, value) in pairs {
+                    scratch.write(key, Some(Arc::from(value.as_slice())));
+                }
+                Reply::Integer(1)
+            }
+            Request::Del { keys } => {
+                let mut count = 0;
+                for key in keys {
+                    if scratch.value(key).is_some() {
+                        scratch.write(key, None);
+                        count += 1;
+                    }
+                }
+                Reply::Integer(count)
+            }
+            Request::IncrBy { key, .. }
+            | Request::Append { key, .. }
+            | Request::GetSet { key, .. }
+            | Request::GetDel { key }
+            | Request::SetRange { key, .. } => {
+                let value_bytes_max = self.shared.config.value_bytes_max;
+                match compute_read_modify_write(command, scratch.value(key).as_deref(), value_bytes_max) {
+                    Ok((change, reply)) => {
+                        match change {
+                            Change::Unchanged => {}
+                            Change::Put(value) => scratch.write(key, Some(value)),
+                            Change::Delete => scratch.write(key, None),
+                        }
+                        reply
+                    }
+                    Err(error) => error,
+                }
+            }
+            // The server never queues these (`Request::allowed_in_transaction`).
+            other => Reply::error(format!("ERR {} is not allowed inside MULTI", other.name().to_uppercase())),
+        }
+    }
+}
+
+/// Every key the commands name, once each.
+fn transaction_keys(commands: &[Request]) -> BTreeSet<Vec<u8>> {
+    let mut keys = BTreeSet::new();
+    for command in commands {
+        match command {
+            Request::Get { key }
+            | Request::StrLen { key }
+            | Request::Set { key, .. }
+            | Request::IncrBy { key, .. }
+            | Request::Append { key, .. }
+            | Request::GetSet { key, .. }
+            | Request::GetDel { key }
+            | Request::SetRange { key, .. } => _ = keys.insert(key.clone()),
+            Request::Del { keys: named } | Request::Exists { keys: named } | Request::MGet { keys: named } => {
+                keys.extend(named.iter().cloned());
+            }
+            Request::MSet { pairs } | Request::MSetNx { pairs } => {
+                keys.extend(pairs.iter().map(|(key, _)| key.clone()))
+            }
+            _ => {}
+        }
+    }
+    keys
+}

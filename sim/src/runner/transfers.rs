@@ -1,0 +1,121 @@
+//! Transactions: each client owns two counters, `t{client}.a` and `t{client}.b`, and moves
+//! amounts between them with `EXEC [INCRBY a x, INCRBY b -x]`, so their sum is always 0. EXEC's
+//! reply must show a sum of 0, and so must every MGET of the pair, after any crash: a
+//! transaction whose writes a crash split (one survived, the other not) breaks it. Sent to the
+//! engine directly, not over simulated connections (MULTI/EXEC are the server's; its tests
+//! cover them).
+
+use quill_core::{Reply, Request};
+use rand::Rng;
+
+use crate::runner::{Outstanding, Sim};
+
+/// The pair of keys a client moves amounts between.
+fn pair(client: usize) -> [Vec<u8>; 2] {
+    [format!("t{client}.a").into_bytes(), format!("t{client}.b").into_bytes()]
+}
+
+/// Whether `key` is a transfer key.
+pub fn is_transfer_key(key: &[u8]) -> bool {
+    key.first() == Some(&b't')
+}
+
+/// Whether the request is judged here: an EXEC, or a read of transfer keys.
+pub fn is_transfer_request(request: &Request) -> bool {
+    match request {
+        Request::Exec { .. } => true,
+        Request::MGet { keys } => keys.iter().any(|key| is_transfer_key(key)),
+        Request::Get { key } => is_transfer_key(key),
+        _ => false,
+    }
+}
+
+/// Parses a counter's value (nil: 0).
+fn amount(reply: &Reply) -> Option<i64> {
+    match reply {
+        Reply::Bulk(None) => Some(0),
+        Reply::Bulk(Some(bytes)) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        Reply::Integer(value) => Some(*value),
+        _ => None,
+    }
+}
+
+impl Sim {
+    /// Now and then, a register SET becomes a transfer or a read of the client's pair.
+    pub(crate) fn transfer_variant(&mut self, client: usize, request: Request) -> Request {
+        let eligible = matches!(request, Request::Set { .. })
+            && !self.knobs.network
+            && self.knobs.index_bytes_max >= quill_core::engine::INDEX_BYTES_LIMIT;
+        if !eligible || !self.variants.chosen() {
+            return request;
+        }
+        let [from, to] = pair(client);
+        if self.variants.rng.gen_bool(0.4) {
+            return Request::MGet { keys: vec![from, to] };
+        }
+        let amount = self.variants.rng.gen_range(1..=100);
+        let commands = vec![
+            Request::IncrBy { key: from, delta: amount },
+            Request::Ping { message: None },
+            Request::IncrBy { key: to, delta: -amount },
+        ];
+        Request::Exec { commands }
+    }
+
+    /// Transfer keys count among the keys ever written (DBSIZE, SCAN and the final reads).
+    pub(crate) fn begin_transfer(&mut self, request: &Request) {
+        let keys: Vec<Vec<u8>> = match request {
+            Request::Exec { commands } => commands
+                .iter()
+                .filter_map(|command| match command {
+                    Request::IncrBy { key, .. } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for key in keys {
+            self.checker.keys.entry(key).or_default();
+        }
+    }
+
+    /// Judges a reply to a transfer or to a read of transfer keys.
+    pub(crate) fn on_transfer_reply(&mut self, outstanding: &Outstanding, reply: &Reply, responded: u64) {
+        let invoked = outstanding.invoked;
+        self.checker.end_read(invoked);
+        let (what, sum) = match (&outstanding.request, reply) {
+            (_, Reply::Error(text)) => {
+                if self.classify_error(text, &outstanding.request, invoked, responded).is_none() {
+                    let what = "an error reply no injected fault explains";
+                    self.checker.fail(what, b"t", "a transfer's reply".into(), text.clone());
+                }
+                return;
+            }
+            (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 3 => {
+                let parts = [amount(&items[0]), amount(&items[2])];
+                ("a transfer's replies", parts.iter().try_fold(0i64, |sum, part| Some(sum + (*part)?)))
+            }
+            (Request::MGet { .. }, Reply::Array(Some(items))) if items.len() == 2 => {
+                ("a transfer pair read by MGET", items.iter().try_fold(0i64, |sum, item| Some(sum + amount(item)?)))
+            }
+            // The final verification reads every key alone: any integer.
+            (Request::Get { .. }, value) => ("a transfer key's value", amount(value).map(|_| 0)),
+            (_, other) => ("a transfer reply of the wrong shape", Some(i64::from(other.is_error()) + 1)),
+        };
+        if sum != Some(0) {
+            let got = format!("{reply:?}");
+            self.checker.fail(format!("{what} do not sum to 0 (a transaction was split)"), b"t", "0".into(), got);
+        }
+    }
+
+    /// Transfer keys' room, for the disk-full and index bounds: two per client.
+    pub(crate) fn transfer_bytes_upper(&self) -> (u64, u64) {
+        let keys = self.checker.keys.keys().filter(|key| is_transfer_key(key));
+        let (mut live, mut index) = (0, 0);
+        for key in keys {
+            live += (quill_core::format::RECORD_HEADER_BYTES + key.len() + 20) as u64;
+            index += quill_core::engine::index_entry_bytes(key.len());
+        }
+        (live, index)
+    }
+}
