@@ -234,6 +234,80 @@ impl Db {
         }
     }
 
+    /// Applies puts and deletes together, in one durable commit: after a crash, all of them or
+    /// none, and no reader sees some without the others. In order: a later operation on a key
+    /// wins. Returns once durable.
+    ///
+    /// ```
+    /// # use quill_io_real::{Db, DbOptions, WriteOp};
+    /// # let path = std::env::temp_dir().join(format!("quill-doctest-batch-{}.qkv", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = Db::open(&path, DbOptions { create_size_bytes: Some(16 << 20), ..DbOptions::default() })?;
+    /// db.set(b"old", b"x")?;
+    /// db.write_batch(&[WriteOp::Put(b"new", b"1"), WriteOp::Delete(b"old")])?;
+    /// assert_eq!(db.get_many(&[b"new".as_slice(), b"old"])?, [Some(b"1".to_vec()), None]);
+    /// # drop(db);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), quill_io_real::DbError>(())
+    /// ```
+    pub fn write_batch(&self, operations: &[WriteOp<'_>]) -> Result<(), DbError> {
+        futures::executor::block_on(self.write_batch_async(operations))
+    }
+
+    pub fn write_batch_async(
+        &self,
+        operations: &[WriteOp<'_>],
+    ) -> impl Future<Output = Result<(), DbError>> + Send + 'static {
+        let commands = operations
+            .iter()
+            .map(|operation| match operation {
+                WriteOp::Put(key, value) => {
+                    Request::Set { key: key.to_vec(), value: value.to_vec(), condition: SetCondition::Always }
+                }
+                WriteOp::Delete(key) => Request::Del { keys: vec![key.to_vec()] },
+            })
+            .collect();
+        let reply = self.execute_async(Request::Exec { commands });
+        async move {
+            match reply.await? {
+                // Each operation's own reply: OK or a count, unless a limit refused it.
+                Reply::Array(Some(replies)) => match replies.into_iter().find(Reply::is_error) {
+                    Some(error) => Err(unexpected("write_batch", error)),
+                    None => Ok(()),
+                },
+                other => Err(unexpected("write_batch", other)),
+            }
+        }
+    }
+
+    /// Every key, by SCAN: a key present for the whole iteration is returned exactly once (the
+    /// cursor is a position in hash order, so the iteration survives the index growing and
+    /// shrinking); keys written or deleted meanwhile may or may not appear. Each step asks the
+    /// engine for about `SCAN_STEP_SLOTS` slots' worth.
+    ///
+    /// ```
+    /// # use quill_io_real::{Db, DbOptions};
+    /// # let path = std::env::temp_dir().join(format!("quill-doctest-keys-{}.qkv", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = Db::open(&path, DbOptions { create_size_bytes: Some(16 << 20), ..DbOptions::default() })?;
+    /// db.set_many(&[(b"user:1".as_slice(), b"a".as_slice()), (b"user:2", b"b"), (b"other", b"c")])?;
+    /// let mut users = db.keys_matching(b"user:*").collect::<Result<Vec<_>, _>>()?;
+    /// users.sort();
+    /// assert_eq!(users, [b"user:1".to_vec(), b"user:2".to_vec()]);
+    /// assert_eq!(db.keys().count(), 3);
+    /// # drop(db);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), quill_io_real::DbError>(())
+    /// ```
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { db: self, pattern: None, cursor: Some(0), buffered: std::collections::VecDeque::new() }
+    }
+
+    /// The keys matching a Redis glob pattern (`*`, `?`, `[a-z]`, `\x`), as [`Db::keys`].
+    pub fn keys_matching(&self, pattern: &[u8]) -> Keys<'_> {
+        Keys { db: self, pattern: Some(pattern.to_vec()), cursor: Some(0), buffered: std::collections::VecDeque::new() }
+    }
+
     /// Deletes `key`; returns whether it existed.
     pub fn del(&self, key: &[u8]) -> Result<bool, DbError> {
         futures::executor::block_on(self.del_async(key))
@@ -286,6 +360,65 @@ impl Db {
         match self.stop_reason.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
             Some(reason) => Err(DbError::Closed(format!(": {reason}"))),
             None => Ok(()),
+        }
+    }
+}
+
+/// One operation of [`Db::write_batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum WriteOp<'a> {
+    Put(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+}
+
+/// Slots one step of [`Db::keys`] asks the engine to read.
+const SCAN_STEP_SLOTS: u64 = 1024;
+
+/// The keys of a [`Db`], a SCAN step at a time ([`Db::keys`]).
+pub struct Keys<'a> {
+    db: &'a Db,
+    pattern: Option<Vec<u8>>,
+    /// The next step's cursor; `None` once the scan is over.
+    cursor: Option<u64>,
+    buffered: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Keys<'_> {
+    /// One SCAN step: its keys into the buffer, and the next cursor.
+    fn step(&mut self, cursor: u64) -> Result<(), DbError> {
+        let request = Request::Scan { cursor, pattern: self.pattern.clone(), count: SCAN_STEP_SLOTS, only_type: None };
+        let reply = self.db.execute(request)?;
+        let Reply::Array(Some(mut parts)) = reply else { return Err(unexpected("scan", reply)) };
+        let (Some(Reply::Array(Some(keys))), Some(Reply::Bulk(Some(next)))) = (parts.pop(), parts.pop()) else {
+            return Err(DbError::UnexpectedReply { command: "scan", reply: format!("{parts:?}") });
+        };
+        let next = std::str::from_utf8(&next).ok().and_then(|text| text.parse::<u64>().ok());
+        let Some(next) = next else { return Err(DbError::UnexpectedReply { command: "scan", reply: "cursor".into() }) };
+        self.cursor = (next != 0).then_some(next);
+        for key in keys {
+            match key {
+                Reply::Bulk(Some(key)) => self.buffered.push_back(key),
+                other => return Err(unexpected("scan", other)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Keys<'_> {
+    type Item = Result<Vec<u8>, DbError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Steps may come back empty (a sparse stretch of the table): bounded by the table's size.
+        loop {
+            if let Some(key) = self.buffered.pop_front() {
+                return Some(Ok(key));
+            }
+            let cursor = self.cursor?;
+            if let Err(error) = self.step(cursor) {
+                self.cursor = None;
+                return Some(Err(error));
+            }
         }
     }
 }

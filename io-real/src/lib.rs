@@ -27,7 +27,7 @@ mod uring;
 mod volume;
 
 pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
-pub use db::{Db, DbOptions};
+pub use db::{Db, DbOptions, Keys, WriteOp};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
 pub use errors::{CommandError, CommandErrorKind, DbError, DriverError, VolumeError};
 pub use lock::{LockHolder, VolumeAccess};
