@@ -156,6 +156,24 @@ impl Draw {
                 vec![self.name("multi")]
             }
             1 => vec![self.name("discard")],
+            // WATCH, a write to the key or not, then a transaction: EXEC aborts (nil) if the
+            // key changed, on this connection or another.
+            2 => {
+                let key = self.key();
+                if self.below(2) == 0 {
+                    let set = vec![b"SET".to_vec(), key.clone(), self.value()];
+                    self.1.push_back(set);
+                }
+                if self.below(4) == 0 {
+                    let unwatch = vec![self.name("unwatch")];
+                    self.1.push_back(unwatch);
+                }
+                self.1.push_back(vec![b"MULTI".to_vec()]);
+                self.1.push_back(vec![b"WATCH".to_vec(), key.clone()]); // refused inside MULTI
+                self.1.push_back(vec![b"INCR".to_vec(), key.clone()]);
+                self.1.push_back(vec![b"EXEC".to_vec()]);
+                vec![self.name("watch"), key]
+            }
             _ => self.command(),
         }
     }

@@ -323,3 +323,31 @@ fn multi_queues_exec_runs_and_errors_abort_as_in_redis() {
     let discarded = rig.send(client, b"MULTI\r\nMULTI\r\nSET k 7\r\nDISCARD\r\nGET k\r\n");
     assert_eq!(discarded, "+OK\r\n-ERR MULTI calls can not be nested\r\n+QUEUED\r\n+OK\r\n$1\r\n2\r\n");
 }
+
+#[test]
+fn watch_aborts_exec_when_another_connection_changes_the_key() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let (watcher, writer) = (rig.server.connect(), rig.server.connect());
+    assert_eq!(rig.send(watcher, b"SET k 1\r\nWATCH k\r\nMULTI\r\nINCR k\r\n"), "+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n");
+    assert_eq!(rig.send(writer, b"SET k 5\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(watcher, b"EXEC\r\nGET k\r\n"), "*-1\r\n$1\r\n5\r\n", "aborted: nothing ran");
+    // EXEC forgot the watch: the next transaction runs.
+    assert_eq!(rig.send(watcher, b"MULTI\r\nINCR k\r\nEXEC\r\n"), "+OK\r\n+QUEUED\r\n*1\r\n:6\r\n");
+    // A write to another key, an UNWATCH, a DISCARD: none of them aborts what follows.
+    assert_eq!(rig.send(watcher, b"WATCH k\r\nUNWATCH\r\n"), "+OK\r\n+OK\r\n");
+    assert_eq!(rig.send(writer, b"SET k 7\r\nSET other 1\r\n"), "+OK\r\n+OK\r\n");
+    assert_eq!(rig.send(watcher, b"MULTI\r\nGET k\r\nEXEC\r\n"), "+OK\r\n+QUEUED\r\n*1\r\n$1\r\n7\r\n");
+    assert_eq!(rig.send(watcher, b"WATCH k\r\nMULTI\r\nDISCARD\r\n"), "+OK\r\n+OK\r\n+OK\r\n");
+    assert_eq!(rig.send(writer, b"SET k 8\r\n"), "+OK\r\n");
+    assert_eq!(
+        rig.send(watcher, b"MULTI\r\nGET k\r\nEXEC\r\n"),
+        "+OK\r\n+QUEUED\r\n*1\r\n$1\r\n8\r\n",
+        "DISCARD unwatched"
+    );
+    // FLUSHALL changes a watched key that exists.
+    assert_eq!(rig.send(watcher, b"WATCH k\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(writer, b"FLUSHALL\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(watcher, b"MULTI\r\nSET k 9\r\nEXEC\r\n"), "+OK\r\n+QUEUED\r\n*-1\r\n");
+    let inside = rig.send(watcher, b"MULTI\r\nWATCH k\r\nEXEC\r\n");
+    assert_eq!(inside, "+OK\r\n-ERR WATCH inside MULTI is not allowed\r\n*0\r\n");
+}

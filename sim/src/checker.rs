@@ -424,6 +424,30 @@ impl Checker {
         !deletions.any(|write| write.invoked < end && write.completed.is_none_or(|done| done >= start))
     }
 
+    /// A write of a value to `key` (not `excluded`) that certainly ran between `after` and
+    /// `before`: invoked after the one and acknowledged before the other. Its op id.
+    pub fn certain_change_between(&self, key: &[u8], excluded: u64, after: u64, before: u64) -> Option<u64> {
+        let history = self.keys.get(key)?;
+        history
+            .writes
+            .iter()
+            .filter(|write| write.op_id != excluded && write.value.is_some() && write.status == Status::Acknowledged)
+            .find(|write| write.invoked > after && write.completed.is_some_and(|done| done < before))
+            .map(|write| write.op_id)
+    }
+
+    /// Whether some write to `key` (not `excluded`), or a FLUSHALL, may have run between `after`
+    /// and `before`: it began before `before` and was not over before `after`.
+    pub fn may_change_between(&self, key: &[u8], excluded: u64, after: u64, before: u64) -> bool {
+        let writes = self.keys.get(key).map(|history| history.writes.as_slice()).unwrap_or_default();
+        with_flushes(writes, &self.flushes).any(|write| {
+            write.op_id != excluded
+                && write.counts()
+                && write.invoked < before
+                && write.completed.is_none_or(|done| done > after)
+        })
+    }
+
     /// A SET NX/XX answered: OK means it wrote (so the key was absent for NX, present for XX
     /// when it ran); nil means it did not (the opposite held).
     pub fn check_conditional_set(

@@ -49,6 +49,11 @@ pub struct SimDisk {
     pub adopted_tail: Option<AdoptedTail>,
     /// Set by the simulator while the engine recovers: its durable writes then are repairs.
     pub recovering: bool,
+    /// The latest mirror-slot write failed, or a crash lost or tore it, and no durable mirror
+    /// write came since: the newest batch may have its log copy only (seed 407: its mirror
+    /// write failed, a read-only open served it, then bit rot hit its log copy). Cleared by the
+    /// next durable mirror write.
+    pub mirror_write_failed: bool,
 }
 
 /// See [`SimDisk::adopted_tail`].
@@ -104,9 +109,12 @@ impl SimDisk {
     pub fn fail_write(&mut self, id: u64, landed: bool) {
         if landed {
             self.complete_write(id);
-        } else {
-            self.unsynced.retain(|write| write.id != id);
+            return;
         }
+        if let Some(write) = self.unsynced.iter().find(|write| write.id == id) {
+            self.mirror_write_failed |= self.in_mirror_region(write);
+        }
+        self.unsynced.retain(|write| write.id != id);
     }
 
     /// The ids of completed, not yet durable writes: what a sync issued now covers.
@@ -128,6 +136,7 @@ impl SimDisk {
                 }
             }
             if (self.log_end_block..self.mirror_end_block).contains(&intended) {
+                self.mirror_write_failed = false;
                 if let Some(tail) = &mut self.adopted_tail {
                     tail.mirror_whole = true;
                 }
@@ -205,6 +214,9 @@ impl SimDisk {
             let landed = self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
             mirror_whole &= landed || !self.in_mirror_region(write);
         }
+        // A mirror write lost or torn: the newest batch may have one copy, even if its log
+        // write was durable before the crash (seed 407).
+        self.mirror_write_failed |= !mirror_whole;
         self.note_adopted_tail(&writes, mirror_whole);
         self.volatile.clear();
     }
@@ -249,6 +261,7 @@ impl SimDisk {
         assert_eq!(writes.len(), masks.len(), "one mask per write not durable");
         let mirror_whole =
             writes.iter().zip(masks).all(|(write, mask)| !self.in_mirror_region(write) || mask.iter().all(|new| *new));
+        self.mirror_write_failed |= !mirror_whole;
         self.note_adopted_tail(&writes, mirror_whole);
         for (write, mask) in writes.iter().zip(masks) {
             assert_eq!(mask.len(), write.data.len() / SECTOR_BYTES, "one mask bit per sector");

@@ -54,7 +54,7 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
         Request::Keys { pattern } => out.push(pattern.clone()),
         Request::RandomKey => {}
         // Never sent over a connection (transfers.rs): MULTI/EXEC belong to the server.
-        Request::Exec { .. } => {}
+        Request::Exec { .. } | Request::Watch { .. } | Request::Unwatch => {}
         Request::MSetNx { pairs } => {
             for (key, value) in pairs {
                 out.extend([key.clone(), value.clone()]);

@@ -147,6 +147,12 @@ pub enum Request {
     Exec {
         commands: Vec<Request>,
     },
+    /// WATCH: the client's next EXEC runs only if none of these keys changes before it.
+    Watch {
+        keys: Vec<Bytes>,
+    },
+    /// UNWATCH (and DISCARD): forgets the client's watched keys.
+    Unwatch,
 }
 
 impl Request {
@@ -160,6 +166,7 @@ impl Request {
                 | Request::Keys { .. }
                 | Request::RandomKey
                 | Request::Exec { .. }
+                | Request::Watch { .. }
         )
     }
 
@@ -206,6 +213,8 @@ impl Request {
             Request::Keys { .. } => "keys",
             Request::RandomKey => "randomkey",
             Request::Exec { .. } => "exec",
+            Request::Watch { .. } => "watch",
+            Request::Unwatch => "unwatch",
         }
     }
 }

@@ -137,6 +137,15 @@ pub(super) fn keys(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     Ok(Request::Keys { pattern: one_key(name, rest)? })
 }
 
+pub(super) fn watch(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Watch { keys: keys_at_least_one(name, rest)? })
+}
+
+pub(super) fn unwatch(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    exact::<0>(name, rest)?;
+    Ok(Request::Unwatch)
+}
+
 pub(super) fn randomkey(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     exact::<0>(name, rest)?;
     Ok(Request::RandomKey)

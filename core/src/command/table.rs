@@ -256,6 +256,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         "server, clients, stats, persistence and keyspace sections",
         "QuillKV's own fields besides Redis's",
     ),
+    engine(
+        "watch",
+        -2,
+        &["noscript", "loading", "stale", "fast"],
+        (1, -1, 1),
+        parse::watch,
+        "the next EXEC runs only if none of these keys changes first",
+        "",
+    ),
+    engine("unwatch", 1, &["noscript", "loading", "stale", "fast"], (0, 0, 0), parse::unwatch, "forgets the watched keys", ""),
     server(
         "multi",
         1,

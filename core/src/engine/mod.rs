@@ -18,6 +18,7 @@ mod recovery;
 mod space;
 mod superblock_writer;
 mod tokens;
+mod watches;
 
 use std::collections::VecDeque;
 
@@ -262,6 +263,7 @@ pub struct Engine {
     cleaner: Cleaner,
     checkpointer: Checkpointer,
     superblock: SuperblockWriter,
+    watches: watches::Watches,
 }
 
 impl Engine {
@@ -286,6 +288,7 @@ impl Engine {
             cleaner: Cleaner::default(),
             checkpointer: Checkpointer::default(),
             superblock: SuperblockWriter::default(),
+            watches: watches::Watches::default(),
             shared: Shared {
                 volume: Volume::default(),
                 io: IoQueue { tokens: TokenTable::new(), out: VecDeque::new() },
@@ -633,6 +636,7 @@ impl Engine {
     /// The client has gone: its queued commands still run (a write sent is a write made), but
     /// their replies are dropped.
     pub fn disconnect(&mut self, client: ClientId) {
+        self.watches.unwatch(client);
         self.clients.disconnect(client);
         self.release_replies(client);
     }

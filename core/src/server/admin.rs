@@ -89,7 +89,10 @@ impl Server {
             ServerCommand::Config => self.config_command(&arguments[1..]),
             ServerCommand::Info => Reply::Bulk(Some(self.info(arguments.get(1)).into_bytes())),
             ServerCommand::Multi => self.multi(client),
-            ServerCommand::Discard => self.discard(client),
+            ServerCommand::Discard => match self.discard(client) {
+                Some(reply) => reply,
+                None => return, // the engine answers
+            },
             ServerCommand::Exec => match self.exec(client) {
                 Some(reply) => reply,
                 None => return, // the engine answers

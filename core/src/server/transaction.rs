@@ -27,12 +27,16 @@ impl Server {
         Reply::ok()
     }
 
-    pub(super) fn discard(&mut self, client: ClientId) -> Reply {
-        let Some(connection) = self.connections.get_mut(&client) else { return Reply::ok() };
-        match connection.transaction.take() {
-            Some(_) => Reply::ok(),
-            None => Reply::error("ERR DISCARD without MULTI"),
+    /// DISCARD drops the queue and, as UNWATCH, the watches; the engine answers (OK), after
+    /// the client's earlier commands (a WATCH among them).
+    pub(super) fn discard(&mut self, client: ClientId) -> Option<Reply> {
+        let connection = self.connections.get_mut(&client)?;
+        if connection.transaction.take().is_none() {
+            return Some(Reply::error("ERR DISCARD without MULTI"));
         }
+        connection.push_engine(crate::command::ReplyShape::AsIs);
+        self.engine.submit(client, Request::Unwatch);
+        None
     }
 
     /// EXEC: the reply comes from the engine, unless the transaction failed or ran nothing.
@@ -63,6 +67,9 @@ impl Server {
         spec: Option<&'static CommandSpec>,
         arguments: Vec<Vec<u8>>,
     ) -> Reply {
+        if spec.is_some_and(|spec| spec.name == "watch") {
+            return Reply::error("ERR WATCH inside MULTI is not allowed"); // the transaction goes on
+        }
         let refusal = match spec {
             None => Some(crate::command::parse::unknown_command(&arguments[0], &arguments[1..])),
             Some(spec) if !spec.arity_allows(arguments.len()) => Some(super::admin::wrong_arguments(spec.name)),

@@ -41,6 +41,8 @@ impl BudgetView<'_> {
         // read-only open served it, bit rot then hit it). A writable engine must have rewritten
         // it by the time it is ready: then the promise holds again.
         let adopted_unmirrored = self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && self.cannot_repair;
+        // Likewise a batch whose mirror write failed (seed 407).
+        let adopted_unmirrored = adopted_unmirrored || self.disk.mirror_write_failed && self.cannot_repair;
         let mirror_damaged = adopted_unmirrored || self.ledger.has_corruption_in(mirror_first, mirror_end);
         !(hits_tail && (hits_mirror || mirror_damaged) || hits_mirror && tail_damaged)
     }

@@ -111,6 +111,7 @@ impl Sim {
     fn abandon_outstanding(&mut self, client: usize) {
         let now = self.checker.now();
         self.abandon_scan(client, false);
+        self.forget_watch(client);
         let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
         self.domain_requests_lost(&lost, false);
         for outstanding in lost {

@@ -34,6 +34,7 @@ impl Sim {
         self.view.clear();
         for client in 0..self.clients.len() {
             self.abandon_scan(client, true);
+            self.forget_watch(client);
         }
         let lost: Vec<crate::runner::Outstanding> =
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();

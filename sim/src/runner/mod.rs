@@ -23,6 +23,7 @@ pub mod space;
 pub(crate) mod storage;
 pub(crate) mod transfers;
 mod view;
+mod watches;
 
 use crate::trace::TraceEvent;
 use std::collections::{BTreeSet, VecDeque};
@@ -134,6 +135,11 @@ pub(crate) struct SimClient {
     pub expect_close: bool,
     /// A SCAN under way (scans.rs).
     pub scan: Option<scans::ScanSession>,
+    /// A request to send once the client has nothing outstanding and the tick has come (an
+    /// EXEC some time after its WATCH, so that other clients' writes may land in between).
+    pub follow_up: Option<(Request, u64)>,
+    /// The client's WATCH, once answered (watches.rs).
+    pub watched: Option<watches::Watched>,
 }
 
 pub(crate) struct Sim {
@@ -610,6 +616,14 @@ impl Sim {
             {
                 continue;
             }
+            if let Some((_, due)) = self.clients[client].follow_up {
+                if self.clients[client].outstanding.is_empty() && self.tick >= due {
+                    let (request, _) = self.clients[client].follow_up.take().expect("checked");
+                    self.send(client, request);
+                    self.ops_submitted += 1;
+                }
+                continue;
+            }
             if self.workload_rng.gen_range(0..4) == 0 {
                 continue; // clients think, so arrivals spread out
             }
@@ -624,6 +638,7 @@ impl Sim {
                 let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
                 let request = self.variants.register(request);
                 let request = self.transfer_variant(client, request);
+                let request = self.watch_variant(client, request);
                 self.keyset_variant(client, request)
             };
             if self.read_from_view(client, &request) {

@@ -57,6 +57,12 @@ impl Sim {
             self.begin_transfer(request);
             return self.checker.begin_read(invoked);
         }
+        if matches!(request, Request::Watch { .. }) {
+            return self.checker.begin_read(invoked);
+        }
+        if crate::runner::watches::watched_exec_key(request).is_some() {
+            return self.begin_watched_exec(op_id, request, invoked);
+        }
         if let Some(key) = crate::runner::domains::domain_request_key(request) {
             // Judged by its owner's exact model (domains.rs); known to the final verification.
             self.checker.keys.entry(key.to_vec()).or_default();
@@ -110,6 +116,12 @@ impl Sim {
         }
         if crate::runner::transfers::is_transfer_request(&outstanding.request) {
             return self.on_transfer_reply(&outstanding, &reply, responded);
+        }
+        if matches!(outstanding.request, Request::Watch { .. }) {
+            return self.on_watch_reply(client, &outstanding, &reply, responded);
+        }
+        if crate::runner::watches::watched_exec_key(&outstanding.request).is_some() {
+            return self.on_watched_exec_reply(client, &outstanding, &reply, responded);
         }
         let keys = written_keys(&outstanding.request);
         if let Reply::Error(text) = &reply {

@@ -23,7 +23,9 @@ pub fn is_transfer_key(key: &[u8]) -> bool {
 /// Whether the request is judged here: an EXEC, or a read of transfer keys.
 pub fn is_transfer_request(request: &Request) -> bool {
     match request {
-        Request::Exec { .. } => true,
+        Request::Exec { commands } => {
+            commands.iter().any(|command| matches!(command, Request::IncrBy { key, .. } if is_transfer_key(key)))
+        }
         Request::MGet { keys } => keys.iter().any(|key| is_transfer_key(key)),
         Request::Get { key } => is_transfer_key(key),
         _ => false,
@@ -100,7 +102,10 @@ impl Sim {
             }
             // The final verification reads every key alone: any integer.
             (Request::Get { .. }, value) => ("a transfer key's value", amount(value).map(|_| 0)),
-            (_, other) => ("a transfer reply of the wrong shape", Some(i64::from(other.is_error()) + 1)),
+            (_, other) => {
+                let got = format!("{other:?}");
+                return self.checker.fail("a transfer reply of the wrong shape", b"t", "[a, PONG, b]".into(), got);
+            }
         };
         if sum != Some(0) {
             let got = format!("{reply:?}");

@@ -62,6 +62,19 @@ impl Engine {
                 self.clients.finish(client_id, slot_id, reply, wait)
             }
             Request::Exec { commands } => self.start_exec(client_id, slot_id, commands),
+            Request::Watch { keys } => {
+                let reply = if self.watches.watch(client_id, &keys) {
+                    Reply::ok()
+                } else {
+                    let limit = super::super::watches::WATCHED_KEYS_MAX;
+                    Reply::error(format!("ERR a client watches at most {limit} keys"))
+                };
+                self.clients.finish(client_id, slot_id, reply, 0)
+            }
+            Request::Unwatch => {
+                self.watches.unwatch(client_id);
+                self.clients.finish(client_id, slot_id, Reply::ok(), 0)
+            }
             Request::Ping { message: None } => self.clients.finish(client_id, slot_id, Reply::Simple("PONG".into()), 0),
             Request::Ping { message: Some(message) } => {
                 self.clients.finish(client_id, slot_id, Reply::Bulk(Some(message)), 0)
@@ -105,8 +118,10 @@ impl Engine {
             | Request::Scan { .. }
             | Request::Keys { .. }
             | Request::RandomKey
+            | Request::Unwatch
             // Each of its commands is checked as it runs, with its own reply.
             | Request::Exec { .. } => (false, false),
+            Request::Watch { keys } => (keys.iter().any(|key| long(key)), false),
         };
         if key_too_long {
             return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
@@ -140,7 +155,9 @@ impl Engine {
             | Request::Ping { .. }
             | Request::Scan { .. }
             | Request::Keys { .. }
-            | Request::RandomKey => false,
+            | Request::RandomKey
+            | Request::Watch { .. }
+            | Request::Unwatch => false,
         }
     }
 
@@ -254,12 +271,32 @@ impl Engine {
     }
 
     pub(super) fn apply_to_keyspace(&mut self, records: &[NewRecord<'_>], sequence: u64) {
+        if !self.watches.is_empty() {
+            self.touch_watched(records);
+        }
         for record in records {
             match record {
                 NewRecord::Put { key, value } => self.keyspace.write(key, Some(value.clone()), sequence),
                 NewRecord::Delete { key } => self.keyspace.write(key, None, sequence),
                 NewRecord::Clear => self.keyspace.clear(sequence),
                 NewRecord::Move { .. } => unreachable!("clients do not move records"),
+            }
+        }
+    }
+
+    /// Marks the clients watching what `records` change (FLUSHALL: the watched keys that exist).
+    fn touch_watched(&mut self, records: &[NewRecord<'_>]) {
+        for record in records {
+            match record {
+                NewRecord::Put { key, .. } | NewRecord::Delete { key } => self.watches.touch(key),
+                NewRecord::Clear => {
+                    for key in self.watches.keys() {
+                        if self.keyspace.lookup(&key).exists() {
+                            self.watches.touch(&key);
+                        }
+                    }
+                }
+                NewRecord::Move { .. } => {}
             }
         }
     }

@@ -94,7 +94,10 @@ impl Engine {
             unreachable!("checked above");
         };
         let executed = match failure {
-            Some(error) => self.clients.finish(job.client_id, job.slot_id, error, 0),
+            Some(error) => {
+                self.watches.unwatch(job.client_id);
+                self.clients.finish(job.client_id, job.slot_id, error, 0)
+            }
             None => self.finish_exec(job.client_id, job.slot_id, commands, values),
         };
         if let Executed::Stalled = executed {
@@ -115,6 +118,21 @@ impl Engine {
 
     /// Runs the commands over `view` and appends every key's final state in one batch.
     fn finish_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, view: View) -> Executed {
+        if self.watches.is_dirty(client_id) {
+            // A watched key changed since WATCH: nothing runs (a nil reply), as in Redis.
+            self.watches.unwatch(client_id);
+            // The change may not be durable yet: the reply that reveals it waits for it.
+            let newest = self.log.newest_sequence;
+            return self.clients.finish(client_id, slot_id, Reply::Array(None), newest);
+        }
+        let executed = self.run_exec(client_id, slot_id, commands, view);
+        if !matches!(executed, Executed::Stalled) {
+            self.watches.unwatch(client_id); // EXEC forgets the watches (a stalled one runs again)
+        }
+        executed
+    }
+
+    fn run_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, view: View) -> Executed {
         let observed = view.keys().map(|key| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
         let present_before: BTreeSet<Vec<u8>> =
             view.iter().filter(|(_, value)| value.is_some()).map(|(key, _)| key.clone()).collect();
@@ -173,6 +191,8 @@ impl Engine {
             Request::StrLen { key } => Reply::Integer(scratch.value(key).map_or(0, |value| value.len() as i64)),
             Request::Ping { message: None } => Reply::Simple("PONG".into()),
             Request::Ping { message: Some(message) } => Reply::Bulk(Some(message.clone())),
+            // EXEC forgets the watches anyway.
+            Request::Unwatch => Reply::ok(),
             Request::Set { key, value, condition } => {
                 let present = scratch.value(key).is_some();
                 let allowed = match condition {

@@ -1,0 +1,68 @@
+//! WATCH: the keys each client watches, and the clients whose watched keys changed since. A
+//! key changes when a write to it is applied to the keyspace (a client's command, never
+//! compaction); FLUSHALL changes the watched keys that exist. EXEC runs only if its client is
+//! not dirty, and every EXEC, DISCARD (as UNWATCH) and disconnect clears the client's watches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::ClientId;
+
+/// Keys one client may watch at once.
+pub const WATCHED_KEYS_MAX: usize = 4096;
+
+#[derive(Default)]
+pub struct Watches {
+    by_key: BTreeMap<Box<[u8]>, BTreeSet<ClientId>>,
+    by_client: BTreeMap<ClientId, BTreeSet<Box<[u8]>>>,
+    dirty: BTreeSet<ClientId>,
+}
+
+impl Watches {
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Adds `keys` to the client's watches; `false` (and nothing added) beyond the limit.
+    pub fn watch(&mut self, client: ClientId, keys: &[Vec<u8>]) -> bool {
+        let watched = self.by_client.entry(client).or_default();
+        let new = keys.iter().filter(|key| !watched.contains(key.as_slice())).count();
+        if watched.len() + new > WATCHED_KEYS_MAX {
+            return false;
+        }
+        for key in keys {
+            watched.insert(key.as_slice().into());
+            self.by_key.entry(key.as_slice().into()).or_default().insert(client);
+        }
+        true
+    }
+
+    /// A write changed `key`: every client watching it is dirty.
+    pub fn touch(&mut self, key: &[u8]) {
+        if let Some(clients) = self.by_key.get(key) {
+            self.dirty.extend(clients.iter().copied());
+        }
+    }
+
+    /// Every watched key, for FLUSHALL to touch those that exist.
+    pub fn keys(&self) -> Vec<Box<[u8]>> {
+        self.by_key.keys().cloned().collect()
+    }
+
+    pub fn is_dirty(&self, client: ClientId) -> bool {
+        self.dirty.contains(&client)
+    }
+
+    /// Forgets the client's watches (EXEC, UNWATCH, DISCARD, disconnect).
+    pub fn unwatch(&mut self, client: ClientId) {
+        self.dirty.remove(&client);
+        for key in self.by_client.remove(&client).unwrap_or_default() {
+            if let Some(clients) = self.by_key.get_mut(&key) {
+                clients.remove(&client);
+                if clients.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+        debug_assert!(self.by_key.values().all(|clients| !clients.contains(&client)));
+    }
+}
