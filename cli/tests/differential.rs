@@ -264,7 +264,7 @@ impl Draw {
     }
 
     fn command(&mut self) -> Vec<Vec<u8>> {
-        let mut arguments = match self.below(32) {
+        let mut arguments = match self.below(34) {
             0..=3 => vec![self.name("get"), self.key()],
             4..=6 => {
                 let mut set = vec![self.name("set"), self.key(), self.value()];
@@ -360,6 +360,20 @@ impl Draw {
                 ];
                 let chosen = scans[self.below(scans.len())];
                 [vec![self.name("scan")], chosen.iter().map(|word| word.to_vec()).collect()].concat()
+            }
+            32 => {
+                let name = if self.below(2) == 0 { "rename" } else { "renamenx" };
+                vec![self.name(name), self.key(), self.key()]
+            }
+            33 => {
+                let mut copy = vec![self.name("copy"), self.key(), self.key()];
+                match self.below(5) {
+                    0 => copy.push(b"REPLACE".to_vec()),
+                    1 => copy.extend([b"db".to_vec(), b"0".to_vec()]),
+                    2 => copy.push(b"bogus".to_vec()),
+                    _ => {}
+                }
+                copy
             }
             _ => vec![self.name("get"), self.key()],
         };

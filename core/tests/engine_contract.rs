@@ -179,6 +179,34 @@ fn exec_runs_its_commands_together_over_values_read_from_disk_and_keeps_all_or_n
 }
 
 #[test]
+fn rename_and_copy_move_values_in_one_batch() {
+    let mut config = support::small_config();
+    config.cache_bytes_max = 0; // values come from disk
+    let mut h = Harness::format(config, 4);
+    let mut call = |words: &[&[u8]]| h.call(1, command(words));
+    assert_eq!(call(&[b"RENAME", b"a", b"b"]), Reply::error("ERR no such key"));
+    assert_eq!(call(&[b"MSET", b"a", b"1", b"c", b"3"]), Reply::ok());
+    assert_eq!(call(&[b"RENAME", b"a", b"b"]), Reply::ok());
+    assert_eq!(call(&[b"RENAME", b"b", b"b"]), Reply::ok(), "onto itself: nothing changes");
+    assert_eq!(call(&[b"RENAMENX", b"b", b"c"]), Reply::Integer(0), "c exists");
+    assert_eq!(call(&[b"RENAMENX", b"b", b"d"]), Reply::Integer(1));
+    assert_eq!(call(&[b"COPY", b"d", b"c"]), Reply::Integer(0), "c exists, no REPLACE");
+    assert_eq!(call(&[b"COPY", b"d", b"c", b"REPLACE"]), Reply::Integer(1));
+    assert_eq!(call(&[b"COPY", b"d", b"e", b"DB", b"0"]), Reply::Integer(1));
+    assert_eq!(call(&[b"COPY", b"missing", b"f"]), Reply::Integer(0));
+    assert_eq!(call(&[b"COPY", b"d", b"d"]), Reply::error("ERR source and destination objects are the same"));
+    h.crash_and_reopen();
+    let all = command(&[b"MGET", b"a", b"b", b"c", b"d", b"e"]);
+    let expected = vec![Reply::Bulk(None), Reply::Bulk(None), bulk(b"1"), bulk(b"1"), bulk(b"1")];
+    assert_eq!(h.call(1, all), Reply::Array(Some(expected)));
+    let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
+    assert_eq!(
+        parse_request(&words(&[b"COPY", b"a", b"b", b"DB", b"1"])),
+        Err(Reply::error("ERR DB index is out of range"))
+    );
+}
+
+#[test]
 fn parse_errors_match_redis() {
     let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
     assert_eq!(parse_request(&words(&[b"GET"])), Err(Reply::error("ERR wrong number of arguments for 'get' command")));

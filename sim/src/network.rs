@@ -55,6 +55,13 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
         Request::RandomKey => {}
         // Never sent over a connection (transfers.rs): MULTI/EXEC belong to the server.
         Request::Exec { .. } | Request::Watch { .. } | Request::Unwatch => {}
+        Request::Rename { source, destination, .. } => out.extend([source.clone(), destination.clone()]),
+        Request::Copy { source, destination, replace } => {
+            out.extend([source.clone(), destination.clone()]);
+            if *replace {
+                out.push(word("REPLACE"));
+            }
+        }
         Request::MSetNx { pairs } => {
             for (key, value) in pairs {
                 out.extend([key.clone(), value.clone()]);

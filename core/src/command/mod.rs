@@ -153,6 +153,18 @@ pub enum Request {
     },
     /// UNWATCH (and DISCARD): forgets the client's watched keys.
     Unwatch,
+    /// RENAME (`only_if_absent`: RENAMENX): moves the value, in one batch.
+    Rename {
+        source: Bytes,
+        destination: Bytes,
+        only_if_absent: bool,
+    },
+    /// COPY: copies the value, overwriting the destination only with REPLACE.
+    Copy {
+        source: Bytes,
+        destination: Bytes,
+        replace: bool,
+    },
 }
 
 impl Request {
@@ -187,6 +199,8 @@ impl Request {
                 | Request::GetDel { .. }
                 | Request::SetRange { .. }
                 | Request::MSetNx { .. }
+                | Request::Rename { .. }
+                | Request::Copy { .. }
         )
     }
 
@@ -215,6 +229,9 @@ impl Request {
             Request::Exec { .. } => "exec",
             Request::Watch { .. } => "watch",
             Request::Unwatch => "unwatch",
+            Request::Rename { only_if_absent: false, .. } => "rename",
+            Request::Rename { only_if_absent: true, .. } => "renamenx",
+            Request::Copy { .. } => "copy",
         }
     }
 }

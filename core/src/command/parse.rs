@@ -146,6 +146,31 @@ pub(super) fn unwatch(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply>
     Ok(Request::Unwatch)
 }
 
+pub(super) fn rename(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [source, destination] = exact::<2>(name, rest)?;
+    Ok(Request::Rename { source, destination, only_if_absent: name == b"renamenx" })
+}
+
+/// COPY source destination [DB 0] [REPLACE]: only database 0 exists.
+pub(super) fn copy(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [source, destination, options @ ..] = rest else { return Err(wrong_arguments(name)) };
+    let mut replace = false;
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        match option.to_ascii_lowercase().as_slice() {
+            b"replace" => replace = true,
+            b"db" => match options.next().map(|database| parse_integer(database)) {
+                Some(Some(0)) => {}
+                Some(Some(_)) => return Err(Reply::error("ERR DB index is out of range")),
+                Some(None) => return Err(not_an_integer()),
+                None => return Err(Reply::error("ERR syntax error")),
+            },
+            _ => return Err(Reply::error("ERR syntax error")),
+        }
+    }
+    Ok(Request::Copy { source: std::mem::take(source), destination: std::mem::take(destination), replace })
+}
+
 pub(super) fn randomkey(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     exact::<0>(name, rest)?;
     Ok(Request::RandomKey)

@@ -24,6 +24,9 @@ pub enum SlotState {
     /// locked for those reads, `failure` the first read that failed.
     ExecReading {
         commands: Vec<Request>,
+        /// One command run this way for its view (RENAME, COPY), not an EXEC: its own reply,
+        /// and WATCH plays no part.
+        single: bool,
         values: std::collections::BTreeMap<Vec<u8>, Option<Arc<[u8]>>>,
         locked: Vec<Vec<u8>>,
         reads_outstanding: u32,

@@ -1,5 +1,6 @@
 //! Transactions: each client owns two counters, `t{client}.a` and `t{client}.b`, and moves
-//! amounts between them with `EXEC [INCRBY a x, INCRBY b -x]`, so their sum is always 0. EXEC's
+//! amounts between them with `EXEC [INCRBY a x, INCRBY b -x]`, or swaps them with `EXEC [RENAME a
+//! c, RENAME b a, RENAME c b]` (each RENAME may find its key missing), so their sum is always 0. EXEC's
 //! reply must show a sum of 0, and so must every MGET of the pair, after any crash: a
 //! transaction whose writes a crash split (one survived, the other not) breaks it. Sent to the
 //! engine directly, not over simulated connections (MULTI/EXEC are the server's; its tests
@@ -10,9 +11,9 @@ use rand::Rng;
 
 use crate::runner::{Outstanding, Sim};
 
-/// The pair of keys a client moves amounts between.
-fn pair(client: usize) -> [Vec<u8>; 2] {
-    [format!("t{client}.a").into_bytes(), format!("t{client}.b").into_bytes()]
+/// The pair of keys a client moves amounts between, and the key a swap passes through.
+fn pair(client: usize) -> [Vec<u8>; 3] {
+    [format!("t{client}.a").into_bytes(), format!("t{client}.b").into_bytes(), format!("t{client}.c").into_bytes()]
 }
 
 /// Whether `key` is a transfer key.
@@ -23,9 +24,10 @@ pub fn is_transfer_key(key: &[u8]) -> bool {
 /// Whether the request is judged here: an EXEC, or a read of transfer keys.
 pub fn is_transfer_request(request: &Request) -> bool {
     match request {
-        Request::Exec { commands } => {
-            commands.iter().any(|command| matches!(command, Request::IncrBy { key, .. } if is_transfer_key(key)))
-        }
+        Request::Exec { commands } => commands.iter().any(|command| match command {
+            Request::IncrBy { key, .. } | Request::Rename { source: key, .. } => is_transfer_key(key),
+            _ => false,
+        }),
         Request::MGet { keys } => keys.iter().any(|key| is_transfer_key(key)),
         Request::Get { key } => is_transfer_key(key),
         _ => false,
@@ -51,9 +53,19 @@ impl Sim {
         if !eligible || !self.variants.chosen() {
             return request;
         }
-        let [from, to] = pair(client);
+        let [from, to, through] = pair(client);
         if self.variants.rng.gen_bool(0.4) {
             return Request::MGet { keys: vec![from, to] };
+        }
+        if self.variants.rng.gen_bool(0.25) {
+            let rename = |source: &Vec<u8>, destination: &Vec<u8>| Request::Rename {
+                source: source.clone(),
+                destination: destination.clone(),
+                only_if_absent: false,
+            };
+            return Request::Exec {
+                commands: vec![rename(&from, &through), rename(&to, &from), rename(&through, &to)],
+            };
         }
         let amount = self.variants.rng.gen_range(1..=100);
         let commands = vec![
@@ -69,9 +81,10 @@ impl Sim {
         let keys: Vec<Vec<u8>> = match request {
             Request::Exec { commands } => commands
                 .iter()
-                .filter_map(|command| match command {
-                    Request::IncrBy { key, .. } => Some(key.clone()),
-                    _ => None,
+                .flat_map(|command| match command {
+                    Request::IncrBy { key, .. } => vec![key.clone()],
+                    Request::Rename { source, destination, .. } => vec![source.clone(), destination.clone()],
+                    _ => Vec::new(),
                 })
                 .collect(),
             _ => Vec::new(),
@@ -92,6 +105,12 @@ impl Sim {
                     self.checker.fail(what, b"t", "a transfer's reply".into(), text.clone());
                 }
                 return;
+            }
+            (Request::Exec { commands }, Reply::Array(Some(items)))
+                if items.len() == 3 && matches!(commands[0], Request::Rename { .. }) =>
+            {
+                let moved = |item: &Reply| *item == Reply::ok() || *item == Reply::error("ERR no such key");
+                ("a swap's replies", items.iter().all(moved).then_some(0))
             }
             (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 3 => {
                 let parts = [amount(&items[0]), amount(&items[2])];

@@ -62,6 +62,7 @@ impl Engine {
                 self.clients.finish(client_id, slot_id, reply, wait)
             }
             Request::Exec { commands } => self.start_exec(client_id, slot_id, commands),
+            Request::Rename { .. } | Request::Copy { .. } => self.start_single_view(client_id, slot_id, request),
             Request::Watch { keys } => {
                 let reply = if self.watches.watch(client_id, &keys) {
                     Reply::ok()
@@ -122,6 +123,9 @@ impl Engine {
             // Each of its commands is checked as it runs, with its own reply.
             | Request::Exec { .. } => (false, false),
             Request::Watch { keys } => (keys.iter().any(|key| long(key)), false),
+            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
+                (long(source) || long(destination), false)
+            }
         };
         if key_too_long {
             return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
@@ -150,6 +154,9 @@ impl Engine {
             }
             Request::FlushAll => true,
             Request::Exec { commands } => commands.iter().any(|command| self.touches_locked_key(command)),
+            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
+                self.clients.is_locked(source) || self.clients.is_locked(destination)
+            }
             // Reads of the key set see a locked key's durable state, as DBSIZE does.
             Request::DbSize
             | Request::Ping { .. }

@@ -40,6 +40,15 @@ impl Scratch {
 impl Engine {
     /// Starts an EXEC: runs it now if every value it needs is in memory, else reads them.
     pub(super) fn start_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>) -> Executed {
+        self.start_view(client_id, slot_id, commands, false)
+    }
+
+    /// RENAME and COPY: one command over a view of its two keys, run as a transaction is.
+    pub(super) fn start_single_view(&mut self, client_id: ClientId, slot_id: u64, request: Request) -> Executed {
+        self.start_view(client_id, slot_id, vec![request], true)
+    }
+
+    fn start_view(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, single: bool) -> Executed {
         let mut view = View::new();
         let mut reads = Vec::new();
         for key in transaction_keys(&commands) {
@@ -57,14 +66,14 @@ impl Engine {
             view.insert(key, value);
         }
         if reads.is_empty() {
-            return self.finish_exec(client_id, slot_id, commands, view);
+            return self.finish_exec(client_id, slot_id, commands, view, single);
         }
         let locked: Vec<Vec<u8>> = reads.iter().map(|(key, _)| key.clone()).collect();
         for key in &locked {
             self.clients.lock_key(key);
         }
         let reads_outstanding = u32::try_from(reads.len()).expect("a transaction's keys fit one frame");
-        let state = SlotState::ExecReading { commands, values: view, locked, reads_outstanding, failure: None };
+        let state = SlotState::ExecReading { commands, single, values: view, locked, reads_outstanding, failure: None };
         self.clients.slot_mut(client_id, slot_id).state = state;
         for (key, location) in reads {
             let job = ReadJob { client_id, slot_id, key, location, purpose: ReadPurpose::Exec };
@@ -88,17 +97,19 @@ impl Engine {
         if *reads_outstanding > 0 {
             return;
         }
-        let SlotState::ExecReading { commands, values, locked, failure, .. } =
+        let SlotState::ExecReading { commands, single, values, locked, failure, .. } =
             std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
         else {
             unreachable!("checked above");
         };
         let executed = match failure {
             Some(error) => {
-                self.watches.unwatch(job.client_id);
+                if !single {
+                    self.watches.unwatch(job.client_id);
+                }
                 self.clients.finish(job.client_id, job.slot_id, error, 0)
             }
-            None => self.finish_exec(job.client_id, job.slot_id, commands, values),
+            None => self.finish_exec(job.client_id, job.slot_id, commands, values, single),
         };
         if let Executed::Stalled = executed {
             // No room in the batch: it runs again from the start, reading afresh.
@@ -117,7 +128,17 @@ impl Engine {
     }
 
     /// Runs the commands over `view` and appends every key's final state in one batch.
-    fn finish_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, view: View) -> Executed {
+    fn finish_exec(
+        &mut self,
+        client_id: ClientId,
+        slot_id: u64,
+        commands: Vec<Request>,
+        view: View,
+        single: bool,
+    ) -> Executed {
+        if single {
+            return self.run_exec(client_id, slot_id, commands, view, true);
+        }
         if self.watches.is_dirty(client_id) {
             // A watched key changed since WATCH: nothing runs (a nil reply), as in Redis.
             self.watches.unwatch(client_id);
@@ -125,14 +146,21 @@ impl Engine {
             let newest = self.log.newest_sequence;
             return self.clients.finish(client_id, slot_id, Reply::Array(None), newest);
         }
-        let executed = self.run_exec(client_id, slot_id, commands, view);
+        let executed = self.run_exec(client_id, slot_id, commands, view, false);
         if !matches!(executed, Executed::Stalled) {
             self.watches.unwatch(client_id); // EXEC forgets the watches (a stalled one runs again)
         }
         executed
     }
 
-    fn run_exec(&mut self, client_id: ClientId, slot_id: u64, commands: Vec<Request>, view: View) -> Executed {
+    fn run_exec(
+        &mut self,
+        client_id: ClientId,
+        slot_id: u64,
+        mut commands: Vec<Request>,
+        view: View,
+        single: bool,
+    ) -> Executed {
         let observed = view.keys().map(|key| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
         let present_before: BTreeSet<Vec<u8>> =
             view.iter().filter(|(_, value)| value.is_some()).map(|(key, _)| key.clone()).collect();
@@ -152,7 +180,7 @@ impl Engine {
                 }
             }
         }
-        let reply = Reply::Array(Some(replies));
+        let reply = if single { replies.into_iter().next().expect("one command") } else { Reply::Array(Some(replies)) };
         if records.is_empty() {
             return self.clients.finish(client_id, slot_id, reply, observed);
         }
@@ -171,7 +199,10 @@ impl Engine {
                 self.maybe_seal();
                 self.clients.finish(client_id, slot_id, reply, sequence.max(observed))
             }
-            Err(AppendRefused::BatchFull) => self.clients.stall(client_id, slot_id, Request::Exec { commands }),
+            Err(AppendRefused::BatchFull) => {
+                let request = if single { commands.pop().expect("one command") } else { Request::Exec { commands } };
+                self.clients.stall(client_id, slot_id, request)
+            }
             Err(AppendRefused::Reply(error)) => self.clients.finish(client_id, slot_id, error, observed),
         }
     }
@@ -193,6 +224,33 @@ impl Engine {
             Request::Ping { message: Some(message) } => Reply::Bulk(Some(message.clone())),
             // EXEC forgets the watches anyway.
             Request::Unwatch => Reply::ok(),
+            Request::Rename { source, destination, only_if_absent } => {
+                let Some(value) = scratch.value(source) else { return Reply::error("ERR no such key") };
+                if source == destination {
+                    return if *only_if_absent { Reply::Integer(0) } else { Reply::ok() };
+                }
+                if *only_if_absent && scratch.value(destination).is_some() {
+                    return Reply::Integer(0);
+                }
+                scratch.write(destination, Some(value));
+                scratch.write(source, None);
+                if *only_if_absent {
+                    Reply::Integer(1)
+                } else {
+                    Reply::ok()
+                }
+            }
+            Request::Copy { source, destination, replace } => {
+                if source == destination {
+                    return Reply::error("ERR source and destination objects are the same");
+                }
+                let Some(value) = scratch.value(source) else { return Reply::Integer(0) };
+                if !replace && scratch.value(destination).is_some() {
+                    return Reply::Integer(0);
+                }
+                scratch.write(destination, Some(value));
+                Reply::Integer(1)
+            }
             Request::Set { key, value, condition } => {
                 let present = scratch.value(key).is_some();
                 let allowed = match condition {
@@ -273,6 +331,9 @@ fn transaction_keys(commands: &[Request]) -> BTreeSet<Vec<u8>> {
             }
             Request::MSet { pairs } | Request::MSetNx { pairs } => {
                 keys.extend(pairs.iter().map(|(key, _)| key.clone()))
+            }
+            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
+                keys.extend([source.clone(), destination.clone()]);
             }
             _ => {}
         }
