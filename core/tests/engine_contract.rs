@@ -207,6 +207,36 @@ fn rename_and_copy_move_values_in_one_batch() {
 }
 
 #[test]
+fn randomkey_skips_keys_whose_deletion_is_not_durable_yet() {
+    let mut h = Harness::format(support::small_config(), 5);
+    let keys: Vec<Vec<u8>> = (0..200).map(|number| format!("key{number}").into_bytes()).collect();
+    for key in &keys {
+        assert_eq!(
+            h.call(
+                1,
+                Request::Set {
+                    key: key.clone(),
+                    value: b"v".to_vec(),
+                    condition: quill_core::command::SetCondition::Always
+                }
+            ),
+            Reply::ok()
+        );
+    }
+    // Every key but the last is deleted in a batch not durable yet: the index still holds them.
+    h.submit(1, Request::Del { keys: keys[..199].to_vec() });
+    for _ in 0..50 {
+        h.submit(2, Request::RandomKey);
+    }
+    h.run_until_idle();
+    let answers: Vec<&Reply> = h.replies.iter().filter(|(client, _)| *client == 2).map(|(_, reply)| reply).collect();
+    assert_eq!(answers.len(), 50);
+    for answer in answers {
+        assert_eq!(*answer, bulk(b"key199"), "the only key left");
+    }
+}
+
+#[test]
 fn parse_errors_match_redis() {
     let words = |list: &[&[u8]]| list.iter().map(|word| word.to_vec()).collect::<Vec<_>>();
     assert_eq!(parse_request(&words(&[b"GET"])), Err(Reply::error("ERR wrong number of arguments for 'get' command")));
