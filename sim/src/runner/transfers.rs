@@ -6,6 +6,7 @@
 //! engine directly, not over simulated connections (MULTI/EXEC are the server's; its tests
 //! cover them).
 
+use quill_core::command::SetCondition;
 use quill_core::{Reply, Request};
 use rand::Rng;
 
@@ -68,10 +69,21 @@ impl Sim {
             };
         }
         let amount = self.variants.rng.gen_range(1..=100);
+        let set = |key: &Vec<u8>, value: &[u8], condition| Request::Set {
+            key: key.clone(),
+            value: value.to_vec(),
+            condition,
+        };
+        // Then the pair read inside the transaction, and the passing key written and deleted
+        // again (so every command kind that names keys runs inside some EXEC).
         let commands = vec![
-            Request::IncrBy { key: from, delta: amount },
+            Request::IncrBy { key: from.clone(), delta: amount },
             Request::Ping { message: None },
-            Request::IncrBy { key: to, delta: -amount },
+            Request::IncrBy { key: to.clone(), delta: -amount },
+            Request::MGet { keys: vec![from, to] },
+            Request::MSet { pairs: vec![(through.clone(), b"1".to_vec())] },
+            set(&through, b"2", SetCondition::IfPresent),
+            Request::Del { keys: vec![through.clone(), through] },
         ];
         Request::Exec { commands }
     }
@@ -84,6 +96,9 @@ impl Sim {
                 .flat_map(|command| match command {
                     Request::IncrBy { key, .. } => vec![key.clone()],
                     Request::Rename { source, destination, .. } => vec![source.clone(), destination.clone()],
+                    Request::Set { key, .. } => vec![key.clone()],
+                    Request::Del { keys } => keys.clone(),
+                    Request::MSet { pairs } => pairs.iter().map(|(key, _)| key.clone()).collect(),
                     _ => Vec::new(),
                 })
                 .collect(),
@@ -112,9 +127,16 @@ impl Sim {
                 let moved = |item: &Reply| *item == Reply::ok() || *item == Reply::error("ERR no such key");
                 ("a swap's replies", items.iter().all(moved).then_some(0))
             }
-            (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 3 => {
+            (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 7 => {
                 let parts = [amount(&items[0]), amount(&items[2])];
-                ("a transfer's replies", parts.iter().try_fold(0i64, |sum, part| Some(sum + (*part)?)))
+                let sum = parts.iter().try_fold(0i64, |sum, part| Some(sum + (*part)?));
+                let read = match &items[3] {
+                    Reply::Array(Some(pair)) if pair.len() == 2 => pair.iter().map(amount).collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                };
+                let tail = [Reply::ok(), Reply::ok(), Reply::Integer(1)];
+                let consistent = read == parts && items[4..] == tail;
+                ("a transfer's replies", sum.filter(|_| consistent))
             }
             (Request::MGet { .. }, Reply::Array(Some(items))) if items.len() == 2 => {
                 ("a transfer pair read by MGET", items.iter().try_fold(0i64, |sum, item| Some(sum + amount(item)?)))
@@ -128,7 +150,8 @@ impl Sim {
         };
         if sum != Some(0) {
             let got = format!("{reply:?}");
-            self.checker.fail(format!("{what} do not sum to 0 (a transaction was split)"), b"t", "0".into(), got);
+            let what = format!("{what} do not sum to 0 or disagree (a transaction split, or a command in it wrong)");
+            self.checker.fail(what, b"t", "0".into(), got);
         }
     }
 
