@@ -273,7 +273,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ServerCommand::Info,
         false,
         "server, clients, stats, persistence and keyspace sections",
-        "QuillKV's own fields besides Redis's",
+        "QuillKV's own fields besides Redis's: redis_version (7.0.0) is the Redis release whose commands and replies QuillKV follows, which clients probe for features; quillkv_version is QuillKV's own",
     ),
     engine(
         "watch",

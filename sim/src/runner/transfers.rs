@@ -45,6 +45,14 @@ fn amount(reply: &Reply) -> Option<i64> {
     }
 }
 
+/// The two amounts of an MGET of the pair (empty if the reply is not one).
+fn pair_read(reply: &Reply) -> Vec<Option<i64>> {
+    match reply {
+        Reply::Array(Some(pair)) if pair.len() == 2 => pair.iter().map(amount).collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl Sim {
     /// Now and then, a register SET becomes a transfer or a read of the client's pair.
     pub(crate) fn transfer_variant(&mut self, client: usize, request: Request) -> Request {
@@ -64,9 +72,10 @@ impl Sim {
                 destination: destination.clone(),
                 only_if_absent: false,
             };
-            return Request::Exec {
-                commands: vec![rename(&from, &through), rename(&to, &from), rename(&through, &to)],
-            };
+            // Read before and after: the pair must come back swapped.
+            let read = Request::MGet { keys: vec![from.clone(), to.clone()] };
+            let commands = vec![read.clone(), rename(&from, &through), rename(&to, &from), rename(&through, &to), read];
+            return Request::Exec { commands };
         }
         let amount = self.variants.rng.gen_range(1..=100);
         let set = |key: &Vec<u8>, value: &[u8], condition| Request::Set {
@@ -80,9 +89,13 @@ impl Sim {
             Request::IncrBy { key: from.clone(), delta: amount },
             Request::Ping { message: None },
             Request::IncrBy { key: to.clone(), delta: -amount },
-            Request::MGet { keys: vec![from, to] },
+            Request::MGet { keys: vec![from.clone(), to] },
             Request::MSet { pairs: vec![(through.clone(), b"1".to_vec())] },
             set(&through, b"2", SetCondition::IfPresent),
+            set(&through, b"3", SetCondition::IfAbsent),
+            Request::Copy { source: from.clone(), destination: through.clone(), replace: true },
+            Request::Copy { source: from, destination: through.clone(), replace: false },
+            Request::Get { key: through.clone() },
             Request::Del { keys: vec![through.clone(), through] },
         ];
         Request::Exec { commands }
@@ -99,6 +112,7 @@ impl Sim {
                     Request::Set { key, .. } => vec![key.clone()],
                     Request::Del { keys } => keys.clone(),
                     Request::MSet { pairs } => pairs.iter().map(|(key, _)| key.clone()).collect(),
+                    Request::Copy { destination, .. } => vec![destination.clone()],
                     _ => Vec::new(),
                 })
                 .collect(),
@@ -122,20 +136,24 @@ impl Sim {
                 return;
             }
             (Request::Exec { commands }, Reply::Array(Some(items)))
-                if items.len() == 3 && matches!(commands[0], Request::Rename { .. }) =>
+                if items.len() == 5 && matches!(commands[1], Request::Rename { .. }) =>
             {
                 let moved = |item: &Reply| *item == Reply::ok() || *item == Reply::error("ERR no such key");
-                ("a swap's replies", items.iter().all(moved).then_some(0))
+                let (before, after) = (pair_read(&items[0]), pair_read(&items[4]));
+                let swapped = before.len() == 2 && after == [before[1], before[0]];
+                let sum = before.iter().try_fold(0i64, |sum, part| Some(sum + (*part)?));
+                ("a swap's replies", sum.filter(|_| swapped && items[1..4].iter().all(moved)))
             }
-            (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 7 => {
+            (Request::Exec { .. }, Reply::Array(Some(items))) if items.len() == 11 => {
                 let parts = [amount(&items[0]), amount(&items[2])];
                 let sum = parts.iter().try_fold(0i64, |sum, part| Some(sum + (*part)?));
-                let read = match &items[3] {
-                    Reply::Array(Some(pair)) if pair.len() == 2 => pair.iter().map(amount).collect::<Vec<_>>(),
-                    _ => Vec::new(),
-                };
-                let tail = [Reply::ok(), Reply::ok(), Reply::Integer(1)];
-                let consistent = read == parts && items[4..] == tail;
+                // GET of the copy: `a`'s value as INCRBY left it.
+                let copied = parts[0].map(|value| Reply::Bulk(Some(value.to_string().into_bytes())));
+                let tail = [Reply::ok(), Reply::ok(), Reply::Bulk(None), Reply::Integer(1), Reply::Integer(0)];
+                let consistent = pair_read(&items[3]) == parts
+                    && items[4..9] == tail
+                    && Some(&items[9]) == copied.as_ref()
+                    && items[10] == Reply::Integer(1);
                 ("a transfer's replies", sum.filter(|_| consistent))
             }
             (Request::MGet { .. }, Reply::Array(Some(items))) if items.len() == 2 => {
