@@ -123,3 +123,27 @@ fn reports_the_driver_in_use() {
     let expected = if quill_io_real::uring_available().is_ok() { "io_uring" } else { "sync" };
     assert_eq!(db_uring.driver_name(), expected);
 }
+
+#[test]
+fn a_write_batch_applies_whole_or_is_refused_whole() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    for io in drivers() {
+        let path = volume_path(directory.path(), &format!("batch-{io:?}"));
+        let db = create(&path, io, 16 << 20);
+        db.set(b"gone", b"x").expect("set");
+        use quill_io_real::WriteOp;
+        db.write_batch(&[WriteOp::Put(b"a", b"1"), WriteOp::Delete(b"gone"), WriteOp::Put(b"a", b"2")]).expect("batch");
+        let too_big = vec![0u8; 1024 * 1024 + 1];
+        let refused = db.write_batch(&[WriteOp::Put(b"b", b"1"), WriteOp::Put(b"c", &too_big)]);
+        assert!(
+            matches!(refused, Err(DbError::Command(CommandError { kind: CommandErrorKind::TooLarge, .. }))),
+            "{refused:?}"
+        );
+        db.close().expect("close");
+        let db = reopen(&path, io);
+        assert_eq!(db.get_many(&[b"a".as_slice(), b"gone", b"b"]).expect("get"), [Some(b"2".to_vec()), None, None]);
+        let mut keys: Vec<Vec<u8>> = db.keys().collect::<Result<_, _>>().expect("keys");
+        keys.sort();
+        assert_eq!(keys, [b"a".to_vec()], "nothing of the refused batch");
+    }
+}

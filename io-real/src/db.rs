@@ -90,6 +90,8 @@ pub struct Db {
     driver_name: &'static str,
     /// The published cache, read on callers' threads (with `DbOptions::caller_thread_reads`).
     view: Option<Arc<crate::read_view::ReadView>>,
+    /// The engine's value limit, so `write_batch` refuses a batch whole before sending it.
+    value_bytes_max: usize,
 }
 
 impl Db {
@@ -116,6 +118,7 @@ impl Db {
             recorder.set_config(&config);
             driver = Box::new(crate::RecordingDriver::new(driver, recorder.clone()));
         }
+        let value_bytes_max = config.value_bytes_max;
         let runner = EngineRunner::start_with_driver(&volume, config, driver)?;
         if let Some(recorder) = &options.recorder {
             recorder.opened();
@@ -132,7 +135,7 @@ impl Db {
                 }
             })
             .map_err(DbError::Spawn)?;
-        Ok(Db { sender: Some(sender), thread: Some(thread), stop_reason, driver_name, view })
+        Ok(Db { sender: Some(sender), thread: Some(thread), stop_reason, driver_name, view, value_bytes_max })
     }
 
     /// `"io_uring"` or `"sync"`: the driver actually in use.
@@ -236,7 +239,8 @@ impl Db {
 
     /// Applies puts and deletes together, in one durable commit: after a crash, all of them or
     /// none, and no reader sees some without the others. In order: a later operation on a key
-    /// wins. Returns once durable.
+    /// wins. Returns once durable. A key or value over the limits refuses the whole batch before
+    /// anything is sent, as does a batch too large for one commit.
     ///
     /// ```
     /// # use quill_io_real::{Db, DbOptions, WriteOp};
@@ -267,8 +271,24 @@ impl Db {
                 WriteOp::Delete(key) => Request::Del { keys: vec![key.to_vec()] },
             })
             .collect();
-        let reply = self.execute_async(Request::Exec { commands });
+        // Checked here, so that no operation of the batch can fail alone inside the EXEC.
+        let too_large = operations.iter().find_map(|operation| {
+            let (key, value) = match operation {
+                WriteOp::Put(key, value) => (key, value.len()),
+                WriteOp::Delete(key) => (key, 0),
+            };
+            if key.len() > quill_core::format::KEY_BYTES_MAX {
+                Some(format!("ERR key too long (the limit is {} bytes)", quill_core::format::KEY_BYTES_MAX))
+            } else {
+                (value > self.value_bytes_max)
+                    .then(|| format!("ERR value too large (the limit is {} bytes)", self.value_bytes_max))
+            }
+        });
+        let reply = too_large.is_none().then(|| self.execute_async(Request::Exec { commands }));
         async move {
+            let Some(reply) = reply else {
+                return Err(DbError::Command(CommandError::from_reply(too_large.unwrap_or_default())));
+            };
             match reply.await? {
                 // Each operation's own reply: OK or a count, unless a limit refused it.
                 Reply::Array(Some(replies)) => match replies.into_iter().find(Reply::is_error) {
