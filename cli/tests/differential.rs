@@ -146,12 +146,14 @@ impl Draw {
                         .unwrap_or_else(|| vec![b"PING".to_vec()]);
                     self.1.push_back(command);
                 }
-                let end = match self.below(8) {
-                    0 => b"DISCARD".to_vec(),
-                    1 => b"MULTI".to_vec(), // nested: an error that does not end the block
-                    _ => b"EXEC".to_vec(),
+                let end = match self.below(10) {
+                    0 => vec![b"DISCARD".to_vec()],
+                    1 => vec![b"MULTI".to_vec()], // nested: an error that does not end the block
+                    2 => vec![b"EXEC".to_vec(), b"now".to_vec()], // rejected: discards the block
+                    3 => vec![b"DISCARD".to_vec(), b"now".to_vec()], // rejected: fails the block
+                    _ => vec![b"EXEC".to_vec()],
                 };
-                self.1.push_back(vec![end]);
+                self.1.push_back(end);
                 self.1.push_back(vec![b"EXEC".to_vec()]);
                 vec![self.name("multi")]
             }

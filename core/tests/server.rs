@@ -320,6 +320,14 @@ fn multi_queues_exec_runs_and_errors_abort_as_in_redis() {
     assert!(refused.contains("-ERR FLUSHALL is not allowed inside MULTI"), "{refused}");
     assert!(refused.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"), "{refused}");
     assert_eq!(rig.send(client, b"EXEC\r\nDISCARD\r\n"), "-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n");
+    let wrong = rig.send(client, b"MULTI\r\nEXEC now\r\nEXEC\r\n");
+    let expected = "+OK\r\n-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
+                    command\r\n-ERR EXEC without MULTI\r\n";
+    assert_eq!(wrong, expected, "an EXEC of the wrong arity discards the transaction, as in Redis");
+    let wrong = rig.send(client, b"MULTI\r\nDISCARD now\r\nEXEC\r\n");
+    let expected = "+OK\r\n-ERR wrong number of arguments for 'discard' command\r\n\
+                    -EXECABORT Transaction discarded because of previous errors.\r\n";
+    assert_eq!(wrong, expected, "another rejected command fails it");
     let discarded = rig.send(client, b"MULTI\r\nMULTI\r\nSET k 7\r\nDISCARD\r\nGET k\r\n");
     assert_eq!(discarded, "+OK\r\n-ERR MULTI calls can not be nested\r\n+QUEUED\r\n+OK\r\n$1\r\n2\r\n");
 }

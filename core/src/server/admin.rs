@@ -69,6 +69,18 @@ impl Server {
             return self.submit_to_engine(client, arguments);
         };
         if !spec.arity_allows(arguments.len()) {
+            // Inside MULTI, as in Redis, a rejected command fails the transaction, and a rejected
+            // EXEC discards it at once.
+            if let Some(connection) = self.connections.get_mut(&client) {
+                if *command == ServerCommand::Exec && connection.transaction.take().is_some() {
+                    let reason = format!("wrong number of arguments for '{}' command", spec.name);
+                    let abort = format!("EXECABORT Transaction discarded because of: {reason}");
+                    return self.reply_local(client, Reply::error(abort));
+                }
+                if let Some(transaction) = connection.transaction.as_mut() {
+                    transaction.failed = true;
+                }
+            }
             return self.reply_local(client, wrong_arguments(spec.name));
         }
         let reply = match command {
