@@ -324,6 +324,12 @@ fn multi_queues_exec_runs_and_errors_abort_as_in_redis() {
     let expected = "+OK\r\n-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
                     command\r\n-ERR EXEC without MULTI\r\n";
     assert_eq!(wrong, expected, "an EXEC of the wrong arity discards the transaction, as in Redis");
+    // The discarded transaction's watches go with it.
+    let other = rig.server.connect();
+    assert_eq!(rig.send(client, b"WATCH k\r\nMULTI\r\nEXEC now\r\n").matches("EXECABORT").count(), 1);
+    assert_eq!(rig.send(other, b"SET k 3\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(client, b"MULTI\r\nGET k\r\nEXEC\r\n"), "+OK\r\n+QUEUED\r\n*1\r\n$1\r\n3\r\n");
+    assert_eq!(rig.send(client, b"SET k 2\r\n"), "+OK\r\n");
     let wrong = rig.send(client, b"MULTI\r\nDISCARD now\r\nEXEC\r\n");
     let expected = "+OK\r\n-ERR wrong number of arguments for 'discard' command\r\n\
                     -EXECABORT Transaction discarded because of previous errors.\r\n";

@@ -25,6 +25,8 @@ pub enum ReplyShape {
     /// GETRANGE: the value's bytes from `start` to `end`, inclusive, Redis's way (negative
     /// indexes count from the end; a missing key is the empty string).
     Range { start: i64, end: i64 },
+    /// This error, whatever the engine replied (a rejected EXEC, sent as UNWATCH).
+    ErrorInstead(&'static str),
 }
 
 impl ReplyShape {
@@ -35,6 +37,7 @@ impl ReplyShape {
             (ReplyShape::ExistsAsType, Reply::Integer(count)) => {
                 Reply::Simple(if count > 0 { "string" } else { "none" }.to_string())
             }
+            (ReplyShape::ErrorInstead(text), _) => Reply::Error(text.to_string()),
             (ReplyShape::Range { start, end }, Reply::Bulk(value)) => {
                 Reply::Bulk(Some(byte_range(&value.unwrap_or_default(), start, end)))
             }

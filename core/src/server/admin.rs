@@ -6,6 +6,9 @@ use crate::command::pattern::glob_match;
 use crate::command::table::{lookup, CommandSpec, Handler, ServerCommand, COMMANDS};
 use crate::command::{parse_command, Reply};
 
+/// A rejected EXEC inside MULTI (EXEC's only rejection is its arity), in Redis's words.
+const EXEC_REJECTED: &str = "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command";
+
 /// Commands parsed per call for one connection, so one client cannot monopolize a loop turn.
 const COMMANDS_PER_TURN_MAX: usize = 4096;
 
@@ -73,9 +76,9 @@ impl Server {
             // EXEC discards it at once.
             if let Some(connection) = self.connections.get_mut(&client) {
                 if *command == ServerCommand::Exec && connection.transaction.take().is_some() {
-                    let reason = format!("wrong number of arguments for '{}' command", spec.name);
-                    let abort = format!("EXECABORT Transaction discarded because of: {reason}");
-                    return self.reply_local(client, Reply::error(abort));
+                    // Discarding also forgets the watches: UNWATCH, answered with the abort.
+                    connection.push_engine(crate::command::ReplyShape::ErrorInstead(EXEC_REJECTED));
+                    return self.engine.submit(client, crate::command::Request::Unwatch);
                 }
                 if let Some(transaction) = connection.transaction.as_mut() {
                     transaction.failed = true;
