@@ -185,6 +185,36 @@ impl Request {
         )
     }
 
+    /// Calls `test` on each key the request names, in order, until one returns true; whether
+    /// one did. An EXEC's commands are requests of their own: it names none. No allocation.
+    pub fn any_key<'a>(&'a self, mut test: impl FnMut(&'a [u8]) -> bool) -> bool {
+        match self {
+            Request::Get { key }
+            | Request::StrLen { key }
+            | Request::Set { key, .. }
+            | Request::IncrBy { key, .. }
+            | Request::Append { key, .. }
+            | Request::GetSet { key, .. }
+            | Request::GetDel { key }
+            | Request::SetRange { key, .. } => test(key),
+            Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } | Request::Watch { keys } => {
+                keys.iter().any(|key| test(key))
+            }
+            Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.iter().any(|(key, _)| test(key)),
+            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
+                test(source) || test(destination)
+            }
+            Request::DbSize
+            | Request::Ping { .. }
+            | Request::FlushAll
+            | Request::Scan { .. }
+            | Request::Keys { .. }
+            | Request::RandomKey
+            | Request::Exec { .. }
+            | Request::Unwatch => false,
+        }
+    }
+
     /// Whether the request changes the store (and so is refused when the engine is read-only).
     pub fn is_write(&self) -> bool {
         if let Request::Exec { commands } = self {

@@ -48,13 +48,15 @@ impl Server {
         let name =
             crate::command::parse::lowercase_name(arguments.first().map_or(&[][..], Vec::as_slice), &mut lowered);
         let spec = crate::command::table::lookup(name);
-        let authenticated = self.connections.get(&client).is_some_and(|connection| connection.authenticated);
-        if !authenticated && !spec.is_some_and(|spec| spec.before_auth) {
+        // One look at the connection per command: authenticated, inside MULTI, last command.
+        let Some(connection) = self.connections.get_mut(&client) else { return };
+        if !connection.authenticated && !spec.is_some_and(|spec| spec.before_auth) {
             return self.reply_local(client, Reply::error("NOAUTH Authentication required."));
         }
-        if let (Some(spec), Some(connection)) = (spec, self.connections.get_mut(&client)) {
+        if let Some(spec) = spec {
             connection.last_command = spec.name;
         }
+        let in_transaction = connection.transaction.is_some();
         let transaction_control = matches!(
             spec,
             Some(CommandSpec {
@@ -64,7 +66,7 @@ impl Server {
                 ..
             })
         );
-        if !transaction_control && self.in_transaction(client) {
+        if !transaction_control && in_transaction {
             let reply = self.queue_in_transaction(client, spec, arguments);
             return self.reply_local(client, reply);
         }

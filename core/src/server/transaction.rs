@@ -14,10 +14,6 @@ use crate::command::{parse_command, Reply, Request};
 const TRANSACTION_COMMANDS_MAX: usize = 16 * 1024;
 
 impl Server {
-    pub(super) fn in_transaction(&self, client: ClientId) -> bool {
-        self.connections.get(&client).is_some_and(|connection| connection.transaction.is_some())
-    }
-
     pub(super) fn multi(&mut self, client: ClientId) -> Reply {
         let Some(connection) = self.connections.get_mut(&client) else { return Reply::ok() };
         if connection.transaction.is_some() {

@@ -462,20 +462,12 @@ pub(crate) fn reads_before_writing(request: &Request) -> bool {
     }
 }
 
+/// The first key the request names (for a violation's report), or none.
 fn request_key(request: &Request) -> &[u8] {
-    match request {
-        Request::Get { key }
-        | Request::StrLen { key }
-        | Request::Set { key, .. }
-        | Request::IncrBy { key, .. }
-        | Request::Append { key, .. }
-        | Request::GetSet { key, .. }
-        | Request::GetDel { key }
-        | Request::SetRange { key, .. } => key,
-        Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
-            keys.first().map_or(&[], |key| key)
-        }
-        Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.first().map_or(&[], |(key, _)| key),
-        _ => &[],
-    }
+    let mut first: &[u8] = &[];
+    request.any_key(|key| {
+        first = key;
+        true
+    });
+    first
 }

@@ -96,36 +96,16 @@ impl Engine {
     /// Limits checked before anything runs: a clear error, nothing changed.
     pub(super) fn validate(&self, request: &Request) -> Option<Reply> {
         // Checked in place, without collecting keys and values: this runs for every command.
-        let long = |key: &[u8]| key.len() > KEY_BYTES_MAX;
         let value_bytes_max = self.shared.config.value_bytes_max;
         let large = |value: &[u8]| value.len() > value_bytes_max;
-        let (key_too_long, value_too_big) = match request {
-            Request::Get { key } | Request::StrLen { key } | Request::IncrBy { key, .. } | Request::GetDel { key } => {
-                (long(key), false)
-            }
-            Request::Set { key, value, .. }
-            | Request::Append { key, value }
-            | Request::GetSet { key, value, .. }
-            | Request::SetRange { key, value, .. } => (long(key), large(value)),
-            Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
-                (keys.iter().any(|key| long(key)), false)
-            }
-            Request::MSet { pairs } | Request::MSetNx { pairs } => {
-                (pairs.iter().any(|(key, _)| long(key)), pairs.iter().any(|(_, value)| large(value)))
-            }
-            Request::DbSize
-            | Request::Ping { .. }
-            | Request::FlushAll
-            | Request::Scan { .. }
-            | Request::Keys { .. }
-            | Request::RandomKey
-            | Request::Unwatch
-            // Each of its commands is checked as it runs, with its own reply.
-            | Request::Exec { .. } => (false, false),
-            Request::Watch { keys } => (keys.iter().any(|key| long(key)), false),
-            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
-                (long(source) || long(destination), false)
-            }
+        let key_too_long = request.any_key(|key| key.len() > KEY_BYTES_MAX);
+        let value_too_big = match request {
+            Request::Set { value, .. }
+            | Request::Append { value, .. }
+            | Request::GetSet { value, .. }
+            | Request::SetRange { value, .. } => large(value),
+            Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.iter().any(|(_, value)| large(value)),
+            _ => false,
         };
         if key_too_long {
             return Some(Reply::error(format!("ERR key too long (the limit is {KEY_BYTES_MAX} bytes)")));
@@ -138,33 +118,12 @@ impl Engine {
             return false;
         }
         match request {
-            Request::Get { key }
-            | Request::StrLen { key }
-            | Request::IncrBy { key, .. }
-            | Request::Set { key, .. }
-            | Request::Append { key, .. }
-            | Request::GetSet { key, .. }
-            | Request::GetDel { key }
-            | Request::SetRange { key, .. } => self.clients.is_locked(key),
-            Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } => {
-                keys.iter().any(|key| self.clients.is_locked(key))
-            }
-            Request::MSet { pairs } | Request::MSetNx { pairs } => {
-                pairs.iter().any(|(key, _)| self.clients.is_locked(key))
-            }
             Request::FlushAll => true,
             Request::Exec { commands } => commands.iter().any(|command| self.touches_locked_key(command)),
-            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
-                self.clients.is_locked(source) || self.clients.is_locked(destination)
-            }
+            // Registering a watch reads nothing.
+            Request::Watch { .. } => false,
             // Reads of the key set see a locked key's durable state, as DBSIZE does.
-            Request::DbSize
-            | Request::Ping { .. }
-            | Request::Scan { .. }
-            | Request::Keys { .. }
-            | Request::RandomKey
-            | Request::Watch { .. }
-            | Request::Unwatch => false,
+            other => other.any_key(|key| self.clients.is_locked(key)),
         }
     }
 

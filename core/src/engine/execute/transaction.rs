@@ -317,26 +317,10 @@ impl Engine {
 fn transaction_keys(commands: &[Request]) -> BTreeSet<Vec<u8>> {
     let mut keys = BTreeSet::new();
     for command in commands {
-        match command {
-            Request::Get { key }
-            | Request::StrLen { key }
-            | Request::Set { key, .. }
-            | Request::IncrBy { key, .. }
-            | Request::Append { key, .. }
-            | Request::GetSet { key, .. }
-            | Request::GetDel { key }
-            | Request::SetRange { key, .. } => _ = keys.insert(key.clone()),
-            Request::Del { keys: named } | Request::Exists { keys: named } | Request::MGet { keys: named } => {
-                keys.extend(named.iter().cloned());
-            }
-            Request::MSet { pairs } | Request::MSetNx { pairs } => {
-                keys.extend(pairs.iter().map(|(key, _)| key.clone()))
-            }
-            Request::Rename { source, destination, .. } | Request::Copy { source, destination, .. } => {
-                keys.extend([source.clone(), destination.clone()]);
-            }
-            _ => {}
-        }
+        command.any_key(|key| {
+            keys.insert(key.to_vec());
+            false // every key, not the first
+        });
     }
     keys
 }
