@@ -30,6 +30,7 @@ pub fn is_transfer_request(request: &Request) -> bool {
             _ => false,
         }),
         Request::MGet { keys } => keys.iter().any(|key| is_transfer_key(key)),
+        Request::Copy { source, .. } => is_transfer_key(source),
         Request::Get { key } => is_transfer_key(key),
         _ => false,
     }
@@ -65,6 +66,10 @@ impl Sim {
         let [from, to, through] = pair(client);
         if self.variants.rng.gen_bool(0.4) {
             return Request::MGet { keys: vec![from, to] };
+        }
+        if self.variants.rng.gen_bool(0.1) {
+            // Alone, not in an EXEC: the one-command path of RENAME and COPY.
+            return Request::Copy { source: from, destination: through, replace: true };
         }
         if self.variants.rng.gen_bool(0.25) {
             let rename = |source: &Vec<u8>, destination: &Vec<u8>| Request::Rename {
@@ -103,23 +108,17 @@ impl Sim {
 
     /// Transfer keys count among the keys ever written (DBSIZE, SCAN and the final reads).
     pub(crate) fn begin_transfer(&mut self, request: &Request) {
-        let keys: Vec<Vec<u8>> = match request {
-            Request::Exec { commands } => commands
-                .iter()
-                .flat_map(|command| match command {
-                    Request::IncrBy { key, .. } => vec![key.clone()],
-                    Request::Rename { source, destination, .. } => vec![source.clone(), destination.clone()],
-                    Request::Set { key, .. } => vec![key.clone()],
-                    Request::Del { keys } => keys.clone(),
-                    Request::MSet { pairs } => pairs.iter().map(|(key, _)| key.clone()).collect(),
-                    Request::Copy { destination, .. } => vec![destination.clone()],
-                    _ => Vec::new(),
-                })
-                .collect(),
-            _ => Vec::new(),
+        let commands = match request {
+            Request::Exec { commands } => commands.as_slice(),
+            single => std::slice::from_ref(single),
         };
-        for key in keys {
-            self.checker.keys.entry(key).or_default();
+        for command in commands {
+            command.any_key(|key| {
+                if !self.checker.keys.contains_key(key) {
+                    self.checker.keys.insert(key.to_vec(), Default::default());
+                }
+                false // every key
+            });
         }
     }
 
@@ -159,6 +158,9 @@ impl Sim {
             (Request::MGet { .. }, Reply::Array(Some(items))) if items.len() == 2 => {
                 ("a transfer pair read by MGET", items.iter().try_fold(0i64, |sum, item| Some(sum + amount(item)?)))
             }
+            // A copy of `a` (absent: nothing copied) onto the passing key, which the pair's sum
+            // leaves out.
+            (Request::Copy { .. }, Reply::Integer(0 | 1)) => ("a copy's reply", Some(0)),
             // The final verification reads every key alone: any integer.
             (Request::Get { .. }, value) => ("a transfer key's value", amount(value).map(|_| 0)),
             (_, other) => {
