@@ -10,6 +10,7 @@
 //! * [`Db`]: the embedded, thread-safe handle with blocking and async calls.
 
 mod aligned;
+mod clock;
 mod db;
 mod driver;
 mod engine_thread;

@@ -171,6 +171,7 @@ impl EngineRunner {
     /// of a monotonic clock (the engine's contract; see `Engine::tick`).
     fn end_turn(&mut self) {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.engine.set_unix_time_ms(crate::clock::unix_time_ms());
         self.engine.tick(now_ms);
         self.drain_io();
     }

@@ -128,12 +128,6 @@ pub fn serve(
     Ok(())
 }
 
-/// Wall-clock time for TIME and LASTSAVE (0 if the clock is before 1970).
-fn unix_time_ms() -> u64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Loop {
     /// Says how the volume opened: formatted, or recovered from a checkpoint or a full scan.
     fn log_open(&self, formatted: bool, volume: &Volume) {
@@ -223,7 +217,7 @@ impl Loop {
             }
         }
         // The turn's requests are in: a group commit waiting for them is sealed now.
-        self.server.set_unix_time_ms(unix_time_ms());
+        self.server.set_unix_time_ms(crate::clock::unix_time_ms());
         self.server.tick(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
         self.drain();
         // Block on storage only when the sockets had nothing to do this turn.

@@ -1,7 +1,7 @@
 //! The simulated network: requests encoded as RESP (multibulk, or inline where Redis allows),
 //! delivered to the server in pieces split at random boundaries, and replies parsed back.
 
-use quill_core::command::SetCondition;
+use quill_core::command::{ExpireCondition, ExpiryTime, GetExChange, SetCondition, SetExpiry};
 use quill_core::{Reply, Request};
 
 /// The arguments a client sends for `request` (the inverse of `parse_request`).
@@ -67,6 +67,65 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
                 out.extend([key.clone(), value.clone()]);
             }
         }
+        Request::SetExpiring { .. } => out = set_expiring_arguments(request),
+        Request::Expire { key, time, condition, name } => {
+            let seconds = matches!(*name, "expire" | "expireat");
+            let (ExpiryTime::In(milliseconds) | ExpiryTime::At(milliseconds)) = time;
+            let number = if seconds { milliseconds / 1000 } else { *milliseconds };
+            out.extend([key.clone(), number.to_string().into_bytes()]);
+            out.extend(match condition {
+                ExpireCondition::Always => vec![],
+                ExpireCondition::IfNone => vec![word("NX")],
+                ExpireCondition::IfSome => vec![word("XX")],
+                ExpireCondition::IfLater => vec![word("GT")],
+                ExpireCondition::IfEarlier => vec![word("LT")],
+                ExpireCondition::IfEarlierExisting => vec![word("XX"), word("LT")],
+            });
+        }
+        Request::Persist { key } | Request::Ttl { key, .. } => out.push(key.clone()),
+        Request::GetEx { key, change } => {
+            out.push(key.clone());
+            match change {
+                None => {}
+                Some(GetExChange::Persist) => out.push(word("PERSIST")),
+                Some(GetExChange::At(time)) => out.extend(time_option(*time)),
+                Some(GetExChange::NotInteger) => out.extend([word("PX"), word("soon")]),
+                Some(GetExChange::InvalidTime) => out.extend([word("PX"), word("0")]),
+            }
+        }
+    }
+    out
+}
+
+/// PX or PXAT and the time in milliseconds (which parse_request reads back exactly).
+fn time_option(time: ExpiryTime) -> [Vec<u8>; 2] {
+    match time {
+        ExpiryTime::In(milliseconds) => [b"PX".to_vec(), milliseconds.to_string().into_bytes()],
+        ExpiryTime::At(milliseconds) => [b"PXAT".to_vec(), milliseconds.to_string().into_bytes()],
+    }
+}
+
+/// SET with an expiry option, SETEX (whole seconds) and PSETEX.
+fn set_expiring_arguments(request: &Request) -> Vec<Vec<u8>> {
+    let Request::SetExpiring { key, value, condition, expiry, get, name } = request else {
+        unreachable!("only SET with an expiry")
+    };
+    if let (&"setex" | &"psetex", SetExpiry::At(ExpiryTime::In(milliseconds))) = (name, expiry) {
+        let number = if *name == "setex" { milliseconds / 1000 } else { *milliseconds };
+        return vec![name.as_bytes().to_vec(), key.clone(), number.to_string().into_bytes(), value.clone()];
+    }
+    let mut out = vec![b"SET".to_vec(), key.clone(), value.clone()];
+    match condition {
+        SetCondition::Always => {}
+        SetCondition::IfAbsent => out.push(b"NX".to_vec()),
+        SetCondition::IfPresent => out.push(b"XX".to_vec()),
+    }
+    match expiry {
+        SetExpiry::Keep => out.push(b"KEEPTTL".to_vec()),
+        SetExpiry::At(time) => out.extend(time_option(*time)),
+    }
+    if *get {
+        out.push(b"GET".to_vec());
     }
     out
 }

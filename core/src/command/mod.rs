@@ -70,6 +70,61 @@ pub enum SetCondition {
     IfPresent,
 }
 
+/// An expiry time as a command gives it, in milliseconds (seconds are converted at parse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryTime {
+    /// From the moment the command runs (EX, PX, EXPIRE, PEXPIRE, SETEX, PSETEX).
+    In(i64),
+    /// A Unix time (EXAT, PXAT, EXPIREAT, PEXPIREAT).
+    At(i64),
+}
+
+impl ExpiryTime {
+    /// The Unix time in milliseconds, with the command running at `now_ms`; `None` where Redis
+    /// refuses it as an invalid expire time (the sum overflows).
+    pub fn resolve(self, now_ms: u64) -> Option<i64> {
+        match self {
+            ExpiryTime::In(milliseconds) => milliseconds.checked_add(i64::try_from(now_ms).ok()?),
+            ExpiryTime::At(unix_ms) => Some(unix_ms),
+        }
+    }
+}
+
+/// What SET (with EX, PX, EXAT, PXAT or KEEPTTL), SETEX and PSETEX do to the expiry time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// KEEPTTL: the key keeps the expiry time it had.
+    Keep,
+    At(ExpiryTime),
+}
+
+/// EXPIRE's NX, XX, GT and LT. A key without an expiry time counts as expiring never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    Always,
+    /// NX: only if the key has no expiry time.
+    IfNone,
+    /// XX: only if it has one.
+    IfSome,
+    /// GT: only if the new time is later.
+    IfLater,
+    /// LT: only if the new time is earlier.
+    IfEarlier,
+    /// XX with LT: only if the key has an expiry time and the new one is earlier.
+    IfEarlierExisting,
+}
+
+/// What GETEX does to the expiry time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetExChange {
+    Persist,
+    At(ExpiryTime),
+    /// The time was not an integer: the error Redis gives once it finds the key.
+    NotInteger,
+    /// The time was 0, negative or too large: likewise.
+    InvalidTime,
+}
+
 /// A command the engine executes. Connection-level commands (AUTH, HELLO, CLIENT, …) belong to
 /// the server and never reach the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +223,39 @@ pub enum Request {
         destination: Bytes,
         replace: bool,
     },
+    /// SET with an expiry option (EX, PX, EXAT, PXAT, KEEPTTL), SETEX and PSETEX; with `get`,
+    /// replies the old value as SET … GET does. `name` is the command, for the error text.
+    SetExpiring {
+        key: Bytes,
+        value: Bytes,
+        condition: SetCondition,
+        expiry: SetExpiry,
+        get: bool,
+        name: &'static str,
+    },
+    /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: replies 1 if the time was set (or the key deleted,
+    /// for a time already past), 0 if the key is missing or the condition failed.
+    Expire {
+        key: Bytes,
+        time: ExpiryTime,
+        condition: ExpireCondition,
+        name: &'static str,
+    },
+    /// PERSIST: removes the expiry time; replies 1 if there was one.
+    Persist {
+        key: Bytes,
+    },
+    /// GETEX: the value, changing its expiry time if asked.
+    GetEx {
+        key: Bytes,
+        change: Option<GetExChange>,
+    },
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
+    Ttl {
+        key: Bytes,
+        milliseconds: bool,
+        absolute: bool,
+    },
 }
 
 impl Request {
@@ -196,7 +284,12 @@ impl Request {
             | Request::Append { key, .. }
             | Request::GetSet { key, .. }
             | Request::GetDel { key }
-            | Request::SetRange { key, .. } => test(key),
+            | Request::SetRange { key, .. }
+            | Request::SetExpiring { key, .. }
+            | Request::Expire { key, .. }
+            | Request::Persist { key }
+            | Request::GetEx { key, .. }
+            | Request::Ttl { key, .. } => test(key),
             Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } | Request::Watch { keys } => {
                 keys.iter().any(|key| test(key))
             }
@@ -234,6 +327,10 @@ impl Request {
                 | Request::MSetNx { .. }
                 | Request::Rename { .. }
                 | Request::Copy { .. }
+                | Request::SetExpiring { .. }
+                | Request::Expire { .. }
+                | Request::Persist { .. }
+                | Request::GetEx { change: Some(_), .. }
         )
     }
 
@@ -265,6 +362,13 @@ impl Request {
             Request::Rename { only_if_absent: false, .. } => "rename",
             Request::Rename { only_if_absent: true, .. } => "renamenx",
             Request::Copy { .. } => "copy",
+            Request::SetExpiring { name, .. } | Request::Expire { name, .. } => name,
+            Request::Persist { .. } => "persist",
+            Request::GetEx { .. } => "getex",
+            Request::Ttl { milliseconds: false, absolute: false, .. } => "ttl",
+            Request::Ttl { milliseconds: true, absolute: false, .. } => "pttl",
+            Request::Ttl { milliseconds: false, absolute: true, .. } => "expiretime",
+            Request::Ttl { milliseconds: true, absolute: true, .. } => "pexpiretime",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Arguments (as a RESP array delivers them) to a [`Request`], with Redis's error texts.
 
-use super::{Bytes, Reply, ReplyShape, Request, SetCondition};
+use super::{Bytes, ExpireCondition, ExpiryTime, GetExChange, Reply, ReplyShape, Request, SetCondition, SetExpiry};
 
 /// Parses one command. `Err` carries the exact error reply Redis would send.
 pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
@@ -307,29 +307,205 @@ fn keys_at_least_one(name: &[u8], rest: &mut [Bytes]) -> Result<Vec<Bytes>, Repl
     Ok(rest.iter_mut().map(std::mem::take).collect())
 }
 
+fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+/// The expiry options SET and GETEX share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimeOption {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+    /// KEEPTTL for SET, PERSIST for GETEX.
+    KeepOrPersist,
+}
+
+impl TimeOption {
+    fn from_name(name: &[u8], command_is_set: bool) -> Option<TimeOption> {
+        Some(match name {
+            b"ex" => TimeOption::Ex,
+            b"px" => TimeOption::Px,
+            b"exat" => TimeOption::ExAt,
+            b"pxat" => TimeOption::PxAt,
+            b"keepttl" if command_is_set => TimeOption::KeepOrPersist,
+            b"persist" if !command_is_set => TimeOption::KeepOrPersist,
+            _ => return None,
+        })
+    }
+
+    /// EX, PX, EXAT and PXAT take a number; SET checks it as Redis's
+    /// `getExpireMillisecondsOrReply` does: an integer, above 0, seconds within range.
+    fn time(self, argument: &[u8], name: &str) -> Result<ExpiryTime, Reply> {
+        let number = parse_integer(argument).ok_or_else(not_an_integer)?;
+        let seconds = matches!(self, TimeOption::Ex | TimeOption::ExAt);
+        if number <= 0 || seconds && number > i64::MAX / 1000 {
+            return Err(Reply::Error(format!("ERR invalid expire time in '{name}' command")));
+        }
+        let milliseconds = if seconds { number * 1000 } else { number };
+        Ok(match self {
+            TimeOption::Ex | TimeOption::Px => ExpiryTime::In(milliseconds),
+            _ => ExpiryTime::At(milliseconds),
+        })
+    }
+}
+
+/// SET's and GETEX's options, as Redis's `parseExtendedStringArgumentsOrReply` reads them: an
+/// option conflicting with one already given (another time option, NX with XX) is a syntax
+/// error, and a repeated one is not (the last wins). Returns the time option and its argument.
+fn parse_string_options<'a>(
+    options: &'a [Bytes],
+    command_is_set: bool,
+    condition: &mut SetCondition,
+    get: &mut bool,
+) -> Result<Option<(TimeOption, Option<&'a [u8]>)>, Reply> {
+    let mut time: Option<(TimeOption, Option<&[u8]>)> = None;
+    let mut index = 0;
+    while index < options.len() {
+        let lowered = options[index].to_ascii_lowercase();
+        let wanted = match lowered.as_slice() {
+            b"nx" if command_is_set => Some(SetCondition::IfAbsent),
+            b"xx" if command_is_set => Some(SetCondition::IfPresent),
+            b"get" if command_is_set => {
+                *get = true;
+                None
+            }
+            name => {
+                let option = TimeOption::from_name(name, command_is_set).ok_or_else(syntax_error)?;
+                if time.is_some_and(|(given, _)| given != option) {
+                    return Err(syntax_error());
+                }
+                let argument = if option == TimeOption::KeepOrPersist {
+                    None
+                } else {
+                    index += 1;
+                    Some(options.get(index).ok_or_else(syntax_error)?.as_slice())
+                };
+                time = Some((option, argument));
+                None
+            }
+        };
+        if let Some(wanted) = wanted {
+            if *condition != SetCondition::Always && *condition != wanted {
+                return Err(syntax_error());
+            }
+            *condition = wanted;
+        }
+        index += 1;
+    }
+    Ok(time)
+}
+
 fn parse_set(rest: &mut [Bytes]) -> Result<Request, Reply> {
     let [key, value, options @ ..] = rest else {
         return Err(wrong_arguments(b"set"));
     };
     let mut condition = SetCondition::Always;
     let mut get = false;
-    for option in options {
-        let wanted = match option.to_ascii_lowercase().as_slice() {
-            b"nx" => SetCondition::IfAbsent,
-            b"xx" => SetCondition::IfPresent,
-            b"get" => {
-                get = true;
-                continue;
-            }
-            _ => return Err(Reply::error("ERR syntax error")),
-        };
-        if condition != SetCondition::Always && condition != wanted {
-            return Err(Reply::error("ERR syntax error"));
-        }
-        condition = wanted;
-    }
+    let time = parse_string_options(options, true, &mut condition, &mut get)?;
+    let expiry = match time {
+        None => None,
+        Some((TimeOption::KeepOrPersist, _)) => Some(SetExpiry::Keep),
+        Some((option, argument)) => Some(SetExpiry::At(option.time(argument.expect("a time option's number"), "set")?)),
+    };
     let (key, value) = (std::mem::take(key), std::mem::take(value));
-    Ok(if get { Request::GetSet { key, value, condition } } else { Request::Set { key, value, condition } })
+    Ok(match (expiry, get) {
+        (Some(expiry), get) => Request::SetExpiring { key, value, condition, expiry, get, name: "set" },
+        (None, true) => Request::GetSet { key, value, condition },
+        (None, false) => Request::Set { key, value, condition },
+    })
+}
+
+/// SETEX key seconds value, PSETEX key milliseconds value.
+pub(super) fn setex(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, time, value] = exact::<3>(name, rest)?;
+    let (option, name) = if name == b"setex" { (TimeOption::Ex, "setex") } else { (TimeOption::Px, "psetex") };
+    let expiry = SetExpiry::At(option.time(&time, name)?);
+    Ok(Request::SetExpiring { key, value, condition: SetCondition::Always, expiry, get: false, name })
+}
+
+/// GETEX key [EX|PX|EXAT|PXAT time | PERSIST]: the time's number is checked only if the key
+/// exists, as in Redis, so a bad one travels in the request.
+pub(super) fn getex(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, options @ ..] = rest else { return Err(wrong_arguments(name)) };
+    let (mut condition, mut get) = (SetCondition::Always, false);
+    let change = match parse_string_options(options, false, &mut condition, &mut get)? {
+        None => None,
+        Some((TimeOption::KeepOrPersist, _)) => Some(GetExChange::Persist),
+        Some((option, argument)) => Some(match option.time(argument.expect("a time option's number"), "getex") {
+            Ok(time) => GetExChange::At(time),
+            Err(Reply::Error(text)) if text.starts_with("ERR invalid") => GetExChange::InvalidTime,
+            Err(_) => GetExChange::NotInteger,
+        }),
+    };
+    Ok(Request::GetEx { key: std::mem::take(key), change })
+}
+
+/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX|XX|GT|LT …]: the options first, then the
+/// number, as Redis's `expireGenericCommand` checks them.
+pub(super) fn expire(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, time, options @ ..] = rest else { return Err(wrong_arguments(name)) };
+    let condition = parse_expire_options(options)?;
+    let (name, seconds, absolute): (&'static str, bool, bool) = match name {
+        b"expire" => ("expire", true, false),
+        b"pexpire" => ("pexpire", false, false),
+        b"expireat" => ("expireat", true, true),
+        _ => ("pexpireat", false, true),
+    };
+    let number = parse_integer(time).ok_or_else(not_an_integer)?;
+    let invalid = || Reply::Error(format!("ERR invalid expire time in '{name}' command"));
+    let milliseconds = if seconds { number.checked_mul(1000).ok_or_else(invalid)? } else { number };
+    let time = if absolute { ExpiryTime::At(milliseconds) } else { ExpiryTime::In(milliseconds) };
+    Ok(Request::Expire { key: std::mem::take(key), time, condition, name })
+}
+
+/// EXPIRE's flags: an unknown one is named in the error; the combinations are checked after.
+fn parse_expire_options(options: &[Bytes]) -> Result<ExpireCondition, Reply> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in options {
+        match option.to_ascii_lowercase().as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            _ => {
+                let text = format!("ERR Unsupported option {}", String::from_utf8_lossy(option));
+                return Err(Reply::Error(text));
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(Reply::error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if gt && lt {
+        return Err(Reply::error("ERR GT and LT options at the same time are not compatible"));
+    }
+    // XX with GT or LT: the time must exist and be later (earlier), which GT (LT) alone implies
+    // for GT and adds for LT.
+    Ok(match (nx, xx, gt, lt) {
+        (true, ..) => ExpireCondition::IfNone,
+        (_, _, true, _) => ExpireCondition::IfLater,
+        (_, true, _, true) => ExpireCondition::IfEarlierExisting,
+        (_, _, _, true) => ExpireCondition::IfEarlier,
+        (_, true, ..) => ExpireCondition::IfSome,
+        _ => ExpireCondition::Always,
+    })
+}
+
+pub(super) fn persist(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    Ok(Request::Persist { key: one_key(name, rest)? })
+}
+
+pub(super) fn ttl(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let key = one_key(name, rest)?;
+    let (milliseconds, absolute) = match name {
+        b"ttl" => (false, false),
+        b"pttl" => (true, false),
+        b"expiretime" => (false, true),
+        _ => (true, true),
+    };
+    Ok(Request::Ttl { key, milliseconds, absolute })
 }
 
 fn parse_pairs(rest: &mut [Bytes], name: &[u8]) -> Result<Vec<(Bytes, Bytes)>, Reply> {

@@ -15,7 +15,9 @@ use super::index::CompactIndex;
 use super::keyspace::Location;
 use super::reasons::ReadOnlyReason;
 use super::{IoPurpose, LogPosition, Shared};
-use crate::format::checkpoint::{checksum, decode_entry, encode_entry, CheckpointEntry};
+use crate::format::checkpoint::{
+    checksum, decode_entry, decode_expiry, encode_entry, encode_expiry, CheckpointEntry, CHECKPOINT_EXPIRY_HEADER_BYTES,
+};
 use crate::format::{blocks_for, CheckpointRef, RECORD_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -159,10 +161,14 @@ impl Checkpointer {
             };
             encode_entry(&mut data, &entry);
             if data.len() > slot_bytes {
-                self.skipped_at_sequence = Some(sequence);
-                shared.stats.checkpoints_skipped += 1;
-                return;
+                return self.skip(shared, sequence);
             }
+        }
+        for (key, expires_at_ms) in index.expiries.iter() {
+            encode_expiry(&mut data, key, expires_at_ms);
+        }
+        if data.len() > slot_bytes {
+            return self.skip(shared, sequence);
         }
         let slot = if shared.volume.checkpoint.is_some_and(|checkpoint| checkpoint.slot == 1) { 2 } else { 1 };
         let pending = CheckpointRef {
@@ -176,6 +182,12 @@ impl Checkpointer {
         self.last_bytes = data.len() as u64;
         data.resize(blocks_for(data.len()).max(1) * BLOCK_BYTES, 0);
         self.write_pieces(shared, pending, data, 0, 0);
+    }
+
+    /// The index does not fit a slot: try again after another interval.
+    fn skip(&mut self, shared: &mut Shared, sequence: u64) {
+        self.skipped_at_sequence = Some(sequence);
+        shared.stats.checkpoints_skipped += 1;
     }
 
     fn write_pieces(
@@ -287,13 +299,28 @@ pub fn load(shared: &Shared, index: &mut CompactIndex, checkpoint: &CheckpointRe
             record_bytes: entry.record_bytes,
             sequence_low: entry.sequence_low,
         };
-        index.insert(entry.key, location);
+        index.insert(entry.key, location, None);
         at = next;
     }
-    if at != data.len() {
-        return Err("its entries do not fill it exactly".to_string());
+    load_expiries(index, data, at)
+}
+
+/// The expiry section, after the entries: every item names a key loaded above.
+fn load_expiries(index: &mut CompactIndex, data: &[u8], mut at: usize) -> Result<(), String> {
+    // Each item takes at least its header, which bounds the loop by the bytes at hand.
+    for _ in 0..data.len().saturating_sub(at) / CHECKPOINT_EXPIRY_HEADER_BYTES + 1 {
+        if at == data.len() {
+            return Ok(());
+        }
+        let (key, expires_at_ms, next) =
+            decode_expiry(data, at).map_err(|error| format!("an expiry item is malformed ({error})"))?;
+        let Some(location) = index.get(key) else {
+            return Err("an expiry item names a key it does not hold".to_string());
+        };
+        index.insert(key, location, Some(expires_at_ms));
+        at = next;
     }
-    Ok(())
+    Err("its expiry items do not fill it exactly".to_string())
 }
 
 /// Loads the index slots of the next entries before inserting them, so that their cache misses

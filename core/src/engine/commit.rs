@@ -133,6 +133,7 @@ pub enum NewRecord<'a> {
     Put {
         key: &'a [u8],
         value: Arc<[u8]>,
+        expires_at_ms: Option<u64>,
     },
     Delete {
         key: &'a [u8],
@@ -143,16 +144,18 @@ pub enum NewRecord<'a> {
         key: &'a [u8],
         value: &'a [u8],
         from: Location,
+        expires_at_ms: Option<u64>,
     },
 }
 
 impl NewRecord<'_> {
     fn encoded_bytes(&self) -> usize {
+        let expiry_bytes = |expires_at_ms: &Option<u64>| expires_at_ms.map_or(0, |_| crate::format::EXPIRY_BYTES);
         let body = match self {
-            NewRecord::Put { key, value } => key.len() + value.len(),
+            NewRecord::Put { key, value, expires_at_ms } => key.len() + value.len() + expiry_bytes(expires_at_ms),
+            NewRecord::Move { key, value, expires_at_ms, .. } => key.len() + value.len() + expiry_bytes(expires_at_ms),
             NewRecord::Delete { key } => key.len(),
             NewRecord::Clear => 0,
-            NewRecord::Move { key, value, .. } => key.len() + value.len(),
         };
         crate::format::RECORD_HEADER_BYTES + body
     }
@@ -258,11 +261,11 @@ impl Log {
         let epoch_low = crate::format::low_32_bits(shared.volume.epoch);
         let open = &mut self.open;
         let offset_bytes = open.start_block * BLOCK_BYTES as u64 + open.buffer.len() as u64;
-        let (kind, key, value): (RecordKind, &[u8], &[u8]) = match record {
-            NewRecord::Put { key, value } => (RecordKind::Put, key, value),
-            NewRecord::Delete { key } => (RecordKind::Delete, key, &[]),
-            NewRecord::Clear => (RecordKind::Clear, &[], &[]),
-            NewRecord::Move { key, value, .. } => (RecordKind::Put, key, value),
+        let (kind, key, value, expires_at_ms): (RecordKind, &[u8], &[u8], Option<u64>) = match record {
+            NewRecord::Put { key, value, expires_at_ms } => (RecordKind::Put, key, value, *expires_at_ms),
+            NewRecord::Delete { key } => (RecordKind::Delete, key, &[], None),
+            NewRecord::Clear => (RecordKind::Clear, &[], &[], None),
+            NewRecord::Move { key, value, expires_at_ms, .. } => (RecordKind::Put, key, value, *expires_at_ms),
         };
         let header = RecordHeader {
             kind,
@@ -270,13 +273,16 @@ impl Log {
             value_bytes: u32::try_from(value.len()).expect("value length checked at parse"),
             epoch_low,
             sequence: open.sequence,
+            expires_at_ms,
         };
         header.encode_into(&mut open.buffer, volume_id, offset_bytes, key, value);
         open.record_count += 1;
         let record_bytes = crate::format::batch_size_u32(header.total_bytes());
         let location = Location { offset_bytes, record_bytes, sequence_low: crate::format::low_32_bits(open.sequence) };
         open.effects.push(match record {
-            NewRecord::Put { key, value } => DurableEffect::Put { key: (*key).into(), location, value: value.clone() },
+            NewRecord::Put { key, value, expires_at_ms } => {
+                DurableEffect::Put { key: (*key).into(), location, value: value.clone(), expires_at_ms: *expires_at_ms }
+            }
             NewRecord::Delete { key } => DurableEffect::Delete { key: (*key).into() },
             NewRecord::Clear => DurableEffect::Clear,
             NewRecord::Move { key, from, .. } => DurableEffect::Move { key: (*key).into(), from: *from, to: location },

@@ -22,7 +22,7 @@ use super::space::{Ring, Writer};
 use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::format::CheckpointRef;
-use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK, RECORD_HEADER_BYTES};
+use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
 
@@ -100,6 +100,8 @@ struct Candidate {
     /// The batch holding it (block, sequence): where the tail may move to if the moves before
     /// it are all that fit.
     batch: LogPosition,
+    /// The copy keeps the record's expiry time.
+    expires_at_ms: Option<u64>,
 }
 
 /// A chunk being parsed, a bounded number of bytes per step, so that a chunk never stalls
@@ -432,7 +434,7 @@ impl Cleaner {
         for _ in 0..header.record_count {
             let record = RecordHeader::decode_trusted(&chunk[at..payload_end])
                 .map_err(|error| HaltReason::RecordUndecodable { sequence: header.sequence, error })?;
-            let key = at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + record.key_bytes as usize;
+            let key = at + record.key_offset()..at + record.value_offset();
             let location = Location {
                 offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,
                 record_bytes: crate::format::batch_size_u32(record.total_bytes()),
@@ -440,7 +442,8 @@ impl Cleaner {
             };
             if record.kind == RecordKind::Put && cx.keyspace.index.get(&chunk[key.clone()]) == Some(location) {
                 let batch = LogPosition { block: header.block, sequence: header.sequence };
-                candidates.push_back(Candidate { value: key.end..at + record.total_bytes(), key, location, batch });
+                let value = key.end..at + record.total_bytes();
+                candidates.push_back(Candidate { value, key, location, batch, expires_at_ms: record.expires_at_ms });
             }
             at += record.total_bytes();
         }
@@ -472,7 +475,9 @@ impl Cleaner {
             if still_newest {
                 let value = &chunk[candidate.value.clone()];
                 let from = candidate.location;
-                match cx.log.append(&[NewRecord::Move { key, value, from }], Writer::Compaction, cx.shared) {
+                let expires_at_ms = candidate.expires_at_ms;
+                debug_assert_eq!(expires_at_ms, cx.keyspace.index.expiry(key), "the index knows the record's expiry");
+                match cx.log.append(&[NewRecord::Move { key, value, from, expires_at_ms }], Writer::Compaction, cx.shared) {
                     Ok(sequence) => {
                         last_sequence = sequence;
                         moved_bytes += u64::from(candidate.location.record_bytes);

@@ -12,6 +12,7 @@
 
 use std::hash::BuildHasher;
 
+use super::expiries::Expiries;
 use super::hashing::SeededState;
 
 /// Where a durable record lives (16 bytes in the index).
@@ -27,8 +28,10 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn value_bytes(&self, key_bytes: usize) -> usize {
-        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - key_bytes
+    /// The value's length, for a record of this key length, with or without an expiry time.
+    pub fn value_bytes(&self, key_bytes: usize, expires: bool) -> usize {
+        let expiry_bytes = if expires { crate::format::EXPIRY_BYTES } else { 0 };
+        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - expiry_bytes - key_bytes
     }
 }
 
@@ -58,6 +61,8 @@ pub struct CompactIndex {
     garbage_bytes: usize,
     /// The sum of the live records' lengths on disk: what compaction must keep.
     live_record_bytes: u64,
+    /// The expiry times of the keys that have one (their records carry it too).
+    pub expiries: Expiries,
 }
 
 impl CompactIndex {
@@ -71,6 +76,7 @@ impl CompactIndex {
             tombstones: 0,
             garbage_bytes: 0,
             live_record_bytes: 0,
+            expiries: Expiries::default(),
         }
     }
 
@@ -190,7 +196,18 @@ impl CompactIndex {
         self.slots[self.home(self.hash(key))]
     }
 
-    pub fn insert(&mut self, key: &[u8], location: Location) {
+    /// Points `key` at its new durable record, which expires at `expires_at_ms` (or never).
+    pub fn insert(&mut self, key: &[u8], location: Location, expires_at_ms: Option<u64>) {
+        self.expiries.set(key, expires_at_ms);
+        self.insert_location(key, location);
+    }
+
+    /// The key's expiry time, if it has one.
+    pub fn expiry(&self, key: &[u8]) -> Option<u64> {
+        self.expiries.get(key)
+    }
+
+    fn insert_location(&mut self, key: &[u8], location: Location) {
         assert!(key.len() <= u16::MAX as usize, "keys are at most 65535 bytes");
         let hash = self.hash(key);
         match self.find(key, hash) {
@@ -231,6 +248,7 @@ impl CompactIndex {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
         let index = self.find(key, self.hash(key)).ok()?;
+        self.expiries.set(key, None);
         let at = slot_offset(self.slots[index]);
         let location = self.entry_location(at);
         self.garbage_bytes += ENTRY_HEADER_BYTES + key.len();
@@ -260,10 +278,11 @@ impl CompactIndex {
     /// Re-inserts every live entry into a fresh table of `capacity` slots and a compact arena.
     fn rebuild(&mut self, capacity: usize) {
         let seed = self.hasher.seed;
-        let old = std::mem::replace(self, CompactIndex::new(seed));
+        let mut old = std::mem::replace(self, CompactIndex::new(seed));
         self.slots = vec![EMPTY; capacity.max(16)];
+        self.expiries = std::mem::take(&mut old.expiries); // keys and times are unchanged
         for (key, location) in old.iter() {
-            self.insert(key, location);
+            self.insert_location(key, location);
         }
         debug_assert_eq!(self.live, old.live);
     }
@@ -349,13 +368,13 @@ mod tests {
     fn a_scan_visits_every_key_present_throughout_once_while_the_table_resizes() {
         let mut index = CompactIndex::new(7);
         for number in 0..500u64 {
-            index.insert(format!("stable{number}").as_bytes(), location(number + 1));
+            index.insert(format!("stable{number}").as_bytes(), location(number + 1), None);
         }
         let mut added = 0u64;
         let seen = full_scan(&mut index, 5, |index, step| {
             // Growth (rebuilds to larger tables) and churn (tombstones, then a shrinking rebuild).
             for _ in 0..20 {
-                index.insert(format!("new{added}").as_bytes(), location(added + 1));
+                index.insert(format!("new{added}").as_bytes(), location(added + 1), None);
                 added += 1;
             }
             if step % 3 == 0 {
@@ -379,7 +398,7 @@ mod tests {
         let mut index = CompactIndex::new(7);
         let key = |number: u64| format!("a-longer-key-to-fill-chunks-{number:08}").into_bytes();
         for number in 0..200_000u64 {
-            index.insert(&key(number), location(number));
+            index.insert(&key(number), location(number), None);
         }
         assert!(index.arena.len() >= 9, "several chunks: {}", index.arena.len());
         for number in (0..200_000u64).filter(|number| number % 3 != 0) {
@@ -403,16 +422,21 @@ mod tests {
                 let key = format!("key-{key}").into_bytes();
                 match kind {
                     0 | 1 => {
-                        index.insert(&key, location(value));
-                        model.insert(key, location(value));
+                        // Kind 1 gives the key an expiry time; rebuilds must keep it.
+                        let expiry = (kind == 1).then_some(value % 1000);
+                        index.insert(&key, location(value), expiry);
+                        model.insert(key, (location(value), expiry));
                     }
-                    _ => prop_assert_eq!(index.remove(&key), model.remove(&key)),
+                    _ => prop_assert_eq!(index.remove(&key), model.remove(&key).map(|(location, _)| location)),
                 }
                 prop_assert_eq!(index.len(), model.len());
             }
-            for (key, expected) in &model {
+            for (key, (expected, expiry)) in &model {
                 prop_assert_eq!(index.get(key), Some(*expected));
+                prop_assert_eq!(index.expiry(key), *expiry);
             }
+            prop_assert_eq!(index.expiries.len(), model.values().filter(|(_, expiry)| expiry.is_some()).count());
+            let model: BTreeMap<Vec<u8>, Location> = model.into_iter().map(|(key, (location, _))| (key, location)).collect();
             let mut listed: Vec<(Vec<u8>, Location)> = index.iter().map(|(key, location)| (key.to_vec(), location)).collect();
             listed.sort_by(|a, b| a.0.cmp(&b.0));
             let expected: Vec<(Vec<u8>, Location)> = model.into_iter().collect();

@@ -17,6 +17,7 @@ pub enum DurableEffect {
         key: Box<[u8]>,
         location: Location,
         value: Arc<[u8]>,
+        expires_at_ms: Option<u64>,
     },
     Delete {
         key: Box<[u8]>,
@@ -31,11 +32,12 @@ pub enum DurableEffect {
     },
 }
 
-/// A write not yet durable: the value it set (`None`: deleted) and its batch.
+/// A write not yet durable: the value it set (`None`: deleted), when that expires, and its batch.
 #[derive(Clone, Debug)]
 pub struct PendingWrite {
     pub sequence: u64,
     pub value: Option<Arc<[u8]>>,
+    pub expires_at_ms: Option<u64>,
 }
 
 /// What a lookup found.
@@ -76,6 +78,9 @@ pub struct Keyspace {
     /// engine stays deterministic.
     random_key_draws: u64,
     hash_seed: u64,
+    /// Wall-clock time, Unix milliseconds (never decreasing): a key whose expiry time is at or
+    /// before it is gone, whether or not its deletion has been written yet.
+    pub now_unix_ms: u64,
 }
 
 impl Keyspace {
@@ -88,6 +93,7 @@ impl Keyspace {
             live_keys: 0,
             random_key_draws: 0,
             hash_seed: config.hash_seed,
+            now_unix_ms: 0,
         }
     }
 
@@ -100,7 +106,40 @@ impl Keyspace {
         (mixed ^ (mixed >> 31)) % super::index::SCAN_END
     }
 
+    /// What a command sees of `key` now: a key past its expiry time is absent (since the batch
+    /// that wrote it, which a reply revealing the absence must wait for).
     pub fn lookup(&self, key: &[u8]) -> Lookup {
+        let lookup = self.lookup_raw(key);
+        if lookup.exists() && self.is_past(self.expiry_of(key)) {
+            return Lookup::Absent { sequence: lookup.sequence() };
+        }
+        lookup
+    }
+
+    /// Whether an expiry time has passed. As in Redis, a key is still there during the
+    /// millisecond of its expiry time, and gone after it.
+    pub fn is_past(&self, expires_at_ms: Option<u64>) -> bool {
+        expires_at_ms.is_some_and(|time| time < self.now_unix_ms)
+    }
+
+    /// The key's record is there but its expiry time has passed (its deletion is not written).
+    pub fn is_expired(&self, key: &[u8]) -> bool {
+        self.lookup_raw(key).exists() && self.is_past(self.expiry_of(key))
+    }
+
+    /// The key's expiry time in the newest state (expired or not), if it exists and has one.
+    pub fn expiry_of(&self, key: &[u8]) -> Option<u64> {
+        if let Some(pending) = self.overlay.get(key) {
+            return pending.expires_at_ms;
+        }
+        if self.cleared_at.is_some() {
+            return None;
+        }
+        self.index.expiry(key)
+    }
+
+    /// The key's record as the log has it, expired or not.
+    pub fn lookup_raw(&self, key: &[u8]) -> Lookup {
         if let Some(pending) = self.overlay.get(key) {
             return match &pending.value {
                 Some(value) => Lookup::Pending { value: value.clone(), sequence: pending.sequence },
@@ -116,15 +155,17 @@ impl Keyspace {
         }
     }
 
-    /// Records a write in batch `sequence` in the logical state.
-    pub fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>, sequence: u64) {
-        let existed = self.lookup(key).exists();
+    /// Records a write in batch `sequence` in the logical state. Keys count until their
+    /// deletion is written, expired or not (DBSIZE counts them, as Redis's does).
+    pub fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>, expires_at_ms: Option<u64>, sequence: u64) {
+        debug_assert!(value.is_some() || expires_at_ms.is_none(), "only a value expires");
+        let existed = self.lookup_raw(key).exists();
         match (existed, value.is_some()) {
             (false, true) => self.live_keys += 1,
             (true, false) => self.live_keys -= 1,
             _ => {}
         }
-        self.overlay.insert(key.into(), PendingWrite { sequence, value });
+        self.overlay.insert(key.into(), PendingWrite { sequence, value, expires_at_ms });
     }
 
     pub fn clear(&mut self, sequence: u64) {
@@ -154,10 +195,10 @@ impl Keyspace {
         stats.records_committed += effects.len() as u64;
         for effect in effects {
             match effect {
-                DurableEffect::Put { key, location, value } => {
+                DurableEffect::Put { key, location, value, expires_at_ms } => {
                     self.cache.insert(&key, value);
                     let before = self.index.len();
-                    self.index.insert(&key, location);
+                    self.index.insert(&key, location, expires_at_ms);
                     stats.records_replaced += u64::from(self.index.len() == before);
                     debug_assert_eq!(self.index.get(&key), Some(location), "a durable put is in the index");
                 }

@@ -8,6 +8,7 @@ mod commit;
 mod compaction;
 mod config;
 mod execute;
+mod expiries;
 mod hashing;
 mod index;
 mod keyspace;
@@ -98,6 +99,8 @@ pub struct EngineStats {
     pub batches_repaired: u64,
     /// Mirror slots the last open rewrote from the log: its newest batch's copy was not whole.
     pub mirrors_rewritten: u64,
+    /// Keys active expiry deleted (their time had passed).
+    pub keys_expired: u64,
 }
 
 /// How the log uses the volume, for INFO, benchmarks and the simulator's space check.
@@ -264,6 +267,9 @@ pub struct Engine {
     checkpointer: Checkpointer,
     superblock: SuperblockWriter,
     watches: watches::Watches,
+    /// Active expiry found keys due that it could not delete yet (a newer write pending, a key
+    /// locked): an input that settles them wakes it, not the clock.
+    expiry_blocked: bool,
 }
 
 impl Engine {
@@ -289,6 +295,7 @@ impl Engine {
             checkpointer: Checkpointer::default(),
             superblock: SuperblockWriter::default(),
             watches: watches::Watches::default(),
+            expiry_blocked: false,
             shared: Shared {
                 volume: Volume::default(),
                 io: IoQueue { tokens: TokenTable::new(), out: VecDeque::new() },
@@ -571,8 +578,10 @@ impl Engine {
         self.checkpointer.in_progress(&self.shared)
     }
 
-    /// Compaction and checkpoints go on after every input that may unblock them.
+    /// Active expiry, compaction and checkpoints go on after every input that may unblock them.
     fn drive_background(&mut self) {
+        let due = self.next_expiry_tick().is_some_and(|tick| tick <= self.now);
+        self.expiry_blocked = due && !self.expire_due_keys();
         if matches!(self.phase, Phase::Ready) {
             let (cleaner, mut cx) = self.cleaner_parts();
             let step = cleaner.drive(&mut cx);
@@ -603,6 +612,13 @@ impl Engine {
         self.drive_background();
     }
 
+    /// Input: wall-clock time, Unix milliseconds, for expiry (a key expires at a Unix time,
+    /// which survives restarts). Call it before `tick` each turn; a value below the last one
+    /// (the wall clock stepped back) is ignored, so keys never come back within a run.
+    pub fn set_unix_time_ms(&mut self, unix_ms: u64) {
+        self.keyspace.now_unix_ms = self.keyspace.now_unix_ms.max(unix_ms);
+    }
+
     /// Output: the next I/O to perform.
     pub fn poll_io(&mut self) -> Option<IoRequest> {
         self.shared.io.out.pop_front()
@@ -625,12 +641,18 @@ impl Engine {
     /// since nothing in the engine waits on time today. A driver that ticks when asked, at the
     /// end of each loop turn and on completions, loses no progress.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let background = matches!(self.phase, Phase::Ready)
-            && self.shared.read_only.is_none()
+        let writable = matches!(self.phase, Phase::Ready) && self.shared.read_only.is_none();
+        let background = writable
             && self.shared.io.tokens.is_empty()
             && (self.compaction_state() == CompactionState::Working
                 || self.checkpointer.wants_tick(&self.shared, &self.log));
-        (self.log.seal_at_tick || background).then_some(self.now)
+        let now = (self.log.seal_at_tick || background).then_some(self.now);
+        // The next key to expire, unless the keys due now wait on an input (a batch, a read).
+        let expiry = self.next_expiry_tick().filter(|tick| writable && !(self.expiry_blocked && *tick <= self.now));
+        match (now, expiry) {
+            (Some(now), _) => Some(now),
+            (None, expiry) => expiry,
+        }
     }
 
     /// The client has gone: its queued commands still run (a write sent is a write made), but
@@ -709,6 +731,16 @@ impl Engine {
     /// Keys in the newest state (what DBSIZE answers, durable or not).
     pub fn key_count(&self) -> u64 {
         self.keyspace.live_keys
+    }
+
+    /// A durable key's expiry time, if it has one (for checkers).
+    pub fn durable_expiry(&self, key: &[u8]) -> Option<u64> {
+        self.keyspace.index.expiry(key)
+    }
+
+    /// Durable keys with an expiry time (INFO's `expires`).
+    pub fn expiring_key_count(&self) -> usize {
+        self.keyspace.index.expiries.len()
     }
 
     /// The durable keys and their locations, in the index's (seeded, deterministic) order: for

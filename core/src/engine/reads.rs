@@ -10,7 +10,7 @@ use super::config::Bug;
 use super::keyspace::Location;
 use super::{ClientId, IoPurpose, Shared};
 use crate::command::Reply;
-use crate::format::{RecordHeader, RecordKind, RECORD_HEADER_BYTES};
+use crate::format::{RecordHeader, RecordKind};
 use crate::io::IoKind;
 use crate::BLOCK_BYTES;
 
@@ -111,12 +111,12 @@ pub fn decode_value(job: &ReadJob, bytes: &[u8], shared: &mut Shared) -> Result<
         header.kind == RecordKind::Put
             && crate::format::low_32_bits(header.sequence) == job.location.sequence_low
             && header.total_bytes() == record.len()
-            && &record[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.key_bytes as usize] == job.key.as_slice()
+            && &record[header.key_offset()..header.value_offset()] == job.key.as_slice()
     });
     let Some(header) = header else {
         shared.stats.checksum_failures += 1;
         let offset = job.location.offset_bytes;
         return Err(Reply::error(format!("ERR data corrupt: the record at byte offset {offset} failed verification")));
     };
-    Ok(Arc::from(&record[RECORD_HEADER_BYTES + header.key_bytes as usize..]))
+    Ok(Arc::from(&record[header.value_offset()..]))
 }

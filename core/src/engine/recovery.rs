@@ -541,8 +541,7 @@ impl Engine {
             if record.sequence != header.sequence {
                 return Err("record sequence differs from its batch".to_string());
             }
-            let key_end = at + crate::format::RECORD_HEADER_BYTES + record.key_bytes as usize;
-            let key = &batch[at + crate::format::RECORD_HEADER_BYTES..key_end];
+            let key = &batch[at + record.key_offset()..at + record.value_offset()];
             let offset_bytes = header.block * BLOCK_BYTES as u64 + at as u64;
             let location = Location {
                 offset_bytes,
@@ -550,7 +549,7 @@ impl Engine {
                 sequence_low: crate::format::low_32_bits(header.sequence),
             };
             match record.kind {
-                RecordKind::Put => self.keyspace.index.insert(key, location),
+                RecordKind::Put => self.keyspace.index.insert(key, location, record.expires_at_ms),
                 RecordKind::Delete => _ = self.keyspace.index.remove(key),
                 RecordKind::Clear => self.keyspace.index.clear(),
             }
@@ -570,8 +569,7 @@ impl Engine {
         let mut touched = 0u64;
         for _ in 0..header.record_count {
             let Ok(record) = RecordHeader::decode_trusted(&payload[at..]) else { break };
-            let key_start = at + crate::format::RECORD_HEADER_BYTES;
-            let Some(key) = payload.get(key_start..key_start + record.key_bytes as usize) else { break };
+            let Some(key) = payload.get(at + record.key_offset()..at + record.value_offset()) else { break };
             touched ^= self.keyspace.index.touch(key);
             at += record.total_bytes();
         }

@@ -19,7 +19,7 @@ pub mod record;
 pub mod superblock;
 
 pub use batch::{BatchHeader, BATCH_HEADER_BYTES};
-pub use record::{RecordHeader, RecordKind, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
+pub use record::{RecordHeader, RecordKind, EXPIRY_BYTES, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 pub use superblock::{CheckpointRef, Superblock, SUPERBLOCK_COPIES};
 
 /// The first block of the log region.

@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `QUILLKV1` |
-//! | 8 | 4 | format version: 3 (two mirror slots of a largest batch each sit right before the checkpoint slots), or 2 (no mirror slots) |
+//! | 8 | 4 | format version: 4 (two mirror slots of a largest batch each sit right before the checkpoint slots) or 5 (no mirror slots); records may carry an expiry time. Versions 3 (mirrored) and 2 (not) are the same without expiry: still opened, and written back as 4 and 5 |
 //! | 12 | 4 | block size in bytes (4096) |
 //! | 16 | 8 | sequence: incremented on every superblock write; the highest valid copy wins |
 //! | 24 | 8 | volume id: chosen at format time, stamped into every batch and record checksum |
@@ -30,10 +30,15 @@ use crate::BLOCK_BYTES;
 
 pub const SUPERBLOCK_COPIES: usize = 2;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"QUILLKV1";
-/// The format new volumes get: the log's newest batches are mirrored (see `mirror_slot_block`).
-pub const FORMAT_VERSION: u32 = 3;
-/// The format before mirror slots; still opened, and kept as it is.
-pub const FORMAT_VERSION_UNMIRRORED: u32 = 2;
+/// The format new volumes get: the log's newest batches are mirrored (see `mirror_slot_block`),
+/// and records may carry an expiry time.
+pub const FORMAT_VERSION: u32 = 4;
+/// The same without mirror slots.
+pub const FORMAT_VERSION_UNMIRRORED: u32 = 5;
+/// Versions before expiry (mirrored, and not): opened as 4 and 5, and written back as such by a
+/// writable open, so a binary that knows no expiry refuses the volume rather than misread it.
+pub const FORMAT_VERSION_BEFORE_EXPIRY: u32 = 3;
+pub const FORMAT_VERSION_UNMIRRORED_BEFORE_EXPIRY: u32 = 2;
 const CHECKSUM_AT: usize = 124;
 
 /// An index checkpoint the superblock points at.
@@ -149,9 +154,11 @@ impl Superblock {
             return Err(FormatError::Checksum { stored, computed });
         }
         let version = get_u32(block, at::VERSION);
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_UNMIRRORED {
-            return Err(FormatError::Version(version));
-        }
+        let mirrored = match version {
+            FORMAT_VERSION | FORMAT_VERSION_BEFORE_EXPIRY => true,
+            FORMAT_VERSION_UNMIRRORED | FORMAT_VERSION_UNMIRRORED_BEFORE_EXPIRY => false,
+            _ => return Err(FormatError::Version(version)),
+        };
         let block_bytes = get_u32(block, at::BLOCK_BYTES);
         if block_bytes as usize != BLOCK_BYTES {
             return Err(FormatError::Range { field: "block size", value: block_bytes.into() });
@@ -177,7 +184,7 @@ impl Superblock {
             tail_sequence: get_u64(block, at::TAIL_SEQUENCE),
             checkpoint,
             keys_hint: get_u32(block, at::KEYS_HINT),
-            mirrored: version == FORMAT_VERSION,
+            mirrored,
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);

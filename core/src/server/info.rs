@@ -121,7 +121,9 @@ impl Server {
     fn info_keyspace(&self, out: &mut String) {
         let keys = self.engine.key_count();
         if keys > 0 {
-            let _ = write!(out, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+            // Durable keys with an expiry time; avg_ttl is not tracked (Redis's is a sample too).
+            let expires = self.engine.expiring_key_count();
+            let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
         }
     }
 }

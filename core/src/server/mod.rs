@@ -136,13 +136,15 @@ impl Server {
     }
 
     /// Wall-clock time, in Unix milliseconds: an input like `tick`'s monotonic time, for the
-    /// commands that report the time of day (TIME, LASTSAVE). The driver passes it before
-    /// `tick`; the simulator passes virtual time. The first call also stands for the start.
+    /// commands that report the time of day (TIME, LASTSAVE) and for expiry (the engine's
+    /// `set_unix_time_ms`). The driver passes it before `tick`; the simulator passes virtual
+    /// time. The first call also stands for the start.
     pub fn set_unix_time_ms(&mut self, unix_ms: u64) {
         if self.last_save_unix_s == 0 {
             self.last_save_unix_s = unix_ms / 1000;
         }
         self.unix_time_ms = unix_ms;
+        self.engine.set_unix_time_ms(unix_ms);
     }
 
     /// A client sent SHUTDOWN: stop serving, write the checkpoint if it says so, and exit.

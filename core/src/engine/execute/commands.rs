@@ -8,6 +8,7 @@ use super::super::keyspace::{CompactIndex, Lookup};
 use super::super::reads::{ReadJob, ReadPurpose};
 use super::super::space::Writer;
 use super::super::{ClientId, Engine};
+use super::expiry::{self, Current};
 use crate::command::parse::{not_an_integer, parse_integer};
 use crate::command::{Reply, Request, SetCondition};
 use crate::format::KEY_BYTES_MAX;
@@ -41,9 +42,15 @@ impl Engine {
                 let length = match &lookup {
                     Lookup::Absent { .. } => 0,
                     Lookup::Pending { value, .. } => value.len(),
-                    Lookup::Durable(location) => location.value_bytes(key.len()),
+                    Lookup::Durable(location) => location.value_bytes(key.len(), self.keyspace.index.expiry(&key).is_some()),
                 };
                 self.clients.finish(client_id, slot_id, Reply::Integer(length as i64), lookup.sequence())
+            }
+            Request::Ttl { key, milliseconds, absolute } => {
+                let lookup = self.keyspace.lookup(&key);
+                let expiry = self.keyspace.expiry_of(&key);
+                let reply = expiry::ttl_reply(lookup.exists(), expiry, self.keyspace.now_unix_ms, milliseconds, absolute);
+                self.clients.finish(client_id, slot_id, reply, lookup.sequence())
             }
             Request::DbSize => {
                 let count = self.keyspace.live_keys as i64;
@@ -64,7 +71,8 @@ impl Engine {
             Request::Exec { commands } => self.start_exec(client_id, slot_id, commands),
             Request::Rename { .. } | Request::Copy { .. } => self.start_single_view(client_id, slot_id, request),
             Request::Watch { keys } => {
-                let reply = if self.watches.watch(client_id, &keys) {
+                let keyspace = &self.keyspace;
+                let reply = if self.watches.watch(client_id, &keys, |key| keyspace.is_expired(key)) {
                     Reply::ok()
                 } else {
                     let limit = super::super::watches::WATCHED_KEYS_MAX;
@@ -89,7 +97,11 @@ impl Engine {
             | Request::Append { .. }
             | Request::GetSet { .. }
             | Request::GetDel { .. }
-            | Request::SetRange { .. } => self.start_read_modify_write(client_id, slot_id, request),
+            | Request::SetRange { .. }
+            | Request::SetExpiring { .. }
+            | Request::Expire { .. }
+            | Request::Persist { .. }
+            | Request::GetEx { .. } => self.start_read_modify_write(client_id, slot_id, request),
         }
     }
 
@@ -143,14 +155,14 @@ impl Engine {
                 if let Some(refusal) = self.index_full(new_entry_bytes) {
                     return self.clients.finish(client_id, slot_id, refusal, lookup.sequence());
                 }
-                (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()) }], Reply::ok(), lookup.sequence())
+                (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None }], Reply::ok(), lookup.sequence())
             }
             Request::MSet { pairs } => {
                 if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
                     return self.clients.finish(client_id, slot_id, refusal, 0);
                 }
                 let records =
-                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
+                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None });
                 (records.collect(), Reply::ok(), 0)
             }
             Request::MSetNx { pairs } => {
@@ -162,7 +174,7 @@ impl Engine {
                     return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
                 let records =
-                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()) });
+                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None });
                 (records.collect(), Reply::Integer(1), observed)
             }
             Request::Del { keys } => self.delete_records(keys),
@@ -242,8 +254,10 @@ impl Engine {
         }
         for record in records {
             match record {
-                NewRecord::Put { key, value } => self.keyspace.write(key, Some(value.clone()), sequence),
-                NewRecord::Delete { key } => self.keyspace.write(key, None, sequence),
+                NewRecord::Put { key, value, expires_at_ms } => {
+                    self.keyspace.write(key, Some(value.clone()), *expires_at_ms, sequence)
+                }
+                NewRecord::Delete { key } => self.keyspace.write(key, None, None, sequence),
                 NewRecord::Clear => self.keyspace.clear(sequence),
                 NewRecord::Move { .. } => unreachable!("clients do not move records"),
             }
@@ -308,21 +322,29 @@ impl Engine {
         request: Request,
         current: Option<Arc<[u8]>>,
     ) -> Executed {
-        let observed = self.keyspace.lookup(request_key(&request)).sequence();
-        let value_bytes_max = self.shared.config.value_bytes_max;
-        let (change, reply) = match compute_read_modify_write(&request, current.as_deref(), value_bytes_max) {
+        let lookup = self.keyspace.lookup(request_key(&request));
+        let observed = lookup.sequence();
+        // The key was locked while its value was read, so only time may have changed it: it
+        // may have expired meanwhile.
+        let current = current.filter(|_| lookup.exists());
+        let state = Current {
+            value: current.as_deref(),
+            expires_at_ms: current.as_ref().and(self.keyspace.expiry_of(request_key(&request))),
+        };
+        let context = RmwContext { now_ms: self.keyspace.now_unix_ms, value_bytes_max: self.shared.config.value_bytes_max };
+        let (change, reply) = match compute_read_modify_write(&request, state, context) {
             Ok(computed) => computed,
             Err(error) => return self.clients.finish(client_id, slot_id, error, observed),
         };
         let (record, writer) = match change {
             Change::Unchanged => return self.clients.finish(client_id, slot_id, reply, observed),
-            Change::Put(value) => {
+            Change::Put(value, expires_at_ms) => {
                 let new_entry_bytes =
                     if current.is_none() { CompactIndex::entry_bytes(request_key(&request).len()) } else { 0 };
                 if let Some(refusal) = self.index_full(new_entry_bytes) {
                     return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
-                (NewRecord::Put { key: request_key(&request), value }, Writer::Put)
+                (NewRecord::Put { key: request_key(&request), value, expires_at_ms }, Writer::Put)
             }
             Change::Delete => (NewRecord::Delete { key: request_key(&request) }, Writer::Delete),
         };
@@ -354,28 +376,45 @@ pub(super) fn request_key(request: &Request) -> &[u8] {
         | Request::Append { key, .. }
         | Request::GetSet { key, .. }
         | Request::GetDel { key }
-        | Request::SetRange { key, .. } => key,
+        | Request::SetRange { key, .. }
+        | Request::SetExpiring { key, .. }
+        | Request::Expire { key, .. }
+        | Request::Persist { key }
+        | Request::GetEx { key, .. } => key,
         _ => unreachable!("only read-modify-writes"),
     }
 }
 
-/// What a read-modify-write does to its key.
+/// What a read-modify-write does to its key: a new value (with its expiry time) or a deletion.
 pub(super) enum Change {
     Unchanged,
-    Put(Arc<[u8]>),
+    Put(Arc<[u8]>, Option<u64>),
     Delete,
+}
+
+/// What a read-modify-write needs besides the key's state.
+#[derive(Clone, Copy)]
+pub(super) struct RmwContext {
+    /// Wall-clock time, Unix milliseconds.
+    pub now_ms: u64,
+    pub value_bytes_max: usize,
 }
 
 pub(super) fn value_too_large(limit: usize) -> Reply {
     Reply::error(format!("ERR value too large (the limit is {limit} bytes)"))
 }
 
-/// What a read-modify-write does over `current`, and its reply.
+/// What a read-modify-write does over the key's state, and its reply. Changing a value in place
+/// (INCRBY, APPEND, SETRANGE) keeps its expiry time; replacing it (GETSET) drops it.
 pub(super) fn compute_read_modify_write(
     request: &Request,
-    current: Option<&[u8]>,
-    value_bytes_max: usize,
+    state: Current<'_>,
+    context: RmwContext,
 ) -> Result<(Change, Reply), Reply> {
+    if expiry::is_expiry_command(request) {
+        return expiry::compute_expiry_command(request, state, context.now_ms);
+    }
+    let (current, value_bytes_max, kept) = (state.value, context.value_bytes_max, state.expires_at_ms);
     let old_value = || Reply::Bulk(current.map(<[u8]>::to_vec));
     match request {
         Request::IncrBy { delta, .. } => {
@@ -385,7 +424,7 @@ pub(super) fn compute_read_modify_write(
             };
             let new =
                 old.checked_add(*delta).ok_or_else(|| Reply::error("ERR increment or decrement would overflow"))?;
-            Ok((Change::Put(Arc::from(new.to_string().into_bytes())), Reply::Integer(new)))
+            Ok((Change::Put(Arc::from(new.to_string().into_bytes()), kept), Reply::Integer(new)))
         }
         Request::Append { value, .. } => {
             let old = current.unwrap_or(&[]);
@@ -396,7 +435,7 @@ pub(super) fn compute_read_modify_write(
             joined.extend_from_slice(old);
             joined.extend_from_slice(value);
             let length = joined.len() as i64;
-            Ok((Change::Put(Arc::from(joined)), Reply::Integer(length)))
+            Ok((Change::Put(Arc::from(joined), kept), Reply::Integer(length)))
         }
         Request::GetSet { value, condition, .. } => {
             let allowed = match condition {
@@ -404,14 +443,14 @@ pub(super) fn compute_read_modify_write(
                 SetCondition::IfAbsent => current.is_none(),
                 SetCondition::IfPresent => current.is_some(),
             };
-            let change = if allowed { Change::Put(Arc::from(value.as_slice())) } else { Change::Unchanged };
+            let change = if allowed { Change::Put(Arc::from(value.as_slice()), None) } else { Change::Unchanged };
             Ok((change, old_value()))
         }
         Request::GetDel { .. } => {
             let change = if current.is_some() { Change::Delete } else { Change::Unchanged };
             Ok((change, old_value()))
         }
-        Request::SetRange { offset, value, .. } => set_range(current, *offset, value, value_bytes_max),
+        Request::SetRange { offset, value, .. } => set_range(state, *offset, value, value_bytes_max),
         _ => unreachable!("only read-modify-writes"),
     }
 }
@@ -421,13 +460,8 @@ const REDIS_STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
 
 /// SETRANGE over `current`, as Redis's `setrangeCommand` does it: an empty value changes nothing
 /// (and creates no key), and the gap past the old end fills with zero bytes.
-fn set_range(
-    current: Option<&[u8]>,
-    offset: u64,
-    value: &[u8],
-    value_bytes_max: usize,
-) -> Result<(Change, Reply), Reply> {
-    let old = current.unwrap_or(&[]);
+fn set_range(state: Current<'_>, offset: u64, value: &[u8], value_bytes_max: usize) -> Result<(Change, Reply), Reply> {
+    let old = state.value.unwrap_or(&[]);
     if value.is_empty() {
         return Ok((Change::Unchanged, Reply::Integer(old.len() as i64)));
     }
@@ -445,5 +479,5 @@ fn set_range(
     joined.resize(length, 0);
     joined[offset..end].copy_from_slice(value);
     debug_assert_eq!(joined.len(), length);
-    Ok((Change::Put(Arc::from(joined)), Reply::Integer(length as i64)))
+    Ok((Change::Put(Arc::from(joined), state.expires_at_ms), Reply::Integer(length as i64)))
 }

@@ -4,7 +4,9 @@
 //! appends records to the log, queues reads with the read scheduler, and puts the reply back
 //! in the slot. Replies leave the slots (`release_replies`) once their batch is durable.
 
+mod active_expiry;
 mod commands;
+mod expiry;
 mod iteration;
 mod reads;
 mod transaction;

@@ -13,27 +13,47 @@ use super::super::keyspace::{CompactIndex, Lookup};
 use super::super::reads::{ReadJob, ReadPurpose};
 use super::super::space::Writer;
 use super::super::{ClientId, Engine};
-use super::commands::{compute_read_modify_write, Change};
+use super::commands::{compute_read_modify_write, Change, RmwContext};
+use super::expiry::{ttl_reply, Current};
 use crate::command::{Reply, Request, SetCondition};
 
 /// The transaction's keys and their values as its commands see them (`None`: absent).
 type View = BTreeMap<Vec<u8>, Option<Arc<[u8]>>>;
 
-/// What the commands of a transaction wrote so far: the view, and which keys changed.
+/// A key's state inside a transaction: its value and expiry time (`None`: absent).
+type Entry = Option<(Arc<[u8]>, Option<u64>)>;
+
+/// What the commands of a transaction wrote so far: each key's state, and which keys changed.
 struct Scratch {
-    view: View,
+    view: BTreeMap<Vec<u8>, Entry>,
     written: BTreeSet<Vec<u8>>,
 }
 
 impl Scratch {
     fn value(&self, key: &[u8]) -> Option<Arc<[u8]>> {
+        self.entry(key).map(|(value, _)| value)
+    }
+
+    fn entry(&self, key: &[u8]) -> Entry {
         self.view.get(key).cloned().flatten()
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>) {
+    fn current(&self, key: &[u8]) -> (Option<Arc<[u8]>>, Option<u64>) {
+        match self.entry(key) {
+            Some((value, expires_at_ms)) => (Some(value), expires_at_ms),
+            None => (None, None),
+        }
+    }
+
+    fn write(&mut self, key: &[u8], entry: Entry) {
         debug_assert!(self.view.contains_key(key), "every key of the transaction is in its view");
-        self.view.insert(key.to_vec(), value);
+        self.view.insert(key.to_vec(), entry);
         self.written.insert(key.to_vec());
+    }
+
+    /// A new value, without an expiry time.
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.write(key, Some((Arc::from(value), None)));
     }
 }
 
@@ -139,6 +159,8 @@ impl Engine {
         if single {
             return self.run_exec(client_id, slot_id, commands, view, true);
         }
+        let keyspace = &self.keyspace;
+        self.watches.check_expired(client_id, |key| keyspace.is_expired(key));
         if self.watches.is_dirty(client_id) {
             // A watched key changed since WATCH: nothing runs (a nil reply), as in Redis.
             self.watches.unwatch(client_id);
@@ -162,8 +184,17 @@ impl Engine {
         single: bool,
     ) -> Executed {
         let observed = view.keys().map(|key| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
+        // The keys read from disk were locked, so only time may have changed them since: a key
+        // that expired meanwhile is absent.
+        let view: BTreeMap<Vec<u8>, Entry> = view
+            .into_iter()
+            .map(|(key, value)| {
+                let entry = value.filter(|_| self.keyspace.lookup(&key).exists()).map(|value| (value, self.keyspace.expiry_of(&key)));
+                (key, entry)
+            })
+            .collect();
         let present_before: BTreeSet<Vec<u8>> =
-            view.iter().filter(|(_, value)| value.is_some()).map(|(key, _)| key.clone()).collect();
+            view.iter().filter(|(_, entry)| entry.is_some()).map(|(key, _)| key.clone()).collect();
         let mut scratch = Scratch { view, written: BTreeSet::new() };
         let replies: Vec<Reply> =
             commands.iter().map(|command| self.run_in_transaction(command, &mut scratch)).collect();
@@ -171,12 +202,12 @@ impl Engine {
         let mut new_entry_bytes = 0;
         let mut records = Vec::new();
         for key in &scratch.written {
-            match (scratch.value(key), present_before.contains(key)) {
+            match (scratch.entry(key), present_before.contains(key)) {
                 (None, false) => {} // absent before and after: nothing to log
                 (None, true) => records.push(NewRecord::Delete { key }),
-                (Some(value), existed) => {
+                (Some((value, expires_at_ms)), existed) => {
                     new_entry_bytes += if existed { 0 } else { CompactIndex::entry_bytes(key.len()) };
-                    records.push(NewRecord::Put { key, value });
+                    records.push(NewRecord::Put { key, value, expires_at_ms });
                 }
             }
         }
@@ -225,7 +256,8 @@ impl Engine {
             // EXEC forgets the watches anyway.
             Request::Unwatch => Reply::ok(),
             Request::Rename { source, destination, only_if_absent } => {
-                let Some(value) = scratch.value(source) else { return Reply::error("ERR no such key") };
+                // The expiry time moves with the value.
+                let Some(value) = scratch.entry(source) else { return Reply::error("ERR no such key") };
                 if source == destination {
                     return if *only_if_absent { Reply::Integer(0) } else { Reply::ok() };
                 }
@@ -244,7 +276,7 @@ impl Engine {
                 if source == destination {
                     return Reply::error("ERR source and destination objects are the same");
                 }
-                let Some(value) = scratch.value(source) else { return Reply::Integer(0) };
+                let Some(value) = scratch.entry(source) else { return Reply::Integer(0) };
                 if !replace && scratch.value(destination).is_some() {
                     return Reply::Integer(0);
                 }
@@ -261,12 +293,12 @@ impl Engine {
                 if !allowed {
                     return Reply::Bulk(None);
                 }
-                scratch.write(key, Some(Arc::from(value.as_slice())));
+                scratch.put(key, value);
                 Reply::ok()
             }
             Request::MSet { pairs } => {
                 for (key, value) in pairs {
-                    scratch.write(key, Some(Arc::from(value.as_slice())));
+                    scratch.put(key, value);
                 }
                 Reply::ok()
             }
@@ -275,7 +307,7 @@ impl Engine {
                     return Reply::Integer(0);
                 }
                 for (key, value) in pairs {
-                    scratch.write(key, Some(Arc::from(value.as_slice())));
+                    scratch.put(key, value);
                 }
                 Reply::Integer(1)
             }
@@ -293,19 +325,30 @@ impl Engine {
             | Request::Append { key, .. }
             | Request::GetSet { key, .. }
             | Request::GetDel { key }
-            | Request::SetRange { key, .. } => {
-                let value_bytes_max = self.shared.config.value_bytes_max;
-                match compute_read_modify_write(command, scratch.value(key).as_deref(), value_bytes_max) {
+            | Request::SetRange { key, .. }
+            | Request::SetExpiring { key, .. }
+            | Request::Expire { key, .. }
+            | Request::Persist { key }
+            | Request::GetEx { key, .. } => {
+                let context =
+                    RmwContext { now_ms: self.keyspace.now_unix_ms, value_bytes_max: self.shared.config.value_bytes_max };
+                let (value, expires_at_ms) = scratch.current(key);
+                let state = Current { value: value.as_deref(), expires_at_ms };
+                match compute_read_modify_write(command, state, context) {
                     Ok((change, reply)) => {
                         match change {
                             Change::Unchanged => {}
-                            Change::Put(value) => scratch.write(key, Some(value)),
+                            Change::Put(value, expires_at_ms) => scratch.write(key, Some((value, expires_at_ms))),
                             Change::Delete => scratch.write(key, None),
                         }
                         reply
                     }
                     Err(error) => error,
                 }
+            }
+            Request::Ttl { key, milliseconds, absolute } => {
+                let (value, expires_at_ms) = scratch.current(key);
+                ttl_reply(value.is_some(), expires_at_ms, self.keyspace.now_unix_ms, *milliseconds, *absolute)
             }
             // The server never queues these (`Request::allowed_in_transaction`).
             other => Reply::error(format!("ERR {} is not allowed inside MULTI", other.name().to_uppercase())),
