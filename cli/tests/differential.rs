@@ -1,9 +1,15 @@
 //! The same random command sequences to redis-server and to `quill serve`: every reply must be
 //! byte for byte the same. The commands are those `docs/commands.md` lists as answered by the
 //! engine (plus ECHO and unknown commands), with wrong arities, integer edge cases, binary and
-//! empty keys and values, and SET's NX/XX; the documented differences (SET's expiry options,
-//! INFO, CONFIG, CLIENT, COMMAND) are left out. Where `.ci/run` installed redis-server
+//! empty keys and values, SET's options, and expiry; the documented differences (INFO, CONFIG,
+//! CLIENT, COMMAND) are left out. Where `.ci/run` installed redis-server
 //! (QUILL_REQUIRE_REDIS_SERVER=1), its absence fails the test; elsewhere it says SKIPPED.
+//!
+//! Expiry runs on real time, kept short and deterministic: a key either expires in a few
+//! milliseconds, and the test waits for that before touching it again (both servers then delete
+//! it on access), or lives far longer than the test, or its time is already past. Replies that
+//! report a time left (TTL, PTTL, EXPIRETIME, PEXPIRETIME) may differ by the few milliseconds
+//! between the two servers, so they compare within 2 s.
 
 mod support;
 
@@ -127,8 +133,14 @@ fn reply_end(buffer: &[u8], at: usize) -> Option<usize> {
 /// Draws from the command's pieces.
 struct Draw(ChaCha8Rng, std::collections::VecDeque<Vec<Vec<u8>>>);
 
-/// Commands QuillKV refuses inside MULTI (documented), so a transaction block leaves them out.
-const NOT_IN_TRANSACTIONS: [&[u8]; 6] = [b"echo", b"keys", b"scan", b"flushall", b"flushdb", b"dbsize"];
+/// Commands a transaction block leaves out: those QuillKV refuses inside MULTI (documented),
+/// and the time reports, whose replies compare only within a tolerance (not inside an array).
+const NOT_IN_TRANSACTIONS: [&[u8]; 10] =
+    [b"echo", b"keys", b"scan", b"flushall", b"flushdb", b"dbsize", b"ttl", b"pttl", b"expiretime", b"pexpiretime"];
+
+/// Not a command: the test sends what came before, then waits for short expiry times to pass.
+const PAUSE: &[u8] = b"(pause)";
+const PAUSE_MS: u64 = 30;
 
 impl Draw {
     /// The next command: the rest of a transaction block first, else a new draw; now and then
@@ -158,6 +170,38 @@ impl Draw {
                 vec![self.name("multi")]
             }
             1 => vec![self.name("discard")],
+            // A key that expires in a few milliseconds: after the pause both servers must see it
+            // gone.
+            3 => {
+                let key = self.key();
+                let milliseconds = (1 + self.below(10)).to_string().into_bytes();
+                let read = match self.below(4) {
+                    0 => "get",
+                    1 => "exists",
+                    2 => "ttl",
+                    _ => "pttl",
+                };
+                let read = vec![self.name(read), key.clone()];
+                self.1.push_back(vec![PAUSE.to_vec()]);
+                self.1.push_back(read);
+                if self.below(2) == 0 {
+                    let pexpire = vec![self.name("pexpire"), key.clone(), milliseconds];
+                    self.1.push_front(pexpire);
+                    return vec![self.name("set"), key, self.value()];
+                }
+                vec![self.name("set"), key, self.value(), b"px".to_vec(), milliseconds]
+            }
+            // A time already past: SET keeps the key until it is next looked at, GETEX deletes it.
+            4 => {
+                let key = self.key();
+                let get = vec![self.name("get"), key.clone()];
+                self.1.push_back(get);
+                match self.below(3) {
+                    0 => vec![self.name("set"), key, self.value(), b"EXAT".to_vec(), b"1".to_vec()],
+                    1 => vec![self.name("set"), key, self.value(), b"pxat".to_vec(), b"1000".to_vec(), b"GET".to_vec()],
+                    _ => vec![self.name("getex"), key, b"PXAT".to_vec(), b"5".to_vec()],
+                }
+            }
             // WATCH, a write to the key or not, then a transaction: EXEC aborts (nil) if the
             // key changed, on this connection or another.
             2 => {
@@ -252,6 +296,81 @@ impl Draw {
         }
     }
 
+    /// A time for the expiry commands: far beyond the test's end, past (deleting at once, for
+    /// EXPIRE), or refused. Never a time that passes while the test runs.
+    fn time(&mut self, milliseconds: bool, absolute: bool) -> Vec<u8> {
+        match (self.below(8), milliseconds, absolute) {
+            (0, ..) => self.integer(),
+            (1, ..) => b"0".to_vec(),
+            (2, ..) => b"-5".to_vec(),
+            (3, false, _) => b"9223372036854776".to_vec(), // overflows as milliseconds
+            (_, false, false) => (100_000 + self.below(1000)).to_string().into_bytes(),
+            (_, true, false) => (100_000_000 + self.below(1000)).to_string().into_bytes(),
+            (_, false, true) => (4_102_444_800 + self.below(1000)).to_string().into_bytes(),
+            (_, true, true) => (4_102_444_800_000 + self.below(1000)).to_string().into_bytes(),
+        }
+    }
+
+    /// SET's options, expiry included: valid, conflicting, repeated, or missing their number.
+    fn set_options(&mut self) -> Vec<Vec<u8>> {
+        let mut options = Vec::new();
+        for _ in 0..self.below(4) {
+            match self.below(12) {
+                0 => options.push(self.pick(&[b"NX", b"nx"])),
+                1 => options.push(self.pick(&[b"XX", b"xx"])),
+                2 => options.push(self.pick(&[b"GET", b"get"])),
+                3 => options.push(self.pick(&[b"KEEPTTL", b"keepttl"])),
+                4 => options.push(b"bogus".to_vec()),
+                5 => options.push(b"EX".to_vec()), // perhaps without its number
+                6 | 7 => options.extend([self.pick(&[b"EX", b"ex"]), self.time(false, false)]),
+                8 | 9 => options.extend([self.pick(&[b"PX", b"px"]), self.time(true, false)]),
+                10 => options.extend([b"EXAT".to_vec(), self.time(false, true)]),
+                _ => options.extend([b"PXAT".to_vec(), self.time(true, true)]),
+            }
+        }
+        options
+    }
+
+    fn expiry_command(&mut self) -> Vec<Vec<u8>> {
+        match self.below(10) {
+            0..=3 => {
+                let (name, milliseconds, absolute) = [
+                    ("expire", false, false),
+                    ("pexpire", true, false),
+                    ("expireat", false, true),
+                    ("pexpireat", true, true),
+                ][self.below(4)];
+                let mut expire = vec![self.name(name), self.key(), self.time(milliseconds, absolute)];
+                for _ in 0..self.below(3) {
+                    expire.push(self.pick(&[b"NX", b"xx", b"GT", b"lt", b"bogus"]));
+                }
+                expire
+            }
+            4 => {
+                let name = ["ttl", "pttl", "expiretime", "pexpiretime"][self.below(4)];
+                vec![self.name(name), self.key()]
+            }
+            5 => vec![self.name("persist"), self.key()],
+            6 | 7 => {
+                let mut getex = vec![self.name("getex"), self.key()];
+                match self.below(7) {
+                    0 => getex.extend([b"EX".to_vec(), self.time(false, false)]),
+                    1 => getex.extend([b"px".to_vec(), self.time(true, false)]),
+                    2 => getex.extend([b"EXAT".to_vec(), self.time(false, true)]),
+                    3 => getex.extend([b"PXAT".to_vec(), self.time(true, true)]),
+                    4 => getex.push(b"PERSIST".to_vec()),
+                    5 => getex.extend([b"PERSIST".to_vec(), b"EX".to_vec(), b"10".to_vec()]),
+                    _ => {}
+                }
+                getex
+            }
+            _ => {
+                let name = if self.below(2) == 0 { "setex" } else { "psetex" };
+                vec![self.name(name), self.key(), self.time(name == "psetex", false), self.value()]
+            }
+        }
+    }
+
     fn name(&mut self, name: &str) -> Vec<u8> {
         // Names are case-insensitive: now and then in upper or mixed case.
         match self.below(4) {
@@ -266,22 +385,10 @@ impl Draw {
     }
 
     fn command(&mut self) -> Vec<Vec<u8>> {
-        let mut arguments = match self.below(34) {
+        let mut arguments = match self.below(40) {
             0..=3 => vec![self.name("get"), self.key()],
-            4..=6 => {
-                let mut set = vec![self.name("set"), self.key(), self.value()];
-                match self.below(8) {
-                    0 => set.push(b"NX".to_vec()),
-                    1 => set.push(b"xx".to_vec()),
-                    2 => set.extend([b"NX".to_vec(), b"XX".to_vec()]),
-                    3 => set.push(b"bogus".to_vec()),
-                    4 => set.push(b"GET".to_vec()),
-                    5 => set.extend([b"nx".to_vec(), b"get".to_vec()]),
-                    6 => set.extend([b"GET".to_vec(), b"XX".to_vec()]),
-                    _ => {}
-                }
-                set
-            }
+            4..=6 => [vec![self.name("set"), self.key(), self.value()], self.set_options()].concat(),
+            34..=39 => self.expiry_command(),
             7 => [vec![self.name("del")], self.keys(1)].concat(),
             8 => [vec![self.name("unlink")], self.keys(1)].concat(),
             9 => [vec![self.name("exists")], self.keys(1)].concat(),
@@ -393,6 +500,25 @@ impl Draw {
     }
 }
 
+/// Whether the replies to `command` agree: exactly, or within 2 s for the time reports.
+fn replies_agree(command: &[Vec<u8>], expected: &[u8], got: &[u8]) -> bool {
+    let name = command[0].to_ascii_lowercase();
+    let tolerance = match name.as_slice() {
+        b"ttl" | b"expiretime" => 2,
+        b"pttl" | b"pexpiretime" => 2000,
+        _ => 0,
+    };
+    let integer = |reply: &[u8]| -> Option<i64> {
+        std::str::from_utf8(reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?).ok()?.parse().ok()
+    };
+    match (integer(expected), integer(got)) {
+        (Some(expected), Some(got)) if tolerance > 0 && expected >= 0 && got >= 0 => {
+            (expected - got).abs() <= tolerance
+        }
+        _ => expected == got,
+    }
+}
+
 /// An array reply with its elements sorted: KEYS answers in hash order, which differs.
 fn sorted_elements(reply: &[u8]) -> Vec<u8> {
     if reply.first() != Some(&b'*') || reply.starts_with(b"*-1") {
@@ -425,9 +551,17 @@ fn quill_answers_like_redis() {
     let mut to_redis = Connection::open(redis.port);
     let mut to_quill = Connection::open(quill.port);
     let mut draw = Draw(ChaCha8Rng::seed_from_u64(20_261_202), Default::default());
-    let mut compared = 0;
+    let (mut compared, mut expiring, mut pauses) = (0, 0, 0);
     while compared < COMMANDS_TOTAL {
-        let commands: Vec<Vec<Vec<u8>>> = (0..CHUNK_COMMANDS).map(|_| draw.next()).collect();
+        let mut commands: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut pause = false;
+        while commands.len() < CHUNK_COMMANDS && !pause {
+            let command = draw.next();
+            pause = command[0] == PAUSE;
+            if !pause {
+                commands.push(command);
+            }
+        }
         to_redis.send(&commands);
         to_quill.send(&commands);
         for (index, command) in commands.iter().enumerate() {
@@ -435,17 +569,45 @@ fn quill_answers_like_redis() {
             if command.len() == 2 && command[0].eq_ignore_ascii_case(b"keys") {
                 (expected, got) = (sorted_elements(&expected), sorted_elements(&got));
             }
+            let name = command[0].to_ascii_lowercase();
+            let expiry_names: [&[u8]; 12] = [
+                b"expire",
+                b"pexpire",
+                b"expireat",
+                b"pexpireat",
+                b"ttl",
+                b"pttl",
+                b"expiretime",
+                b"pexpiretime",
+                b"persist",
+                b"getex",
+                b"setex",
+                b"psetex",
+            ];
+            let set_with_time = name == b"set"
+                && command.iter().any(|word| {
+                    matches!(word.to_ascii_lowercase().as_slice(), b"ex" | b"px" | b"exat" | b"pxat" | b"keepttl")
+                });
+            expiring += usize::from(set_with_time || expiry_names.contains(&name.as_slice()));
+            if replies_agree(command, &expected, &got) {
+                continue;
+            }
             let shown: Vec<String> = command.iter().map(|argument| printable(argument)).collect();
-            assert_eq!(
-                printable(&got),
-                printable(&expected),
-                "command {} ({}) answered differently; quill log: {}",
+            panic!(
+                "command {} ({}) answered differently: redis {}, quill {}; quill log: {}",
                 compared + index,
                 shown.join(" "),
+                printable(&expected),
+                printable(&got),
                 quill.log()
             );
         }
         compared += commands.len();
+        if pause {
+            pauses += 1;
+            std::thread::sleep(Duration::from_millis(PAUSE_MS));
+        }
     }
-    assert_eq!(compared, COMMANDS_TOTAL);
+    assert!(compared >= COMMANDS_TOTAL, "{compared} compared");
+    eprintln!("{compared} commands compared, {expiring} of them on expiry, {pauses} waits for a key to expire");
 }

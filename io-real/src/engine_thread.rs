@@ -3,7 +3,7 @@
 //! the driver, so a request that arrives meanwhile waits at most one I/O completion.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 
 use futures::channel::oneshot;
 use quill_core::{Reply, Request};
@@ -58,13 +58,23 @@ pub fn engine_thread(
 /// Returns whether the handle asked to close (or is gone).
 fn take_messages(runner: &mut EngineRunner, receiver: &Receiver<Message>, clients: &mut Clients) -> bool {
     if runner.io_pending() == 0 {
-        match receiver.recv() {
-            Ok(message) => {
-                if handle(runner, message, clients) {
-                    return true;
-                }
+        // Nothing in flight: wait for a message, or until the engine's next timer (a key's
+        // expiry time), after which the loop ticks it.
+        let message = match runner.wake_in() {
+            Some(wait) => match receiver.recv_timeout(wait) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            },
+            None => Some(match receiver.recv() {
+                Ok(message) => message,
+                Err(_) => return true,
+            }),
+        };
+        if let Some(message) = message {
+            if handle(runner, message, clients) {
+                return true;
             }
-            Err(_) => return true,
         }
     }
     for _ in 0..MESSAGES_PER_TURN_MAX {

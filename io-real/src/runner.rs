@@ -140,7 +140,19 @@ impl EngineRunner {
     /// Work pending: I/O requests the driver holds that have not completed, plus one if the
     /// engine waits for the end of the loop turn (a deferred group commit; see `turn`).
     pub fn io_pending(&self) -> usize {
-        usize::from(self.engine.poll_timeout().is_some()) + self.driver_pending()
+        let due = self.engine.poll_timeout().is_some_and(|at| at <= self.now_ms());
+        usize::from(due) + self.driver_pending()
+    }
+
+    /// How long until the engine wants a tick (a key's expiry time), if it does.
+    pub fn wake_in(&self) -> Option<std::time::Duration> {
+        let at = self.engine.poll_timeout()?;
+        Some(std::time::Duration::from_millis(at.saturating_sub(self.now_ms())))
+    }
+
+    /// The engine's monotonic clock: milliseconds since the runner started.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn driver_pending(&self) -> usize {
@@ -170,9 +182,8 @@ impl EngineRunner {
     /// the group commit that waited for them. `turn` runs it first. The time is milliseconds
     /// of a monotonic clock (the engine's contract; see `Engine::tick`).
     fn end_turn(&mut self) {
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.engine.set_unix_time_ms(crate::clock::unix_time_ms());
-        self.engine.tick(now_ms);
+        self.engine.tick(self.now_ms());
         self.drain_io();
     }
 

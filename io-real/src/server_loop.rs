@@ -201,11 +201,25 @@ impl Loop {
         Ok(())
     }
 
+    /// The engine's monotonic clock: milliseconds since the loop started.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// One turn: wait for sockets (briefly if storage I/O is in flight), serve them, run storage.
     fn turn(&mut self) -> Result<(), ServeError> {
         let storage_busy = self.driver.pending() > 0;
-        let wanted = self.server.poll_timeout().is_some();
-        let ready = self.poll_sockets(if storage_busy || wanted { 0 } else { IDLE_WAIT_MS })?;
+        // The engine's next timer (now, or a key's expiry time) bounds the wait.
+        let now_ms = self.now_ms();
+        let wanted_in_ms = self.server.poll_timeout().map(|at| at.saturating_sub(now_ms));
+        let wait_ms = match (storage_busy, wanted_in_ms) {
+            (true, _) => 0,
+            (false, Some(wanted)) => wanted.min(IDLE_WAIT_MS as u64) as i32,
+            (false, None) => IDLE_WAIT_MS,
+        };
+        let ready = self.poll_sockets(wait_ms)?;
+        // Requests run at the time they arrive: expiry compares against it.
+        self.server.set_unix_time_ms(crate::clock::unix_time_ms());
         let socket_events = !ready.is_empty();
         self.accept_all();
         for (id, readable, writable) in ready {
@@ -218,7 +232,7 @@ impl Loop {
         }
         // The turn's requests are in: a group commit waiting for them is sealed now.
         self.server.set_unix_time_ms(crate::clock::unix_time_ms());
-        self.server.tick(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        self.server.tick(self.now_ms());
         self.drain();
         // Block on storage only when the sockets had nothing to do this turn.
         self.run_driver(storage_busy && !socket_events)?;

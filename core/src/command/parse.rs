@@ -470,8 +470,12 @@ fn parse_expire_options(options: &[Bytes]) -> Result<ExpireCondition, Reply> {
             b"gt" => gt = true,
             b"lt" => lt = true,
             _ => {
-                let text = format!("ERR Unsupported option {}", String::from_utf8_lossy(option));
-                return Err(Reply::Error(text));
+                // As C's `%s` prints it (cut at a NUL byte), with CR and LF as spaces, as Redis's
+                // error replies have them.
+                let end = option.iter().position(|byte| *byte == 0).unwrap_or(option.len());
+                let shown: Vec<u8> =
+                    option[..end].iter().map(|byte| if matches!(byte, b'\r' | b'\n') { b' ' } else { *byte }).collect();
+                return Err(Reply::Error(format!("ERR Unsupported option {}", String::from_utf8_lossy(&shown))));
             }
         }
     }

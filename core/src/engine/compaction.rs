@@ -477,7 +477,11 @@ impl Cleaner {
                 let from = candidate.location;
                 let expires_at_ms = candidate.expires_at_ms;
                 debug_assert_eq!(expires_at_ms, cx.keyspace.index.expiry(key), "the index knows the record's expiry");
-                match cx.log.append(&[NewRecord::Move { key, value, from, expires_at_ms }], Writer::Compaction, cx.shared) {
+                match cx.log.append(
+                    &[NewRecord::Move { key, value, from, expires_at_ms }],
+                    Writer::Compaction,
+                    cx.shared,
+                ) {
                     Ok(sequence) => {
                         last_sequence = sequence;
                         moved_bytes += u64::from(candidate.location.record_bytes);

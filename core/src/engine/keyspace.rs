@@ -81,6 +81,9 @@ pub struct Keyspace {
     /// Wall-clock time, Unix milliseconds (never decreasing): a key whose expiry time is at or
     /// before it is gone, whether or not its deletion has been written yet.
     pub now_unix_ms: u64,
+    /// Overlay entries with an expiry time: with none there and none in the index, no key can
+    /// have expired, and commands skip looking.
+    overlay_expiring: usize,
 }
 
 impl Keyspace {
@@ -94,6 +97,7 @@ impl Keyspace {
             random_key_draws: 0,
             hash_seed: config.hash_seed,
             now_unix_ms: 0,
+            overlay_expiring: 0,
         }
     }
 
@@ -120,6 +124,11 @@ impl Keyspace {
     /// millisecond of its expiry time, and gone after it.
     pub fn is_past(&self, expires_at_ms: Option<u64>) -> bool {
         expires_at_ms.is_some_and(|time| time < self.now_unix_ms)
+    }
+
+    /// Whether any key, durable or pending, has an expiry time.
+    pub fn may_expire(&self) -> bool {
+        self.overlay_expiring > 0 || self.index.expiries.len() > 0
     }
 
     /// The key's record is there but its expiry time has passed (its deletion is not written).
@@ -165,11 +174,14 @@ impl Keyspace {
             (true, false) => self.live_keys -= 1,
             _ => {}
         }
-        self.overlay.insert(key.into(), PendingWrite { sequence, value, expires_at_ms });
+        let replaced = self.overlay.insert(key.into(), PendingWrite { sequence, value, expires_at_ms });
+        self.overlay_expiring += usize::from(expires_at_ms.is_some());
+        self.overlay_expiring -= usize::from(replaced.is_some_and(|old| old.expires_at_ms.is_some()));
     }
 
     pub fn clear(&mut self, sequence: u64) {
         self.overlay.clear();
+        self.overlay_expiring = 0;
         self.cleared_at = Some(sequence);
         self.live_keys = 0;
     }
@@ -177,13 +189,24 @@ impl Keyspace {
     /// Forgets every write that is not durable (after a failed write or sync) and recounts.
     pub fn discard_overlay(&mut self) {
         self.overlay.clear();
+        self.overlay_expiring = 0;
         self.cleared_at = None;
         self.live_keys = self.index.len() as u64;
     }
 
     /// Drops overlay entries made durable by batch `sequence`.
     pub fn retire(&mut self, sequence: u64) {
-        self.overlay.retain(|_, pending| pending.sequence > sequence);
+        let mut retired_expiring = 0;
+        self.overlay.retain(|_, pending| {
+            let keep = pending.sequence > sequence;
+            retired_expiring += usize::from(!keep && pending.expires_at_ms.is_some());
+            keep
+        });
+        self.overlay_expiring -= retired_expiring;
+        debug_assert_eq!(
+            self.overlay_expiring,
+            self.overlay.values().filter(|pending| pending.expires_at_ms.is_some()).count()
+        );
         if self.cleared_at.is_some_and(|cleared| cleared <= sequence) {
             self.cleared_at = None;
         }

@@ -231,3 +231,41 @@ fn checksum(block: &[u8], block_number: u64) -> u32 {
     let partial = crc32c::crc32c(&block[..CHECKSUM_AT]);
     crc32c::crc32c_append(partial, &block_number.to_le_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Volumes written before expiry (versions 3 and 2) open as 4 and 5 and are written back so.
+    #[test]
+    fn versions_before_expiry_open_and_are_written_back_upgraded() {
+        for (legacy, mirrored, upgraded) in [(3, true, FORMAT_VERSION), (2, false, FORMAT_VERSION_UNMIRRORED)] {
+            let superblock = Superblock {
+                sequence: 3,
+                volume_id: 7,
+                epoch: 2,
+                volume_blocks: 1024,
+                log_start_block: 2,
+                batch_blocks_max: 16,
+                checkpoint_slot_blocks: 0,
+                tail_block: 2,
+                tail_sequence: 1,
+                checkpoint: None,
+                keys_hint: 0,
+                mirrored,
+            };
+            let mut block = superblock.encode();
+            assert_eq!(get_u32(&block, at::VERSION), upgraded);
+            put_u32(&mut block, at::VERSION, legacy);
+            let sum = checksum(&block, superblock.home_block());
+            put_u32(&mut block, CHECKSUM_AT, sum);
+            let decoded = Superblock::decode(&block, superblock.home_block()).expect("a legacy version opens");
+            assert_eq!(decoded.mirrored, mirrored);
+            assert_eq!(get_u32(&decoded.encode(), at::VERSION), upgraded);
+            put_u32(&mut block, at::VERSION, 6);
+            let sum = checksum(&block, superblock.home_block());
+            put_u32(&mut block, CHECKSUM_AT, sum);
+            assert!(matches!(Superblock::decode(&block, superblock.home_block()), Err(FormatError::Version(6))));
+        }
+    }
+}

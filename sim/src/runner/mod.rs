@@ -381,8 +381,10 @@ impl Sim {
     /// verification read each once, from disk) needs no disk read at all.
     fn check_cache_serves_second_pass(&mut self, keys: &[Vec<u8>], compaction_before: (u64, u64, u64)) {
         let engine = self.engine();
-        let cached_bytes: usize =
-            engine.durable_index().map(|(key, location)| key.len() + location.value_bytes(key.len(), engine.durable_expiry(key).is_some())).sum();
+        let cached_bytes: usize = engine
+            .durable_index()
+            .map(|(key, location)| key.len() + location.value_bytes(key.len(), engine.durable_expiry(key).is_some()))
+            .sum();
         // Damage at rest (bit rot, a misdirected write) makes a read fail: nothing to cache.
         let damaged = self.faults.ledger.beyond_budget;
         if cached_bytes > self.config.cache_bytes_max

@@ -86,7 +86,8 @@ impl Sim {
         if engine.compaction_halted().is_some() != (engine.compaction_state() == CompactionState::Halted) {
             return Some(format!("halted {:?} in state {:?}", engine.compaction_halted(), engine.compaction_state()));
         }
-        if engine.poll_timeout().is_some_and(|at| at != self.tick) {
+        // A wake-up is now, or later (a key's expiry time); never in the past.
+        if engine.poll_timeout().is_some_and(|at| at < self.tick) {
             return Some(format!("a wake-up at {:?}, now is {}", engine.poll_timeout(), self.tick));
         }
         if !self.knobs.network {

@@ -6,6 +6,7 @@
 use super::super::commit::NewRecord;
 use super::super::space::Writer;
 use super::super::{Engine, Phase};
+use crate::command::Request;
 
 /// Keys looked at per call: bounds the work of one engine input.
 pub(in crate::engine) const ACTIVE_EXPIRY_KEYS_MAX: usize = 64;
@@ -17,7 +18,7 @@ impl Engine {
     pub(in crate::engine) fn expire_due_keys(&mut self) -> bool {
         let now = self.keyspace.now_unix_ms;
         let ready = matches!(self.phase, Phase::Ready) && self.shared.read_only.is_none();
-        if !ready || !self.keyspace.index.expiries.earliest().is_some_and(|time| time < now) {
+        if !ready || self.keyspace.index.expiries.earliest().is_none_or(|time| time >= now) {
             return false;
         }
         let keyspace = &self.keyspace;
@@ -31,13 +32,41 @@ impl Engine {
             })
             .map(|(_, key)| key.to_vec())
             .collect();
-        if keys.is_empty() {
-            return false;
+        !keys.is_empty() && self.delete_expired(&keys)
+    }
+
+    /// Lazy expiry, as Redis's `expireIfNeeded`: before a command runs, the keys it names that
+    /// have expired are deleted (in the log, ahead of the command's own records), so that
+    /// DBSIZE stops counting them as Redis's does. WATCH only looks. Keys locked by a command
+    /// under way are left to it; a refused append leaves them to active expiry.
+    pub(in crate::engine) fn expire_accessed_keys(&mut self, request: &Request) {
+        let ready = matches!(self.phase, Phase::Ready) && self.shared.read_only.is_none();
+        if !ready || !self.keyspace.may_expire() || matches!(request, Request::Watch { .. }) {
+            return;
         }
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut collect = |key: &[u8]| {
+            let due = self.keyspace.is_expired(key) && !self.clients.is_locked(key);
+            if due && !keys.iter().any(|seen| seen.as_slice() == key) {
+                keys.push(key.to_vec());
+            }
+            false // every key
+        };
+        match request {
+            Request::Exec { commands } => commands.iter().for_each(|command| _ = command.any_key(&mut collect)),
+            other => _ = other.any_key(&mut collect),
+        }
+        if !keys.is_empty() {
+            self.delete_expired(&keys);
+        }
+    }
+
+    /// Appends the deletions of `keys`, all expired, and applies them; whether it could.
+    fn delete_expired(&mut self, keys: &[Vec<u8>]) -> bool {
         let records: Vec<NewRecord<'_>> = keys.iter().map(|key| NewRecord::Delete { key }).collect();
         // Refused (the batch is full, the disk is): the keys stay expired and are tried again.
         let Ok(sequence) = self.append_records(&records, Writer::Delete) else { return false };
-        for key in &keys {
+        for key in keys {
             debug_assert!(self.keyspace.is_expired(key), "only expired keys are deleted");
             self.keyspace.write(key, None, None, sequence);
             self.watches.touch_expired(key);

@@ -28,6 +28,7 @@ impl Engine {
         if self.touches_locked_key(&request) {
             return self.clients.stall(client_id, slot_id, request);
         }
+        self.expire_accessed_keys(&request);
         match request {
             Request::Get { key } => self.start_reads(client_id, slot_id, &[key], false),
             Request::MGet { keys } => self.start_reads(client_id, slot_id, &keys, true),
@@ -42,14 +43,17 @@ impl Engine {
                 let length = match &lookup {
                     Lookup::Absent { .. } => 0,
                     Lookup::Pending { value, .. } => value.len(),
-                    Lookup::Durable(location) => location.value_bytes(key.len(), self.keyspace.index.expiry(&key).is_some()),
+                    Lookup::Durable(location) => {
+                        location.value_bytes(key.len(), self.keyspace.index.expiry(&key).is_some())
+                    }
                 };
                 self.clients.finish(client_id, slot_id, Reply::Integer(length as i64), lookup.sequence())
             }
             Request::Ttl { key, milliseconds, absolute } => {
                 let lookup = self.keyspace.lookup(&key);
                 let expiry = self.keyspace.expiry_of(&key);
-                let reply = expiry::ttl_reply(lookup.exists(), expiry, self.keyspace.now_unix_ms, milliseconds, absolute);
+                let reply =
+                    expiry::ttl_reply(lookup.exists(), expiry, self.keyspace.now_unix_ms, milliseconds, absolute);
                 self.clients.finish(client_id, slot_id, reply, lookup.sequence())
             }
             Request::DbSize => {
@@ -155,14 +159,21 @@ impl Engine {
                 if let Some(refusal) = self.index_full(new_entry_bytes) {
                     return self.clients.finish(client_id, slot_id, refusal, lookup.sequence());
                 }
-                (vec![NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None }], Reply::ok(), lookup.sequence())
+                (
+                    vec![NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None }],
+                    Reply::ok(),
+                    lookup.sequence(),
+                )
             }
             Request::MSet { pairs } => {
                 if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
                     return self.clients.finish(client_id, slot_id, refusal, 0);
                 }
-                let records =
-                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None });
+                let records = pairs.iter().map(|(key, value)| NewRecord::Put {
+                    key,
+                    value: Arc::from(value.as_slice()),
+                    expires_at_ms: None,
+                });
                 (records.collect(), Reply::ok(), 0)
             }
             Request::MSetNx { pairs } => {
@@ -173,8 +184,11 @@ impl Engine {
                 if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
                     return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
-                let records =
-                    pairs.iter().map(|(key, value)| NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None });
+                let records = pairs.iter().map(|(key, value)| NewRecord::Put {
+                    key,
+                    value: Arc::from(value.as_slice()),
+                    expires_at_ms: None,
+                });
                 (records.collect(), Reply::Integer(1), observed)
             }
             Request::Del { keys } => self.delete_records(keys),
@@ -331,7 +345,8 @@ impl Engine {
             value: current.as_deref(),
             expires_at_ms: current.as_ref().and(self.keyspace.expiry_of(request_key(&request))),
         };
-        let context = RmwContext { now_ms: self.keyspace.now_unix_ms, value_bytes_max: self.shared.config.value_bytes_max };
+        let context =
+            RmwContext { now_ms: self.keyspace.now_unix_ms, value_bytes_max: self.shared.config.value_bytes_max };
         let (change, reply) = match compute_read_modify_write(&request, state, context) {
             Ok(computed) => computed,
             Err(error) => return self.clients.finish(client_id, slot_id, error, observed),

@@ -47,7 +47,8 @@ pub(in crate::engine) fn compute_expiry_command(
                 (false, true) => Reply::ok(),
                 (false, false) => Reply::Bulk(None),
             };
-            let change = if allowed { Change::Put(Arc::from(value.as_slice()), expires_at_ms) } else { Change::Unchanged };
+            let change =
+                if allowed { Change::Put(Arc::from(value.as_slice()), expires_at_ms) } else { Change::Unchanged };
             Ok((change, reply))
         }
         Request::Expire { time, condition, name, .. } => {
@@ -77,7 +78,11 @@ pub(in crate::engine) fn compute_expiry_command(
                 Some(GetExChange::InvalidTime) => return Err(invalid_expire_time("getex")),
                 Some(GetExChange::At(time)) => {
                     let when = positive_time(resolve(*time, now_ms, "getex")?, "getex")?;
-                    if when <= now_ms { Change::Delete } else { keep(Some(when)) }
+                    if when <= now_ms {
+                        Change::Delete
+                    } else {
+                        keep(Some(when))
+                    }
                 }
             };
             Ok((change, old_value()))

@@ -189,7 +189,9 @@ impl Engine {
         let view: BTreeMap<Vec<u8>, Entry> = view
             .into_iter()
             .map(|(key, value)| {
-                let entry = value.filter(|_| self.keyspace.lookup(&key).exists()).map(|value| (value, self.keyspace.expiry_of(&key)));
+                let entry = value
+                    .filter(|_| self.keyspace.lookup(&key).exists())
+                    .map(|value| (value, self.keyspace.expiry_of(&key)));
                 (key, entry)
             })
             .collect();
@@ -330,8 +332,10 @@ impl Engine {
             | Request::Expire { key, .. }
             | Request::Persist { key }
             | Request::GetEx { key, .. } => {
-                let context =
-                    RmwContext { now_ms: self.keyspace.now_unix_ms, value_bytes_max: self.shared.config.value_bytes_max };
+                let context = RmwContext {
+                    now_ms: self.keyspace.now_unix_ms,
+                    value_bytes_max: self.shared.config.value_bytes_max,
+                };
                 let (value, expires_at_ms) = scratch.current(key);
                 let state = Current { value: value.as_deref(), expires_at_ms };
                 match compute_read_modify_write(command, state, context) {
