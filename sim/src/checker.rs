@@ -163,7 +163,7 @@ pub fn family(key: &[u8]) -> Option<Family> {
         Some(b'k') => Some(Family::Register),
         Some(b'c') => Some(Family::Counter),
         Some(b'a') => Some(Family::Append),
-        Some(b'n') | None => Some(Family::Domain),
+        Some(b'n' | b'x') | None => Some(Family::Domain),
         Some(b't') => Some(Family::Transfer),
         _ => None,
     }

@@ -47,6 +47,11 @@ impl ValueCache {
         }
     }
 
+    /// Whether a driver keeps a copy of the cache (and reads from it without the engine).
+    pub fn publishes(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// The oldest change not yet handed out (only with publishing on).
     pub fn poll_change(&mut self) -> Option<CacheChange> {
         self.journal.as_mut()?.pop_front()

@@ -126,6 +126,13 @@ impl Keyspace {
         expires_at_ms.is_some_and(|time| time < self.now_unix_ms)
     }
 
+    /// Whether a value with this expiry time may be cached. A published cache is read without
+    /// the engine (`Db::get` on the caller's thread), which knows no time: a value that will
+    /// expire stays out of it, and its reads go to the engine.
+    pub fn cacheable(&self, expires_at_ms: Option<u64>) -> bool {
+        expires_at_ms.is_none() || !self.cache.publishes()
+    }
+
     /// Whether any key, durable or pending, has an expiry time.
     pub fn may_expire(&self) -> bool {
         self.overlay_expiring > 0 || self.index.expiries.len() > 0
@@ -219,7 +226,11 @@ impl Keyspace {
         for effect in effects {
             match effect {
                 DurableEffect::Put { key, location, value, expires_at_ms } => {
-                    self.cache.insert(&key, value);
+                    if self.cacheable(expires_at_ms) {
+                        self.cache.insert(&key, value);
+                    } else {
+                        self.cache.remove(&key);
+                    }
                     let before = self.index.len();
                     self.index.insert(&key, location, expires_at_ms);
                     stats.records_replaced += u64::from(self.index.len() == before);

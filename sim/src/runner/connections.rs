@@ -113,7 +113,8 @@ impl Sim {
         self.abandon_scan(client, false);
         self.forget_watch(client);
         let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
-        self.domain_requests_lost(&lost, false);
+        let connection = self.clients[client].connection;
+        self.domain_requests_lost(&lost, false, connection);
         for outstanding in lost {
             if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
                 continue;

@@ -38,7 +38,7 @@ impl Sim {
         }
         let lost: Vec<crate::runner::Outstanding> =
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
-        self.domain_requests_lost(&lost, true);
+        self.domain_requests_lost(&lost, true, None);
         self.checker.crash();
         let (survive, tear) = if self.faults.enabled {
             (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm)

@@ -11,14 +11,18 @@
 //! flight took effect as a prefix, in the order sent (batches become durable in order), and the
 //! set grows by every state such a prefix makes. Every reply no state explains, or an error no
 //! injected fault explains, is a violation.
+//!
+//! The expiry keys (`x…`, expiring.rs) use the same model with time: a state is a value and
+//! its expiry time, and a command's outcome depends on when, within its window, it ran.
 
 use std::collections::BTreeMap;
 
-use quill_core::command::SetCondition;
-use quill_core::format::{KEY_BYTES_MAX, RECORD_HEADER_BYTES};
+use quill_core::command::{SetCondition, SetExpiry};
+use quill_core::format::{EXPIRY_BYTES, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 use quill_core::{Config, Reply, Request};
 use rand::Rng;
 
+use crate::runner::expiring::{self, Expected, Timed, Window};
 use crate::runner::replies::ErrorMeaning;
 use crate::runner::{Outstanding, Sim};
 
@@ -26,16 +30,47 @@ use crate::runner::{Outstanding, Sim};
 /// keeps that far below, since each unknown outcome at most doubles the set).
 const STATES_MAX: usize = 512;
 
-/// A key's possible values (`None`: absent).
-pub type States = Vec<Option<Vec<u8>>>;
+/// A key's possible states.
+pub type States = Vec<Timed>;
 
 /// What the simulator knows of the value-domain keys.
 #[derive(Default)]
 pub(crate) struct DomainModel {
     /// The states each key may be in.
     pub states: BTreeMap<Vec<u8>, States>,
-    /// Requests answered "not durable" since the last crash, by key, in order.
-    pub unresolved: BTreeMap<Vec<u8>, Vec<Request>>,
+    /// Requests answered "not durable" since the last crash, by key, in order, with the
+    /// window they ran in.
+    pub unresolved: BTreeMap<Vec<u8>, Vec<(Request, Window)>>,
+    /// FLUSHALLs sent and not answered (nor lost) yet.
+    flushes_in_flight: u32,
+    /// The tick the last FLUSHALL was answered or lost at: it may have run after any command
+    /// sent before then.
+    last_flush_end_tick: Option<u64>,
+    /// The wall-clock time a FLUSHALL was last sent, answered or lost at.
+    last_flush_unix_ms: Option<u64>,
+    /// A FLUSHALL answered "not durable", or lost, since the last crash: the next crash may
+    /// find it on disk, after any command of that time.
+    flush_unresolved: bool,
+    /// Keys whose state is unknown: a cut connection lost a command on them, which the engine
+    /// still runs, at a moment (and in an order with the client's next commands) nobody sees.
+    /// With the connections whose commands may still be queued in the engine. Such a key is
+    /// not judged until a command sets its state outright once none of them can still run.
+    pub unknown: BTreeMap<Vec<u8>, Vec<u64>>,
+}
+
+/// Whether the request, answered without an error, leaves the key in a state it alone decides.
+fn decides_state(request: &Request, window: Window) -> Option<Timed> {
+    match request {
+        Request::Set { value, condition: SetCondition::Always, .. } => {
+            Some(Timed { value: Some(value.clone()), expires: None })
+        }
+        Request::SetExpiring { condition: SetCondition::Always, expiry: SetExpiry::At(_), .. } => {
+            let outcomes = expiring::expiry_outcomes(&Timed::ABSENT, request, window);
+            outcomes.into_iter().next().map(|(_, state)| state)
+        }
+        Request::Del { .. } | Request::GetDel { .. } => Some(Timed::ABSENT),
+        _ => None,
+    }
 }
 
 /// The keys a client owns: three counters, and for client 0 the empty key.
@@ -46,12 +81,13 @@ fn owned_key(client: usize, pick: u32) -> Vec<u8> {
     }
 }
 
-/// Whether `key` is a value-domain key.
+/// Whether `key` is a value-domain key (or an expiry key, judged the same way).
 pub fn is_domain_key(key: &[u8]) -> bool {
-    key.is_empty() || key[0] == b'n'
+    key.is_empty() || key[0] == b'n' || expiring::is_expiring_key(key)
 }
 
-/// The one key a value-domain request touches, if it is one.
+/// The one key a value-domain request touches, if it is one (an EXEC of one expiry command
+/// included).
 pub fn domain_request_key(request: &Request) -> Option<&[u8]> {
     let key = match request {
         Request::Get { key }
@@ -60,8 +96,16 @@ pub fn domain_request_key(request: &Request) -> Option<&[u8]> {
         | Request::GetSet { key, .. }
         | Request::GetDel { key }
         | Request::SetRange { key, .. }
-        | Request::Append { key, .. } => key.as_slice(),
+        | Request::Append { key, .. }
+        | Request::SetExpiring { key, .. }
+        | Request::Expire { key, .. }
+        | Request::Persist { key }
+        | Request::GetEx { key, .. }
+        | Request::Ttl { key, .. } => key.as_slice(),
         Request::Del { keys } if keys.len() == 1 => keys[0].as_slice(),
+        Request::Exec { commands } if commands.len() == 1 => {
+            return domain_request_key(&commands[0]).filter(|key| expiring::is_expiring_key(key))
+        }
         _ => return None,
     };
     is_domain_key(key).then_some(key)
@@ -112,6 +156,41 @@ fn redis_integer(bytes: &[u8]) -> Option<i64> {
 
 fn error(text: &str) -> Reply {
     Reply::Error(text.to_string())
+}
+
+/// The replies `request` may get in `state`, run within `window`, and the state after each.
+fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -> Vec<(Expected, Timed)> {
+    if let Request::Exec { commands } = request {
+        let inner = outcomes(state, &commands[0], window, limits);
+        return inner.into_iter().map(|(expected, state)| (Expected::Array(Box::new(expected)), state)).collect();
+    }
+    let mut all = Vec::new();
+    for view in expiring::views(state, window) {
+        // A command that leaves the key as it saw it leaves the state as it was: an expired
+        // key keeps its record and time, which a command answered "not durable" before it
+        // expired may still build on at the next crash.
+        let keep = |(expected, next): (Expected, Timed)| (expected, if next == view { state.clone() } else { next });
+        if expiring::is_expiry_request(request) {
+            all.extend(expiring::expiry_outcomes(&view, request, window).into_iter().map(keep));
+            continue;
+        }
+        let (reply, value) = outcome(&view.value, request, limits);
+        // A value changed in place keeps its expiry time; a new value, or none, has none.
+        let in_place = matches!(request, Request::Append { .. } | Request::SetRange { .. } | Request::IncrBy { .. });
+        let applied = match request {
+            Request::GetSet { condition: SetCondition::IfAbsent, .. } => view.value.is_none(),
+            Request::GetSet { condition: SetCondition::IfPresent, .. } => view.value.is_some(),
+            Request::Get { .. } => false,
+            _ => !matches!(reply, Reply::Error(_)),
+        };
+        let expires = match (applied, in_place) {
+            _ if value.is_none() => None,
+            (false, _) | (true, true) => view.expires,
+            (true, false) => None,
+        };
+        all.push(keep((Expected::Exact(reply), Timed { value, expires })));
+    }
+    all
 }
 
 /// The exact reply `request` gets in `state`, and the state after it.
@@ -220,7 +299,7 @@ fn set_range_outcome(
     (Reply::Integer(length as i64), Some(new))
 }
 
-fn merge(states: &mut States, more: impl IntoIterator<Item = Option<Vec<u8>>>) {
+fn merge(states: &mut States, more: impl IntoIterator<Item = Timed>) {
     for state in more {
         if !states.contains(&state) {
             states.push(state);
@@ -259,26 +338,36 @@ impl Sim {
         let request = &outstanding.request;
         let key = domain_request_key(request).expect("a value-domain request").to_vec();
         let limits = Limits::of(&self.config);
-        let states = self.domains.states.entry(key.clone()).or_insert_with(|| vec![None]).clone();
-        let outcomes: Vec<(Reply, Option<Vec<u8>>)> =
-            states.iter().map(|state| outcome(state, request, &limits)).collect();
+        let window = Window { from: outstanding.sent_unix_ms, to: self.unix_now() };
+        if self.domains.unknown.contains_key(&key) {
+            return self.on_unknown_domain_reply(key, outstanding, reply, window);
+        }
+        let states = self.domains.states.entry(key.clone()).or_insert_with(|| vec![Timed::ABSENT]).clone();
+        let outcomes: Vec<(Expected, Timed)> =
+            states.iter().flat_map(|state| outcomes(state, request, window, &limits)).collect();
         let mut next = States::new();
-        merge(&mut next, outcomes.iter().filter(|(expected, _)| expected == reply).map(|(_, state)| state.clone()));
+        merge(
+            &mut next,
+            outcomes.iter().filter(|(expected, _)| expected.matches(reply)).map(|(_, state)| state.clone()),
+        );
         if !next.is_empty() {
+            if self.flush_may_follow(outstanding) {
+                merge(&mut next, [Timed::ABSENT]);
+            }
             self.domains.states.insert(key, next);
             return;
         }
         let meaning = match reply {
             // The refused value counts among the live data: the model holds only applied states.
             Reply::Error(text) if text.starts_with("OOM disk full") => {
-                let longest = states.iter().flatten().map(Vec::len).max().unwrap_or(0);
+                let longest = states.iter().filter_map(|state| state.value.as_ref()).map(Vec::len).max().unwrap_or(0);
                 let value_bytes = match request {
                     Request::Set { value, .. } | Request::GetSet { value, .. } => value.len(),
                     Request::SetRange { offset, value, .. } => longest.max(*offset as usize + value.len()),
                     Request::Append { value, .. } => longest + value.len(),
                     _ => 20,
                 };
-                let record_bytes = (RECORD_HEADER_BYTES + key.len() + value_bytes) as u64;
+                let record_bytes = (RECORD_HEADER_BYTES + EXPIRY_BYTES + key.len() + value_bytes) as u64;
                 let explained = self.disk_full_explained(outstanding.invoked, responded, record_bytes);
                 explained.then_some(ErrorMeaning::NotApplied)
             }
@@ -288,7 +377,9 @@ impl Sim {
         match meaning {
             // Not applied: refused, or its read of the current value failed.
             Some(ErrorMeaning::NotApplied | ErrorMeaning::ReadFault) => {}
-            Some(ErrorMeaning::Unknown) => self.domains.unresolved.entry(key).or_default().push(request.clone()),
+            Some(ErrorMeaning::Unknown) => {
+                self.domains.unresolved.entry(key).or_default().push((request.clone(), window));
+            }
             None if matches!(reply, Reply::Error(text) if text.starts_with("OOM disk full")) => {
                 let got = format!("{reply:?}; {}", self.fullness_report(outstanding.invoked, responded));
                 let what = "a disk-full refusal while the live data fits (deleted space never came back)";
@@ -296,7 +387,7 @@ impl Sim {
             }
             None => {
                 let expected: Vec<String> = outcomes.iter().map(|(reply, _)| format!("{reply:?}")).collect();
-                let expected = format!("one of [{}]", expected.join(", "));
+                let expected = format!("one of [{}] from states {states:?} in {window:?}", expected.join(", "));
                 self.checker.fail(
                     "a value-domain reply no state of the key explains",
                     &key,
@@ -307,14 +398,53 @@ impl Sim {
         }
     }
 
+    /// A reply on a key whose state is unknown judges nothing; a command that decides the state,
+    /// once no lost command can still run, makes it known again.
+    fn on_unknown_domain_reply(&mut self, key: Vec<u8>, outstanding: &Outstanding, reply: &Reply, window: Window) {
+        let request = &outstanding.request;
+        let engine = self.server.engine();
+        let connections = self.domains.unknown.get_mut(&key).expect("an unknown key");
+        connections.retain(|connection| engine.client_backlog(*connection) > 0);
+        if !connections.is_empty() || matches!(reply, Reply::Error(_)) {
+            return;
+        }
+        if let Some(state) = decides_state(request, window) {
+            self.domains.unknown.remove(&key);
+            let mut states = vec![state];
+            if self.flush_may_follow(outstanding) {
+                merge(&mut states, [Timed::ABSENT]);
+            }
+            self.domains.states.insert(key, states);
+        }
+    }
+
+    /// Whether a FLUSHALL in flight since the command was sent may have run after it.
+    fn flush_may_follow(&self, outstanding: &Outstanding) -> bool {
+        self.domains.flushes_in_flight > 0
+            || self.domains.last_flush_end_tick.is_some_and(|tick| tick >= outstanding.sent_tick)
+    }
+
     /// Requests on `key` whose replies will never come, in the order sent: a prefix of them took
     /// effect (batches become durable in order).
-    fn domain_maybe_applied(&mut self, key: &[u8], requests: &[Request]) {
+    fn domain_maybe_applied(&mut self, key: &[u8], requests: &[(Request, Window)]) {
         let limits = Limits::of(&self.config);
-        let states = self.domains.states.entry(key.to_vec()).or_insert_with(|| vec![None]);
+        let flushes_in_flight = self.domains.flushes_in_flight;
+        let last_flush_unix_ms = self.domains.last_flush_unix_ms;
+        let states = self.domains.states.entry(key.to_vec()).or_insert_with(|| vec![Timed::ABSENT]);
         let mut frontier = states.clone();
-        for request in requests {
-            frontier = frontier.iter().map(|state| outcome(state, request, &limits).1).collect();
+        // A FLUSHALL in flight meanwhile may have run between any two of them.
+        let first_sent = requests.first().map_or(u64::MAX, |(_, window)| window.from);
+        let flushed = flushes_in_flight > 0 || last_flush_unix_ms.is_some_and(|unix_ms| unix_ms >= first_sent);
+        for (request, window) in requests {
+            if flushed {
+                merge(&mut frontier, [Timed::ABSENT]);
+            }
+            let mut next = States::new();
+            merge(
+                &mut next,
+                frontier.iter().flat_map(|state| outcomes(state, request, *window, &limits)).map(|(_, state)| state),
+            );
+            frontier = next;
             merge(states, frontier.iter().cloned());
         }
         if states.len() > STATES_MAX {
@@ -326,16 +456,61 @@ impl Sim {
     /// A crash (`crash`) or a cut connection drops `outstanding` unanswered: each key's lost
     /// requests may have taken effect, as a prefix, after (at a crash) those answered "not
     /// durable" since the last one.
-    pub(crate) fn domain_requests_lost(&mut self, outstanding: &[Outstanding], crash: bool) {
-        let mut by_key: BTreeMap<Vec<u8>, Vec<Request>> =
+    pub(crate) fn domain_requests_lost(&mut self, outstanding: &[Outstanding], crash: bool, connection: Option<u64>) {
+        if crash {
+            // The engine and its queues are gone: no lost command can run any more.
+            self.domains.unknown.values_mut().for_each(Vec::clear);
+        } else {
+            for lost in outstanding {
+                let Some(key) = domain_request_key(&lost.request) else { continue };
+                let connections = self.domains.unknown.entry(key.to_vec()).or_default();
+                connections.extend(connection);
+            }
+        }
+        let mut by_key: BTreeMap<Vec<u8>, Vec<(Request, Window)>> =
             if crash { std::mem::take(&mut self.domains.unresolved) } else { BTreeMap::new() };
+        // A crash ends the engine: what ran, ran before now. A cut connection's commands still
+        // run, at some later moment.
+        let to = if crash { self.unix_now() } else { u64::MAX / 4 };
+        for _ in outstanding.iter().filter(|lost| matches!(lost.request, Request::FlushAll)) {
+            self.domain_flush_ended(true);
+        }
         for lost in outstanding {
             if let Some(key) = domain_request_key(&lost.request) {
-                by_key.entry(key.to_vec()).or_default().push(lost.request.clone());
+                let window = Window { from: lost.sent_unix_ms, to };
+                by_key.entry(key.to_vec()).or_default().push((lost.request.clone(), window));
             }
         }
         for (key, requests) in by_key {
-            self.domain_maybe_applied(&key, &requests);
+            if !self.domains.unknown.contains_key(&key) {
+                self.domain_maybe_applied(&key, &requests);
+            }
+        }
+        if crash && std::mem::take(&mut self.domains.flush_unresolved) {
+            self.domain_flush_possible();
+        }
+    }
+
+    /// A FLUSHALL was sent: from now on, and until a while after it ends, every value-domain
+    /// key may be absent.
+    pub(crate) fn domain_flush_sent(&mut self) {
+        self.domains.flushes_in_flight += 1;
+        self.domains.last_flush_unix_ms = Some(self.unix_now());
+        self.domain_flush_possible();
+    }
+
+    /// A FLUSHALL was answered or lost (`unresolved`: its effect waits for the next crash).
+    pub(crate) fn domain_flush_ended(&mut self, unresolved: bool) {
+        self.domains.flush_unresolved |= unresolved;
+        self.domains.flushes_in_flight = self.domains.flushes_in_flight.saturating_sub(1);
+        self.domains.last_flush_end_tick = Some(self.tick);
+        self.domains.last_flush_unix_ms = Some(self.unix_now());
+        self.domain_flush_possible();
+    }
+
+    fn domain_flush_possible(&mut self) {
+        for states in self.domains.states.values_mut() {
+            merge(states, [Timed::ABSENT]);
         }
     }
 
@@ -354,8 +529,13 @@ impl Sim {
             .states
             .iter()
             .filter_map(|(key, states)| {
-                let value_bytes = states.iter().filter_map(|state| state.as_ref().map(Vec::len)).max()?;
-                Some((RECORD_HEADER_BYTES + key.len() + value_bytes) as u64)
+                let value_bytes = if self.domains.unknown.contains_key(key) {
+                    self.config.value_bytes_max
+                } else {
+                    states.iter().filter_map(|state| state.value.as_ref().map(Vec::len)).max()?
+                };
+                let expiry_bytes = if states.iter().any(|state| state.expires.is_some()) { EXPIRY_BYTES } else { 0 };
+                Some((RECORD_HEADER_BYTES + expiry_bytes + key.len() + value_bytes) as u64)
             })
             .sum();
         domains + self.transfer_bytes_upper().0

@@ -14,6 +14,7 @@ mod connections;
 mod crash;
 mod degraded;
 pub(crate) mod domains;
+pub(crate) mod expiring;
 pub(crate) mod families;
 mod read_only;
 mod replies;
@@ -122,6 +123,8 @@ pub(crate) struct Outstanding {
     pub invoked: u64,
     /// The tick it was sent at (for liveness while the engine is read-only).
     pub sent_tick: u64,
+    /// The wall-clock time it was sent at: it ran at this moment or later (expiry).
+    pub sent_unix_ms: u64,
 }
 
 #[derive(Default)]
@@ -149,6 +152,8 @@ pub(crate) struct Sim {
     pub workload_rng: ChaCha8Rng,
     /// Turns drawn requests into sibling commands (variants.rs), on its own stream.
     pub variants: crate::variants::Variants,
+    /// The expiry workload and the clock's jumps (expiring.rs).
+    pub expiry: expiring::ExpiryWorkload,
     /// Fault injection: its random stream, its ledger, its switch.
     pub faults: crate::faults::Injector,
     pub server: Server,
@@ -290,6 +295,7 @@ impl Sim {
             crash_plan: Default::default(),
             workload_rng: stream(options.seed, 1),
             variants: crate::variants::Variants::new(stream(options.seed, 8)),
+            expiry: expiring::ExpiryWorkload::new(stream(options.seed, 9)),
             knobs,
             config,
             options,
@@ -387,8 +393,12 @@ impl Sim {
             .sum();
         // Damage at rest (bit rot, a misdirected write) makes a read fail: nothing to cache.
         let damaged = self.faults.ledger.beyond_budget;
+        // Keys with an expiry time may be uncached (a published cache leaves them out) or gone
+        // by the second pass: the pass proves something only without them.
+        let expiring = engine.expiring_key_count() > 0;
         if cached_bytes > self.config.cache_bytes_max
             || damaged
+            || expiring
             || !engine.is_ready()
             || engine.read_only_reason().is_some()
         {
@@ -475,6 +485,11 @@ impl Sim {
         }
     }
 
+    /// The simulated wall clock, Unix milliseconds.
+    pub(crate) fn unix_now(&self) -> u64 {
+        SIM_EPOCH_UNIX_MS + self.tick + self.expiry.clock_jump_ms
+    }
+
     pub fn is_running(&self) -> bool {
         self.checker.violation.is_none() && self.stopped_by_detection.is_none()
     }
@@ -491,8 +506,10 @@ impl Sim {
             }
         }
         self.tick = tick;
-        // Virtual wall-clock time for TIME and LASTSAVE: a fixed epoch plus the virtual tick.
-        self.server.set_unix_time_ms(SIM_EPOCH_UNIX_MS + self.tick);
+        // Virtual wall-clock time (TIME, LASTSAVE, expiry): a fixed epoch plus the virtual tick,
+        // plus the clock's jumps ahead.
+        self.expiry.clock_jump();
+        self.server.set_unix_time_ms(self.unix_now());
         self.server.tick(self.tick);
         self.drain_engine();
         self.check_reports();
@@ -633,6 +650,11 @@ impl Sim {
             let family = self.knobs.family;
             let request = if family == crate::knobs::Family::FullDisk {
                 self.next_fill_request(client, op_id)
+            } else if self.expiry.chosen() {
+                // An EXEC of one command, for direct clients with no WATCH of their own pending.
+                let state = &self.clients[client];
+                let direct = !self.knobs.network && state.watched.is_none() && state.follow_up.is_none();
+                self.expiry.next_request(client, self.unix_now(), direct)
             } else if family == crate::knobs::Family::ValueDomains && self.workload_rng.gen_bool(0.5) {
                 let request = self.next_domain_request(client);
                 self.variants.domain(request)
@@ -670,8 +692,15 @@ impl Sim {
             },
         );
         let inline = self.workload_rng.gen_range(0..5) == 0;
+        let sent_unix_ms = self.unix_now();
         let state = &mut self.clients[client];
-        state.outstanding.push_back(Outstanding { op_id, request: request.clone(), invoked, sent_tick: self.tick });
+        state.outstanding.push_back(Outstanding {
+            op_id,
+            request: request.clone(),
+            invoked,
+            sent_tick: self.tick,
+            sent_unix_ms,
+        });
         if state.connection.is_some() {
             crate::network::encode(&crate::network::arguments(&request), inline, &mut state.unsent);
         } else {
@@ -715,7 +744,9 @@ impl Sim {
                 continue;
             }
             let waiting = self.clients.iter().any(|client| !client.outstanding.is_empty());
-            if !waiting && self.storage.is_empty() && !self.recovering {
+            // The engine's own work due now (a batch of expired keys' deletions) settles too.
+            let due = self.engine().poll_timeout().is_some_and(|at| at <= self.tick);
+            if !waiting && self.storage.is_empty() && !self.recovering && !due {
                 return;
             }
             self.step();

@@ -19,6 +19,16 @@ pub fn describe_request(request: &Request) -> String {
         Request::MSet { pairs } => {
             format!("mset {}", pairs.iter().map(|(key, _)| text(key)).collect::<Vec<_>>().join(" "))
         }
+        Request::SetExpiring { .. }
+        | Request::Expire { .. }
+        | Request::Persist { .. }
+        | Request::GetEx { .. }
+        | Request::Ttl { .. } => {
+            crate::network::arguments(request).iter().map(|argument| text(argument)).collect::<Vec<_>>().join(" ")
+        }
+        Request::Exec { commands } => {
+            format!("exec [{}]", commands.iter().map(describe_request).collect::<Vec<_>>().join("; "))
+        }
         other => other.name().to_string(),
     }
 }
@@ -69,6 +79,7 @@ impl Sim {
             return;
         }
         if matches!(request, Request::FlushAll) {
+            self.domain_flush_sent();
             return self.checker.begin_flush(op_id, invoked);
         }
         let keys = written_keys(request);
@@ -140,6 +151,7 @@ impl Sim {
             return self.on_keyset_reply(client, &outstanding, &reply, responded);
         }
         if matches!(outstanding.request, Request::FlushAll) {
+            self.domain_flush_ended(false);
             self.check_write_reply(&outstanding, &reply, responded);
             return self.checker.end_flush(op_id, Status::Acknowledged, responded);
         }
@@ -257,6 +269,7 @@ impl Sim {
             ErrorMeaning::Unknown | ErrorMeaning::ReadFault => Status::Indeterminate,
         };
         if matches!(outstanding.request, Request::FlushAll) {
+            self.domain_flush_ended(status == Status::Indeterminate);
             return self.checker.end_flush(outstanding.op_id, status, responded);
         }
         if keys.is_empty() || reads_before_writing(&outstanding.request) {

@@ -31,6 +31,16 @@ impl Sim {
         if !self.knobs.publish_cache || !self.is_running() {
             return;
         }
+        // Read without the engine, the copy knows no time: a key that expires must not be there.
+        if let Some(key) = self.view.keys().find(|key| self.engine().durable_expiry(key).is_some()) {
+            let key = key.clone();
+            return self.checker.fail(
+                "the published cache holds a key that expires",
+                &key,
+                "absent".into(),
+                "present".into(),
+            );
+        }
         let view_bytes: usize = self.view.iter().map(|(key, value)| key.len() + value.len()).sum();
         let cache_bytes = self.engine().cache_bytes();
         if view_bytes != cache_bytes {

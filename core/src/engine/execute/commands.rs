@@ -23,6 +23,11 @@ impl Engine {
         // current value, no key lock (a hot key's writers would queue behind one another's reads).
         if let Some(reason) = self.shared.read_only.as_ref().filter(|_| request.is_write()) {
             let reply = Reply::error(format!("READONLY {reason}"));
+            if matches!(request, Request::Exec { .. }) {
+                // Every EXEC ends the transaction, a refused one too (Redis's discard): the
+                // watches must not outlive it and abort a later EXEC.
+                self.watches.unwatch(client_id);
+            }
             return self.clients.finish(client_id, slot_id, reply, 0);
         }
         if self.touches_locked_key(&request) {

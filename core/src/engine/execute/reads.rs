@@ -52,7 +52,8 @@ impl Engine {
             .and_then(|bytes| decode_value(&job, &bytes, &mut self.shared));
         if let Ok(value) = &value {
             // Cache only what the index still points at: a newer write may have moved the key.
-            if self.keyspace.index.get(job.key.as_slice()) == Some(job.location) {
+            let expiry = self.keyspace.index.expiry(&job.key);
+            if self.keyspace.index.get(job.key.as_slice()) == Some(job.location) && self.keyspace.cacheable(expiry) {
                 self.keyspace.cache.insert(&job.key, value.clone());
             }
         }
