@@ -4,7 +4,8 @@
 //! `quill-sim`, the io_uring driver in `quill-io-real`) feeds it inputs and drains its outputs:
 //!
 //! * inputs: [`Engine::submit`] (a client's request), [`Engine::complete`] (an I/O completion),
-//!   [`Engine::tick`] (the end of the driver's loop turn, with the time);
+//!   [`Engine::set_unix_time_ms`] (wall-clock time, for expiry), [`Engine::tick`] (the end of
+//!   the driver's loop turn, with the time);
 //! * outputs: [`Engine::poll_io`] (an I/O request with its storage token),
 //!   [`Engine::poll_reply`] (a client and its reply), [`Engine::poll_timeout`].
 //!
@@ -20,7 +21,10 @@
 //! clock) at which the engine wants its next `tick`. The engine never reads a clock. The
 //! simulator's clock is virtual (one tick of the simulation is one millisecond, and it jumps
 //! ahead when nothing is due); `quill_io_real` passes `Instant` time since the engine started.
-//! Wall-clock (Unix) time, where a command needs it, comes in with the command, never from here.
+//! Wall-clock (Unix) time, which expiry needs (a key expires at a Unix time, durable across
+//! restarts), is a second input, [`Engine::set_unix_time_ms`], passed before each `tick`; the
+//! engine keeps the largest it was given. `poll_timeout` turns the next expiry time into the
+//! monotonic clock, so a driver that waits until then ticks in time.
 
 pub mod command;
 pub mod engine;

@@ -26,7 +26,9 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
             }
         }
         Request::IncrBy { key, delta } => out.extend([key.clone(), delta.to_string().into_bytes()]),
-        Request::Append { key, value } => out.extend([key.clone(), value.clone()]),
+        Request::Append { key, value } | Request::IncrByFloat { key, increment: value } => {
+            out.extend([key.clone(), value.clone()])
+        }
         Request::Ping { message } => out.extend(message.iter().cloned()),
         Request::DbSize | Request::FlushAll => {}
         Request::GetSet { key, value, condition } => match condition {

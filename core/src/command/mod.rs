@@ -1,5 +1,6 @@
 //! Client requests: parsing a command's arguments into a [`Request`], with Redis's errors.
 
+pub mod float;
 pub(crate) mod parse;
 pub mod pattern;
 mod reply;
@@ -250,6 +251,12 @@ pub enum Request {
         key: Bytes,
         change: Option<GetExChange>,
     },
+    /// INCRBYFLOAT: the increment is read (as Redis reads floats) when the command runs, after
+    /// the current value, so the errors come in Redis's order.
+    IncrByFloat {
+        key: Bytes,
+        increment: Bytes,
+    },
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl {
         key: Bytes,
@@ -289,6 +296,7 @@ impl Request {
             | Request::Expire { key, .. }
             | Request::Persist { key }
             | Request::GetEx { key, .. }
+            | Request::IncrByFloat { key, .. }
             | Request::Ttl { key, .. } => test(key),
             Request::Del { keys } | Request::Exists { keys } | Request::MGet { keys } | Request::Watch { keys } => {
                 keys.iter().any(|key| test(key))
@@ -331,6 +339,7 @@ impl Request {
                 | Request::Expire { .. }
                 | Request::Persist { .. }
                 | Request::GetEx { change: Some(_), .. }
+                | Request::IncrByFloat { .. }
         )
     }
 
@@ -365,6 +374,7 @@ impl Request {
             Request::SetExpiring { name, .. } | Request::Expire { name, .. } => name,
             Request::Persist { .. } => "persist",
             Request::GetEx { .. } => "getex",
+            Request::IncrByFloat { .. } => "incrbyfloat",
             Request::Ttl { milliseconds: false, absolute: false, .. } => "ttl",
             Request::Ttl { milliseconds: true, absolute: false, .. } => "pttl",
             Request::Ttl { milliseconds: false, absolute: true, .. } => "expiretime",

@@ -497,6 +497,11 @@ fn parse_expire_options(options: &[Bytes]) -> Result<ExpireCondition, Reply> {
     })
 }
 
+pub(super) fn incrbyfloat(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
+    let [key, increment] = exact::<2>(name, rest)?;
+    Ok(Request::IncrByFloat { key, increment })
+}
+
 pub(super) fn persist(name: &[u8], rest: &mut [Bytes]) -> Result<Request, Reply> {
     Ok(Request::Persist { key: one_key(name, rest)? })
 }

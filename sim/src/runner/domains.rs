@@ -101,6 +101,7 @@ pub fn domain_request_key(request: &Request) -> Option<&[u8]> {
         | Request::Expire { key, .. }
         | Request::Persist { key }
         | Request::GetEx { key, .. }
+        | Request::IncrByFloat { key, .. }
         | Request::Ttl { key, .. } => key.as_slice(),
         Request::Del { keys } if keys.len() == 1 => keys[0].as_slice(),
         Request::Exec { commands } if commands.len() == 1 => {
@@ -128,6 +129,9 @@ const TEXTS: [&str; 14] = [
     "+1",
     "12345678901234567890",
 ];
+
+/// INCRBYFLOAT increments: ordinary, huge (the result overflows to infinity), not floats.
+const FLOATS: [&str; 10] = ["0.1", "-1.5", "1e3", "3.0e-5", "1.7976931348623157e308", "1e4932", "abc", "", "nan", "5"];
 
 /// The limits every outcome depends on.
 struct Limits {
@@ -176,7 +180,10 @@ fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -
         }
         let (reply, value) = outcome(&view.value, request, limits);
         // A value changed in place keeps its expiry time; a new value, or none, has none.
-        let in_place = matches!(request, Request::Append { .. } | Request::SetRange { .. } | Request::IncrBy { .. });
+        let in_place = matches!(
+            request,
+            Request::Append { .. } | Request::SetRange { .. } | Request::IncrBy { .. } | Request::IncrByFloat { .. }
+        );
         let applied = match request {
             Request::GetSet { condition: SetCondition::IfAbsent, .. } => view.value.is_none(),
             Request::GetSet { condition: SetCondition::IfPresent, .. } => view.value.is_some(),
@@ -244,6 +251,20 @@ fn outcome(state: &Option<Vec<u8>>, request: &Request, limits: &Limits) -> (Repl
             (Reply::Integer(length as i64), Some([old, value].concat()))
         }
         Request::SetRange { offset, value, .. } => set_range_outcome(state, *offset, value, limits, too_large),
+        // Its arithmetic is the engine's own (C's long double, as Redis's): the differential test
+        // holds it to redis-server; here what matters is that the result is stored and kept.
+        Request::IncrByFloat { increment, .. } => {
+            match quill_core::command::float::incr_by_float(state.as_deref(), increment) {
+                Ok(text) if too_large(text.len()) => {
+                    (error("ERR command too large: its records exceed one batch"), unchanged)
+                }
+                Ok(text) if text.len() > limits.value_bytes_max => {
+                    (error(&format!("ERR value too large (the limit is {} bytes)", limits.value_bytes_max)), unchanged)
+                }
+                Ok(text) => (Reply::Bulk(Some(text.clone())), Some(text)),
+                Err(reply) => (reply, unchanged),
+            }
+        }
         Request::IncrBy { delta, .. } => {
             let current = match state {
                 None => Some(0),
@@ -319,7 +340,11 @@ impl Sim {
             key.resize(KEY_BYTES_MAX + rng.gen_range(0..2), b'x');
         }
         match rng.gen_range(0..100) {
-            0..=34 => Request::IncrBy { key, delta: DELTAS[rng.gen_range(0..DELTAS.len())] },
+            0..=27 => Request::IncrBy { key, delta: DELTAS[rng.gen_range(0..DELTAS.len())] },
+            28..=34 => {
+                let increment = FLOATS[rng.gen_range(0..FLOATS.len())].as_bytes().to_vec();
+                Request::IncrByFloat { key, increment }
+            }
             35..=59 => {
                 let value = TEXTS[rng.gen_range(0..TEXTS.len())].as_bytes().to_vec();
                 Request::Set { key, value, condition: SetCondition::Always }

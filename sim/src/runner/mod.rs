@@ -358,6 +358,7 @@ impl Sim {
         self.faults.enabled = false;
         self.settle("the workload");
         self.settle_compaction();
+        self.check_expired_keys_deleted();
         self.clean_restart();
         let keys: Vec<Vec<u8>> = self.checker.keys.keys().cloned().collect();
         let compaction_before = self.compaction_activity();
@@ -773,6 +774,23 @@ impl Sim {
         let verifier = self.clients.len() - 1;
         for key in keys {
             self.send(verifier, Request::Get { key: key.clone() });
+        }
+    }
+
+    /// Once idle, active expiry has deleted every key whose time has passed (the engine asked
+    /// for its ticks): none is left in the durable index. Checked before the final reads,
+    /// whose lazy expiry would delete them anyway.
+    fn check_expired_keys_deleted(&mut self) {
+        if !self.is_running() || !self.engine().is_ready() || self.engine().read_only_reason().is_some() {
+            return;
+        }
+        let now = self.unix_now();
+        let engine = self.engine();
+        let left = engine.durable_index().find(|(key, _)| engine.durable_expiry(key).is_some_and(|time| time < now));
+        if let Some((key, _)) = left {
+            let (key, time) = (key.to_vec(), engine.durable_expiry(key));
+            let got = format!("expiry time {time:?}, now {now}");
+            self.checker.fail("an expired key was never deleted (active expiry)", &key, "deleted".into(), got);
         }
     }
 

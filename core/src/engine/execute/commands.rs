@@ -110,7 +110,8 @@ impl Engine {
             | Request::SetExpiring { .. }
             | Request::Expire { .. }
             | Request::Persist { .. }
-            | Request::GetEx { .. } => self.start_read_modify_write(client_id, slot_id, request),
+            | Request::GetEx { .. }
+            | Request::IncrByFloat { .. } => self.start_read_modify_write(client_id, slot_id, request),
         }
     }
 
@@ -400,7 +401,8 @@ pub(super) fn request_key(request: &Request) -> &[u8] {
         | Request::SetExpiring { key, .. }
         | Request::Expire { key, .. }
         | Request::Persist { key }
-        | Request::GetEx { key, .. } => key,
+        | Request::GetEx { key, .. }
+        | Request::IncrByFloat { key, .. } => key,
         _ => unreachable!("only read-modify-writes"),
     }
 }
@@ -456,6 +458,14 @@ pub(super) fn compute_read_modify_write(
             joined.extend_from_slice(value);
             let length = joined.len() as i64;
             Ok((Change::Put(Arc::from(joined), kept), Reply::Integer(length)))
+        }
+        Request::IncrByFloat { increment, .. } => {
+            let new = crate::command::float::incr_by_float(current, increment)?;
+            if new.len() > value_bytes_max {
+                return Err(value_too_large(value_bytes_max));
+            }
+            let reply = Reply::Bulk(Some(new.clone()));
+            Ok((Change::Put(Arc::from(new), kept), reply))
         }
         Request::GetSet { value, condition, .. } => {
             let allowed = match condition {

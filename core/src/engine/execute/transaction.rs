@@ -331,7 +331,8 @@ impl Engine {
             | Request::SetExpiring { key, .. }
             | Request::Expire { key, .. }
             | Request::Persist { key }
-            | Request::GetEx { key, .. } => {
+            | Request::GetEx { key, .. }
+            | Request::IncrByFloat { key, .. } => {
                 let context = RmwContext {
                     now_ms: self.keyspace.now_unix_ms,
                     value_bytes_max: self.shared.config.value_bytes_max,
