@@ -245,12 +245,14 @@ pub struct ExpiryWorkload {
     /// How far the wall clock has jumped ahead of the tick, in total.
     pub clock_jump_ms: u64,
     values_sent: u64,
+    /// The last Unix time drawn: drawn again now and then, so that GT and LT meet equal times.
+    last_unix_ms: Option<i64>,
 }
 
 impl ExpiryWorkload {
     pub fn new(mut rng: ChaCha8Rng) -> ExpiryWorkload {
         let percent = if rng.gen_bool(0.5) { 0 } else { rng.gen_range(5..=30) };
-        ExpiryWorkload { rng, percent, clock_jump_ms: 0, values_sent: 0 }
+        ExpiryWorkload { rng, percent, clock_jump_ms: 0, values_sent: 0, last_unix_ms: None }
     }
 
     pub fn chosen(&mut self) -> bool {
@@ -275,10 +277,15 @@ impl ExpiryWorkload {
         // Whole seconds where the command counts in seconds (EXPIRE, EXPIREAT).
         let whole = |milliseconds: i64| if seconds { milliseconds.div_euclid(1000) * 1000 } else { milliseconds };
         if relative {
-            ExpiryTime::In(whole(milliseconds))
-        } else {
-            ExpiryTime::At(whole(now_unix_ms as i64 + milliseconds))
+            return ExpiryTime::In(whole(milliseconds));
         }
+        let unix_ms = match self.last_unix_ms {
+            // (Whole seconds only where the command counts in seconds.)
+            Some(last) if (!seconds || last % 1000 == 0) && self.rng.gen_range(0..3) == 0 => last,
+            _ => whole(now_unix_ms as i64 + milliseconds),
+        };
+        self.last_unix_ms = Some(unix_ms);
+        ExpiryTime::At(unix_ms)
     }
 
     /// A time GETEX accepts: relative ones above 0 (a past Unix time deletes the key).

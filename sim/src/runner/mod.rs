@@ -790,7 +790,13 @@ impl Sim {
         if let Some((key, _)) = left {
             let (key, time) = (key.to_vec(), engine.durable_expiry(key));
             let got = format!("expiry time {time:?}, now {now}");
-            self.checker.fail("an expired key was never deleted (active expiry)", &key, "deleted".into(), got);
+            return self.checker.fail("an expired key was never deleted (active expiry)", &key, "deleted".into(), got);
+        }
+        // INFO's `expires`: the durable keys with an expiry time.
+        let expiring = engine.durable_index().filter(|(key, _)| engine.durable_expiry(key).is_some()).count();
+        if engine.expiring_key_count() != expiring {
+            let got = format!("{} reported, {expiring} in the index", engine.expiring_key_count());
+            self.checker.fail("the count of keys with an expiry time is wrong", b"", "agreement".into(), got);
         }
     }
 
