@@ -90,6 +90,11 @@ impl Sim {
             return;
         }
         let slot_block = self.disk.log_end_block + (header.sequence % 2) * u64::from(blocks_max);
+        // The open's write to the slot was itself damaged (a misdirected write, seed 102543):
+        // the engine did its part, an injected fault undid it.
+        if self.faults.ledger.has_corruption_in(slot_block, slot_block + u64::from(header.block_count)) {
+            return;
+        }
         let mirror_copy = self.disk.read(slot_block * BLOCK_BYTES as u64, batch_bytes);
         // Whole as a batch: the same header (bound to the log place) and a payload that verifies;
         // padding after the payload is covered by no checksum, and a torn write may leave it.
