@@ -23,7 +23,9 @@ extern "C" {
 /// `current` (absent: 0) plus `increment`, both as Redis reads floats; the new value's text, or
 /// Redis's error.
 pub fn incr_by_float(current: Option<&[u8]>, increment: &[u8]) -> Result<Vec<u8>, Reply> {
-    let mut out = vec![0u8; RESULT_BYTES_MAX];
+    // On the stack: the result is usually a few bytes, and a heap buffer this size per call
+    // costs page clearing.
+    let mut out = [0u8; RESULT_BYTES_MAX];
     let mut out_len = 0usize;
     let (current_bytes, has_current) = match current {
         Some(bytes) => (bytes, 1),
@@ -46,8 +48,7 @@ pub fn incr_by_float(current: Option<&[u8]>, increment: &[u8]) -> Result<Vec<u8>
     match status {
         0 => {
             assert!(out_len <= RESULT_BYTES_MAX, "the C side stays within the buffer");
-            out.truncate(out_len);
-            Ok(out)
+            Ok(out[..out_len].to_vec())
         }
         1 | 2 => Err(Reply::error("ERR value is not a valid float")),
         _ => Err(Reply::error("ERR increment would produce NaN or Infinity")),

@@ -131,7 +131,7 @@ const TEXTS: [&str; 14] = [
 ];
 
 /// INCRBYFLOAT increments: ordinary, huge (the result overflows to infinity), not floats.
-const FLOATS: [&str; 10] = ["0.1", "-1.5", "1e3", "3.0e-5", "1.7976931348623157e308", "1e4932", "abc", "", "nan", "5"];
+const FLOATS: [&str; 10] = ["0.1", "-1.5", "1e3", "5", "3.0e-5", "1.7976931348623157e308", "1e4932", "abc", "", "nan"];
 
 /// The limits every outcome depends on.
 struct Limits {
@@ -342,7 +342,10 @@ impl Sim {
         match rng.gen_range(0..100) {
             0..=27 => Request::IncrBy { key, delta: DELTAS[rng.gen_range(0..DELTAS.len())] },
             28..=34 => {
-                let increment = FLOATS[rng.gen_range(0..FLOATS.len())].as_bytes().to_vec();
+                // Huge increments (printing a sum near the largest long double takes thousands of
+                // digits, and the model computes it per state) only now and then.
+                let pick = if rng.gen_range(0..8) == 0 { rng.gen_range(0..FLOATS.len()) } else { rng.gen_range(0..4) };
+                let increment = FLOATS[pick].as_bytes().to_vec();
                 Request::IncrByFloat { key, increment }
             }
             35..=59 => {
