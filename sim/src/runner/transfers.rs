@@ -57,9 +57,13 @@ fn pair_read(reply: &Reply) -> Vec<Option<i64>> {
 impl Sim {
     /// Now and then, a register SET becomes a transfer or a read of the client's pair.
     pub(crate) fn transfer_variant(&mut self, client: usize, request: Request) -> Request {
+        // Not while the client's own WATCH waits for its EXEC: this EXEC would end that watch.
+        let state = &self.clients[client];
         let eligible = matches!(request, Request::Set { .. })
             && !self.knobs.network
-            && self.knobs.index_bytes_max >= quill_core::engine::INDEX_BYTES_LIMIT;
+            && self.knobs.index_bytes_max >= quill_core::engine::INDEX_BYTES_LIMIT
+            && state.follow_up.is_none()
+            && state.watched.is_none();
         if !eligible || !self.variants.chosen() {
             return request;
         }
