@@ -27,9 +27,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use futures::channel::oneshot;
-use quill_core::command::SetCondition;
+use quill_core::command::{ExpireCondition, ExpiryTime, SetCondition, SetExpiry};
 use quill_core::{Reply, Request};
 
 use crate::driver::IoChoice;
@@ -357,6 +358,59 @@ impl Db {
         async move { expect_integer("incrby", reply.await?) }
     }
 
+    /// Sets `key` to `value`, expiring `ttl` from now (SET PX); returns once durable. The key is
+    /// gone once its time has passed, across restarts too (the time is in its record).
+    ///
+    /// ```
+    /// # use quill_io_real::{Db, DbOptions, Ttl};
+    /// # use std::time::Duration;
+    /// # let path = std::env::temp_dir().join(format!("quill-doctest-ttl-{}.qkv", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = Db::open(&path, DbOptions { create_size_bytes: Some(16 << 20), ..DbOptions::default() })?;
+    /// db.set_with_ttl(b"session", b"token", Duration::from_secs(60))?;
+    /// assert!(matches!(db.ttl(b"session")?, Ttl::Expires(left) if left <= Duration::from_secs(60)));
+    /// assert!(db.persist(b"session")?);
+    /// assert_eq!(db.ttl(b"session")?, Ttl::Persistent);
+    /// assert_eq!(db.ttl(b"missing")?, Ttl::Missing);
+    /// # db.close()?;
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), quill_io_real::DbError>(())
+    /// ```
+    pub fn set_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<(), DbError> {
+        let request = Request::SetExpiring {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            condition: SetCondition::Always,
+            expiry: SetExpiry::At(ExpiryTime::In(milliseconds(ttl))),
+            get: false,
+            name: "set",
+        };
+        expect_ok("set", self.execute(request)?)
+    }
+
+    /// Gives `key` a time to live (PEXPIRE); returns whether the key exists. A zero `ttl`
+    /// deletes it.
+    pub fn expire(&self, key: &[u8], ttl: Duration) -> Result<bool, DbError> {
+        let time = ExpiryTime::In(milliseconds(ttl));
+        let request = Request::Expire { key: key.to_vec(), time, condition: ExpireCondition::Always, name: "pexpire" };
+        expect_integer("pexpire", self.execute(request)?).map(|set| set == 1)
+    }
+
+    /// Removes `key`'s time to live (PERSIST); returns whether it had one.
+    pub fn persist(&self, key: &[u8]) -> Result<bool, DbError> {
+        expect_integer("persist", self.execute(Request::Persist { key: key.to_vec() })?).map(|removed| removed == 1)
+    }
+
+    /// `key`'s time to live (PTTL).
+    pub fn ttl(&self, key: &[u8]) -> Result<Ttl, DbError> {
+        let request = Request::Ttl { key: key.to_vec(), milliseconds: true, absolute: false };
+        Ok(match expect_integer("pttl", self.execute(request)?)? {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            left => Ttl::Expires(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
+        })
+    }
+
     /// The number of keys.
     pub fn db_size(&self) -> Result<u64, DbError> {
         let count = expect_integer("dbsize", self.execute(Request::DbSize)?)?;
@@ -461,6 +515,22 @@ fn unexpected(command: &'static str, reply: Reply) -> DbError {
         Reply::Error(text) => DbError::Command(CommandError::from_reply(text)),
         other => DbError::UnexpectedReply { command, reply: format!("{other:?}") },
     }
+}
+
+/// A duration in whole milliseconds, as the engine takes times (saturating).
+fn milliseconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// No such key (or it has expired).
+    Missing,
+    /// The key never expires.
+    Persistent,
+    /// The key expires after this long.
+    Expires(Duration),
 }
 
 fn expect_bulk(command: &'static str, reply: Reply) -> Result<Option<Vec<u8>>, DbError> {

@@ -28,7 +28,7 @@ mod uring;
 mod volume;
 
 pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
-pub use db::{Db, DbOptions, Keys, WriteOp};
+pub use db::{Db, DbOptions, Keys, Ttl, WriteOp};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
 pub use errors::{CommandError, CommandErrorKind, DbError, DriverError, VolumeError};
 pub use lock::{LockHolder, VolumeAccess};
