@@ -86,8 +86,9 @@ impl Sim {
         if engine.compaction_halted().is_some() != (engine.compaction_state() == CompactionState::Halted) {
             return Some(format!("halted {:?} in state {:?}", engine.compaction_halted(), engine.compaction_state()));
         }
-        // A wake-up is now, or later (a key's expiry time); never in the past.
-        if engine.poll_timeout().is_some_and(|at| at < self.tick) {
+        // A wake-up is now, or later only for a key's expiry time; never in the past.
+        let expiring = engine.expiring_key_count() > 0;
+        if engine.poll_timeout().is_some_and(|at| at < self.tick || at > self.tick && !expiring) {
             return Some(format!("a wake-up at {:?}, now is {}", engine.poll_timeout(), self.tick));
         }
         if !self.knobs.network {
