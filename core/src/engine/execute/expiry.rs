@@ -124,7 +124,9 @@ pub(in crate::engine) fn ttl_reply(
         return Reply::Integer(if exists { -1 } else { -2 });
     };
     let time = if absolute { expires_at_ms } else { expires_at_ms.saturating_sub(now_ms) } as i64;
-    Reply::Integer(if milliseconds { time } else { (time + 500) / 1000 })
+    // Without overflow near i64::MAX (SET … PXAT 9223372036854775807): redis-server answers
+    // EXPIRETIME 9223372036854776 there.
+    Reply::Integer(if milliseconds { time } else { ((i128::from(time) + 500) / 1000) as i64 })
 }
 
 /// Whether the request is one `compute_expiry_command` computes.
@@ -179,5 +181,7 @@ mod tests {
         assert_eq!(ttl_reply(true, Some(NOW + 1500), NOW, false, false), Reply::Integer(2));
         assert_eq!(ttl_reply(true, Some(NOW + 1500), NOW, true, false), Reply::Integer(1500));
         assert_eq!(ttl_reply(true, Some(NOW + 1500), NOW, true, true), Reply::Integer((NOW + 1500) as i64));
+        let latest = i64::MAX as u64;
+        assert_eq!(ttl_reply(true, Some(latest), NOW, false, true), Reply::Integer(9_223_372_036_854_776));
     }
 }
