@@ -196,7 +196,13 @@ impl Draw {
                 let key = self.key();
                 let get = vec![self.name("get"), key.clone()];
                 self.1.push_back(get);
-                match self.below(3) {
+                match self.below(4) {
+                    // The latest time there is: EXPIRETIME must not overflow rounding it.
+                    3 => {
+                        let expiretime = vec![self.name("expiretime"), key.clone()];
+                        self.1.push_front(expiretime);
+                        vec![self.name("set"), key, self.value(), b"PXAT".to_vec(), b"9223372036854775807".to_vec()]
+                    }
                     0 => vec![self.name("set"), key, self.value(), b"EXAT".to_vec(), b"1".to_vec()],
                     1 => vec![self.name("set"), key, self.value(), b"pxat".to_vec(), b"1000".to_vec(), b"GET".to_vec()],
                     _ => vec![self.name("getex"), key, b"PXAT".to_vec(), b"5".to_vec()],
