@@ -597,3 +597,46 @@ fn the_index_takes_keys_up_to_its_limit_exactly() {
     assert_eq!(h.call(1, delete), Reply::Integer(1));
     assert_eq!(h.call(1, set("k4", b"v")), Reply::ok(), "the delete made room");
 }
+
+/// A pending write whose time has already passed is absent to every command: KEYS, SCAN and
+/// RANDOMKEY too, before its batch is durable (found reviewing the expiry change).
+#[test]
+fn an_expired_pending_write_is_not_listed() {
+    use quill_core::command::{ExpiryTime, SetCondition, SetExpiry};
+    let mut h = Harness::format(support::small_config(), 6);
+    h.engine.set_unix_time_ms(1_800_000_000_000);
+    let expired = Request::SetExpiring {
+        key: b"gone".to_vec(),
+        value: b"v".to_vec(),
+        condition: SetCondition::Always,
+        expiry: SetExpiry::At(ExpiryTime::At(1)),
+        get: false,
+        name: "set",
+    };
+    h.submit(1, expired);
+    // Before any I/O completes, the write is pending in the overlay.
+    h.submit(2, Request::Keys { pattern: b"*".to_vec() });
+    h.submit(2, Request::RandomKey);
+    h.submit(2, Request::Exists { keys: vec![b"gone".to_vec()] });
+    h.run_until_idle();
+    let answers: Vec<&Reply> = h.replies.iter().filter(|(client, _)| *client == 2).map(|(_, reply)| reply).collect();
+    assert_eq!(answers, [&Reply::Array(Some(vec![])), &Reply::Bulk(None), &Reply::Integer(0)]);
+}
+
+/// SET with an expiry option obeys the value limit as plain SET does (found reviewing).
+#[test]
+fn set_with_a_time_obeys_the_value_limit() {
+    use quill_core::command::{ExpiryTime, SetCondition, SetExpiry};
+    let config = support::small_config();
+    let limit = config.value_bytes_max;
+    let mut h = Harness::format(config, 7);
+    let request = Request::SetExpiring {
+        key: b"big".to_vec(),
+        value: vec![b'x'; limit + 1],
+        condition: SetCondition::Always,
+        expiry: SetExpiry::At(ExpiryTime::In(60_000)),
+        get: false,
+        name: "setex",
+    };
+    assert_eq!(h.call(1, request), Reply::error(format!("ERR value too large (the limit is {limit} bytes)")));
+}

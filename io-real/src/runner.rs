@@ -115,6 +115,9 @@ impl EngineRunner {
 
     /// Input: a client's request; its I/O goes to the driver at once.
     pub fn submit(&mut self, client: u64, request: Request) {
+        // The command runs now: at this time, not the last turn's (the thread may have waited
+        // long for it), or a relative expiry time would start in the past.
+        self.engine.set_unix_time_ms(crate::clock::unix_time_ms());
         self.engine.submit(client, request);
         self.drain_io();
     }

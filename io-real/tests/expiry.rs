@@ -40,3 +40,16 @@ fn keys_expire_on_time_and_stay_gone_after_a_restart() {
     assert_eq!(db.db_size().expect("dbsize"), 1);
     db.close().expect("close");
 }
+
+/// A command runs at the time it arrives, not the time of the engine thread's last turn: after
+/// an idle second, a one-second time to live starts now (found reviewing the change).
+#[test]
+fn a_time_to_live_starts_when_the_command_arrives() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = open(&directory.path().join("volume.qkv"));
+    db.set(b"warm", b"up").expect("set");
+    std::thread::sleep(Duration::from_millis(1500));
+    db.set_with_ttl(b"key", b"value", Duration::from_secs(1)).expect("set");
+    assert_eq!(db.get(b"key").expect("get"), Some(b"value".to_vec()), "a fresh key with a second to live");
+    db.close().expect("close");
+}

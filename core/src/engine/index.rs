@@ -31,7 +31,8 @@ impl Location {
     /// The value's length, for a record of this key length, with or without an expiry time.
     pub fn value_bytes(&self, key_bytes: usize, expires: bool) -> usize {
         let expiry_bytes = if expires { crate::format::EXPIRY_BYTES } else { 0 };
-        self.record_bytes as usize - crate::format::RECORD_HEADER_BYTES - expiry_bytes - key_bytes
+        // Saturating: a checkpoint entry is only checked for a plausible length.
+        (self.record_bytes as usize).saturating_sub(crate::format::RECORD_HEADER_BYTES + expiry_bytes + key_bytes)
     }
 }
 

@@ -36,7 +36,8 @@ impl Watches {
             return false;
         }
         for key in keys {
-            watched.insert(key.as_slice().into(), expired(key));
+            // Watched again: the first WATCH's view of it stands, as in Redis.
+            watched.entry(key.as_slice().into()).or_insert_with(|| expired(key));
             self.by_key.entry(key.as_slice().into()).or_default().insert(client);
         }
         true

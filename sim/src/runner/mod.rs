@@ -599,8 +599,13 @@ impl Sim {
             return self.disk.random_bit(&mut self.faults.rng);
         }
         let pick = self.faults.rng.gen_range(0..live);
-        let (key, location) = self.engine().durable_index().nth(pick).map(|(key, location)| (key.len(), location))?;
-        let value_start = location.offset_bytes + (quill_core::format::RECORD_HEADER_BYTES + key) as u64;
+        let engine = self.engine();
+        let (key, location, expires) = engine
+            .durable_index()
+            .nth(pick)
+            .map(|(key, location)| (key.len(), location, engine.durable_expiry(key).is_some()))?;
+        let expiry_bytes = if expires { quill_core::format::EXPIRY_BYTES } else { 0 };
+        let value_start = location.offset_bytes + (quill_core::format::RECORD_HEADER_BYTES + expiry_bytes + key) as u64;
         let value_end = location.offset_bytes + u64::from(location.record_bytes);
         if value_end <= value_start {
             return self.disk.random_bit(&mut self.faults.rng);

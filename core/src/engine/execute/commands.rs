@@ -125,7 +125,8 @@ impl Engine {
             Request::Set { value, .. }
             | Request::Append { value, .. }
             | Request::GetSet { value, .. }
-            | Request::SetRange { value, .. } => large(value),
+            | Request::SetRange { value, .. }
+            | Request::SetExpiring { value, .. } => large(value),
             Request::MSet { pairs } | Request::MSetNx { pairs } => pairs.iter().any(|(_, value)| large(value)),
             _ => false,
         };

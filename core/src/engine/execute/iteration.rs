@@ -73,7 +73,8 @@ impl Engine {
             let in_range = (from..to).contains(&keyspace.index.scan_position(key));
             if in_range && pending.value.is_some() && keyspace.index.get(key).is_none() {
                 wait = wait.max(pending.sequence);
-                if filter.keeps(key) {
+                // A pending value whose time has passed is absent, as a lookup says.
+                if !keyspace.is_past(pending.expires_at_ms) && filter.keeps(key) {
                     keys.push(key.to_vec());
                 }
             }
@@ -108,7 +109,10 @@ impl Engine {
             }
             (from, wrapped) = if to == SCAN_END { (0, true) } else { (to, wrapped) };
         }
-        let pending = keyspace.overlay.iter().find(|(_, pending)| pending.value.is_some());
+        let pending = keyspace
+            .overlay
+            .iter()
+            .find(|(_, pending)| pending.value.is_some() && !keyspace.is_past(pending.expires_at_ms));
         match pending {
             Some((key, pending)) => (Reply::Bulk(Some(key.to_vec())), pending.sequence),
             None => (Reply::Bulk(None), self.log.newest_sequence),
