@@ -56,6 +56,8 @@ pub(crate) struct DomainModel {
     /// With the connections whose commands may still be queued in the engine. Such a key is
     /// not judged until a command sets its state outright once none of them can still run.
     pub unknown: BTreeMap<Vec<u8>, Vec<u64>>,
+    /// The tick each key's states last changed at (a reply, a crash's lost commands).
+    changed_tick: BTreeMap<Vec<u8>, u64>,
 }
 
 /// Whether the request, answered without an error, leaves the key in a state it alone decides.
@@ -174,6 +176,10 @@ fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -
         // key keeps its record and time, which a command answered "not durable" before it
         // expired may still build on at the next crash.
         let keep = |(expected, next): (Expected, Timed)| (expected, if next == view { state.clone() } else { next });
+        if let Some(refusal) = limit_refusal(request, limits) {
+            all.push((Expected::Exact(refusal), state.clone()));
+            continue;
+        }
         if expiring::is_expiry_request(request) {
             all.extend(expiring::expiry_outcomes(&view, request, window).into_iter().map(keep));
             continue;
@@ -198,6 +204,17 @@ fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -
         all.push(keep((Expected::Exact(reply), Timed { value, expires })));
     }
     all
+}
+
+/// SET with a time refuses a value over the limit, or a record over a batch, before anything.
+fn limit_refusal(request: &Request, limits: &Limits) -> Option<Reply> {
+    let Request::SetExpiring { key, value, .. } = request else { return None };
+    if value.len() > limits.value_bytes_max {
+        return Some(error(&format!("ERR value too large (the limit is {} bytes)", limits.value_bytes_max)));
+    }
+    let record_bytes = RECORD_HEADER_BYTES + EXPIRY_BYTES + key.len() + value.len();
+    (record_bytes > limits.batch_payload_bytes_max)
+        .then(|| error("ERR command too large: its records exceed one batch"))
 }
 
 /// The exact reply `request` gets in `state`, and the state after it.
@@ -378,6 +395,7 @@ impl Sim {
             &mut next,
             outcomes.iter().filter(|(expected, _)| expected.matches(reply)).map(|(_, state)| state.clone()),
         );
+        self.domains.changed_tick.insert(key.clone(), self.tick);
         if !next.is_empty() {
             if self.flush_may_follow(outstanding) {
                 merge(&mut next, [Timed::ABSENT]);
@@ -390,7 +408,9 @@ impl Sim {
             Reply::Error(text) if text.starts_with("OOM disk full") => {
                 let longest = states.iter().filter_map(|state| state.value.as_ref()).map(Vec::len).max().unwrap_or(0);
                 let value_bytes = match request {
-                    Request::Set { value, .. } | Request::GetSet { value, .. } => value.len(),
+                    Request::Set { value, .. } | Request::GetSet { value, .. } | Request::SetExpiring { value, .. } => {
+                        value.len()
+                    }
                     Request::SetRange { offset, value, .. } => longest.max(*offset as usize + value.len()),
                     Request::Append { value, .. } => longest + value.len(),
                     _ => 20,
@@ -446,6 +466,40 @@ impl Sim {
         }
     }
 
+    /// Whether an expiry key may have existed when a key-set read (`outstanding`: SCAN, KEYS,
+    /// RANDOMKEY) ran. Judged only where the model knows the state then: no command on the key
+    /// in flight or answered since the read was sent, and the key not unknown or unresolved.
+    pub(crate) fn expiring_key_may_exist(&self, key: &[u8], outstanding: &Outstanding) -> bool {
+        let changed_since = self.domains.changed_tick.get(key).is_some_and(|tick| *tick >= outstanding.sent_tick);
+        if changed_since || self.domains.unknown.contains_key(key) || self.domains.unresolved.contains_key(key) {
+            return true;
+        }
+        // A key no reply has judged yet starts absent.
+        let states = self.domains.states.get(key).cloned().unwrap_or_else(|| vec![Timed::ABSENT]);
+        // Commands on the key still in flight may have run before the read: a prefix of them, in
+        // the order sent (one client owns the key).
+        let now = self.unix_now();
+        let limits = Limits::of(&self.config);
+        let mut possible = states.clone();
+        let mut frontier = states.clone();
+        let in_flight = self.clients.iter().flat_map(|client| client.outstanding.iter());
+        for other in in_flight.filter(|other| domain_request_key(&other.request) == Some(key)) {
+            let window = Window { from: other.sent_unix_ms, to: now };
+            let mut next = States::new();
+            merge(
+                &mut next,
+                frontier
+                    .iter()
+                    .flat_map(|state| outcomes(state, &other.request, window, &limits))
+                    .map(|(_, state)| state),
+            );
+            frontier = next;
+            merge(&mut possible, frontier.iter().cloned());
+        }
+        let window = Window { from: outstanding.sent_unix_ms, to: now };
+        possible.iter().any(|state| expiring::views(state, window).iter().any(|view| view.value.is_some()))
+    }
+
     /// Whether a FLUSHALL in flight since the command was sent may have run after it.
     fn flush_may_follow(&self, outstanding: &Outstanding) -> bool {
         self.domains.flushes_in_flight > 0
@@ -455,6 +509,7 @@ impl Sim {
     /// Requests on `key` whose replies will never come, in the order sent: a prefix of them took
     /// effect (batches become durable in order).
     fn domain_maybe_applied(&mut self, key: &[u8], requests: &[(Request, Window)]) {
+        self.domains.changed_tick.insert(key.to_vec(), self.tick);
         let limits = Limits::of(&self.config);
         let flushes_in_flight = self.domains.flushes_in_flight;
         let last_flush_unix_ms = self.domains.last_flush_unix_ms;

@@ -298,10 +298,15 @@ impl ExpiryWorkload {
     }
 
     /// An expiry request of `client` on a key it owns, alone or (direct clients) in an EXEC.
-    pub fn next_request(&mut self, client: usize, now_unix_ms: u64, direct: bool) -> Request {
+    /// `value_bytes_max`: direct clients now and then send a value at the limit or one byte over.
+    pub fn next_request(&mut self, client: usize, now_unix_ms: u64, direct: bool, value_bytes_max: usize) -> Request {
         let key = expiring_key(client, self.rng.gen_range(0..3));
         self.values_sent += 1;
-        let value = format!("x{client}:{}", self.values_sent).into_bytes();
+        let mut value = format!("x{client}:{}", self.values_sent).into_bytes();
+        let large = direct && self.rng.gen_range(0..40) == 0;
+        if large {
+            value.resize(value_bytes_max + self.rng.gen_range(0..2), b'x');
+        }
         let request = match self.rng.gen_range(0..100) {
             0..=19 => self.set_request(key, value, now_unix_ms),
             20..=29 => Request::Set { key, value, condition: SetCondition::Always },
@@ -343,7 +348,8 @@ impl ExpiryWorkload {
             90..=94 => Request::Append { key, value },
             _ => Request::Del { keys: vec![key] },
         };
-        if direct && self.rng.gen_range(0..5) == 0 {
+        // (Not a large value: an EXEC too large for a batch is refused whole.)
+        if direct && !large && self.rng.gen_range(0..5) == 0 {
             return Request::Exec { commands: vec![request] };
         }
         request

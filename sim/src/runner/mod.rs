@@ -660,7 +660,7 @@ impl Sim {
                 // An EXEC of one command, for direct clients with no WATCH of their own pending.
                 let state = &self.clients[client];
                 let direct = !self.knobs.network && state.watched.is_none() && state.follow_up.is_none();
-                self.expiry.next_request(client, self.unix_now(), direct)
+                self.expiry.next_request(client, self.unix_now(), direct, self.config.value_bytes_max)
             } else if family == crate::knobs::Family::ValueDomains && self.workload_rng.gen_bool(0.5) {
                 let request = self.next_domain_request(client);
                 self.variants.domain(request)

@@ -97,19 +97,19 @@ impl Sim {
         match (&outstanding.request, reply) {
             (Request::Scan { .. }, Reply::Array(Some(parts))) => match &parts[..] {
                 [Reply::Bulk(Some(cursor)), Reply::Array(Some(keys))] => {
-                    self.on_scan_step(client, cursor, keys, invoked, responded);
+                    self.on_scan_step(client, cursor, keys, outstanding, responded);
                 }
                 _ => self.keyset_mismatch("[cursor, [keys]]", reply),
             },
             (Request::Keys { pattern }, Reply::Array(Some(keys))) => {
                 let prefix = &pattern[..pattern.len() - 1];
                 let mut seen = BTreeSet::new();
-                self.check_returned_keys(prefix, keys, &mut seen, invoked, responded);
+                self.check_returned_keys(prefix, keys, &mut seen, outstanding, responded);
                 self.check_scan_complete(prefix, &seen, invoked, responded, "KEYS");
             }
             (Request::RandomKey, Reply::Bulk(Some(key))) => {
                 let key = Reply::Bulk(Some(key.clone()));
-                self.check_returned_keys(b"", &[key], &mut BTreeSet::new(), invoked, responded);
+                self.check_returned_keys(b"", &[key], &mut BTreeSet::new(), outstanding, responded);
             }
             (Request::RandomKey, Reply::Bulk(None)) => {
                 if let Some(key) = self.certainly_present_keys(b"", invoked, responded).into_iter().next() {
@@ -126,7 +126,15 @@ impl Sim {
         self.checker.end_read(invoked);
     }
 
-    fn on_scan_step(&mut self, client: usize, cursor: &[u8], keys: &[Reply], invoked: u64, responded: u64) {
+    fn on_scan_step(
+        &mut self,
+        client: usize,
+        cursor: &[u8],
+        keys: &[Reply],
+        outstanding: &Outstanding,
+        responded: u64,
+    ) {
+        let invoked = outstanding.invoked;
         let Some(mut session) = self.clients[client].scan.take() else {
             return self.checker.fail("a SCAN reply without a scan under way", b"", "none".into(), "a reply".into());
         };
@@ -138,7 +146,7 @@ impl Sim {
         if session.keeps_nothing && !keys.is_empty() {
             self.keyset_mismatch("no keys for TYPE hash", &Reply::Array(Some(keys.to_vec())));
         }
-        self.check_returned_keys(&session.prefix, keys, &mut session.seen, invoked, responded);
+        self.check_returned_keys(&session.prefix, keys, &mut session.seen, outstanding, responded);
         let Some(next) = std::str::from_utf8(cursor).ok().and_then(|text| text.parse::<u64>().ok()) else {
             return self.keyset_mismatch("a numeric cursor", &Reply::Bulk(Some(cursor.to_vec())));
         };
@@ -160,9 +168,10 @@ impl Sim {
         prefix: &[u8],
         keys: &[Reply],
         seen: &mut BTreeSet<Vec<u8>>,
-        invoked: u64,
+        outstanding: &Outstanding,
         responded: u64,
     ) {
+        let invoked = outstanding.invoked;
         for key in keys {
             let Reply::Bulk(Some(key)) = key else { return self.keyset_mismatch("a key", key) };
             let (what, fine) = if !key.starts_with(prefix) {
@@ -171,6 +180,8 @@ impl Sim {
                 ("a key returned twice in one scan", false)
             } else if family(key) == Some(Family::Register) {
                 ("a key no history allows to exist", self.checker.register_possibilities(key, invoked, responded).1)
+            } else if crate::runner::expiring::is_expiring_key(key) {
+                ("an expiry key gone (or never there) while listed", self.expiring_key_may_exist(key, outstanding))
             } else {
                 ("a key never written", self.checker.keys.contains_key(key))
             };
