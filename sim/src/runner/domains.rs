@@ -384,6 +384,8 @@ impl Sim {
         let key = domain_request_key(request).expect("a value-domain request").to_vec();
         let limits = Limits::of(&self.config);
         let window = Window { from: outstanding.sent_unix_ms, to: self.unix_now() };
+        // Any reply may change what the model knows of the key (key-set reads judge by it).
+        self.domains.changed_tick.insert(key.clone(), self.tick);
         if self.domains.unknown.contains_key(&key) {
             return self.on_unknown_domain_reply(key, outstanding, reply, window);
         }
@@ -395,7 +397,6 @@ impl Sim {
             &mut next,
             outcomes.iter().filter(|(expected, _)| expected.matches(reply)).map(|(_, state)| state.clone()),
         );
-        self.domains.changed_tick.insert(key.clone(), self.tick);
         if !next.is_empty() {
             if self.flush_may_follow(outstanding) {
                 merge(&mut next, [Timed::ABSENT]);
