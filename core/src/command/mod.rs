@@ -280,6 +280,25 @@ impl Request {
         )
     }
 
+    /// The key of a read-modify-write: a command that needs the key's current value (and
+    /// expiry time) to compute its effect. The one list of them: the engine's dispatch, its
+    /// transactions and the read path all ask here.
+    pub fn read_modify_write_key(&self) -> Option<&[u8]> {
+        match self {
+            Request::IncrBy { key, .. }
+            | Request::Append { key, .. }
+            | Request::GetSet { key, .. }
+            | Request::GetDel { key }
+            | Request::SetRange { key, .. }
+            | Request::SetExpiring { key, .. }
+            | Request::Expire { key, .. }
+            | Request::Persist { key }
+            | Request::GetEx { key, .. }
+            | Request::IncrByFloat { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Calls `test` on each key the request names, in order, until one returns true; whether
     /// one did. An EXEC's commands are requests of their own: it names none. No allocation.
     pub fn any_key<'a>(&'a self, mut test: impl FnMut(&'a [u8]) -> bool) -> bool {

@@ -391,21 +391,9 @@ impl Engine {
     }
 }
 
-/// The key of a read-modify-write (INCRBY, APPEND, GETSET, GETDEL, SETRANGE).
+/// The key of a read-modify-write (`Request::read_modify_write_key`).
 pub(super) fn request_key(request: &Request) -> &[u8] {
-    match request {
-        Request::IncrBy { key, .. }
-        | Request::Append { key, .. }
-        | Request::GetSet { key, .. }
-        | Request::GetDel { key }
-        | Request::SetRange { key, .. }
-        | Request::SetExpiring { key, .. }
-        | Request::Expire { key, .. }
-        | Request::Persist { key }
-        | Request::GetEx { key, .. }
-        | Request::IncrByFloat { key, .. } => key,
-        _ => unreachable!("only read-modify-writes"),
-    }
+    request.read_modify_write_key().expect("only read-modify-writes")
 }
 
 /// What a read-modify-write does to its key: a new value (with its expiry time) or a deletion.

@@ -323,16 +323,8 @@ impl Engine {
                 }
                 Reply::Integer(count)
             }
-            Request::IncrBy { key, .. }
-            | Request::Append { key, .. }
-            | Request::GetSet { key, .. }
-            | Request::GetDel { key }
-            | Request::SetRange { key, .. }
-            | Request::SetExpiring { key, .. }
-            | Request::Expire { key, .. }
-            | Request::Persist { key }
-            | Request::GetEx { key, .. }
-            | Request::IncrByFloat { key, .. } => {
+            read_modify_write if read_modify_write.read_modify_write_key().is_some() => {
+                let key = read_modify_write.read_modify_write_key().expect("checked by the guard");
                 let context = RmwContext {
                     now_ms: self.keyspace.now_unix_ms,
                     value_bytes_max: self.shared.config.value_bytes_max,
