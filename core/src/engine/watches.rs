@@ -93,3 +93,23 @@ impl Watches {
         debug_assert!(self.by_key.values().all(|clients| !clients.contains(&client)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key watched alive, then watched again once expired, keeps the first view: its expiry
+    /// since the first WATCH still aborts EXEC, as in Redis (found reading the change).
+    #[test]
+    fn watching_a_key_again_keeps_the_first_view() {
+        let mut watches = Watches::default();
+        assert!(watches.watch(1, &[b"k".to_vec()], |_| false));
+        assert!(watches.watch(1, &[b"k".to_vec()], |_| true));
+        watches.check_expired(1, |_| true);
+        assert!(watches.is_dirty(1));
+        let mut expired_first = Watches::default();
+        assert!(expired_first.watch(2, &[b"k".to_vec()], |_| true));
+        expired_first.check_expired(2, |_| true);
+        assert!(!expired_first.is_dirty(2), "already expired when watched: no abort");
+    }
+}
