@@ -124,7 +124,7 @@ impl Sim {
                 continue;
             }
             let keys = written_keys(&outstanding.request);
-            if keys.is_empty() || crate::runner::replies::reads_before_writing(&outstanding.request) {
+            if keys.is_empty() || self.judges_history(&outstanding.request) {
                 self.checker.end_read(outstanding.invoked);
             }
             for key in keys {

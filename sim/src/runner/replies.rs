@@ -83,7 +83,7 @@ impl Sim {
             return self.checker.begin_flush(op_id, invoked);
         }
         let keys = written_keys(request);
-        if keys.is_empty() || reads_before_writing(request) {
+        if keys.is_empty() || self.judges_history(request) {
             // A conditional SET also reads: it judges the state it meets, so the history it
             // may have met must not be pruned before its reply.
             self.checker.begin_read(invoked);
@@ -169,9 +169,21 @@ impl Sim {
             return self.on_reading_write_reply(&outstanding, &reply, responded);
         }
         self.check_write_reply(&outstanding, &reply, responded);
+        if self.judges_history(&outstanding.request) {
+            self.checker.end_read(outstanding.invoked);
+        }
         for key in &keys {
             self.checker.end_write(key, op_id, Status::Acknowledged, responded);
         }
+    }
+
+    /// Whether the write's reply is judged against the history of its window, which must then
+    /// stay unpruned until the reply: a write that reads, and a plain SET while the index has
+    /// a limit (`check_index_limit` asks whether the key was certainly absent; seed 5685 judged
+    /// it on a history pruned of the SETs that made it present).
+    pub(crate) fn judges_history(&self, request: &Request) -> bool {
+        let limited = self.knobs.index_bytes_max < quill_core::engine::INDEX_BYTES_LIMIT;
+        reads_before_writing(request) || (limited && matches!(request, Request::Set { .. }))
     }
 
     fn on_conditional_set_reply(
@@ -272,7 +284,7 @@ impl Sim {
             self.domain_flush_ended(status == Status::Indeterminate);
             return self.checker.end_flush(outstanding.op_id, status, responded);
         }
-        if keys.is_empty() || reads_before_writing(&outstanding.request) {
+        if keys.is_empty() || self.judges_history(&outstanding.request) {
             self.checker.end_read(outstanding.invoked);
         }
         if keys.is_empty() {
