@@ -92,3 +92,8 @@ fn shrinking_a_caught_bug_gives_a_smaller_failing_run() {
     let command = quill_sim::reproduce_command(&result.options);
     assert!(command.starts_with(&format!("quill replay --seed {seed} --ops {}", result.options.ops)), "{command}");
 }
+
+#[test]
+fn releasing_a_batch_before_the_one_ahead_of_it_is_caught() {
+    assert_caught(PlantedBug::ReleaseOutOfOrder, FaultLevel::Default);
+}

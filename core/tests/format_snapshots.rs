@@ -36,7 +36,7 @@ fn superblock_encoding() {
             keys: 99,
         }),
         keys_hint: 123,
-        mirrored: true,
+        mirror_slots: quill_core::format::superblock::MIRROR_SLOTS,
     };
     let block = superblock.encode();
     assert_eq!(block.len(), 4096);

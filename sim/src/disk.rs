@@ -6,7 +6,7 @@
 //! durable (completed or still in flight) independently survives whole, vanishes, or tears at
 //! 512-byte sectors (each sector new, old, or garbage).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -37,16 +37,18 @@ pub struct SimDisk {
     volatile: BTreeMap<u64, Block>,
     unsynced: Vec<UnsyncedWrite>,
     pub volume_blocks: u64,
-    /// The blocks the most recent durable log write was meant for: the last acknowledged batch.
-    pub last_durable_log_write: Option<(u64, u64)>,
+    /// The blocks the most recent durable log writes were meant for, newest last: the last
+    /// acknowledged batches a torn tail could be mistaken for (as many as batches may be in
+    /// flight at once, `DURABLE_WRITES_KEPT`).
+    pub recent_durable_log_writes: VecDeque<(u64, u64)>,
     /// The log region ends here (the mirror slots, then the checkpoint slots, follow).
     pub log_end_block: u64,
     /// The mirror slots end here (equal to `log_end_block` without them).
     pub mirror_end_block: u64,
-    /// The batch in flight at the last crash, which the next open takes if its log copy (or its
-    /// mirror copy, written back) survived: until a newer batch is durable it may be the newest
-    /// one, and its mirror copy may be torn (see budget.rs).
-    pub adopted_tail: Option<AdoptedTail>,
+    /// The batches in flight at the last crash, which the next open takes if their log copies
+    /// (or mirror copies, written back) survived: until a newer batch is durable they may be
+    /// the newest ones, and their mirror copies may be torn (see budget.rs).
+    pub adopted_tails: Vec<AdoptedTail>,
     /// Set by the simulator while the engine recovers: its durable writes then are repairs.
     pub recovering: bool,
     /// The latest mirror-slot write failed, or a crash lost or tore it, and no durable mirror
@@ -56,15 +58,20 @@ pub struct SimDisk {
     pub mirror_write_failed: bool,
 }
 
-/// See [`SimDisk::adopted_tail`].
+/// See [`SimDisk::adopted_tails`].
 #[derive(Clone, Copy, Debug)]
 pub struct AdoptedTail {
     /// The blocks its log copy was meant for.
     pub first: u64,
     pub end: u64,
-    /// Its mirror copy landed whole at the crash, or a durable mirror write has come since.
+    /// Its mirror copy landed whole at the crash, or a durable write of it has come since.
     pub mirror_whole: bool,
+    /// CRC32C of its bytes: its mirror copy is the same bytes.
+    pub digest: u32,
 }
+
+/// Durable log writes the disk remembers (the deepest commit pipeline).
+const DURABLE_WRITES_KEPT: usize = 2;
 
 impl SimDisk {
     pub fn new(volume_blocks: u64, log_end_block: u64) -> SimDisk {
@@ -130,14 +137,19 @@ impl SimDisk {
         for write in durable {
             let intended = write.intended_offset_bytes / BLOCK_BYTES as u64;
             if (quill_core::format::LOG_START_BLOCK..self.log_end_block).contains(&intended) {
-                self.last_durable_log_write = Some((intended, intended + (write.data.len() / BLOCK_BYTES) as u64));
+                if self.recent_durable_log_writes.len() == DURABLE_WRITES_KEPT {
+                    self.recent_durable_log_writes.pop_front();
+                }
+                self.recent_durable_log_writes
+                    .push_back((intended, intended + (write.data.len() / BLOCK_BYTES) as u64));
                 if !self.recovering {
-                    self.adopted_tail = None; // a newer batch is durable
+                    self.adopted_tails.clear(); // a newer batch is durable
                 }
             }
             if (self.log_end_block..self.mirror_end_block).contains(&intended) {
                 self.mirror_write_failed = false;
-                if let Some(tail) = &mut self.adopted_tail {
+                let digest = crc32c::crc32c(&write.data);
+                for tail in self.adopted_tails.iter_mut().filter(|tail| tail.digest == digest) {
                     tail.mirror_whole = true;
                 }
             }
@@ -208,16 +220,14 @@ impl SimDisk {
     /// A crash: every write that is not durable survives, vanishes or tears; the volatile view
     /// is gone.
     pub fn crash(&mut self, rng: &mut ChaCha8Rng, survive_ppm: u32, tear_ppm: u32, ledger: &mut FaultLedger) {
-        let mut mirror_whole = true;
         let writes = std::mem::take(&mut self.unsynced);
-        for write in &writes {
-            let landed = self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger);
-            mirror_whole &= landed || !self.in_mirror_region(write);
-        }
+        let landed: Vec<bool> =
+            writes.iter().map(|write| self.resolve_unsynced(write, rng, survive_ppm, tear_ppm, ledger)).collect();
+        let mirror_whole = writes.iter().zip(&landed).all(|(write, landed)| *landed || !self.in_mirror_region(write));
         // A mirror write lost or torn: the newest batch may have one copy, even if its log
         // write was durable before the crash (seed 407).
         self.mirror_write_failed |= !mirror_whole;
-        self.note_adopted_tail(&writes, mirror_whole);
+        self.note_adopted_tails(&writes, &landed);
         self.volatile.clear();
     }
 
@@ -226,15 +236,24 @@ impl SimDisk {
         (self.log_end_block..self.mirror_end_block).contains(&intended)
     }
 
-    /// After a crash: the log write that was not durable, if any, is the batch the next open
-    /// may take (see `adopted_tail`).
-    fn note_adopted_tail(&mut self, writes: &[UnsyncedWrite], mirror_whole: bool) {
+    /// After a crash: the log writes that were not durable are the batches the next open may
+    /// take (see `adopted_tails`); `landed[i]` says whether write i landed whole. A batch's
+    /// mirror copy is the write of the same bytes to the mirror region (none: it was durable).
+    fn note_adopted_tails(&mut self, writes: &[UnsyncedWrite], landed: &[bool]) {
         let log = quill_core::format::LOG_START_BLOCK..self.log_end_block;
-        let in_flight = writes.iter().find(|write| log.contains(&(write.intended_offset_bytes / BLOCK_BYTES as u64)));
-        if let Some(write) = in_flight {
+        let mut tails = Vec::new();
+        for write in writes.iter().filter(|write| log.contains(&(write.intended_offset_bytes / BLOCK_BYTES as u64))) {
             let first = write.intended_offset_bytes / BLOCK_BYTES as u64;
             let end = first + (write.data.len() / BLOCK_BYTES) as u64;
-            self.adopted_tail = Some(AdoptedTail { first, end, mirror_whole });
+            let mirror_whole = writes
+                .iter()
+                .zip(landed)
+                .filter(|(mirror, _)| self.in_mirror_region(mirror) && mirror.data == write.data)
+                .all(|(_, landed)| *landed);
+            tails.push(AdoptedTail { first, end, mirror_whole, digest: crc32c::crc32c(&write.data) });
+        }
+        if !tails.is_empty() {
+            self.adopted_tails = tails;
         }
     }
 
@@ -259,10 +278,10 @@ impl SimDisk {
     pub fn crash_with_masks(&mut self, masks: &[crate::images::SectorMask], ledger: &mut FaultLedger) {
         let writes = std::mem::take(&mut self.unsynced);
         assert_eq!(writes.len(), masks.len(), "one mask per write not durable");
-        let mirror_whole =
-            writes.iter().zip(masks).all(|(write, mask)| !self.in_mirror_region(write) || mask.iter().all(|new| *new));
+        let landed: Vec<bool> = masks.iter().map(|mask| mask.iter().all(|new| *new)).collect();
+        let mirror_whole = writes.iter().zip(&landed).all(|(write, landed)| *landed || !self.in_mirror_region(write));
         self.mirror_write_failed |= !mirror_whole;
-        self.note_adopted_tail(&writes, mirror_whole);
+        self.note_adopted_tails(&writes, &landed);
         for (write, mask) in writes.iter().zip(masks) {
             assert_eq!(mask.len(), write.data.len() / SECTOR_BYTES, "one mask bit per sector");
             let first = write.offset_bytes / BLOCK_BYTES as u64;

@@ -121,6 +121,10 @@ pub struct Knobs {
     /// The index's room for keys (`Config::index_bytes_max`): the production bound, or (1 seed
     /// in 8, not production) under 2 KiB (3 to 100 keys), so that writes meet `OOM index full`.
     pub index_bytes_max: u64,
+    /// Batches in flight at once (`Config::commit_pipeline_depth`): 2, the default, in three
+    /// seeds of four; 1 in the rest. The volume bounds it (unmirrored volumes commit one at a
+    /// time).
+    pub commit_pipeline_depth: u32,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -244,12 +248,14 @@ impl Knobs {
             mirrored: true,
             publish_cache: false,
             index_bytes_max: quill_core::engine::INDEX_BYTES_LIMIT,
+            commit_pipeline_depth: 2,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
         knobs.value_bytes_max = knobs.value_bytes_max.min(batch_payload_bytes - 4096);
         knobs.draw_faults(rng, level);
         knobs.compaction_chunks_per_advance = rng.gen_range(1..=4);
+        knobs.commit_pipeline_depth = if chance(rng, 750_000) { 2 } else { 1 };
         knobs
     }
 

@@ -76,10 +76,14 @@ pub struct BenchArgs {
     /// The share of a batch (percent) compaction's moves may fill (the engine's default: 50).
     #[arg(long)]
     compaction_batch_percent: Option<u32>,
-    /// Format without mirror slots (format 2: every batch written once), to measure what the
+    /// Format without mirror slots (format 5: every batch written once), to measure what the
     /// mirror costs. Only when the volume is formatted (new, or --reformat).
     #[arg(long)]
     no_mirror: bool,
+    /// Batches in flight at once (the engine's default: 2; 1 commits one batch at a time). The
+    /// volume bounds it: 2 needs format 6's four mirror slots.
+    #[arg(long)]
+    commit_pipeline_depth: Option<u32>,
     /// With --reformat: format a block device even though it holds a filesystem, partition
     /// table or other known signature (its data is lost).
     #[arg(long, requires = "reformat")]
@@ -140,6 +144,9 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
             config.compaction_batch_percent = percent;
         }
         config.mirror_batches = !args.no_mirror;
+        if let Some(depth) = args.commit_pipeline_depth {
+            config.commit_pipeline_depth = depth.max(1);
+        }
         config
     };
     let mut runner = EngineRunner::start(volume, engine_config(volume, None), io).map_err(|e| e.to_string())?;
@@ -278,6 +285,7 @@ fn stats_delta(before: &EngineStats, after: &EngineStats) -> EngineStats {
         bytes_read: after.bytes_read - before.bytes_read,
         bytes_written: after.bytes_written - before.bytes_written,
         batches_committed: after.batches_committed - before.batches_committed,
+        batches_pipelined: after.batches_pipelined - before.batches_pipelined,
         records_committed: after.records_committed - before.records_committed,
         checksum_failures: after.checksum_failures - before.checksum_failures,
         reads_in_flight_max: after.reads_in_flight_max,

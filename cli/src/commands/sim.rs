@@ -318,6 +318,10 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
             "seeds_ended_paused": space_endings[1],
             "seeds_ended_halted": space_endings[2],
         },
+        "commit": {
+            "batches_pipelined": space.batches_pipelined,
+            "crashes_with_two_batches_in_flight": space.crashes_with_batches_in_flight,
+        },
         "determinism_checked": args.check_determinism,
         "elapsed_s": elapsed_s,
         "ops_per_s": ops as f64 / elapsed_s.max(1e-9),
@@ -362,6 +366,10 @@ fn print_human_summary(summary: &serde_json::Value) {
         summary["faults"],
         summary["faults_detected"],
         summary["fault_outcomes"]
+    );
+    println!(
+        "pipelined commits: {} batches sealed while another was in flight; {} crashes met two in flight",
+        summary["commit"]["batches_pipelined"], summary["commit"]["crashes_with_two_batches_in_flight"]
     );
     if let Some(hash) = summary["trace_hash"].as_str() {
         println!("trace hash {hash}");

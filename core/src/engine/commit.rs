@@ -1,12 +1,20 @@
-//! The log and its commit pipeline (group commit). Writes append records to the open batch; when
-//! no batch is in flight the open batch is sealed (padded to whole blocks) and written to fresh
-//! blocks, then synced. Only when the sync completes are its writes durable: the log hands the
-//! batch's effects to the engine (`LogStep::Durable`), which applies them to the keyspace and
-//! releases the replies that waited on the batch. Writes arriving meanwhile form the next batch.
+//! The log and its commit pipeline (group commit). Writes append records to the open batch; the
+//! open batch is sealed (padded to whole blocks) and written to fresh blocks, then synced. Only
+//! when the sync completes are its writes durable: the log hands the batch's effects to the
+//! engine (`LogStep::Durable`), which applies them to the keyspace and releases the replies that
+//! waited on the batch. Writes arriving meanwhile form the next batch.
+//!
+//! Pipelined: up to `pipeline_depth` sealed batches are in flight at once, so the next batch is
+//! written while the one before is being made durable. Their completions may arrive in any
+//! order, but a batch counts as durable only once every batch before it is (replies are released
+//! strictly in batch order), and a failed write or sync drops every batch in flight: none after
+//! the failure is acknowledged. Recovery's torn-tail rule allows for the depth (see
+//! `format::superblock::pipeline_depth_max`).
 //!
 //! The log owns the open and in-flight batches and the sequence numbers; it reads the volume's
 //! layout from `Shared` and queues its writes there. It never calls back into the engine.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::config::{Bug, Config};
@@ -45,6 +53,8 @@ struct InFlightBatch {
     sequence: u64,
     start_block: u64,
     effects: Vec<DurableEffect>,
+    /// Its bytes are durable (its sync, or its durable writes, completed); it is released once
+    /// every batch before it is too.
     durable: bool,
     /// Writes not completed yet: the batch in the log, and its mirror copy.
     writes_left: u8,
@@ -56,7 +66,8 @@ pub struct Log {
     /// driver's loop turn), so the clients just answered can join this batch.
     pub seal_at_tick: bool,
     open: OpenBatch,
-    in_flight: Option<InFlightBatch>,
+    /// Sealed batches not yet released, oldest first (at most the pipeline's depth).
+    in_flight: VecDeque<InFlightBatch>,
     pub durable_sequence: u64,
     /// The sequence of the newest write in the logical state.
     pub newest_sequence: u64,
@@ -74,7 +85,7 @@ impl Default for Log {
         Log {
             seal_at_tick: false,
             open: OpenBatch::new(1, 0, 0),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             durable_sequence: 0,
             newest_sequence: 0,
             last_block: None,
@@ -91,7 +102,7 @@ impl Log {
             self.open.sequence,
             self.open.record_count,
             self.open.buffer.len(),
-            self.in_flight.as_ref().map(|batch| batch.sequence),
+            self.in_flight.iter().map(|batch| batch.sequence).collect::<Vec<_>>(),
             self.durable_sequence,
             self.seal_at_tick
         )
@@ -105,16 +116,38 @@ impl Log {
     /// The first batch that is not durable yet, and where it starts: the log a restart must
     /// replay on top of an index checkpoint of the durable state.
     pub fn first_not_durable(&self) -> LogPosition {
-        match &self.in_flight {
+        match self.in_flight.front() {
             Some(batch) => LogPosition { block: batch.start_block, sequence: batch.sequence },
             None => LogPosition { block: self.open.start_block, sequence: self.open.sequence },
         }
     }
 
+    /// Sealed batches not yet released.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether the open batch holds records.
+    pub fn has_pending_records(&self) -> bool {
+        self.open.record_count > 0
+    }
+
+    /// How many batches may be in flight at once: the configured depth, within what the
+    /// volume's mirror slots allow recovery to tell apart.
+    pub fn pipeline_depth(shared: &Shared) -> usize {
+        let volume_max = shared.volume.pipeline_depth_max();
+        shared.config.commit_pipeline_depth.clamp(1, volume_max as u32) as usize
+    }
+
+    /// Whether another batch may be sealed now.
+    pub fn pipeline_has_room(&self, shared: &Shared) -> bool {
+        self.in_flight.len() < Self::pipeline_depth(shared)
+    }
+
     /// Whether a batch is in flight, or open with records: the durable state is about to change
     /// (a delete in it becomes garbage compaction can free).
     pub fn unsettled(&self) -> bool {
-        self.in_flight.is_some() || self.open.record_count > 0
+        !self.in_flight.is_empty() || self.open.record_count > 0
     }
 
     pub fn reset(&mut self, next_block: u64, next_sequence: u64) {
@@ -186,10 +219,10 @@ pub enum LogRefused {
 /// What a batch I/O completion led to, for the engine to act on.
 pub enum LogStep {
     Nothing,
-    /// Batch `sequence` is durable: apply its effects and release the replies that waited.
+    /// These batches are durable, in sequence order: apply their effects and release the
+    /// replies that waited.
     Durable {
-        sequence: u64,
-        effects: Vec<DurableEffect>,
+        batches: Vec<(u64, Vec<DurableEffect>)>,
     },
     /// A write or sync failed: nothing more is written; the engine goes read-only.
     Failed(ReadOnlyReason),
@@ -289,10 +322,10 @@ impl Log {
         });
     }
 
-    /// Seals and writes the open batch if it has records and nothing is in flight. Returns
+    /// Seals and writes the open batch if it has records and the pipeline has room. Returns
     /// whether it did: the open batch has room again, so writers stalled on it may go on.
     pub fn seal(&mut self, shared: &mut Shared) -> bool {
-        if self.in_flight.is_some() || self.open.record_count == 0 || shared.read_only.is_some() {
+        if !self.pipeline_has_room(shared) || self.open.record_count == 0 || shared.read_only.is_some() {
             return false;
         }
         let next_sequence = self.open.sequence + 1;
@@ -321,16 +354,20 @@ impl Log {
         // The same bytes in the batch's mirror slot; its header names its place in the log.
         let mirror = shared
             .volume
-            .mirrored
+            .mirrored()
             .then(|| (shared.volume.mirror_slot_block(batch.sequence) * BLOCK_BYTES as u64, batch.buffer.clone()));
         let (offset_bytes, data) = self.planted_tail_overwrite(shared, offset_bytes, batch.start_block, batch.buffer);
-        self.in_flight = Some(InFlightBatch {
-            sequence: batch.sequence,
+        let sequence = batch.sequence;
+        shared.stats.batches_pipelined += u64::from(!self.in_flight.is_empty());
+        debug_assert!(self.in_flight.back().is_none_or(|last| last.sequence + 1 == sequence), "sealed in order");
+        self.in_flight.push_back(InFlightBatch {
+            sequence,
             start_block: batch.start_block,
             effects: batch.effects,
             durable: false,
             writes_left: 1 + u8::from(mirror.is_some()),
         });
+        assert!(self.in_flight.len() <= Self::pipeline_depth(shared), "the pipeline holds at most its depth");
         debug_assert_eq!(self.open.sequence, next_sequence, "the next batch follows the sealed one");
         debug_assert_eq!(self.open.record_count, 0, "the new open batch starts empty");
         debug_assert!(self.durable_sequence < next_sequence - 1, "a sealed batch is not durable yet");
@@ -341,7 +378,7 @@ impl Log {
             } else {
                 IoKind::Write { offset_bytes, data }
             };
-            shared.push_io(IoPurpose::BatchWrite, kind);
+            shared.push_io(IoPurpose::BatchWrite { sequence }, kind);
         }
         true
     }
@@ -371,80 +408,92 @@ impl Log {
         (offset_bytes, data)
     }
 
-    pub fn on_write(&mut self, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
-        if self.batch_abandoned(shared) {
-            return LogStep::Nothing;
-        }
+    pub fn on_write(&mut self, sequence: u64, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
+        let Some(index) = self.in_flight_index(sequence, shared) else { return LogStep::Nothing };
         if let Err(error) = result {
             return LogStep::Failed(ReadOnlyReason::LogWriteFailed(error));
         }
-        let in_flight = self.in_flight.as_mut().expect("checked above");
-        assert!(in_flight.writes_left > 0, "a batch write completes only while one is in flight");
-        in_flight.writes_left -= 1;
-        if in_flight.writes_left > 0 {
+        let batch = &mut self.in_flight[index];
+        assert!(batch.writes_left > 0, "a batch write completes only while one is in flight");
+        assert!(!batch.durable, "a batch is durable only after its writes");
+        batch.writes_left -= 1;
+        if batch.writes_left > 0 {
             return LogStep::Nothing; // the other copy is still being written
         }
         if shared.config.write_through {
             // The write was durable when it completed: this is the commit.
-            return self.batch_durable();
+            batch.durable = true;
+            return self.release_durable(shared);
         }
-        let step =
-            if shared.config.has_bug(Bug::AcknowledgeBeforeSync) { self.take_durable() } else { LogStep::Nothing };
-        shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
-        step
+        shared.push_io(IoPurpose::BatchSync { sequence }, IoKind::Sync);
+        if shared.config.has_bug(Bug::AcknowledgeBeforeSync) {
+            batch.durable = true;
+            return self.release_durable(shared);
+        }
+        LogStep::Nothing
     }
 
-    pub fn on_sync(&mut self, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
-        if self.batch_abandoned(shared) {
-            return LogStep::Nothing;
-        }
+    pub fn on_sync(&mut self, sequence: u64, result: Result<Vec<u8>, IoError>, shared: &mut Shared) -> LogStep {
+        let Some(index) = self.in_flight_index(sequence, shared) else { return LogStep::Nothing };
         if let Err(error) = result {
             if shared.config.has_bug(Bug::RetrySyncAfterFailure) {
-                shared.push_io(IoPurpose::BatchSync, IoKind::Sync);
+                shared.push_io(IoPurpose::BatchSync { sequence }, IoKind::Sync);
                 return LogStep::Nothing;
             }
             return LogStep::Failed(ReadOnlyReason::LogSyncFailed(error));
         }
-        self.batch_durable()
+        let batch = &mut self.in_flight[index];
+        assert_eq!(batch.writes_left, 0, "a batch is synced after its writes completed");
+        batch.durable = true;
+        self.release_durable(shared)
     }
 
-    /// Another write (a superblock or checkpoint) failed while this batch was in flight: the
-    /// batch was dropped and its waiters answered with errors; its completion changes nothing.
-    fn batch_abandoned(&self, shared: &Shared) -> bool {
-        let abandoned = self.in_flight.is_none();
-        assert!(!abandoned || shared.read_only.is_some(), "a batch completion with no batch in flight");
-        abandoned
+    /// Where batch `sequence` is in the pipeline. None if it is no longer there: another write
+    /// failed while it was in flight (the batch was dropped and its waiters answered with
+    /// errors), or the planted early acknowledgement released it before its sync.
+    fn in_flight_index(&self, sequence: u64, shared: &Shared) -> Option<usize> {
+        let index = self.in_flight.iter().position(|batch| batch.sequence == sequence);
+        let early_bug =
+            shared.config.has_bug(Bug::AcknowledgeBeforeSync) || shared.config.has_bug(Bug::ReleaseOutOfOrder);
+        let released_early = early_bug && sequence <= self.durable_sequence;
+        assert!(
+            index.is_some() || shared.read_only.is_some() || released_early,
+            "a completion for batch {sequence}, which is not in flight"
+        );
+        index
     }
 
-    /// The in-flight batch is durable (its sync, or its durable write, completed).
-    fn batch_durable(&mut self) -> LogStep {
-        let step = self.take_durable();
-        self.in_flight = None;
+    /// Releases the durable batches at the front of the pipeline, in order: a batch durable
+    /// before the one ahead of it waits for it.
+    fn release_durable(&mut self, shared: &Shared) -> LogStep {
+        if shared.config.has_bug(Bug::ReleaseOutOfOrder) {
+            // The planted bug: a durable batch stands for every batch before it.
+            if let Some(newest) = self.in_flight.iter().rposition(|batch| batch.durable) {
+                self.in_flight.iter_mut().take(newest).for_each(|batch| batch.durable = true);
+            }
+        }
+        let mut batches = Vec::new();
+        while self.in_flight.front().is_some_and(|batch| batch.durable) {
+            let batch = self.in_flight.pop_front().expect("checked above");
+            assert_eq!(batch.sequence, self.durable_sequence + 1, "batches become durable in order");
+            assert!(batch.sequence <= self.newest_sequence, "a durable batch was appended to");
+            self.durable_sequence = batch.sequence;
+            batches.push((batch.sequence, batch.effects));
+        }
+        if batches.is_empty() {
+            return LogStep::Nothing;
+        }
         // Not now: the replies just released reach their clients only after this input, and
         // their next writes belong in the next batch. The driver's next tick seals it.
         self.seal_at_tick = true;
-        step
-    }
-
-    /// The in-flight batch's effects, once: its sequence is durable from now on.
-    fn take_durable(&mut self) -> LogStep {
-        let in_flight = self.in_flight.as_mut().expect("a batch is in flight");
-        if in_flight.durable {
-            return LogStep::Nothing;
-        }
-        in_flight.durable = true;
-        let sequence = in_flight.sequence;
-        assert_eq!(sequence, self.durable_sequence + 1, "batches become durable in order");
-        assert!(sequence <= self.newest_sequence, "a durable batch was appended to");
-        self.durable_sequence = sequence;
-        LogStep::Durable { sequence, effects: std::mem::take(&mut in_flight.effects) }
+        LogStep::Durable { batches }
     }
 
     /// After a failed write or sync nothing more is written: the open and in-flight batches are
     /// dropped, and the newest state is the durable one (a later DBSIZE waits on nothing that
     /// could never become durable).
     pub fn abandon(&mut self) {
-        self.in_flight = None;
+        self.in_flight.clear();
         self.seal_at_tick = false;
         let sequence = self.open.sequence;
         self.open = OpenBatch::new(sequence, self.open.start_block, 0);

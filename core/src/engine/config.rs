@@ -24,10 +24,15 @@ pub enum PlantedBug {
     /// Compact only above the space target, never because free space runs low (deletes on a
     /// full disk then free nothing: the lock-up a user hit).
     CompactionIgnoresLowSpace,
+    /// At recovery, replay a batch from an older epoch where the next is expected (a stale
+    /// batch left beside a torn one by an earlier crash with two batches in flight).
+    IgnoreStaleEpoch,
+    /// Release a durable batch's replies without waiting for the batches before it.
+    ReleaseOutOfOrder,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::AcknowledgeBeforeSync,
         PlantedBug::OverwriteTailBlock,
         PlantedBug::SkipReadChecksum,
@@ -36,6 +41,8 @@ impl PlantedBug {
         PlantedBug::RetrySyncAfterFailure,
         PlantedBug::ReadOnlyKeepsPendingWrites,
         PlantedBug::CompactionIgnoresLowSpace,
+        PlantedBug::IgnoreStaleEpoch,
+        PlantedBug::ReleaseOutOfOrder,
     ];
 
     /// The bug's name on the command line.
@@ -49,6 +56,8 @@ impl PlantedBug {
             PlantedBug::RetrySyncAfterFailure => "retry-sync-after-failure",
             PlantedBug::ReadOnlyKeepsPendingWrites => "read-only-keeps-pending-writes",
             PlantedBug::CompactionIgnoresLowSpace => "compaction-ignores-low-space",
+            PlantedBug::IgnoreStaleEpoch => "ignore-stale-epoch",
+            PlantedBug::ReleaseOutOfOrder => "release-out-of-order",
         }
     }
 }
@@ -103,10 +112,15 @@ pub struct Config {
     /// Write a new checkpoint once the log after the last one's replay point (or the whole log,
     /// without one) is this many blocks long; 0: never.
     pub checkpoint_interval_blocks: u64,
-    /// Write every batch a second time, to one of two mirror slots, so that damage to the
+    /// Write every batch a second time, to one of four mirror slots, so that damage to the
     /// newest batches in the log (bit rot, a misdirected write) is repaired at recovery instead
-    /// of being taken for a torn tail. Fixed at format time (format 3); `open` reads it back.
+    /// of being taken for a torn tail. Fixed at format time (format 6); `open` reads it back.
     pub mirror_batches: bool,
+    /// Batches in flight at once (pipelined group commit): the next batch is written while the
+    /// one before is still being made durable. Replies are still released in batch order. The
+    /// volume bounds it (`format::superblock::pipeline_depth_max`: 2 with four mirror slots, 1
+    /// with two or none). At least 1.
+    pub commit_pipeline_depth: u32,
     /// Open from the checkpoint if there is one; false scans the whole log from its tail (to
     /// measure the difference, or to distrust a checkpoint).
     pub use_checkpoint: bool,
@@ -138,8 +152,8 @@ impl Config {
         let checkpoint_slot_blocks = (volume_blocks / 16).min(u64::from(u32::MAX)) as u32;
         // A small volume gets smaller batches: the log must hold several beyond its reserves.
         let log_blocks = volume_blocks.saturating_sub(3 + 2 * u64::from(checkpoint_slot_blocks));
-        // Ten batches in the log, and two more for the mirror slots.
-        let batch_blocks_max = (log_blocks / 12).clamp(1, 1024) as u32;
+        // Ten batches in the log, and four more for the mirror slots.
+        let batch_blocks_max = (log_blocks / 14).clamp(1, 1024) as u32;
         // A record (header, key, value) must fit in one batch: leave room for a 4 KiB key.
         let value_bytes_max =
             (1024 * 1024).min(Config::batch_payload_bytes_max(batch_blocks_max).saturating_sub(4096 + 24));
@@ -159,6 +173,7 @@ impl Config {
             checkpoint_interval_blocks: volume_bytes / BLOCK_BYTES as u64 / 8,
             use_checkpoint: true,
             mirror_batches: true,
+            commit_pipeline_depth: 2,
             compaction_chunk_blocks: 1024,
             compaction_batch_percent: 50,
             compaction_chunks_per_advance: 4,

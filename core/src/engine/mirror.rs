@@ -12,7 +12,7 @@
 //! torn in one place and whole in the other was in flight at the crash and is unacknowledged:
 //! taking it is allowed (a command in flight is all or nothing).
 
-use super::recovery::NewestMirror;
+use super::recovery::{NewestBatch, NewestMirror};
 use super::{Engine, IoPurpose, LogPosition, OpenError, Phase};
 use crate::format::BatchHeader;
 use crate::io::{IoError, IoKind};
@@ -22,7 +22,8 @@ impl Engine {
     /// The batch `sequence` expected at `block` is bad. Reads its mirror slot, once per place and
     /// sequence; returns whether it did (the scan goes on when the read completes).
     pub(super) fn try_mirror(&mut self, block: u64, sequence: u64) -> bool {
-        if !self.shared.volume.mirrored || self.recovery_mut().mirror_tried.contains(&LogPosition { block, sequence }) {
+        if !self.shared.volume.mirrored() || self.recovery_mut().mirror_tried.contains(&LogPosition { block, sequence })
+        {
             return false;
         }
         self.recovery_mut().mirror_tried.push(LogPosition { block, sequence });
@@ -34,7 +35,9 @@ impl Engine {
 
     pub(super) fn on_mirror_read(&mut self, block: u64, sequence: u64, result: Result<Vec<u8>, IoError>) {
         let Some(bytes) = self.recovery_io_result(result) else { return };
-        if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence) {
+        // A copy from an epoch older than the batch before it is a stale one (see `last_epoch`).
+        let epoch_min = self.recovery_mut().last_epoch;
+        if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence, epoch_min..=u64::MAX) {
             if self.shared.config.open_read_only {
                 // Nothing may be written, and reads of the batch's records would fail: say so.
                 return self.fail_open(OpenError::NeedsRepair { block, sequence });
@@ -44,13 +47,20 @@ impl Engine {
         self.continue_scan();
     }
 
-    /// The mirror slot's bytes, if they hold batch `sequence` written for `block`, whole.
-    fn valid_mirror_copy(&self, bytes: &[u8], block: u64, sequence: u64) -> Option<Vec<u8>> {
+    /// The mirror slot's bytes, if they hold batch `sequence` written for `block` in one of
+    /// `epochs`, whole.
+    fn valid_mirror_copy(
+        &self,
+        bytes: &[u8],
+        block: u64,
+        sequence: u64,
+        epochs: std::ops::RangeInclusive<u64>,
+    ) -> Option<Vec<u8>> {
         let volume = &self.shared.volume;
         let header =
             BatchHeader::decode(bytes.get(..BLOCK_BYTES)?, block, volume.volume_id, volume.batch_blocks_max).ok()?;
         let end_block = block + u64::from(header.block_count);
-        if header.sequence != sequence || end_block > volume.log_end_block {
+        if header.sequence != sequence || end_block > volume.log_end_block || !epochs.contains(&header.epoch) {
             return None;
         }
         let batch_bytes = bytes.get(..header.block_count as usize * BLOCK_BYTES)?;
@@ -87,46 +97,64 @@ impl Engine {
         self.shared.push_io(IoPurpose::MirrorRepair, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
     }
 
-    /// A writable open ends here: the newest batch may have been in flight at the crash, whole
-    /// in the log and torn in its slot (it was never acknowledged, but the open takes it, and
-    /// reads will see it). Until a newer batch is durable it is the one a torn tail would cut,
-    /// so it must have both copies: its slot is read, and rewritten from the log copy if it
-    /// does not hold it. Returns whether a check started (the open waits for it).
+    /// A writable open ends here: the newest batches may have been in flight at the crash,
+    /// whole in the log and torn in their slots (never acknowledged, but the open takes them,
+    /// and reads will see them). Until newer batches are durable they are the ones a torn tail
+    /// would cut, so they must have both copies: each one's slot is read (as many as the
+    /// pipeline's depth, oldest first), and rewritten from the log copy if it does not hold
+    /// the batch. Returns whether a check is under way (the open waits for it).
     pub(super) fn check_newest_mirror(&mut self) -> bool {
-        let writable = !self.shared.config.open_read_only && self.shared.volume.mirrored;
+        let writable = !self.shared.config.open_read_only && self.shared.volume.mirrored();
         let recovery = self.recovery_mut();
-        let Some((newest, blocks)) = recovery.newest_batch.filter(|_| writable) else { return false };
+        if !writable || recovery.newest_batches.is_empty() {
+            return false;
+        }
         if recovery.newest_mirror != NewestMirror::NotChecked {
             return recovery.newest_mirror == NewestMirror::Checking;
         }
         recovery.newest_mirror = NewestMirror::Checking;
-        // Just the batch's length: a copy of it is exactly as long.
-        let offset_bytes = self.shared.volume.mirror_slot_block(newest.sequence) * BLOCK_BYTES as u64;
-        let length_bytes = crate::format::batch_size_u32(blocks as usize * BLOCK_BYTES);
-        self.shared.push_io(IoPurpose::NewestMirrorRead, IoKind::Read { offset_bytes, length_bytes });
+        recovery.newest_mirror_at = 0;
+        self.read_newest_mirror();
         true
+    }
+
+    /// The batch the newest-mirror check is at.
+    fn newest_checked(&mut self) -> NewestBatch {
+        let recovery = self.recovery_mut();
+        recovery.newest_batches[recovery.newest_mirror_at]
+    }
+
+    fn read_newest_mirror(&mut self) {
+        let newest = self.newest_checked();
+        // Just the batch's length: a copy of it is exactly as long.
+        let offset_bytes = self.shared.volume.mirror_slot_block(newest.position.sequence) * BLOCK_BYTES as u64;
+        let length_bytes = crate::format::batch_size_u32(newest.blocks as usize * BLOCK_BYTES);
+        self.shared.push_io(IoPurpose::NewestMirrorRead, IoKind::Read { offset_bytes, length_bytes });
     }
 
     pub(super) fn on_newest_mirror_read(&mut self, result: Result<Vec<u8>, IoError>) {
         let Some(bytes) = self.recovery_io_result(result) else { return };
-        let (newest, blocks) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
-        if self.valid_mirror_copy(&bytes, newest.block, newest.sequence).is_some() {
+        let newest = self.newest_checked();
+        let (block, sequence, epoch) = (newest.position.block, newest.position.sequence, newest.epoch);
+        // Only the copy of this very batch (its epoch too: a stale one may share place and sequence).
+        if self.valid_mirror_copy(&bytes, block, sequence, epoch..=epoch).is_some() {
             return self.newest_mirror_done();
         }
-        let offset_bytes = newest.block * BLOCK_BYTES as u64;
-        let length_bytes = blocks * BLOCK_BYTES as u32;
+        let offset_bytes = block * BLOCK_BYTES as u64;
+        let length_bytes = newest.blocks * BLOCK_BYTES as u32;
         self.shared.push_io(IoPurpose::NewestLogRead, IoKind::Read { offset_bytes, length_bytes });
     }
 
     pub(super) fn on_newest_log_read(&mut self, result: Result<Vec<u8>, IoError>) {
         let Some(bytes) = self.recovery_io_result(result) else { return };
-        let (newest, _) = self.recovery_mut().newest_batch.expect("a newest batch is checked");
+        let newest = self.newest_checked();
+        let (block, sequence, epoch) = (newest.position.block, newest.position.sequence, newest.epoch);
         // The scan verified this copy a moment ago; one damaged since has nothing to copy.
-        let Some(batch_bytes) = self.valid_mirror_copy(&bytes, newest.block, newest.sequence) else {
+        let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence, epoch..=epoch) else {
             return self.newest_mirror_done();
         };
         self.shared.stats.mirrors_rewritten += 1;
-        let offset_bytes = self.shared.volume.mirror_slot_block(newest.sequence) * BLOCK_BYTES as u64;
+        let offset_bytes = self.shared.volume.mirror_slot_block(sequence) * BLOCK_BYTES as u64;
         self.shared.push_io(IoPurpose::NewestMirrorWrite, IoKind::WriteDurable { offset_bytes, data: batch_bytes });
     }
 
@@ -137,8 +165,14 @@ impl Engine {
         self.newest_mirror_done();
     }
 
+    /// One batch checked: the next, or the open goes on.
     fn newest_mirror_done(&mut self) {
-        self.recovery_mut().newest_mirror = NewestMirror::Done;
+        let recovery = self.recovery_mut();
+        recovery.newest_mirror_at += 1;
+        if recovery.newest_mirror_at < recovery.newest_batches.len() {
+            return self.read_newest_mirror();
+        }
+        recovery.newest_mirror = NewestMirror::Done;
         self.finish_recovery();
     }
 

@@ -70,6 +70,8 @@ pub struct EngineStats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub batches_committed: u64,
+    /// Batches sealed while another was still in flight (pipelined group commit).
+    pub batches_pipelined: u64,
     pub records_committed: u64,
     pub checksum_failures: u64,
     pub reads_in_flight_max: u64,
@@ -130,8 +132,12 @@ enum IoPurpose {
     },
     SuperblockWrite,
     SuperblockSync,
-    BatchWrite,
-    BatchSync,
+    BatchWrite {
+        sequence: u64,
+    },
+    BatchSync {
+        sequence: u64,
+    },
     /// Recovery reads the mirror slot of batch `sequence`, expected at `block` in the log.
     MirrorRead {
         block: u64,
@@ -183,15 +189,25 @@ struct Volume {
     /// The oldest batch recovery must read, as the superblock on disk says (both copies).
     tail: LogPosition,
     checkpoint: Option<crate::format::CheckpointRef>,
-    /// Every batch is also written to mirror slot `sequence % 2` (format 3).
-    mirrored: bool,
+    /// Every batch is also written to mirror slot `sequence % mirror_slots` (0: no slots).
+    mirror_slots: u32,
 }
 
 impl Volume {
-    /// Where batch `sequence`'s mirror copy goes: one of two slots right after the log region.
+    fn mirrored(&self) -> bool {
+        self.mirror_slots > 0
+    }
+
+    /// Where batch `sequence`'s mirror copy goes: one of the slots right after the log region.
     fn mirror_slot_block(&self, sequence: u64) -> u64 {
-        debug_assert!(self.mirrored);
-        self.log_end_block + (sequence % 2) * u64::from(self.batch_blocks_max)
+        debug_assert!(self.mirrored());
+        self.log_end_block + (sequence % u64::from(self.mirror_slots)) * u64::from(self.batch_blocks_max)
+    }
+
+    /// The most batches any writer may have had in flight on this volume: what recovery's
+    /// torn-tail rule allows for.
+    fn pipeline_depth_max(&self) -> u64 {
+        crate::format::superblock::pipeline_depth_max(self.mirror_slots).into()
     }
 }
 
@@ -351,8 +367,8 @@ impl Engine {
                 let step = self.superblock.on_sync(completion.result, keys_hint, &mut self.shared);
                 self.on_superblock_step(step);
             }
-            IoPurpose::BatchWrite => {
-                let step = self.log.on_write(completion.result, &mut self.shared);
+            IoPurpose::BatchWrite { sequence } => {
+                let step = self.log.on_write(sequence, completion.result, &mut self.shared);
                 self.on_log_step(step);
             }
             IoPurpose::MirrorRead { block, sequence } => self.on_mirror_read(block, sequence, completion.result),
@@ -360,8 +376,8 @@ impl Engine {
             IoPurpose::NewestMirrorRead => self.on_newest_mirror_read(completion.result),
             IoPurpose::NewestLogRead => self.on_newest_log_read(completion.result),
             IoPurpose::NewestMirrorWrite => self.on_newest_mirror_written(completion.result),
-            IoPurpose::BatchSync => {
-                let step = self.log.on_sync(completion.result, &mut self.shared);
+            IoPurpose::BatchSync { sequence } => {
+                let step = self.log.on_sync(sequence, completion.result, &mut self.shared);
                 self.on_log_step(step);
             }
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
@@ -418,10 +434,17 @@ impl Engine {
         self.shared.read_only.is_none() && (self.compaction_state() == CompactionState::Working || self.log.unsettled())
     }
 
-    /// Seals the open batch unless a seal is deferred to the next tick.
+    /// Seals the open batch at once if no batch is in flight (a lone writer waits for nothing);
+    /// with one in flight and room for another, at the end of the driver's loop turn (`tick`),
+    /// so the turn's other writes join it; with the pipeline full, once a batch is durable.
     fn maybe_seal(&mut self) {
-        if !self.log.seal_at_tick {
+        if self.log.seal_at_tick {
+            return;
+        }
+        if self.log.in_flight_count() == 0 {
             self.seal_now();
+        } else if self.log.has_pending_records() && self.log.pipeline_has_room(&self.shared) {
+            self.log.seal_at_tick = true;
         }
     }
 
@@ -435,8 +458,10 @@ impl Engine {
     fn on_log_step(&mut self, step: LogStep) {
         match step {
             LogStep::Nothing => {}
-            LogStep::Durable { sequence, effects } => {
-                self.keyspace.apply_durable(sequence, effects, &mut self.shared.stats);
+            LogStep::Durable { batches } => {
+                for (sequence, effects) in batches {
+                    self.keyspace.apply_durable(sequence, effects, &mut self.shared.stats);
+                }
                 self.release_all_replies();
             }
             LogStep::Failed(reason) => self.fail_writes(reason),

@@ -1,6 +1,8 @@
 //! Opening a volume: pick the newest valid superblock copy, replay the log batch by batch,
 //! truncate a torn tail, refuse a log that is corrupt in the middle, then bump the epoch.
 
+use std::collections::VecDeque;
+
 use super::checkpoint;
 use super::keyspace::Location;
 use super::reasons::ReadOnlyReason;
@@ -39,6 +41,10 @@ pub struct Recovery {
     /// The next batch's expected first block.
     block: u64,
     last_sequence: u64,
+    /// The epoch of the last batch replayed (0 before the first). Epochs never decrease along
+    /// the log: a batch from an older epoch where the next one is expected is a stale batch
+    /// that was in flight beside a torn one at an earlier crash, never a continuation.
+    pub(super) last_epoch: u64,
     pub(super) chunk: Vec<u8>,
     pub(super) chunk_start_block: u64,
     /// The expected batch was not at this block (with this reason): it is tried at the region's
@@ -61,10 +67,20 @@ pub struct Recovery {
     waiting_for_prefetch: Option<u64>,
     /// Keys the index held at the last superblock write: the index is sized for them at once.
     keys_hint: usize,
-    /// The newest batch replayed, and its length in blocks: a writable open makes sure its
-    /// mirror copy is whole before it completes (see mirror.rs).
-    pub(super) newest_batch: Option<(LogPosition, u32)>,
+    /// The newest batches replayed (as many as the pipeline's depth, oldest first): a writable
+    /// open makes sure their mirror copies are whole before it completes (see mirror.rs).
+    pub(super) newest_batches: VecDeque<NewestBatch>,
     pub(super) newest_mirror: NewestMirror,
+    /// Which of `newest_batches` the mirror check is at.
+    pub(super) newest_mirror_at: usize,
+}
+
+/// A batch recovery replayed, as the newest-mirror check needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewestBatch {
+    pub position: LogPosition,
+    pub blocks: u32,
+    pub epoch: u64,
 }
 
 /// The check of the newest batch's mirror copy at the end of a writable open.
@@ -104,10 +120,8 @@ const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 1024;
 
 impl Engine {
     pub(super) fn start_format(&mut self, volume_id: u64) {
-        let mirror_blocks = crate::format::superblock::mirror_blocks(
-            self.shared.config.mirror_batches,
-            self.shared.config.batch_blocks_max,
-        );
+        let mirror_slots = crate::format::superblock::new_volume_mirror_slots(self.shared.config.mirror_batches);
+        let mirror_blocks = crate::format::superblock::mirror_blocks(mirror_slots, self.shared.config.batch_blocks_max);
         let slots_blocks = 2 * u64::from(self.shared.config.checkpoint_slot_blocks) + mirror_blocks;
         let batch_blocks = self.shared.config.batch_blocks_max;
         let reserve = Ring::reserve_blocks(Writer::Put, batch_blocks, batch_blocks);
@@ -125,7 +139,7 @@ impl Engine {
             checkpoint_slot_blocks: self.shared.config.checkpoint_slot_blocks,
             tail: LogPosition { block: LOG_START_BLOCK, sequence: 1 },
             checkpoint: None,
-            mirrored: self.shared.config.mirror_batches,
+            mirror_slots,
         };
         self.log.reset(LOG_START_BLOCK, 1);
         self.cleaner.reset(self.shared.volume.tail);
@@ -172,7 +186,7 @@ impl Engine {
             checkpoint_slot_blocks: newest.checkpoint_slot_blocks,
             tail: LogPosition { block: newest.tail_block, sequence: newest.tail_sequence },
             checkpoint: newest.checkpoint,
-            mirrored: newest.mirrored,
+            mirror_slots: newest.mirror_slots,
         };
         self.recovery_mut().keys_hint = newest.keys_hint as usize;
         match newest.checkpoint {
@@ -230,6 +244,8 @@ impl Engine {
         let recovery = self.recovery_mut();
         recovery.block = block;
         recovery.last_sequence = last_sequence;
+        recovery.last_epoch = 0;
+        recovery.newest_batches.clear();
         recovery.chunk = Vec::new();
         self.continue_scan();
     }
@@ -343,7 +359,11 @@ impl Engine {
     /// Blocks from `block` on that tell a torn tail from corruption in the middle (see
     /// `window_blocks` below), clipped to the log region.
     fn window_blocks(&self, block: u64) -> u64 {
-        window_blocks(self.shared.volume.batch_blocks_max).min(self.shared.volume.log_end_block - block)
+        self.volume_window_blocks().min(self.shared.volume.log_end_block - block)
+    }
+
+    fn volume_window_blocks(&self) -> u64 {
+        window_blocks(self.shared.volume.batch_blocks_max, self.shared.volume.pipeline_depth_max())
     }
 
     pub(super) fn chunk_covers(&mut self, block: u64, blocks: u64) -> bool {
@@ -506,6 +526,10 @@ impl Engine {
         if header.sequence != expected_sequence {
             return Replay::Bad(format!("batch sequence {} where {} was expected", header.sequence, expected_sequence));
         }
+        let last_epoch = self.recovery_mut().last_epoch;
+        if header.epoch < last_epoch && !self.shared.config.has_bug(super::config::Bug::IgnoreStaleEpoch) {
+            return Replay::Bad(format!("batch from epoch {} after one from epoch {last_epoch}: stale", header.epoch));
+        }
         if block + u64::from(header.block_count) > self.shared.volume.log_end_block {
             return Replay::Bad("batch runs past the end of the volume".to_string());
         }
@@ -526,7 +550,18 @@ impl Engine {
         }
         let recovery = self.recovery_mut();
         recovery.last_sequence = header.sequence;
-        recovery.newest_batch = Some((LogPosition { block, sequence: header.sequence }, header.block_count));
+        recovery.last_epoch = header.epoch;
+        let newest = NewestBatch {
+            position: LogPosition { block, sequence: header.sequence },
+            blocks: header.block_count,
+            epoch: header.epoch,
+        };
+        let depth = self.shared.volume.pipeline_depth_max() as usize;
+        let newest_batches = &mut self.recovery_mut().newest_batches;
+        if newest_batches.len() >= depth {
+            newest_batches.pop_front();
+        }
+        newest_batches.push_back(newest);
         self.shared.stats.recovered_batches += 1;
         Replay::Applied(block + u64::from(header.block_count))
     }
@@ -591,20 +626,27 @@ impl Engine {
         self.finish_recovery();
     }
 
-    /// A valid batch newer than the last one applied, in the window from `block` (after it,
-    /// or from it with `include_block`).
+    /// A valid batch that proves the log goes on after the expected one, in the window from
+    /// `block` (after it, or from it with `include_block`). Batches that were in flight beside
+    /// the expected one at the crash prove nothing: with `depth` in flight, only a sequence of
+    /// expected + depth or more could not have been (see `pipeline_depth_max`). Batches of an
+    /// older epoch than the last one replayed are stale leftovers of an earlier crash.
     fn find_later_batch(&mut self, block: u64, include_block: bool) -> Option<LogPosition> {
         let volume_id = self.shared.volume.volume_id;
         let batch_blocks_max = self.shared.volume.batch_blocks_max;
-        let last_sequence = self.recovery_mut().last_sequence;
+        let depth = self.shared.volume.pipeline_depth_max();
+        let (last_sequence, last_epoch) = (self.recovery_mut().last_sequence, self.recovery_mut().last_epoch);
+        let expected = last_sequence + 1;
         let first = if include_block { block } else { block + 1 };
-        let window_end = (block + window_blocks(batch_blocks_max)).min(self.shared.volume.log_end_block);
+        let window_end = (block + self.volume_window_blocks()).min(self.shared.volume.log_end_block);
         (first..window_end).find_map(|candidate| {
             let header =
                 BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
+            if header.epoch < last_epoch {
+                return None;
+            }
             // The expected batch itself at `block` is the torn candidate, not a later batch.
-            let later =
-                header.sequence > last_sequence + 1 || header.sequence == last_sequence + 1 && candidate != block;
+            let later = header.sequence >= expected + depth || header.sequence == expected && candidate != block;
             later.then_some(LogPosition { block: candidate, sequence: header.sequence })
         })
     }
@@ -648,7 +690,8 @@ impl Engine {
 /// headers of several small ones), and the next batch starts within a largest batch after the
 /// damage: two largest batches and a block. (One batch and a block missed a batch whose header a
 /// misdirected 17-block write had destroyed along with the one before it; seed 3000332 heavy
-/// value_domains truncated the whole log.)
-fn window_blocks(batch_blocks_max: u32) -> u64 {
-    2 * u64::from(batch_blocks_max) + 1
+/// value_domains truncated the whole log.) With `depth` batches in flight, the batch that proves
+/// corruption comes after depth − 1 more that prove nothing: a largest batch more for each.
+fn window_blocks(batch_blocks_max: u32, depth: u64) -> u64 {
+    (1 + depth) * u64::from(batch_blocks_max) + 1
 }

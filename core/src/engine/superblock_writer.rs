@@ -84,7 +84,7 @@ impl SuperblockWriter {
             tail_sequence: update.tail.sequence,
             checkpoint: update.checkpoint,
             keys_hint: u32::try_from(keys_hint).unwrap_or(u32::MAX),
-            mirrored: volume.mirrored,
+            mirror_slots: volume.mirror_slots,
         };
         volume.superblock_sequence += 1;
         let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;

@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `QUILLKV1` |
-//! | 8 | 4 | format version: 4 (two mirror slots of a largest batch each sit right before the checkpoint slots) or 5 (no mirror slots); records may carry an expiry time. Versions 3 (mirrored) and 2 (not) are the same without expiry: still opened, and written back as 4 and 5 |
+//! | 8 | 4 | format version: 6 (four mirror slots of a largest batch each sit right before the checkpoint slots), 4 (two mirror slots) or 5 (no mirror slots); records may carry an expiry time. Versions 3 (two slots) and 2 (none) are the same without expiry: still opened, and written back as 4 and 5 |
 //! | 12 | 4 | block size in bytes (4096) |
 //! | 16 | 8 | sequence: incremented on every superblock write; the highest valid copy wins |
 //! | 24 | 8 | volume id: chosen at format time, stamped into every batch and record checksum |
@@ -30,9 +30,13 @@ use crate::BLOCK_BYTES;
 
 pub const SUPERBLOCK_COPIES: usize = 2;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"QUILLKV1";
-/// The format new volumes get: the log's newest batches are mirrored (see `mirror_slot_block`),
-/// and records may carry an expiry time.
-pub const FORMAT_VERSION: u32 = 4;
+/// The format new volumes get: the log's newest batches are mirrored in four slots, which lets
+/// two batches be in flight at once (see `pipeline_depth_max`), and records may carry an expiry
+/// time.
+pub const FORMAT_VERSION: u32 = 6;
+/// Mirrored in two slots: one batch in flight at a time. Still opened, and kept as it is (the
+/// slots' space cannot grow without moving the log's end).
+pub const FORMAT_VERSION_TWO_MIRROR_SLOTS: u32 = 4;
 /// The same without mirror slots.
 pub const FORMAT_VERSION_UNMIRRORED: u32 = 5;
 /// Versions before expiry (mirrored, and not): opened as 4 and 5, and written back as such by a
@@ -92,9 +96,10 @@ pub struct Superblock {
     pub checkpoint: Option<CheckpointRef>,
     /// Keys in the index when written, saturating: sizes the index before recovery fills it.
     pub keys_hint: u32,
-    /// Format 3: every batch is also written to mirror slot `sequence % 2`, so the newest batches
-    /// survive damage to their place in the log (recovery repairs them from the mirror).
-    pub mirrored: bool,
+    /// Mirror slots: every batch is also written to slot `sequence % mirror_slots`, so the newest
+    /// batches survive damage to their place in the log (recovery repairs them from the mirror).
+    /// 4 (format 6), 2 (formats 4 and 3) or 0 (formats 5 and 2).
+    pub mirror_slots: u32,
 }
 
 impl Superblock {
@@ -110,15 +115,21 @@ impl Superblock {
         self.volume_blocks - 2 * u64::from(self.checkpoint_slot_blocks) - self.mirror_blocks()
     }
 
-    /// Blocks the two mirror slots take (0 before format 3).
+    /// Blocks the mirror slots take.
     pub fn mirror_blocks(&self) -> u64 {
-        mirror_blocks(self.mirrored, self.batch_blocks_max)
+        mirror_blocks(self.mirror_slots, self.batch_blocks_max)
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_BYTES];
         block[at::MAGIC..at::MAGIC + 8].copy_from_slice(&SUPERBLOCK_MAGIC);
-        put_u32(&mut block, at::VERSION, if self.mirrored { FORMAT_VERSION } else { FORMAT_VERSION_UNMIRRORED });
+        let version = match self.mirror_slots {
+            MIRROR_SLOTS => FORMAT_VERSION,
+            2 => FORMAT_VERSION_TWO_MIRROR_SLOTS,
+            0 => FORMAT_VERSION_UNMIRRORED,
+            slots => unreachable!("no format has {slots} mirror slots"),
+        };
+        put_u32(&mut block, at::VERSION, version);
         put_u32(&mut block, at::BLOCK_BYTES, BLOCK_BYTES as u32);
         put_u64(&mut block, at::SEQUENCE, self.sequence);
         put_u64(&mut block, at::VOLUME_ID, self.volume_id);
@@ -154,9 +165,10 @@ impl Superblock {
             return Err(FormatError::Checksum { stored, computed });
         }
         let version = get_u32(block, at::VERSION);
-        let mirrored = match version {
-            FORMAT_VERSION | FORMAT_VERSION_BEFORE_EXPIRY => true,
-            FORMAT_VERSION_UNMIRRORED | FORMAT_VERSION_UNMIRRORED_BEFORE_EXPIRY => false,
+        let mirror_slots = match version {
+            FORMAT_VERSION => MIRROR_SLOTS,
+            FORMAT_VERSION_TWO_MIRROR_SLOTS | FORMAT_VERSION_BEFORE_EXPIRY => 2,
+            FORMAT_VERSION_UNMIRRORED | FORMAT_VERSION_UNMIRRORED_BEFORE_EXPIRY => 0,
             _ => return Err(FormatError::Version(version)),
         };
         let block_bytes = get_u32(block, at::BLOCK_BYTES);
@@ -184,7 +196,7 @@ impl Superblock {
             tail_sequence: get_u64(block, at::TAIL_SEQUENCE),
             checkpoint,
             keys_hint: get_u32(block, at::KEYS_HINT),
-            mirrored,
+            mirror_slots,
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);
@@ -218,13 +230,34 @@ impl Superblock {
     }
 }
 
-/// Blocks the two mirror slots take: two largest batches, if the volume mirrors.
-pub fn mirror_blocks(mirrored: bool, batch_blocks_max: u32) -> u64 {
-    if mirrored {
-        2 * u64::from(batch_blocks_max)
+/// Mirror slots of a new mirrored volume (format 6).
+pub const MIRROR_SLOTS: u32 = 4;
+
+/// The mirror slots a volume formatted now gets.
+pub fn new_volume_mirror_slots(mirror_batches: bool) -> u32 {
+    if mirror_batches {
+        MIRROR_SLOTS
     } else {
         0
     }
+}
+
+/// Blocks the mirror slots take: a largest batch each.
+pub fn mirror_blocks(mirror_slots: u32, batch_blocks_max: u32) -> u64 {
+    u64::from(mirror_slots) * u64::from(batch_blocks_max)
+}
+
+/// How many batches a writer may have in flight at once on a volume with `mirror_slots`.
+///
+/// Recovery must tell an acknowledged batch damaged after the fact from one torn by a crash.
+/// With D batches in flight, a crash may tear batch N and leave N+1 … N+D−1 whole: valid
+/// batches after a bad one are no proof of corruption unless their sequence is N+D or more. A
+/// damaged acknowledged batch is repaired from its mirror slot; its slot is reused by batch
+/// N+S only after N+S−D was durable, so once the copy is gone a batch N+S−D ≥ N+D proves the
+/// damage: S ≥ 2D. Two slots allow one batch in flight, four allow two. Without mirror slots
+/// a bad batch followed by any valid one refuses the open, which also needs D = 1.
+pub fn pipeline_depth_max(mirror_slots: u32) -> u32 {
+    (mirror_slots / 2).max(1)
 }
 
 fn checksum(block: &[u8], block_number: u64) -> u32 {
@@ -236,10 +269,12 @@ fn checksum(block: &[u8], block_number: u64) -> u32 {
 mod tests {
     use super::*;
 
-    /// Volumes written before expiry (versions 3 and 2) open as 4 and 5 and are written back so.
+    /// Volumes written before expiry (versions 3 and 2) open as 4 and 5 and are written back so;
+    /// a version 4 volume keeps its two mirror slots.
     #[test]
     fn versions_before_expiry_open_and_are_written_back_upgraded() {
-        for (legacy, mirrored, upgraded) in [(3, true, FORMAT_VERSION), (2, false, FORMAT_VERSION_UNMIRRORED)] {
+        let cases = [(3, 2, FORMAT_VERSION_TWO_MIRROR_SLOTS), (2, 0, FORMAT_VERSION_UNMIRRORED)];
+        for (legacy, mirror_slots, upgraded) in cases {
             let superblock = Superblock {
                 sequence: 3,
                 volume_id: 7,
@@ -252,7 +287,7 @@ mod tests {
                 tail_sequence: 1,
                 checkpoint: None,
                 keys_hint: 0,
-                mirrored,
+                mirror_slots,
             };
             let mut block = superblock.encode();
             assert_eq!(get_u32(&block, at::VERSION), upgraded);
@@ -260,12 +295,29 @@ mod tests {
             let sum = checksum(&block, superblock.home_block());
             put_u32(&mut block, CHECKSUM_AT, sum);
             let decoded = Superblock::decode(&block, superblock.home_block()).expect("a legacy version opens");
-            assert_eq!(decoded.mirrored, mirrored);
+            assert_eq!(decoded.mirror_slots, mirror_slots);
             assert_eq!(get_u32(&decoded.encode(), at::VERSION), upgraded);
-            put_u32(&mut block, at::VERSION, 6);
+            put_u32(&mut block, at::VERSION, 7);
             let sum = checksum(&block, superblock.home_block());
             put_u32(&mut block, CHECKSUM_AT, sum);
-            assert!(matches!(Superblock::decode(&block, superblock.home_block()), Err(FormatError::Version(6))));
+            assert!(matches!(Superblock::decode(&block, superblock.home_block()), Err(FormatError::Version(7))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    /// The depth recovery's torn-tail rule allows follows the slots (S ≥ 2D), and a new
+    /// mirrored volume's slots allow two batches in flight.
+    #[test]
+    fn pipeline_depth_follows_the_mirror_slots() {
+        assert_eq!(pipeline_depth_max(0), 1);
+        assert_eq!(pipeline_depth_max(2), 1);
+        assert_eq!(pipeline_depth_max(MIRROR_SLOTS), 2);
+        for slots in [0, 2, MIRROR_SLOTS] {
+            assert!(slots == 0 || slots >= 2 * pipeline_depth_max(slots));
         }
     }
 }

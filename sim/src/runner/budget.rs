@@ -6,7 +6,8 @@
 //! acknowledged write, with no category of losses set apart.
 //!
 //! "The last acknowledged batch" is any batch that may be it at the next crash: the last durable
-//! log write, and every log write not durable yet.
+//! log writes (two: with two batches in flight, the one before the newest may be the one a torn
+//! tail is mistaken for), and every log write not durable yet.
 
 use crate::disk::SimDisk;
 use crate::faults::FaultLedger;
@@ -40,7 +41,7 @@ impl BudgetView<'_> {
         // rewrites its slot: while the engine recovers, or serves it read-only (seed 848: a
         // read-only open served it, bit rot then hit it). A writable engine must have rewritten
         // it by the time it is ready: then the promise holds again.
-        let adopted_unmirrored = self.disk.adopted_tail.is_some_and(|tail| !tail.mirror_whole) && self.cannot_repair;
+        let adopted_unmirrored = self.disk.adopted_tails.iter().any(|tail| !tail.mirror_whole) && self.cannot_repair;
         // Likewise a batch whose mirror write failed (seed 407).
         let adopted_unmirrored = adopted_unmirrored || self.disk.mirror_write_failed && self.cannot_repair;
         let mirror_damaged = adopted_unmirrored || self.ledger.has_corruption_in(mirror_first, mirror_end);
@@ -52,14 +53,21 @@ impl BudgetView<'_> {
         let log = quill_core::format::LOG_START_BLOCK..self.disk.log_end_block;
         let mut tails = self.disk.unsynced_intended_ranges();
         tails.retain(|(first, _)| log.contains(first));
-        tails.extend(self.disk.last_durable_log_write);
-        tails.extend(self.disk.adopted_tail.map(|tail| (tail.first, tail.end)));
+        tails.extend(self.disk.recent_durable_log_writes.iter().copied());
+        tails.extend(self.disk.adopted_tails.iter().map(|tail| (tail.first, tail.end)));
         tails
     }
 
     fn mirror_region(&self) -> (u64, u64) {
         let first = self.disk.log_end_block;
-        (first, first + quill_core::format::superblock::mirror_blocks(self.mirrored, self.batch_blocks_max))
+        (
+            first,
+            first
+                + quill_core::format::superblock::mirror_blocks(
+                    quill_core::format::superblock::new_volume_mirror_slots(self.mirrored),
+                    self.batch_blocks_max,
+                ),
+        )
     }
 }
 

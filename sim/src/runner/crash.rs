@@ -20,6 +20,10 @@ impl Sim {
         let compacting = self.engine().compaction_state() == quill_core::CompactionState::Working;
         self.space.crashes_while_compacting += u64::from(compacting);
         self.space.crashes_while_checkpointing += u64::from(self.engine().checkpoint_in_progress());
+        let log = quill_core::format::LOG_START_BLOCK..self.disk.log_end_block;
+        let log_writes = self.disk.unsynced_intended_ranges().iter().filter(|(first, _)| log.contains(first)).count();
+        self.space.crashes_with_batches_in_flight += u64::from(log_writes >= 2);
+        self.aimed_tail.two_in_flight = log_writes >= 2;
         let number = self.crashes;
         let read_only = self.engine().read_only_reason().is_some();
         self.trace.record(self.tick, &[TraceEvent::Crash.word(), number, u64::from(read_only)], |line| {
@@ -71,25 +75,35 @@ impl Sim {
     }
 
     /// The promise behind the aimed bit rot, checked on the disk itself: after a writable open,
-    /// if the newest batch is the one in flight at the crash, its mirror slot holds the same
-    /// bytes as its log copy.
+    /// every batch in flight at the crash that the open took, if it is among the newest (as
+    /// many as batches may be in flight), has a mirror slot holding the same bytes as its log
+    /// copy.
     fn check_adopted_tail_mirrored(&mut self) {
+        if self.opened_read_only || !self.knobs.mirrored {
+            return;
+        }
+        for tail in self.disk.adopted_tails.clone() {
+            self.check_adopted_batch_mirrored(tail);
+        }
+    }
+
+    fn check_adopted_batch_mirrored(&mut self, tail: crate::disk::AdoptedTail) {
+        use quill_core::format::superblock::{new_volume_mirror_slots, pipeline_depth_max};
         use quill_core::format::BatchHeader;
         use quill_core::BLOCK_BYTES;
-        let Some(tail) = self.disk.adopted_tail.filter(|_| !self.opened_read_only && self.knobs.mirrored) else {
-            return;
-        };
         let log_copy = self.disk.read(tail.first * BLOCK_BYTES as u64, (tail.end - tail.first) as usize * BLOCK_BYTES);
         let (volume_id, blocks_max) = (self.engine().volume_id(), self.knobs.batch_blocks_max);
         let Ok(header) = BatchHeader::decode(&log_copy[..BLOCK_BYTES], tail.first, volume_id, blocks_max) else {
             return; // torn or lost: the open did not take it
         };
         let batch_bytes = header.block_count as usize * BLOCK_BYTES;
-        let newest = header.sequence == self.engine().durable_sequence();
+        let slots = new_volume_mirror_slots(true);
+        let durable = self.engine().durable_sequence();
+        let newest = header.sequence <= durable && header.sequence + u64::from(pipeline_depth_max(slots)) > durable;
         if !newest || batch_bytes > log_copy.len() || header.verify_payload(&log_copy[..batch_bytes]).is_err() {
             return;
         }
-        let slot_block = self.disk.log_end_block + (header.sequence % 2) * u64::from(blocks_max);
+        let slot_block = self.disk.log_end_block + (header.sequence % u64::from(slots)) * u64::from(blocks_max);
         // The open's write to the slot was itself damaged (a misdirected write, seed 102543):
         // the engine did its part, an injected fault undid it.
         if self.faults.ledger.has_corruption_in(slot_block, slot_block + u64::from(header.block_count)) {
@@ -113,10 +127,19 @@ impl Sim {
     fn aim_at_adopted_tail(&mut self) {
         let aimed = !self.opened_read_only
             && self.knobs.bit_flip_per_tick_ppm > 0
-            && self.disk.adopted_tail.is_some()
+            && !self.disk.adopted_tails.is_empty()
             && self.faults.rng.gen_bool(0.5);
         if aimed {
             self.aimed_tail.flip_at = Some(self.tick + self.faults.rng.gen_range(1..30));
+        }
+        // A crash that met two batches in flight may leave the second one whole beyond a torn
+        // first: the open writes new batches over that place, and a second crash soon after
+        // must not let recovery take the stale batch for the new one's successor.
+        let again = std::mem::take(&mut self.aimed_tail.two_in_flight)
+            && self.crashes < 2 * u64::from(self.knobs.crashes_max) + 2
+            && self.faults.rng.gen_bool(0.5);
+        if again && self.aimed_tail.crash_at.is_none() {
+            self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(1..40));
         }
     }
 
@@ -198,7 +221,10 @@ impl Sim {
             Some(block) => {
                 // Recovery verified everything before the tail and examined one batch's reach
                 // after it (the torn tail it discarded); damage further out is not log data.
-                let examined_end = block + 2 * u64::from(self.knobs.batch_blocks_max) + 1;
+                let depth = quill_core::format::superblock::pipeline_depth_max(
+                    quill_core::format::superblock::new_volume_mirror_slots(self.knobs.mirrored),
+                );
+                let examined_end = block + (1 + u64::from(depth)) * u64::from(self.knobs.batch_blocks_max) + 1;
                 self.faults.ledger.resolve_blocks(quill_core::format::LOG_START_BLOCK, block, Outcome::Harmless);
                 self.faults.ledger.resolve_blocks(block, examined_end, Outcome::Detected);
             }

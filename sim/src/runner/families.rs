@@ -72,7 +72,10 @@ impl Knobs {
         if !self.production_config {
             // The drawn log keeps its size; the mirror slots come on top.
             self.mirrored = rng.gen_range(0..10) != 0;
-            self.volume_blocks += quill_core::format::superblock::mirror_blocks(self.mirrored, self.batch_blocks_max);
+            self.volume_blocks += quill_core::format::superblock::mirror_blocks(
+                quill_core::format::superblock::new_volume_mirror_slots(self.mirrored),
+                self.batch_blocks_max,
+            );
         }
     }
 
@@ -84,8 +87,10 @@ impl Knobs {
         self.mirrored = config.mirror_batches;
         self.volume_blocks = config.volume_blocks;
         self.batch_blocks_max = config.batch_blocks_max;
-        let mirror_blocks =
-            quill_core::format::superblock::mirror_blocks(config.mirror_batches, config.batch_blocks_max);
+        let mirror_blocks = quill_core::format::superblock::mirror_blocks(
+            quill_core::format::superblock::new_volume_mirror_slots(config.mirror_batches),
+            config.batch_blocks_max,
+        );
         let log_blocks = config.volume_blocks - 2 * u64::from(config.checkpoint_slot_blocks) - mirror_blocks;
         let chunk_limit = u32::try_from(log_blocks / 16).unwrap_or(u32::MAX);
         self.compaction_chunk_blocks = config.compaction_chunk_blocks.min(chunk_limit).max(config.batch_blocks_max);
@@ -99,6 +104,7 @@ impl Knobs {
         self.queue_depth = config.queue_depth_max;
         self.client_pipeline_max = config.client_pipeline_max;
         self.write_through = config.write_through;
+        self.commit_pipeline_depth = config.commit_pipeline_depth;
     }
 
     /// Constant values over more keys than the log holds; half the seeds on production

@@ -198,6 +198,8 @@ pub(crate) struct Sim {
 pub(crate) struct AimedTail {
     pub flip_at: Option<u64>,
     pub crash_at: Option<u64>,
+    /// The last crash met two batches' log writes in flight (see crash.rs, `aim_at_adopted_tail`).
+    pub two_in_flight: bool,
 }
 
 /// How far time jumps when nothing is scheduled and the engine asked for no tick.
@@ -252,7 +254,10 @@ impl Sim {
         let config = Sim::engine_config(&knobs, &options);
         let mut fault_rng = stream(options.seed, 2);
         let volume_id = fault_rng.gen();
-        let mirror_blocks = quill_core::format::superblock::mirror_blocks(knobs.mirrored, knobs.batch_blocks_max);
+        let mirror_blocks = quill_core::format::superblock::mirror_blocks(
+            quill_core::format::superblock::new_volume_mirror_slots(knobs.mirrored),
+            knobs.batch_blocks_max,
+        );
         let log_end_block = knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks) - mirror_blocks;
         let mut disk = SimDisk::new(knobs.volume_blocks, log_end_block);
         disk.mirror_end_block = log_end_block + mirror_blocks;
@@ -261,7 +266,7 @@ impl Sim {
             let drawn: u64 = aging_rng.gen();
             let old_volume_id = if drawn == volume_id { drawn ^ 1 } else { drawn }; // never the new id
             crate::aging::age(&mut disk, &config, &knobs, old_volume_id, &mut aging_rng);
-            disk.last_durable_log_write = None;
+            disk.recent_durable_log_writes.clear();
         }
         Sim {
             server: Server::new(Engine::format(config.clone(), volume_id), server_config()),
@@ -332,6 +337,7 @@ impl Sim {
         config.value_bytes_max = knobs.value_bytes_max;
         config.index_bytes_max = knobs.index_bytes_max;
         config.mirror_batches = knobs.mirrored;
+        config.commit_pipeline_depth = knobs.commit_pipeline_depth;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {
@@ -558,7 +564,11 @@ impl Sim {
     /// The aimed bit rot: a bit of the batch the last open took from the crash, if it may still
     /// be the newest and the budget allows; a crash follows soon, so recovery meets it.
     fn flip_adopted_tail(&mut self) {
-        let Some(tail) = self.disk.adopted_tail else { return };
+        let count = self.disk.adopted_tails.len();
+        if count == 0 {
+            return;
+        }
+        let tail = self.disk.adopted_tails[self.faults.rng.gen_range(0..count)];
         let block = self.faults.rng.gen_range(tail.first..tail.end);
         if !self.corruption_within_budget(block, block + 1, false) {
             return;

@@ -20,6 +20,10 @@ pub struct SpaceTotals {
     /// Crashes that hit compaction at work, or a checkpoint being written or recorded.
     pub crashes_while_compacting: u64,
     pub crashes_while_checkpointing: u64,
+    /// Batches sealed while another was in flight (pipelined commits), and crashes that met
+    /// two batches' log writes not yet durable.
+    pub batches_pipelined: u64,
+    pub crashes_with_batches_in_flight: u64,
     /// How the space check ended: within target, paused, halted, or not run (stopped early).
     pub ended_within_target: bool,
     pub ended_paused: bool,
@@ -35,6 +39,7 @@ impl SpaceTotals {
         self.checkpoints_written += stats.checkpoints_written;
         self.checkpoints_loaded += u64::from(stats.checkpoint_loaded);
         self.checkpoints_rejected += u64::from(stats.checkpoint_rejected.is_some());
+        self.batches_pipelined += stats.batches_pipelined;
     }
 
     pub fn merge(&mut self, other: &SpaceTotals) {
@@ -45,6 +50,8 @@ impl SpaceTotals {
         self.checkpoints_rejected += other.checkpoints_rejected;
         self.crashes_while_compacting += other.crashes_while_compacting;
         self.crashes_while_checkpointing += other.crashes_while_checkpointing;
+        self.batches_pipelined += other.batches_pipelined;
+        self.crashes_with_batches_in_flight += other.crashes_with_batches_in_flight;
     }
 }
 

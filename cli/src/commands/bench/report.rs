@@ -87,8 +87,12 @@ pub fn print_report(report: &BenchReport, as_json: bool) {
         stats.reads, stats.bytes_read, stats.writes, stats.bytes_written, stats.syncs, stats.reads_in_flight_max
     );
     println!(
-        "group commit: {} batches, {} records, {:.1} records per batch; checksum failures {}",
-        stats.batches_committed, stats.records_committed, report.batch_records_avg, stats.checksum_failures
+        "group commit: {} batches ({} sealed while another was in flight), {} records, {:.1} records per batch; checksum failures {}",
+        stats.batches_committed,
+        stats.batches_pipelined,
+        stats.records_committed,
+        report.batch_records_avg,
+        stats.checksum_failures
     );
     for (name, value) in &report.extra {
         println!("{name}: {value}");
@@ -120,6 +124,7 @@ fn to_json(report: &BenchReport) -> serde_json::Value {
         "bytes_read": stats.bytes_read,
         "bytes_written": stats.bytes_written,
         "batches": stats.batches_committed,
+        "batches_pipelined": stats.batches_pipelined,
         "records": stats.records_committed,
         "batch_records_avg": report.batch_records_avg,
         "reads_in_flight_max": stats.reads_in_flight_max,
