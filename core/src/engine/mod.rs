@@ -126,6 +126,11 @@ enum Phase {
 /// What an I/O in flight is for.
 enum IoPurpose {
     SuperblockRead,
+    /// A format reads the superblocks an older volume may have left, to number its own above
+    /// them (recovery.rs, `on_format_probe`).
+    FormatProbe {
+        volume_id: u64,
+    },
     RecoveryChunk {
         start_block: u64,
         prefetch: bool,
@@ -166,6 +171,7 @@ impl IoPurpose {
         matches!(
             self,
             IoPurpose::SuperblockRead
+                | IoPurpose::FormatProbe { .. }
                 | IoPurpose::RecoveryChunk { .. }
                 | IoPurpose::MirrorRead { .. }
                 | IoPurpose::NewestMirrorRead
@@ -355,6 +361,7 @@ impl Engine {
             self.shared.io.tokens.remove(completion.token).expect("completion for a token that is not in flight");
         match purpose {
             IoPurpose::SuperblockRead => self.on_superblock_read(completion.result),
+            IoPurpose::FormatProbe { volume_id } => self.on_format_probe(volume_id, completion.result),
             IoPurpose::RecoveryChunk { start_block, prefetch } => {
                 self.on_recovery_chunk(start_block, prefetch, completion.result)
             }

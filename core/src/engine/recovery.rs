@@ -119,7 +119,31 @@ enum Replay {
 const RECOVERY_CHUNK_BLOCKS_MIN: u64 = 1024;
 
 impl Engine {
+    /// A format first reads blocks 0 and 1: a device that held another volume keeps its
+    /// superblock copies until both of the format's land, and one misdirected format write
+    /// would leave an old copy whose higher sequence number wins the next open (seed 101286:
+    /// the open found the old volume). The format numbers its copies above any valid old one.
     pub(super) fn start_format(&mut self, volume_id: u64) {
+        let length_bytes = (crate::format::SUPERBLOCK_COPIES * BLOCK_BYTES) as u32;
+        self.shared.push_io(IoPurpose::FormatProbe { volume_id }, IoKind::Read { offset_bytes: 0, length_bytes });
+    }
+
+    pub(super) fn on_format_probe(&mut self, volume_id: u64, result: Result<Vec<u8>, IoError>) {
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_open(OpenError::Io(error)),
+        };
+        let old_sequence_max = (0..crate::format::SUPERBLOCK_COPIES)
+            .filter_map(|copy| {
+                let block = bytes.get(copy * BLOCK_BYTES..(copy + 1) * BLOCK_BYTES)?;
+                Superblock::decode(block, copy as u64).ok().map(|old| old.sequence)
+            })
+            .max()
+            .unwrap_or(0);
+        self.write_format(volume_id, old_sequence_max + 1);
+    }
+
+    fn write_format(&mut self, volume_id: u64, superblock_sequence: u64) {
         let mirror_slots = crate::format::superblock::new_volume_mirror_slots(self.shared.config.mirror_batches);
         let mirror_blocks = crate::format::superblock::mirror_blocks(mirror_slots, self.shared.config.batch_blocks_max);
         let slots_blocks = 2 * u64::from(self.shared.config.checkpoint_slot_blocks) + mirror_blocks;
@@ -132,7 +156,7 @@ impl Engine {
         self.shared.volume = Volume {
             volume_id,
             epoch: 1,
-            superblock_sequence: 1,
+            superblock_sequence,
             batch_blocks_max: self.shared.config.batch_blocks_max,
             volume_blocks: self.shared.config.volume_blocks,
             log_end_block: self.shared.config.volume_blocks - slots_blocks,
