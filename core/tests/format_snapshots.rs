@@ -34,6 +34,7 @@ fn superblock_encoding() {
             sequence: 20,
             replay_block: 60,
             keys: 99,
+            epoch: 5,
         }),
         keys_hint: 123,
         mirror_slots: quill_core::format::superblock::MIRROR_SLOTS,

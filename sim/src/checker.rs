@@ -102,6 +102,11 @@ fn initial_allowed(writes: &[Write], flushes: &[Write], invoked: u64) -> bool {
 }
 
 impl History {
+    /// Whether a write invoked before `crash_tick` is still undecided.
+    pub fn has_undecided(&self, crash_tick: u64) -> bool {
+        self.writes.iter().any(|write| write.status == Status::Indeterminate && write.invoked < crash_tick)
+    }
+
     /// Drops writes that no read beginning at or after `horizon` may return.
     fn prune(&mut self, flushes: &[Write], horizon: u64) {
         if self.writes.len() < 16 {
@@ -542,6 +547,18 @@ impl Checker {
     /// Whether register `key` is certainly absent through [invoked, responded], its write
     /// `op_id` aside: every other write allowed then is a deletion (or none is, and the key
     /// was never set).
+    /// An open after the crash at `crash_tick` found register `key` holding `durable` (`None`:
+    /// absent): every write undecided at the crash with another value did not take effect last,
+    /// and is set failed so that no later read may return it (see runner/settle.rs).
+    pub fn settle(&mut self, key: &[u8], crash_tick: u64, durable: Option<ValueId>) {
+        let Some(history) = self.keys.get_mut(key) else { return };
+        for write in &mut history.writes {
+            if write.status == Status::Indeterminate && write.invoked < crash_tick && write.value != durable {
+                write.status = Status::Failed;
+            }
+        }
+    }
+
     pub fn certainly_absent(&self, key: &[u8], op_id: u64, invoked: u64, responded: u64) -> bool {
         let Some(history) = self.keys.get(key) else { return true };
         let others: Vec<Write> = history.writes.iter().filter(|write| write.op_id != op_id).cloned().collect();

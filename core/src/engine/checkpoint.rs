@@ -178,6 +178,7 @@ impl Checkpointer {
             sequence,
             replay_block,
             keys: index.len() as u64,
+            epoch: shared.volume.epoch,
         };
         self.last_bytes = data.len() as u64;
         data.resize(blocks_for(data.len()).max(1) * BLOCK_BYTES, 0);

@@ -246,7 +246,8 @@ impl Engine {
             return self.reject_checkpoint(reason);
         }
         self.shared.stats.checkpoint_loaded = true;
-        self.scan_from(checkpoint.replay_block, checkpoint.sequence);
+        // Every batch after the replay block is of the checkpoint's epoch or later (format 6).
+        self.scan_from(checkpoint.replay_block, checkpoint.sequence, checkpoint.epoch);
     }
 
     fn reject_checkpoint(&mut self, reason: String) {
@@ -260,15 +261,16 @@ impl Engine {
         let keys_hint = self.recovery_mut().keys_hint;
         self.keyspace.index.reserve(keys_hint);
         let (block, sequence) = (self.shared.volume.tail.block, self.shared.volume.tail.sequence);
-        self.scan_from(block, sequence - 1);
+        self.scan_from(block, sequence - 1, 0);
     }
 
-    /// Replays the log from `block`, where batch `last_sequence + 1` is expected.
-    pub(super) fn scan_from(&mut self, block: u64, last_sequence: u64) {
+    /// Replays the log from `block`, where batch `last_sequence + 1` is expected, of epoch
+    /// `epoch_floor` or later.
+    pub(super) fn scan_from(&mut self, block: u64, last_sequence: u64, epoch_floor: u64) {
         let recovery = self.recovery_mut();
         recovery.block = block;
         recovery.last_sequence = last_sequence;
-        recovery.last_epoch = 0;
+        recovery.last_epoch = epoch_floor;
         recovery.newest_batches.clear();
         recovery.chunk = Vec::new();
         self.continue_scan();

@@ -21,8 +21,9 @@
 //! | 104 | 8 | replay block: where the batch after the checkpoint sequence starts |
 //! | 112 | 8 | keys in the checkpoint |
 //! | 120 | 4 | keys in the index when this copy was written (a hint to size the index at open) |
-//! | 124 | 4 | CRC32C of bytes 0..124 followed by this copy's block number (8 bytes, LE) |
-//! | 128 | 3968 | zero |
+//! | 124 | 4 | CRC32C of bytes 0..124, then (format 6) bytes 128..136, then this copy's block number (8 bytes, LE) |
+//! | 128 | 8 | (format 6) the checkpoint's epoch: batches after its replay block are of it or later |
+//! | 136 | 3960 | zero |
 
 use super::bytes::{get_u32, get_u64, put_u32, put_u64};
 use super::FormatError;
@@ -57,6 +58,10 @@ pub struct CheckpointRef {
     /// Where batch `sequence + 1` starts: recovery replays the log from here.
     pub replay_block: u64,
     pub keys: u64,
+    /// The epoch of the engine that wrote it (format 6; 0 before): every batch after the replay
+    /// block was written in this epoch or a later one, so recovery refuses an older one there (a
+    /// stale batch left beside a torn one by an earlier crash, seed 518).
+    pub epoch: u64,
 }
 
 /// Byte offsets of the fields (the table in the module documentation and docs/format.md).
@@ -80,6 +85,8 @@ mod at {
     pub const CHECKPOINT_REPLAY_BLOCK: usize = 104;
     pub const CHECKPOINT_KEYS: usize = 112;
     pub const KEYS_HINT: usize = 120;
+    /// Format 6 only, and covered by the checksum there (after bytes 0..124).
+    pub const CHECKPOINT_EPOCH: usize = 128;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +156,9 @@ impl Superblock {
             put_u64(&mut block, at::CHECKPOINT_KEYS, checkpoint.keys);
         }
         put_u32(&mut block, at::KEYS_HINT, self.keys_hint);
+        if version == FORMAT_VERSION {
+            put_u64(&mut block, at::CHECKPOINT_EPOCH, self.checkpoint.map_or(0, |checkpoint| checkpoint.epoch));
+        }
         let checksum = checksum(&block, self.home_block());
         put_u32(&mut block, CHECKSUM_AT, checksum);
         block
@@ -183,6 +193,7 @@ impl Superblock {
             sequence: get_u64(block, at::CHECKPOINT_SEQUENCE),
             replay_block: get_u64(block, at::CHECKPOINT_REPLAY_BLOCK),
             keys: get_u64(block, at::CHECKPOINT_KEYS),
+            epoch: if version == FORMAT_VERSION { get_u64(block, at::CHECKPOINT_EPOCH) } else { 0 },
         });
         let superblock = Superblock {
             sequence: get_u64(block, at::SEQUENCE),
@@ -260,8 +271,15 @@ pub fn pipeline_depth_max(mirror_slots: u32) -> u32 {
     (mirror_slots / 2).max(1)
 }
 
+/// CRC32C of bytes 0..124, then (format 6) of the checkpoint epoch, then of the block number.
+/// Older versions leave the epoch's bytes zero and outside the checksum.
 fn checksum(block: &[u8], block_number: u64) -> u32 {
     let partial = crc32c::crc32c(&block[..CHECKSUM_AT]);
+    let partial = if get_u32(block, at::VERSION) == FORMAT_VERSION {
+        crc32c::crc32c_append(partial, &block[at::CHECKPOINT_EPOCH..at::CHECKPOINT_EPOCH + 8])
+    } else {
+        partial
+    };
     crc32c::crc32c_append(partial, &block_number.to_le_bytes())
 }
 

@@ -15,6 +15,7 @@ use crate::runner::Sim;
 impl Sim {
     pub(crate) fn crash(&mut self) {
         self.crashes += 1;
+        self.crash_time = self.checker.now();
         let stats = self.engine().stats().clone();
         self.space.add(&stats);
         let compacting = self.engine().compaction_state() == quill_core::CompactionState::Working;
@@ -214,6 +215,7 @@ impl Sim {
             ))
         });
         self.check_adopted_tail_mirrored();
+        self.settle_undecided_writes();
         self.aim_at_adopted_tail();
         let superblock_outcome = if stats.superblock_copies_bad > 0 { Outcome::Repaired } else { Outcome::Harmless };
         self.faults.ledger.resolve_blocks(0, quill_core::format::LOG_START_BLOCK, superblock_outcome);

@@ -20,6 +20,7 @@ mod read_only;
 mod replies;
 mod reports;
 mod scans;
+mod settle;
 pub mod space;
 pub(crate) mod storage;
 pub(crate) mod transfers;
@@ -167,6 +168,9 @@ pub(crate) struct Sim {
     pub op_id_next: u64,
     pub ops_submitted: u64,
     pub crashes: u64,
+    /// When the last crash happened, on the checker's clock: writes invoked before it are
+    /// decided by the next open.
+    pub crash_time: u64,
     pub recovering: bool,
     /// Format has completed (a crash before that would only lose an unformatted volume).
     pub formatted: bool,
@@ -279,6 +283,7 @@ impl Sim {
             op_id_next: 1,
             ops_submitted: 0,
             crashes: 0,
+            crash_time: 0,
             faults: crate::faults::Injector::new(
                 fault_rng,
                 options.faults != FaultLevel::None,
