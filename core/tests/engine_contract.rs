@@ -3,7 +3,7 @@
 mod support;
 
 use quill_core::command::{parse_request, Request};
-use quill_core::{OpenError, Reply};
+use quill_core::{Engine, IoCompletion, IoKind, OpenError, Reply};
 use support::{bulk, get, set, FailNext, Harness};
 
 fn command(words: &[&[u8]]) -> Request {
@@ -641,4 +641,34 @@ fn set_with_a_time_obeys_the_value_limit() {
         name: "setex",
     };
     assert_eq!(h.call(1, request), Reply::error(format!("ERR value too large (the limit is {limit} bytes)")));
+}
+
+/// A format over an older volume numbers its superblock copies above the old ones: one format
+/// write gone astray (here: lost) must not leave an old copy that wins the next open (seed
+/// 101286 heavy found the old volume opened).
+#[test]
+fn a_format_over_an_old_volume_outnumbers_its_superblocks() {
+    let mut h = Harness::format(support::small_config(), 15);
+    let old_volume = h.engine.volume_id();
+    for _ in 0..3 {
+        h.crash_and_reopen(); // each open writes two more superblock copies
+    }
+    let mut new_engine = Engine::format(h.config.clone(), 0xbeef);
+    let mut first_write_dropped = false;
+    for _ in 0..10_000 {
+        let Some(request) = new_engine.poll_io() else { break };
+        let result = match &request.kind {
+            IoKind::Write { offset_bytes, data } if *offset_bytes < 8192 && !first_write_dropped => {
+                first_write_dropped = true; // the copy never lands
+                Ok(vec![0; data.len()])
+            }
+            kind => h.disk.perform_public(kind),
+        };
+        new_engine.complete(IoCompletion { token: request.token, result });
+    }
+    assert!(first_write_dropped && new_engine.is_ready(), "the format completed: {}", new_engine.debug_state());
+    assert_ne!(new_engine.volume_id(), old_volume);
+    h.engine = Engine::open(h.config.clone());
+    h.run_until_idle();
+    assert_eq!(h.engine.volume_id(), 0xbeef, "the open finds the new volume, not the old one");
 }

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// The I/O driver.
     #[arg(long, value_enum, default_value_t = IoArg::Uring)]
     io: IoArg,
+    /// Batches in flight at once (default 2; 1 commits one batch at a time). The volume
+    /// bounds it: 2 needs format 6's four mirror slots.
+    #[arg(long)]
+    commit_pipeline_depth: Option<u32>,
     /// Format the volume even though it is not blank: a block device without a QuillKV
     /// superblock, or a QuillKV volume whose data is then lost. A file holding other data is
     /// still refused.
@@ -135,7 +139,10 @@ fn start(args: ServeArgs) -> Result<u8, Refused> {
     let volume = open_volume(&args.path, &options).map_err(|error| Refused(error.to_string(), EXIT_FAILURE))?;
     size_notice("serve", args.size, &volume);
     let stop = stop_on_signals();
-    let config = config_for_volume(&volume, Some(args.cache_bytes));
+    let mut config = config_for_volume(&volume, Some(args.cache_bytes));
+    if let Some(depth) = args.commit_pipeline_depth {
+        config.commit_pipeline_depth = depth.max(1);
+    }
     let addresses = describe(&listeners);
     let mut ready = false;
     let on_ready = || {
