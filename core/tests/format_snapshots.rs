@@ -37,6 +37,7 @@ fn superblock_encoding() {
             epoch: 5,
         }),
         keys_hint: 123,
+        epoch_first_sequence: 18,
         mirror_slots: quill_core::format::superblock::MIRROR_SLOTS,
     };
     let block = superblock.encode();

@@ -36,7 +36,7 @@ impl Engine {
     pub(super) fn on_mirror_read(&mut self, block: u64, sequence: u64, result: Result<Vec<u8>, IoError>) {
         let Some(bytes) = self.recovery_io_result(result) else { return };
         // A copy from an epoch older than the batch before it is a stale one (see `last_epoch`).
-        let epoch_min = self.recovery_mut().last_epoch;
+        let epoch_min = self.epoch_floor(sequence);
         if let Some(batch_bytes) = self.valid_mirror_copy(&bytes, block, sequence, epoch_min..=u64::MAX) {
             if self.shared.config.open_read_only {
                 // Nothing may be written, and reads of the batch's records would fail: say so.

@@ -197,6 +197,8 @@ struct Volume {
     checkpoint: Option<crate::format::CheckpointRef>,
     /// Every batch is also written to mirror slot `sequence % mirror_slots` (0: no slots).
     mirror_slots: u32,
+    /// The sequence of the first batch this epoch writes (see `Superblock::epoch_first_sequence`).
+    epoch_first_sequence: u64,
 }
 
 impl Volume {

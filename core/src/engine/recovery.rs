@@ -45,6 +45,9 @@ pub struct Recovery {
     /// the log: a batch from an older epoch where the next one is expected is a stale batch
     /// that was in flight beside a torn one at an earlier crash, never a continuation.
     pub(super) last_epoch: u64,
+    /// The epoch the volume was last opened in, and the sequence of its first batch: a batch of
+    /// that sequence or later is of that epoch or later (format 6; `u64::MAX` before).
+    previous_epoch: (u64, u64),
     pub(super) chunk: Vec<u8>,
     pub(super) chunk_start_block: u64,
     /// The expected batch was not at this block (with this reason): it is tried at the region's
@@ -164,6 +167,7 @@ impl Engine {
             tail: LogPosition { block: LOG_START_BLOCK, sequence: 1 },
             checkpoint: None,
             mirror_slots,
+            epoch_first_sequence: 1,
         };
         self.log.reset(LOG_START_BLOCK, 1);
         self.cleaner.reset(self.shared.volume.tail);
@@ -211,8 +215,11 @@ impl Engine {
             tail: LogPosition { block: newest.tail_block, sequence: newest.tail_sequence },
             checkpoint: newest.checkpoint,
             mirror_slots: newest.mirror_slots,
+            epoch_first_sequence: newest.epoch_first_sequence,
         };
-        self.recovery_mut().keys_hint = newest.keys_hint as usize;
+        let recovery = self.recovery_mut();
+        recovery.keys_hint = newest.keys_hint as usize;
+        recovery.previous_epoch = (newest.epoch, newest.epoch_first_sequence);
         match newest.checkpoint {
             Some(checkpoint) if self.shared.config.use_checkpoint => self.start_checkpoint_load(checkpoint),
             _ => self.scan_from_tail(),
@@ -552,9 +559,12 @@ impl Engine {
         if header.sequence != expected_sequence {
             return Replay::Bad(format!("batch sequence {} where {} was expected", header.sequence, expected_sequence));
         }
-        let last_epoch = self.recovery_mut().last_epoch;
-        if header.epoch < last_epoch && !self.shared.config.has_bug(super::config::Bug::IgnoreStaleEpoch) {
-            return Replay::Bad(format!("batch from epoch {} after one from epoch {last_epoch}: stale", header.epoch));
+        let epoch_min = self.epoch_floor(header.sequence);
+        if header.epoch < epoch_min && !self.shared.config.has_bug(super::config::Bug::IgnoreStaleEpoch) {
+            return Replay::Bad(format!(
+                "batch from epoch {} where {epoch_min} or later was expected: stale",
+                header.epoch
+            ));
         }
         if block + u64::from(header.block_count) > self.shared.volume.log_end_block {
             return Replay::Bad("batch runs past the end of the volume".to_string());
@@ -661,14 +671,14 @@ impl Engine {
         let volume_id = self.shared.volume.volume_id;
         let batch_blocks_max = self.shared.volume.batch_blocks_max;
         let depth = self.shared.volume.pipeline_depth_max();
-        let (last_sequence, last_epoch) = (self.recovery_mut().last_sequence, self.recovery_mut().last_epoch);
+        let last_sequence = self.recovery_mut().last_sequence;
         let expected = last_sequence + 1;
         let first = if include_block { block } else { block + 1 };
         let window_end = (block + self.volume_window_blocks()).min(self.shared.volume.log_end_block);
         (first..window_end).find_map(|candidate| {
             let header =
                 BatchHeader::decode(self.chunk_slice(candidate, 1), candidate, volume_id, batch_blocks_max).ok()?;
-            if header.epoch < last_epoch {
+            if header.epoch < self.epoch_floor(header.sequence) {
                 return None;
             }
             // The expected batch itself at `block` is the torn candidate, not a later batch. With
@@ -679,6 +689,15 @@ impl Engine {
             let later = header.sequence >= expected + depth || misplaced;
             later.then_some(LogPosition { block: candidate, sequence: header.sequence })
         })
+    }
+
+    /// The oldest epoch batch `sequence` may be of: no older than the batch replayed before it,
+    /// nor than the last open's epoch from that open's first batch on.
+    pub(super) fn epoch_floor(&mut self, sequence: u64) -> u64 {
+        let recovery = self.recovery_mut();
+        let (previous_epoch, first_sequence) = recovery.previous_epoch;
+        let opened = if sequence >= first_sequence { previous_epoch } else { 0 };
+        recovery.last_epoch.max(opened)
     }
 
     pub(super) fn finish_recovery(&mut self) {
@@ -697,6 +716,8 @@ impl Engine {
         recovery.chunk = Vec::new();
         assert!(last_sequence + 1 >= self.shared.volume.tail.sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);
+        // This open's batches start here (a read-only open writes no superblock, so no matter).
+        self.shared.volume.epoch_first_sequence = last_sequence + 1;
         self.cleaner.reset(self.shared.volume.tail);
         self.keyspace.live_keys = self.keyspace.index.len() as u64;
         if self.shared.config.open_read_only {

@@ -21,9 +21,10 @@
 //! | 104 | 8 | replay block: where the batch after the checkpoint sequence starts |
 //! | 112 | 8 | keys in the checkpoint |
 //! | 120 | 4 | keys in the index when this copy was written (a hint to size the index at open) |
-//! | 124 | 4 | CRC32C of bytes 0..124, then (format 6) bytes 128..136, then this copy's block number (8 bytes, LE) |
+//! | 124 | 4 | CRC32C of bytes 0..124, then (format 6) bytes 128..144, then this copy's block number (8 bytes, LE) |
 //! | 128 | 8 | (format 6) the checkpoint's epoch: batches after its replay block are of it or later |
-//! | 136 | 3960 | zero |
+//! | 136 | 8 | (format 6) the sequence of this epoch's first batch: batches from it on are of this epoch or later |
+//! | 144 | 3952 | zero |
 
 use super::bytes::{get_u32, get_u64, put_u32, put_u64};
 use super::FormatError;
@@ -87,6 +88,9 @@ mod at {
     pub const KEYS_HINT: usize = 120;
     /// Format 6 only, and covered by the checksum there (after bytes 0..124).
     pub const CHECKPOINT_EPOCH: usize = 128;
+    pub const EPOCH_FIRST_SEQUENCE: usize = 136;
+    /// The end of the format-6 fields the checksum covers after byte 124.
+    pub const FORMAT_6_END: usize = 144;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +107,11 @@ pub struct Superblock {
     pub checkpoint: Option<CheckpointRef>,
     /// Keys in the index when written, saturating: sizes the index before recovery fills it.
     pub keys_hint: u32,
+    /// The sequence of the first batch this epoch writes (format 6; `u64::MAX` before): every
+    /// batch of that sequence or later is of this epoch or a later one. An open that truncated
+    /// the log there writes new batches over stale ones of older epochs, whose copies (in the log
+    /// or a mirror slot) recovery must never take for them (seed 100984).
+    pub epoch_first_sequence: u64,
     /// Mirror slots: every batch is also written to slot `sequence % mirror_slots`, so the newest
     /// batches survive damage to their place in the log (recovery repairs them from the mirror).
     /// 4 (format 6), 2 (formats 4 and 3) or 0 (formats 5 and 2).
@@ -158,6 +167,7 @@ impl Superblock {
         put_u32(&mut block, at::KEYS_HINT, self.keys_hint);
         if version == FORMAT_VERSION {
             put_u64(&mut block, at::CHECKPOINT_EPOCH, self.checkpoint.map_or(0, |checkpoint| checkpoint.epoch));
+            put_u64(&mut block, at::EPOCH_FIRST_SEQUENCE, self.epoch_first_sequence);
         }
         let checksum = checksum(&block, self.home_block());
         put_u32(&mut block, CHECKSUM_AT, checksum);
@@ -207,6 +217,11 @@ impl Superblock {
             tail_sequence: get_u64(block, at::TAIL_SEQUENCE),
             checkpoint,
             keys_hint: get_u32(block, at::KEYS_HINT),
+            epoch_first_sequence: if version == FORMAT_VERSION {
+                get_u64(block, at::EPOCH_FIRST_SEQUENCE)
+            } else {
+                u64::MAX
+            },
             mirror_slots,
         };
         if superblock.home_block() != block_number {
@@ -271,12 +286,12 @@ pub fn pipeline_depth_max(mirror_slots: u32) -> u32 {
     (mirror_slots / 2).max(1)
 }
 
-/// CRC32C of bytes 0..124, then (format 6) of the checkpoint epoch, then of the block number.
-/// Older versions leave the epoch's bytes zero and outside the checksum.
+/// CRC32C of bytes 0..124, then (format 6) of bytes 128..144, then of the block number. Older
+/// versions leave those bytes zero and outside the checksum.
 fn checksum(block: &[u8], block_number: u64) -> u32 {
     let partial = crc32c::crc32c(&block[..CHECKSUM_AT]);
     let partial = if get_u32(block, at::VERSION) == FORMAT_VERSION {
-        crc32c::crc32c_append(partial, &block[at::CHECKPOINT_EPOCH..at::CHECKPOINT_EPOCH + 8])
+        crc32c::crc32c_append(partial, &block[at::CHECKPOINT_EPOCH..at::FORMAT_6_END])
     } else {
         partial
     };
@@ -305,6 +320,7 @@ mod tests {
                 tail_sequence: 1,
                 checkpoint: None,
                 keys_hint: 0,
+                epoch_first_sequence: u64::MAX,
                 mirror_slots,
             };
             let mut block = superblock.encode();

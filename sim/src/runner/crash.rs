@@ -93,6 +93,11 @@ impl Sim {
         use quill_core::format::BatchHeader;
         use quill_core::BLOCK_BYTES;
         let log_copy = self.disk.read(tail.first * BLOCK_BYTES as u64, (tail.end - tail.first) as usize * BLOCK_BYTES);
+        if crc32c::crc32c(&log_copy) != tail.digest {
+            // The write did not land whole (nor was it repaired): what is there is another
+            // batch, perhaps a stale one of the same sequence (seed 102545), not the one taken.
+            return;
+        }
         let (volume_id, blocks_max) = (self.engine().volume_id(), self.knobs.batch_blocks_max);
         let Ok(header) = BatchHeader::decode(&log_copy[..BLOCK_BYTES], tail.first, volume_id, blocks_max) else {
             return; // torn or lost: the open did not take it

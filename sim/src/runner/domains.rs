@@ -15,7 +15,7 @@
 //! The expiry keys (`x…`, expiring.rs) use the same model with time: a state is a value and
 //! its expiry time, and a command's outcome depends on when, within its window, it ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use quill_core::command::{SetCondition, SetExpiry};
 use quill_core::format::{EXPIRY_BYTES, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
@@ -56,6 +56,10 @@ pub(crate) struct DomainModel {
     /// With the connections whose commands may still be queued in the engine. Such a key is
     /// not judged until a command sets its state outright once none of them can still run.
     pub unknown: BTreeMap<Vec<u8>, Vec<u64>>,
+    /// Commands on unknown keys sent once none of the lost commands could still run: only such
+    /// a command decides the key's state (one sent before could run before a lost command that
+    /// was still queued, then ran after it; seed 7684).
+    sent_after_drain: BTreeSet<u64>,
     /// The tick each key's states last changed at (a reply, a crash's lost commands).
     changed_tick: BTreeMap<Vec<u8>, u64>,
 }
@@ -346,6 +350,17 @@ fn merge(states: &mut States, more: impl IntoIterator<Item = Timed>) {
 }
 
 impl Sim {
+    /// A command on domain key `key` is being sent: if the key is unknown and none of its lost
+    /// commands can still run, the command's reply may decide its state.
+    pub(crate) fn domain_command_sent(&mut self, key: &[u8], op_id: u64) {
+        let engine = self.server.engine();
+        let Some(connections) = self.domains.unknown.get_mut(key) else { return };
+        connections.retain(|connection| engine.client_backlog(*connection) > 0);
+        if connections.is_empty() {
+            self.domains.sent_after_drain.insert(op_id);
+        }
+    }
+
     /// A value-domain request of `client` on a key it owns.
     pub(crate) fn next_domain_request(&mut self, client: usize) -> Request {
         let rng = &mut self.workload_rng;
@@ -451,10 +466,8 @@ impl Sim {
     /// once no lost command can still run, makes it known again.
     fn on_unknown_domain_reply(&mut self, key: Vec<u8>, outstanding: &Outstanding, reply: &Reply, window: Window) {
         let request = &outstanding.request;
-        let engine = self.server.engine();
-        let connections = self.domains.unknown.get_mut(&key).expect("an unknown key");
-        connections.retain(|connection| engine.client_backlog(*connection) > 0);
-        if !connections.is_empty() || matches!(reply, Reply::Error(_)) {
+        let sent_after_drain = self.domains.sent_after_drain.remove(&outstanding.op_id);
+        if !sent_after_drain || matches!(reply, Reply::Error(_)) {
             return;
         }
         if let Some(state) = decides_state(request, window) {
@@ -544,6 +557,7 @@ impl Sim {
         if crash {
             // The engine and its queues are gone: no lost command can run any more.
             self.domains.unknown.values_mut().for_each(Vec::clear);
+            self.domains.sent_after_drain.clear();
         } else {
             for lost in outstanding {
                 let Some(key) = domain_request_key(&lost.request) else { continue };

@@ -76,7 +76,7 @@ impl Sim {
         if let Some(key) = crate::runner::domains::domain_request_key(request) {
             // Judged by its owner's exact model (domains.rs); known to the final verification.
             self.checker.keys.entry(key.to_vec()).or_default();
-            return;
+            return self.domain_command_sent(key, op_id);
         }
         if matches!(request, Request::FlushAll) {
             self.domain_flush_sent();
