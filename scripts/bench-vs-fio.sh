@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Side-by-side: fio's raw 4 KiB numbers and `quill bench` on the same filesystem, in one run.
+# Side-by-side: fio's raw 4 KiB numbers and `quill bench` on the same storage, interleaved
+# rounds (fio, quill, fio, quill, ...), medians and ratios.
 #
 #   scripts/bench-vs-fio.sh [DIRECTORY]
+#   DEVICE=/dev/loop0 scripts/bench-vs-fio.sh [DIRECTORY]     # a raw block device (data lost)
+#   LOOP=1 scripts/bench-vs-fio.sh [DIRECTORY]               # a loop device over a file there
 #
 # DIRECTORY (default target/bench-vs-fio) must be on the filesystem to measure. Environment:
-# DURATION (seconds per measurement, default 10), FIO_BYTES (fio's file, default 1 GiB),
-# QUILL_BYTES (quill's data file, default 2 GiB), GET_KEYS / GET_VALUE_BYTES (default 1,000,000 x
-# 1000 bytes: about 1 GiB of log, like fio's file), SET_VALUE_BYTES (default 100).
+# ROUNDS (default 3), DURATION (seconds per measurement, default 10), FIO_BYTES (fio's file,
+# default 1 GiB), QUILL_BYTES (quill's data file, default 2 GiB), GET_KEYS / GET_VALUE_BYTES
+# (default 1,000,000 x 1000 bytes: about 1 GiB of log, like fio's file), SET_VALUE_BYTES
+# (default 100). With DEVICE or LOOP, fio and quill both use the device (fio over its first
+# FIO_BYTES, quill formats it afresh each round with --reformat --force).
 #
-# Targets (DESIGN.md): GET@32 >= 0.9 x fio randread QD32; GET@32 / GET@1 >= 4;
-# SET@64 >= 25 x fio write+fsync QD1.
+# Layout: quill's data files are written once at creation (`--preallocate write`, the default),
+# and fio lays out its file by writing it: neither writes into unwritten extents.
+#
+# Targets (issue 11): GET@32 >= 0.9 x fio randread QD32; GET@32 / GET@1 >= 4; group commits
+# per second >= 0.8 x fio write+fsync QD1; SET@64 >= 25 x fio write+fsync QD1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 directory=${1:-target/bench-vs-fio}
+rounds=${ROUNDS:-3}
 duration=${DURATION:-10}
 fio_bytes=${FIO_BYTES:-$((1 << 30))}
 quill_bytes=${QUILL_BYTES:-$((2 << 30))}
@@ -23,11 +32,25 @@ set_value_bytes=${SET_VALUE_BYTES:-100}
 
 . scripts/prepare-bench.sh
 
+device=${DEVICE:-}
+if [[ -n ${LOOP:-} && -z $device ]]; then
+  image="$directory/loop.img"
+  # Written, not sparse: reads of a hole come back from no device at all.
+  dd if=/dev/zero of="$image" bs=1M count=$((quill_bytes >> 20)) oflag=direct status=none
+  device=$(losetup --find --show --direct-io=on "$image")
+  trap 'losetup --detach "$device"; rm -f "$image"' EXIT
+  echo "loop device $device over $image (direct I/O to the file)" >&2
+fi
+fio_target=${device:-$directory/fio.dat}
+quill_target() { echo "${device:-$directory/$1.qkv}"; }
+quill_fresh=()
+[[ -n $device ]] && quill_fresh=(--reformat --force)
+
 run_fio() { # name, extra fio arguments...; prints the IOPS
   local name=$1
   shift
-  echo "+ fio --name=$name --filename=$directory/fio.dat --size=$fio_bytes --bs=4k --ioengine=io_uring --direct=1 --time_based --runtime=$duration $*" >&2
-  fio --name="$name" --filename="$directory/fio.dat" --size="$fio_bytes" --bs=4k --ioengine=io_uring \
+  echo "+ fio --name=$name --filename=$fio_target --size=$fio_bytes --bs=4k --ioengine=io_uring --direct=1 --time_based --runtime=$duration $*" >&2
+  fio --name="$name" --filename="$fio_target" --size="$fio_bytes" --bs=4k --ioengine=io_uring \
     --direct=1 --time_based --runtime="$duration" --output-format=json "$@" >"$directory/$name.json"
   jq '[.jobs[0].read.iops, .jobs[0].write.iops] | add' "$directory/$name.json"
 }
@@ -39,33 +62,53 @@ run_quill() { # label, quill bench arguments...; prints the JSON object
   "$quill" bench "$@" --duration "$duration" --json | tee "$directory/$label.json"
 }
 
-fio_qd1=$(run_fio randread-qd1 --rw=randread --iodepth=1)
-fio_qd32=$(run_fio randread-qd32 --rw=randread --iodepth=32)
-fio_fsync=$(run_fio write-fsync-qd1 --rw=randwrite --iodepth=1 --fsync=1)
-rm -f "$directory/fio.dat"
-
-rm -f "$directory/get.qkv"
-get_common=(--path "$directory/get.qkv" --size "$quill_bytes" --op get --keys "$get_keys" --value-size "$get_value_bytes" --cache-bytes 0)
-quill_get1=$(run_quill get-c1 "${get_common[@]}" --concurrency 1)
-quill_get32=$(run_quill get-c32 "${get_common[@]}" --concurrency 32 --skip-load)
-rm -f "$directory/get.qkv" "$directory/set.qkv"
-quill_set64=$(run_quill set-c64 --path "$directory/set.qkv" --size "$quill_bytes" --op set --keys 100000 \
-  --value-size "$set_value_bytes" --concurrency 64)
-rm -f "$directory/set.qkv"
-
-ops() { jq '.ops_per_s' <<<"$1"; }
+median() { sort -g | awk '{ values[NR] = $1 } END { print (NR % 2 ? values[(NR + 1) / 2] : (values[NR / 2] + values[NR / 2 + 1]) / 2) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-get1=$(ops "$quill_get1")
-get32=$(ops "$quill_get32")
-set64=$(ops "$quill_set64")
-cat <<REPORT
-fio randread 4 KiB QD1:        $(printf '%.0f' "$fio_qd1") IOPS
-fio randread 4 KiB QD32:       $(printf '%.0f' "$fio_qd32") IOPS
-fio randwrite 4 KiB+fsync QD1: $(printf '%.0f' "$fio_fsync") IOPS
-quill GET  x1  (uncached):     $(printf '%.0f' "$get1") ops/s  p50 $(jq .p50_us <<<"$quill_get1") us  p99 $(jq .p99_us <<<"$quill_get1") us  p99.9 $(jq .p999_us <<<"$quill_get1") us
-quill GET  x32 (uncached):     $(printf '%.0f' "$get32") ops/s  p50 $(jq .p50_us <<<"$quill_get32") us  p99 $(jq .p99_us <<<"$quill_get32") us  p99.9 $(jq .p999_us <<<"$quill_get32") us
-quill SET  x64 (durable):      $(printf '%.0f' "$set64") ops/s  p50 $(jq .p50_us <<<"$quill_set64") us  p99 $(jq .p99_us <<<"$quill_set64") us  p99.9 $(jq .p999_us <<<"$quill_set64") us  $(jq .batch_records_avg <<<"$quill_set64") records/batch
-GET@32 / fio QD32:             $(ratio "$get32" "$fio_qd32")   (target >= 0.9)
-GET@32 / GET@1:                $(ratio "$get32" "$get1")   (target >= 4)
-SET@64 / fio write+fsync:      $(ratio "$set64" "$fio_fsync")   (target >= 25)
-REPORT
+
+declare -A series
+record() { series[$1]+="$2 "; } # name, value
+
+for round in $(seq 1 "$rounds"); do
+  echo "round $round of $rounds" >&2
+  record fio_qd1 "$(run_fio randread-qd1 --rw=randread --iodepth=1)"
+  record fio_qd32 "$(run_fio randread-qd32 --rw=randread --iodepth=32)"
+  record fio_fsync "$(run_fio write-fsync-qd1 --rw=randwrite --iodepth=1 --fsync=1)"
+  [[ -z $device ]] && rm -f "$directory/fio.dat"
+
+  get_path=$(quill_target get)
+  [[ -z $device ]] && rm -f "$get_path"
+  get_common=(--path "$get_path" --size "$quill_bytes" --op get --keys "$get_keys" --value-size "$get_value_bytes" --cache-bytes 0)
+  get1=$(run_quill get-c1 "${get_common[@]}" "${quill_fresh[@]}" --concurrency 1)
+  get32=$(run_quill get-c32 "${get_common[@]}" --concurrency 32 --skip-load)
+  record get1 "$(jq .ops_per_s <<<"$get1")"
+  record get32 "$(jq .ops_per_s <<<"$get32")"
+  record get32_p99 "$(jq .p99_us <<<"$get32")"
+  [[ -z $device ]] && rm -f "$get_path"
+
+  set_path=$(quill_target set)
+  set64=$(run_quill set-c64 --path "$set_path" --size "$quill_bytes" "${quill_fresh[@]}" --op set --keys 100000 \
+    --value-size "$set_value_bytes" --concurrency 64)
+  record set64 "$(jq .ops_per_s <<<"$set64")"
+  record set64_p99 "$(jq .p99_us <<<"$set64")"
+  record commits "$(jq '.batches / .elapsed_s' <<<"$set64")"
+  record records_per_commit "$(jq .batch_records_avg <<<"$set64")"
+  [[ -z $device ]] && rm -f "$set_path"
+done
+
+m() { tr ' ' '\n' <<<"${series[$1]}" | grep -v '^$' | median; }
+show() { printf '%-34s %s  (rounds: %s)\n' "$1" "$(printf '%.0f' "$(m "$2")")" "${series[$2]% }"; }
+echo "storage: ${device:-files in $directory}; $rounds interleaved rounds of ${duration} s, medians"
+show "fio randread 4 KiB QD1 (IOPS)" fio_qd1
+show "fio randread 4 KiB QD32 (IOPS)" fio_qd32
+show "fio randwrite 4 KiB+fsync QD1" fio_fsync
+show "quill GET x1 uncached (ops/s)" get1
+show "quill GET x32 uncached (ops/s)" get32
+show "quill GET x32 p99 (us)" get32_p99
+show "quill SET x64 durable (ops/s)" set64
+show "quill SET x64 p99 (us)" set64_p99
+show "quill group commits per second" commits
+printf '%-34s %s\n' "records per commit" "$(m records_per_commit)"
+echo "GET@32 / fio QD32:                 $(ratio "$(m get32)" "$(m fio_qd32)")   (target >= 0.9)"
+echo "GET@32 / GET@1:                    $(ratio "$(m get32)" "$(m get1)")   (target >= 4)"
+echo "commits/s / fio write+fsync QD1:   $(ratio "$(m commits)" "$(m fio_fsync)")   (target >= 0.8)"
+echo "SET@64 / fio write+fsync QD1:      $(ratio "$(m set64)" "$(m fio_fsync)")   (target >= 25)"

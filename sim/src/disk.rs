@@ -148,9 +148,11 @@ impl SimDisk {
             }
             if (self.log_end_block..self.mirror_end_block).contains(&intended) {
                 self.mirror_write_failed = false;
-                let digest = crc32c::crc32c(&write.data);
-                for tail in self.adopted_tails.iter_mut().filter(|tail| tail.digest == digest) {
-                    tail.mirror_whole = true;
+                if !self.adopted_tails.is_empty() {
+                    let digest = crc32c::crc32c(&write.data);
+                    for tail in self.adopted_tails.iter_mut().filter(|tail| tail.digest == digest) {
+                        tail.mirror_whole = true;
+                    }
                 }
             }
             let first = write.offset_bytes / BLOCK_BYTES as u64;

@@ -783,6 +783,11 @@ impl Engine {
         self.keyspace.index.iter()
     }
 
+    /// Where the durable record of `key` lives, if the index has one: for checkers.
+    pub fn durable_location(&self, key: &[u8]) -> Option<Location> {
+        self.keyspace.index.get(key)
+    }
+
     /// The highest batch sequence number known durable.
     pub fn durable_sequence(&self) -> u64 {
         self.log.durable_sequence

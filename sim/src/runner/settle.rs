@@ -34,9 +34,7 @@ impl Sim {
     /// cannot be read back whole (damage: then nothing is settled).
     fn durable_value(&self, key: &[u8]) -> Option<Option<ValueId>> {
         let engine = self.engine();
-        let Some((_, location)) = engine.durable_index().find(|(candidate, _)| *candidate == key) else {
-            return Some(None);
-        };
+        let Some(location) = engine.durable_location(key) else { return Some(None) };
         let first_block = location.offset_bytes / BLOCK_BYTES as u64;
         let end_bytes = location.offset_bytes + u64::from(location.record_bytes);
         let blocks = end_bytes.div_ceil(BLOCK_BYTES as u64) - first_block;
