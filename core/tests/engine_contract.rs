@@ -672,3 +672,36 @@ fn a_format_over_an_old_volume_outnumbers_its_superblocks() {
     h.run_until_idle();
     assert_eq!(h.engine.volume_id(), 0xbeef, "the open finds the new volume, not the old one");
 }
+
+/// Two batches in flight (pipelined commit): the second becoming durable first releases
+/// nothing; once the first is durable both release, in order.
+#[test]
+fn a_batch_durable_before_the_one_ahead_of_it_waits_for_it() {
+    let mut h = Harness::format(support::small_config(), 16);
+    let durable_before = h.engine.durable_sequence();
+    h.submit(1, set("a", b"1")); // nothing in flight: sealed at once
+    let first: Vec<_> = std::mem::take(&mut h.in_flight);
+    assert_eq!(first.len(), 2, "the batch and its mirror copy");
+    h.submit(2, set("b", b"2")); // one in flight, room for another: sealed at the turn's tick
+    assert!(h.in_flight.is_empty(), "not sealed before the tick");
+    let now = h.engine.poll_timeout().expect("a tick is wanted");
+    h.engine.tick(now);
+    h.drain();
+    assert_eq!(h.in_flight.len(), 2, "the second batch is in flight beside the first");
+    assert_eq!(h.engine.stats().batches_pipelined, 1);
+    // The second batch: its writes, then its sync.
+    for _ in 0..8 {
+        let Some(request) = h.in_flight.pop() else { break };
+        let result = h.disk.perform_public(&request.kind);
+        h.engine.complete(IoCompletion { token: request.token, result });
+        h.drain();
+    }
+    assert!(h.in_flight.is_empty(), "the second batch is durable: {}", h.engine.debug_state());
+    assert!(h.take_replies(2).is_empty() && h.take_replies(1).is_empty(), "nothing is released");
+    assert_eq!(h.engine.durable_sequence(), durable_before);
+    h.in_flight = first;
+    h.run_until_idle();
+    assert_eq!(h.take_replies(1), vec![Reply::ok()]);
+    assert_eq!(h.take_replies(2), vec![Reply::ok()]);
+    assert_eq!(h.engine.durable_sequence(), durable_before + 2);
+}

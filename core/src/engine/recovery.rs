@@ -143,7 +143,8 @@ impl Engine {
             })
             .max()
             .unwrap_or(0);
-        self.write_format(volume_id, old_sequence_max + 1);
+        // Bounded: a crafted copy at u64::MAX must not overflow the sequences that follow.
+        self.write_format(volume_id, old_sequence_max.min(u64::MAX / 2) + 1);
     }
 
     fn write_format(&mut self, volume_id: u64, superblock_sequence: u64) {
