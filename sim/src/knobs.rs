@@ -125,6 +125,10 @@ pub struct Knobs {
     /// seeds of four; 1 in the rest. The volume bounds it (unmirrored volumes commit one at a
     /// time).
     pub commit_pipeline_depth: u32,
+    /// Compaction reads its chunk in pieces of this many blocks (`Config::
+    /// compaction_read_piece_blocks`): 1 up to the chunk in half the seeds, so a chunk takes
+    /// several pieces with two in flight; the default in the rest.
+    pub compaction_read_piece_blocks: u32,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -249,6 +253,7 @@ impl Knobs {
             publish_cache: false,
             index_bytes_max: quill_core::engine::INDEX_BYTES_LIMIT,
             commit_pipeline_depth: 2,
+            compaction_read_piece_blocks: 16,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
@@ -256,6 +261,9 @@ impl Knobs {
         knobs.draw_faults(rng, level);
         knobs.compaction_chunks_per_advance = rng.gen_range(1..=4);
         knobs.commit_pipeline_depth = if chance(rng, 750_000) { 2 } else { 1 };
+        if chance(rng, 500_000) {
+            knobs.compaction_read_piece_blocks = rng.gen_range(1..=knobs.compaction_chunk_blocks.max(1));
+        }
         knobs
     }
 

@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// volume bounds it: 2 needs format 6's four mirror slots.
     #[arg(long)]
     commit_pipeline_depth: Option<u32>,
+    /// Compaction reads a chunk in pieces of this many blocks, two at a time (the engine's
+    /// default: 16, 64 KiB; the chunk's size reads it whole).
+    #[arg(long)]
+    compaction_read_piece_blocks: Option<u32>,
     /// With --reformat: format a block device even though it holds a filesystem, partition
     /// table or other known signature (its data is lost).
     #[arg(long, requires = "reformat")]
@@ -146,6 +150,9 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         config.mirror_batches = !args.no_mirror;
         if let Some(depth) = args.commit_pipeline_depth {
             config.commit_pipeline_depth = depth.max(1);
+        }
+        if let Some(blocks) = args.compaction_read_piece_blocks {
+            config.compaction_read_piece_blocks = blocks.max(1);
         }
         config
     };

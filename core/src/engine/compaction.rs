@@ -127,11 +127,28 @@ enum ScanStep {
 /// Chunk bytes parsed per step (per input to the engine).
 const PARSE_BYTES_PER_STEP: usize = 256 * 1024;
 
+/// Compaction's reads of one chunk in flight at once: the chunk is read in pieces, so that
+/// commits reach the device between them instead of waiting behind one large read.
+const CHUNK_PIECES_IN_FLIGHT_MAX: u64 = 2;
+
+/// A chunk being read in pieces (`Config::compaction_read_piece_blocks`), at most
+/// `CHUNK_PIECES_IN_FLIGHT_MAX` at a time; pieces may complete in any order.
+struct ChunkRead {
+    start_block: u64,
+    blocks: u64,
+    durable_sequence: u64,
+    bytes: Vec<u8>,
+    issued_blocks: u64,
+    received_blocks: u64,
+    in_flight: u64,
+    error: Option<IoError>,
+}
+
 #[derive(Default)]
 enum CleanerState {
     #[default]
     Idle,
-    Reading,
+    Reading(ChunkRead),
     Parsing(ChunkScan),
     Moving {
         chunk: Vec<u8>,
@@ -192,7 +209,7 @@ impl Cleaner {
     pub fn describe(&self) -> &'static str {
         match self.state {
             CleanerState::Idle => "idle",
-            CleanerState::Reading => "reading",
+            CleanerState::Reading(_) => "reading",
             CleanerState::Parsing(_) => "parsing",
             CleanerState::Moving { .. } => "moving",
             CleanerState::Settling { .. } => "settling",
@@ -281,7 +298,7 @@ impl Cleaner {
             CleanerState::Settling { sequence, new_tail, moved_bytes } => {
                 self.try_advance_tail(cx, sequence, new_tail, moved_bytes)
             }
-            state @ (CleanerState::Reading | CleanerState::Recording) => {
+            state @ (CleanerState::Reading(_) | CleanerState::Recording) => {
                 self.state = state;
                 CleanerStep::Nothing
             }
@@ -308,14 +325,62 @@ impl Cleaner {
         }
         let start_block = self.scan_block;
         let blocks = u64::from(cx.shared.chunk_blocks()).min(ring.end - start_block);
-        let length_bytes = u32::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk is under 4 GiB");
-        self.state = CleanerState::Reading;
-        let offset_bytes = start_block * BLOCK_BYTES as u64;
-        let purpose = IoPurpose::CompactionRead { start_block, durable_sequence: cx.log.durable_sequence };
-        cx.shared.push_io(purpose, IoKind::Read { offset_bytes, length_bytes });
+        let bytes = vec![0; usize::try_from(blocks * BLOCK_BYTES as u64).expect("a chunk fits memory")];
+        let durable_sequence = cx.log.durable_sequence;
+        let mut read = ChunkRead {
+            start_block,
+            blocks,
+            durable_sequence,
+            bytes,
+            issued_blocks: 0,
+            received_blocks: 0,
+            in_flight: 0,
+            error: None,
+        };
+        for _ in 0..CHUNK_PIECES_IN_FLIGHT_MAX {
+            issue_piece(cx, &mut read);
+        }
+        self.state = CleanerState::Reading(read);
     }
 
+    /// A piece of the chunk being read arrived: the next piece goes out; once every piece
+    /// issued is back (all of them, or up to a failure), the chunk is parsed.
     pub fn on_read(
+        &mut self,
+        cx: &mut CleanerContext,
+        piece_block: u64,
+        result: Result<Vec<u8>, IoError>,
+    ) -> CleanerStep {
+        let CleanerState::Reading(read) = &mut self.state else {
+            unreachable!("a compaction read completes only while the chunk is being read");
+        };
+        assert!(read.in_flight > 0, "a piece was in flight");
+        read.in_flight -= 1;
+        match result {
+            Ok(piece) => {
+                let at = usize::try_from((piece_block - read.start_block) * BLOCK_BYTES as u64).expect("in memory");
+                read.bytes[at..at + piece.len()].copy_from_slice(&piece);
+                read.received_blocks += (piece.len() / BLOCK_BYTES) as u64;
+            }
+            Err(error) => read.error = read.error.take().or(Some(error)),
+        }
+        if read.error.is_none() {
+            issue_piece(cx, read);
+        }
+        if read.in_flight > 0 {
+            return CleanerStep::Nothing;
+        }
+        let CleanerState::Reading(read) = std::mem::take(&mut self.state) else { unreachable!("matched above") };
+        debug_assert!(read.error.is_some() || read.received_blocks == read.blocks, "every piece arrived");
+        let (start_block, durable_sequence) = (read.start_block, read.durable_sequence);
+        let result = match read.error {
+            Some(error) => Err(error),
+            None => Ok(read.bytes),
+        };
+        self.on_chunk(cx, start_block, durable_sequence, result)
+    }
+
+    fn on_chunk(
         &mut self,
         cx: &mut CleanerContext,
         start_block: u64,
@@ -652,4 +717,19 @@ pub fn debug_assert_nothing_points_between(shared: &Shared, keyspace: &Keyspace,
             "key {key:?} points at block {block}, which the tail frees ({from_block}..{to_block})"
         );
     }
+}
+
+/// Issues the chunk's next piece, if any is left.
+fn issue_piece(cx: &mut CleanerContext, read: &mut ChunkRead) {
+    if read.issued_blocks == read.blocks {
+        return;
+    }
+    let piece_blocks =
+        u64::from(cx.shared.config.compaction_read_piece_blocks.max(1)).min(read.blocks - read.issued_blocks);
+    let piece_block = read.start_block + read.issued_blocks;
+    let offset_bytes = piece_block * BLOCK_BYTES as u64;
+    let length_bytes = u32::try_from(piece_blocks * BLOCK_BYTES as u64).expect("a piece is under 4 GiB");
+    cx.shared.push_io(IoPurpose::CompactionRead { piece_block }, IoKind::Read { offset_bytes, length_bytes });
+    read.issued_blocks += piece_blocks;
+    read.in_flight += 1;
 }

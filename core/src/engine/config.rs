@@ -126,6 +126,9 @@ pub struct Config {
     pub use_checkpoint: bool,
     /// Compaction reads the log's tail in chunks of this many blocks (at least one batch).
     pub compaction_chunk_blocks: u32,
+    /// It reads a chunk in pieces of this many blocks, two at a time, so that commits reach the
+    /// device between them (one 4 MiB read made client writes wait behind it).
+    pub compaction_read_piece_blocks: u32,
     /// Compaction's moved records fill at most this share of a batch (percent), so client
     /// writes always find room beside them.
     pub compaction_batch_percent: u32,
@@ -175,6 +178,7 @@ impl Config {
             mirror_batches: true,
             commit_pipeline_depth: 2,
             compaction_chunk_blocks: 1024,
+            compaction_read_piece_blocks: 16,
             compaction_batch_percent: 50,
             compaction_chunks_per_advance: 4,
             space_amplification_percent: 150,

@@ -156,9 +156,9 @@ enum IoPurpose {
     NewestLogRead,
     NewestMirrorWrite,
     ValueRead(ReadJob),
+    /// A piece of the chunk compaction reads, starting at `piece_block`.
     CompactionRead {
-        start_block: u64,
-        durable_sequence: u64,
+        piece_block: u64,
     },
     CheckpointWrite,
     CheckpointSync,
@@ -390,9 +390,9 @@ impl Engine {
                 self.on_log_step(step);
             }
             IoPurpose::ValueRead(job) => self.on_value_read(job, completion.result),
-            IoPurpose::CompactionRead { start_block, durable_sequence } => {
+            IoPurpose::CompactionRead { piece_block } => {
                 let (cleaner, mut cx) = self.cleaner_parts();
-                let step = cleaner.on_read(&mut cx, start_block, durable_sequence, completion.result);
+                let step = cleaner.on_read(&mut cx, piece_block, completion.result);
                 self.on_cleaner_step(step);
             }
             IoPurpose::CheckpointWrite => {

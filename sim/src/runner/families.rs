@@ -105,6 +105,7 @@ impl Knobs {
         self.client_pipeline_max = config.client_pipeline_max;
         self.write_through = config.write_through;
         self.commit_pipeline_depth = config.commit_pipeline_depth;
+        self.compaction_read_piece_blocks = config.compaction_read_piece_blocks;
     }
 
     /// Constant values over more keys than the log holds; half the seeds on production

@@ -343,6 +343,7 @@ impl Sim {
         config.index_bytes_max = knobs.index_bytes_max;
         config.mirror_batches = knobs.mirrored;
         config.commit_pipeline_depth = knobs.commit_pipeline_depth;
+        config.compaction_read_piece_blocks = knobs.compaction_read_piece_blocks;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {
