@@ -143,9 +143,9 @@ impl Sim {
         // must not let recovery take the stale batch for the new one's successor.
         let again = std::mem::take(&mut self.aimed_tail.two_in_flight)
             && self.crashes < 2 * u64::from(self.knobs.crashes_max) + 2
-            && self.faults.rng.gen_bool(0.5);
+            && self.faults.rng.gen_bool(0.9);
         if again && self.aimed_tail.crash_at.is_none() {
-            self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(1..40));
+            self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(1..15));
         }
     }
 
