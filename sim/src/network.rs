@@ -153,7 +153,7 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Option<(Reply, usize)>, String> {
     let after = line_end + 2;
     let number = || line.parse::<i64>().map_err(|_| format!("bad number in reply header {line:?}"));
     match bytes.first() {
-        Some(b'+') => Ok(Some((Reply::Simple(line.to_string()), after))),
+        Some(b'+') => Ok(Some((Reply::Simple(line.to_string().into()), after))),
         Some(b'-') => Ok(Some((Reply::Error(line.to_string()), after))),
         Some(b':') => Ok(Some((Reply::Integer(number()?), after))),
         Some(b'$') => {

@@ -36,7 +36,7 @@ impl ReplyShape {
             (ReplyShape::SetAsInteger, Reply::Simple(_)) => Reply::Integer(1),
             (ReplyShape::SetAsInteger, Reply::Bulk(None)) => Reply::Integer(0),
             (ReplyShape::ExistsAsType, Reply::Integer(count)) => {
-                Reply::Simple(if count > 0 { "string" } else { "none" }.to_string())
+                Reply::Simple(if count > 0 { "string" } else { "none" }.into())
             }
             (ReplyShape::ErrorInstead(text), _) => Reply::Error(text.to_string()),
             (ReplyShape::Range { start, end }, Reply::Bulk(value)) => {

@@ -11,13 +11,14 @@ pub fn parse_request(arguments: &[Bytes]) -> Result<Request, Reply> {
 /// server's path: no allocation per argument). The command table (`table.rs`) names the
 /// command, checks its arity and picks its parser; a command the server answers itself is
 /// unknown here.
-pub fn parse_request_owned(arguments: Vec<Bytes>) -> Result<Request, Reply> {
-    parse_command(arguments).map(|(request, _)| request)
+pub fn parse_request_owned(mut arguments: Vec<Bytes>) -> Result<Request, Reply> {
+    parse_command(&mut arguments).map(|(request, _)| request)
 }
 
 /// Parses one command into the engine request that answers it and how the server shapes that
-/// request's reply into the command's own (see [`ReplyShape`]).
-pub fn parse_command(mut arguments: Vec<Bytes>) -> Result<(Request, ReplyShape), Reply> {
+/// request's reply into the command's own (see [`ReplyShape`]). The arguments the request keeps
+/// are moved out (left empty); the others stay, so the caller may reuse their buffers.
+pub fn parse_command(arguments: &mut [Bytes]) -> Result<(Request, ReplyShape), Reply> {
     let count = arguments.len();
     let Some((name, rest)) = arguments.split_first_mut() else {
         return Err(Reply::error("ERR empty command"));

@@ -1,10 +1,12 @@
 //! Replies, in the shape of RESP2 so the server can encode them directly.
 
+use std::borrow::Cow;
+
 /// A reply to one client request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    /// `+OK\r\n`
-    Simple(String),
+    /// `+OK\r\n`; the fixed texts (OK, QUEUED, PONG) are borrowed, not allocated.
+    Simple(Cow<'static, str>),
     /// `-ERR message\r\n`; the text includes its prefix word (`ERR`, `WRONGTYPE`, …).
     Error(String),
     /// `:42\r\n`
@@ -17,7 +19,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn ok() -> Reply {
-        Reply::Simple("OK".to_string())
+        Reply::Simple(Cow::Borrowed("OK"))
     }
 
     pub fn error(text: impl Into<String>) -> Reply {

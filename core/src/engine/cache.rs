@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::hashing::{key_map, KeyMap};
+use crate::engine::keyspace::SharedKey;
 
 struct Entry {
     value: Arc<[u8]>,
@@ -29,7 +30,7 @@ pub struct ValueCache {
     entries: KeyMap<Entry>,
     /// With publishing on: changes not yet handed to the driver.
     journal: Option<VecDeque<CacheChange>>,
-    ring: VecDeque<(Box<[u8]>, u64)>,
+    ring: VecDeque<(SharedKey, u64)>,
     generation_next: u64,
     bytes: usize,
     bytes_max: usize,
@@ -69,8 +70,9 @@ impl ValueCache {
         Some(entry.value.clone())
     }
 
-    pub fn insert(&mut self, key: &[u8], value: Arc<[u8]>) {
-        self.remove(key);
+    /// Caches `value` under `key` (shared with the write that made it durable: no copy).
+    pub fn insert(&mut self, key: SharedKey, value: Arc<[u8]>) {
+        self.remove(&key);
         let cost = key.len() + value.len();
         if cost > self.bytes_max {
             return;
@@ -86,9 +88,9 @@ impl ValueCache {
         }
         let generation = self.generation_next;
         self.generation_next += 1;
-        self.publish(|| CacheChange::Put(key.into(), Arc::clone(&value)));
-        self.entries.insert(key.into(), Entry { value, referenced: false, generation });
-        self.ring.push_back((key.into(), generation));
+        self.publish(|| CacheChange::Put(key.as_ref().into(), Arc::clone(&value)));
+        self.entries.insert(SharedKey::clone(&key), Entry { value, referenced: false, generation });
+        self.ring.push_back((key, generation));
         self.bytes += cost;
         self.compact_ring();
         debug_assert!(self.bytes <= self.bytes_max);
@@ -106,7 +108,7 @@ impl ValueCache {
             self.ring.push_back((key, generation));
         } else if let Some(evicted) = self.entries.remove(&key) {
             self.bytes -= key.len() + evicted.value.len();
-            self.publish(|| CacheChange::Remove(key));
+            self.publish(|| CacheChange::Remove(key.as_ref().into()));
         }
     }
 
@@ -140,27 +142,27 @@ impl ValueCache {
 
 #[cfg(test)]
 mod tests {
-    use super::ValueCache;
+    use super::{SharedKey, ValueCache};
     use std::sync::Arc;
 
     #[test]
     fn stays_within_its_budget_and_keeps_recently_used_values() {
         let mut cache = ValueCache::new(100, 7, false);
         for index in 0..10u8 {
-            cache.insert(&[index], Arc::from(vec![index; 9]));
+            cache.insert(SharedKey::from(&[index][..]), Arc::from(vec![index; 9]));
         }
         assert_eq!(cache.bytes(), 100);
         assert!(cache.get(&[3]).is_some());
-        cache.insert(&[42], Arc::from(vec![0; 9]));
+        cache.insert(SharedKey::from(&[42][..]), Arc::from(vec![0; 9]));
         assert!(cache.bytes() <= 100);
         assert!(cache.get(&[3]).is_some(), "a referenced entry gets a second chance");
         assert!(cache.get(&[42]).is_some());
-        cache.insert(&[7], Arc::from(vec![0; 200]));
+        cache.insert(SharedKey::from(&[7][..]), Arc::from(vec![0; 200]));
         assert!(cache.get(&[7]).is_none(), "larger than the whole budget: not cached");
         cache.remove(&[3]);
         assert!(cache.get(&[3]).is_none());
         for round in 0..1000u32 {
-            cache.insert(&round.to_le_bytes(), Arc::from(vec![0; 5]));
+            cache.insert(SharedKey::from(&round.to_le_bytes()[..]), Arc::from(vec![0; 5]));
             cache.remove(&round.to_le_bytes());
         }
         assert!(cache.ring.len() <= 2 * cache.entries.len() + 17, "stale ring copies are dropped");

@@ -24,6 +24,7 @@ use super::space::{Ring, Writer};
 use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::command::Reply;
+use crate::engine::keyspace::SharedKey;
 use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -164,7 +165,7 @@ impl Log {
 /// A record to append.
 pub enum NewRecord<'a> {
     Put {
-        key: &'a [u8],
+        key: SharedKey,
         value: Arc<[u8]>,
         expires_at_ms: Option<u64>,
     },
@@ -314,7 +315,7 @@ impl Log {
         let location = Location { offset_bytes, record_bytes, sequence_low: crate::format::low_32_bits(open.sequence) };
         open.effects.push(match record {
             NewRecord::Put { key, value, expires_at_ms } => {
-                DurableEffect::Put { key: (*key).into(), location, value: value.clone(), expires_at_ms: *expires_at_ms }
+                DurableEffect::Put { key: key.clone(), location, value: value.clone(), expires_at_ms: *expires_at_ms }
             }
             NewRecord::Delete { key } => DurableEffect::Delete { key: (*key).into() },
             NewRecord::Clear => DurableEffect::Clear,

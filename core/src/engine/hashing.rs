@@ -64,7 +64,7 @@ impl BuildHasher for SeededState {
 
 /// The one place the engine names `HashMap`: always with the seeded state above.
 #[allow(clippy::disallowed_types)]
-pub type KeyMap<V> = std::collections::HashMap<Box<[u8]>, V, SeededState>;
+pub type KeyMap<V> = std::collections::HashMap<std::sync::Arc<[u8]>, V, SeededState>;
 
 pub fn key_map<V>(seed: u64) -> KeyMap<V> {
     KeyMap::with_hasher(SeededState { seed })

@@ -11,10 +11,14 @@ use super::config::Config;
 pub use super::index::{CompactIndex, Location};
 use super::EngineStats;
 
+/// A key held in several places at once (a pending write, its batch's effects, the cache):
+/// allocated once per write, shared by reference count.
+pub type SharedKey = Arc<[u8]>;
+
 /// One record's effect on the keyspace, applied when its batch is durable.
 pub enum DurableEffect {
     Put {
-        key: Box<[u8]>,
+        key: SharedKey,
         location: Location,
         value: Arc<[u8]>,
         expires_at_ms: Option<u64>,
@@ -69,7 +73,7 @@ pub struct Keyspace {
     pub index: CompactIndex,
     /// Durable values, by key: what the index points at, kept in memory.
     pub cache: ValueCache,
-    pub overlay: BTreeMap<Box<[u8]>, PendingWrite>,
+    pub overlay: BTreeMap<SharedKey, PendingWrite>,
     /// A FLUSHALL not yet durable: keys missing from the overlay are absent since this batch.
     pub cleared_at: Option<u64>,
     /// Keys in the logical (newest) state, for DBSIZE.
@@ -174,15 +178,15 @@ impl Keyspace {
 
     /// Records a write in batch `sequence` in the logical state. Keys count until their
     /// deletion is written, expired or not (DBSIZE counts them, as Redis's does).
-    pub fn write(&mut self, key: &[u8], value: Option<Arc<[u8]>>, expires_at_ms: Option<u64>, sequence: u64) {
+    pub fn write(&mut self, key: SharedKey, value: Option<Arc<[u8]>>, expires_at_ms: Option<u64>, sequence: u64) {
         debug_assert!(value.is_some() || expires_at_ms.is_none(), "only a value expires");
-        let existed = self.lookup_raw(key).exists();
+        let existed = self.lookup_raw(&key).exists();
         match (existed, value.is_some()) {
             (false, true) => self.live_keys += 1,
             (true, false) => self.live_keys -= 1,
             _ => {}
         }
-        let replaced = self.overlay.insert(key.into(), PendingWrite { sequence, value, expires_at_ms });
+        let replaced = self.overlay.insert(key, PendingWrite { sequence, value, expires_at_ms });
         self.overlay_expiring += usize::from(expires_at_ms.is_some());
         self.overlay_expiring -= usize::from(replaced.is_some_and(|old| old.expires_at_ms.is_some()));
     }
@@ -228,7 +232,7 @@ impl Keyspace {
             match effect {
                 DurableEffect::Put { key, location, value, expires_at_ms } => {
                     if self.cacheable(expires_at_ms) {
-                        self.cache.insert(&key, value);
+                        self.cache.insert(SharedKey::clone(&key), value);
                     } else {
                         self.cache.remove(&key);
                     }

@@ -4,11 +4,22 @@
 //! request being parsed, so bytes arriving one at a time are still examined a
 //! bounded number of times each: total work stays linear in the input.
 
+use std::ops::Range;
+
 use super::limits::Limits;
+use super::whole_frame::{parse_whole_frame, Arguments};
 use crate::command::Reply;
 
 /// One decoded request: its arguments, binary-safe, command name first.
 pub type Command = Vec<Vec<u8>>;
+
+/// A decoded request: lent from the decoder's buffer (a multibulk request that arrived whole,
+/// the common case: no copy, no allocation), or owned (one assembled from pieces, or inline).
+#[derive(Debug)]
+pub enum Frame<'a> {
+    Lent(Arguments<'a>),
+    Owned(Command),
+}
 
 /// Cap on argument slots reserved up front: the count in `*N` is untrusted,
 /// so the vector only grows further as arguments actually arrive.
@@ -99,6 +110,8 @@ pub struct Decoder {
     poisoned: Option<ProtocolError>,
     /// Bytes looked at by scans and copies, to prove parsing is linear.
     bytes_examined: usize,
+    /// The argument ranges of the request last lent (reused: no allocation per request).
+    ranges: Vec<Range<usize>>,
 }
 
 /// Where the decoder stands inside the current request. `scanned` counts
@@ -187,7 +200,15 @@ impl Multibulk {
 impl Decoder {
     /// Creates a decoder enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, buf: Vec::new(), pos: 0, state: State::Idle, poisoned: None, bytes_examined: 0 }
+        Self {
+            limits,
+            buf: Vec::new(),
+            pos: 0,
+            state: State::Idle,
+            poisoned: None,
+            bytes_examined: 0,
+            ranges: Vec::new(),
+        }
     }
 
     /// Appends received bytes. Call [`Decoder::next_command`] until it returns
@@ -223,6 +244,25 @@ impl Decoder {
                 Err(err)
             }
         }
+    }
+
+    /// Like [`Decoder::next_command`], but a multibulk request that arrived whole (checked only
+    /// between requests) is lent from the buffer instead of copied out. Anything the fast path
+    /// does not take, it leaves untouched for the incremental parser: the same requests are
+    /// accepted and the same errors reported either way.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ProtocolError> {
+        if self.poisoned.is_none() && matches!(self.state, State::Idle) {
+            self.compact();
+            let unparsed = self.buf.get(self.pos..).unwrap_or_default();
+            if let Some(length) = parse_whole_frame(unparsed, &self.limits, &mut self.ranges, &mut self.bytes_examined)
+            {
+                let start = self.pos;
+                self.pos += length;
+                let bytes = self.buf.get(start..self.pos).unwrap_or_default();
+                return Ok(Some(Frame::Lent(Arguments::new(bytes, &self.ranges))));
+            }
+        }
+        Ok(self.next_command()?.map(Frame::Owned))
     }
 
     /// Bytes held for commands not yet returned: unparsed input plus the
@@ -435,7 +475,7 @@ impl Decoder {
 
 /// Parses a decimal integer exactly like Redis's `string2ll`: optional `-`,
 /// no `+`, no leading zeros (nor `-0`), no spaces, no overflow.
-fn parse_redis_int(text: &[u8]) -> Option<i64> {
+pub(super) fn parse_redis_int(text: &[u8]) -> Option<i64> {
     let (negative, body) = match text.split_first()? {
         (b'-', body) => (true, body),
         _ => (false, text),
@@ -598,10 +638,21 @@ mod tests {
         words.iter().map(|word| word.to_vec()).collect()
     }
 
-    /// Pulls commands until the decoder needs input or fails.
-    fn drain(decoder: &mut Decoder, out: &mut Outcome) {
+    /// Pulls commands until the decoder needs input or fails, through `next_frame` (the
+    /// server's path, lending whole requests) or `next_command` alone.
+    fn drain_with(decoder: &mut Decoder, out: &mut Outcome, lend: bool) {
         loop {
-            match decoder.next_command() {
+            let next = if lend {
+                decoder.next_frame().map(|frame| {
+                    frame.map(|frame| match frame {
+                        Frame::Lent(arguments) => arguments.to_command(),
+                        Frame::Owned(command) => command,
+                    })
+                })
+            } else {
+                decoder.next_command()
+            };
+            match next {
                 Ok(Some(command)) => out.0.push(command),
                 Ok(None) => return,
                 Err(err) => {
@@ -612,13 +663,21 @@ mod tests {
         }
     }
 
+    fn drain(decoder: &mut Decoder, out: &mut Outcome) {
+        drain_with(decoder, out, true);
+    }
+
     /// Feeds `chunks` in order, draining after each, until an error.
     fn run_chunks(limits: Limits, chunks: &[&[u8]]) -> Outcome {
+        run_chunks_with(limits, chunks, true)
+    }
+
+    fn run_chunks_with(limits: Limits, chunks: &[&[u8]], lend: bool) -> Outcome {
         let mut decoder = Decoder::new(limits);
         let mut out = (Vec::new(), None);
         for chunk in chunks {
             decoder.feed(chunk);
-            drain(&mut decoder, &mut out);
+            drain_with(&mut decoder, &mut out, lend);
             if out.1.is_some() {
                 break;
             }
@@ -889,6 +948,32 @@ mod tests {
                 drain(&mut decoder, &mut out);
                 prop_assert!(decoder.buffered_bytes() <= limits.query_buffer_bytes_max);
                 prop_assert!(decoder.buf.len() <= 2 * limits.query_buffer_bytes_max);
+            }
+        }
+
+        /// Lending whole requests accepts and rejects exactly what the incremental parser
+        /// alone does, on arbitrary bytes and on valid requests mixed with garbage.
+        #[test]
+        fn lending_does_not_change_results(
+            data in prop::collection::vec(fuzz_byte(), 0..600),
+            commands in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..24), 1..6),
+                0..6,
+            ),
+            cuts in prop::collection::vec(any::<usize>(), 0..12),
+            limits in any_limits(),
+        ) {
+            let mut wire = Vec::new();
+            for command in &commands {
+                encode_command(command, &mut wire);
+            }
+            let split = data.len() / 2;
+            wire.splice(0..0, data[..split].iter().copied());
+            wire.extend_from_slice(&data[split..]);
+            let limits = Limits { query_buffer_bytes_max: usize::MAX, ..limits };
+            for input in [&wire[split..wire.len() - (data.len() - split)], &wire[..]] {
+                let chunks = split_at(input, &cuts);
+                prop_assert_eq!(run_chunks_with(limits, &chunks, true), run_chunks_with(limits, &chunks, false));
             }
         }
 

@@ -16,13 +16,7 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
             push_i64(out, *value);
             out.extend_from_slice(b"\r\n");
         }
-        Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
-        Reply::Bulk(Some(bytes)) => {
-            out.reserve(bytes.len() + 16);
-            push_header(out, b'$', bytes.len());
-            out.extend_from_slice(bytes);
-            out.extend_from_slice(b"\r\n");
-        }
+        Reply::Bulk(bytes) => encode_bulk(bytes.as_deref(), out),
         Reply::Array(None) => out.extend_from_slice(b"*-1\r\n"),
         Reply::Array(Some(items)) => {
             push_header(out, b'*', items.len());
@@ -31,6 +25,18 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
             }
         }
     }
+}
+
+/// Appends a bulk string reply (`None`: the null bulk string), copying the bytes once.
+pub fn encode_bulk(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
+    let Some(bytes) = bytes else {
+        out.extend_from_slice(b"$-1\r\n");
+        return;
+    };
+    out.reserve(bytes.len() + 16);
+    push_header(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a command as a client sends it: an array of bulk strings (for clients written in

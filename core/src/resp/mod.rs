@@ -6,7 +6,9 @@
 mod decoder;
 mod encoder;
 mod limits;
+mod whole_frame;
 
-pub use decoder::{Command, Decoder, ProtocolError};
-pub use encoder::{encode_command, encode_reply};
+pub use decoder::{Command, Decoder, Frame, ProtocolError};
+pub use encoder::{encode_bulk, encode_command, encode_reply};
 pub use limits::Limits;
+pub use whole_frame::Arguments;

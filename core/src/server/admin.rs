@@ -5,6 +5,8 @@ use super::{ClientId, Server};
 use crate::command::pattern::glob_match;
 use crate::command::table::{lookup, CommandSpec, Handler, ServerCommand, COMMANDS};
 use crate::command::{parse_command, Reply};
+use crate::engine::Engine;
+use crate::resp::{Arguments, Frame};
 
 /// A rejected EXEC inside MULTI (EXEC's only rejection is its arity), in Redis's words.
 const EXEC_REJECTED: &str = "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command";
@@ -23,11 +25,25 @@ impl Server {
             {
                 break;
             }
-            match connection.decoder.next_command() {
+            let at_once = connection.answers_at_once();
+            match connection.decoder.next_frame() {
                 Ok(None) => break,
-                Ok(Some(arguments)) => {
+                Ok(Some(Frame::Lent(arguments))) => {
                     self.stats.commands_processed += 1;
-                    self.dispatch(client, arguments);
+                    if at_once && get_at_once(&mut self.engine, client, arguments, &mut connection.output) {
+                        connection.last_command = "get";
+                        continue;
+                    }
+                    // Copied into buffers kept from earlier commands: the request takes what
+                    // it keeps (a key, a value), and the rest are reused.
+                    let mut scratch = std::mem::take(&mut self.argument_scratch);
+                    arguments.copy_into(&mut scratch);
+                    self.dispatch(client, &mut scratch);
+                    self.argument_scratch = scratch;
+                }
+                Ok(Some(Frame::Owned(mut arguments))) => {
+                    self.stats.commands_processed += 1;
+                    self.dispatch(client, &mut arguments);
                 }
                 Err(error) => {
                     self.stats.protocol_errors += 1;
@@ -42,7 +58,7 @@ impl Server {
         self.flush_ready(client);
     }
 
-    fn dispatch(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
+    fn dispatch(&mut self, client: ClientId, arguments: &mut [Vec<u8>]) {
         // Command names are case-insensitive: lowered on the stack, not copied (no allocation).
         let mut lowered = [0u8; crate::command::parse::COMMAND_NAME_BYTES_MAX];
         let name =
@@ -134,7 +150,7 @@ impl Server {
         self.reply_local(client, reply);
     }
 
-    fn submit_to_engine(&mut self, client: ClientId, arguments: Vec<Vec<u8>>) {
+    fn submit_to_engine(&mut self, client: ClientId, arguments: &mut [Vec<u8>]) {
         match parse_command(arguments) {
             Ok((request, shape)) => {
                 if let Some(connection) = self.connections.get_mut(&client) {
@@ -394,7 +410,7 @@ enum ConfigChange {
 fn command_command(arguments: &[Vec<u8>]) -> Reply {
     let entry = |spec: &CommandSpec| {
         let (first_key, last_key, step) = spec.keys;
-        let flags = spec.flags.iter().map(|flag| Reply::Simple((*flag).to_string())).collect();
+        let flags = spec.flags.iter().map(|flag| Reply::Simple((*flag).into())).collect();
         Reply::Array(Some(vec![
             Reply::Bulk(Some(spec.name.as_bytes().to_vec())),
             Reply::Integer(spec.arity),
@@ -444,4 +460,17 @@ mod tests {
         assert!(!glob_match(b"x*", b"save"));
         assert!(!glob_match(&[b'*'; 200].iter().chain(b"z").copied().collect::<Vec<u8>>(), &[b'a'; 200]));
     }
+}
+
+/// The hot path of a GET whose value is in memory: answered from the request's bytes in the
+/// decoder's buffer straight into the connection's output, with no allocation. Returns false
+/// (nothing done) when the command is not such a GET; it then takes the full path.
+fn get_at_once(engine: &mut Engine, client: ClientId, arguments: Arguments<'_>, output: &mut Vec<u8>) -> bool {
+    let (Some(name), Some(key), 2) = (arguments.get(0), arguments.get(1), arguments.len()) else { return false };
+    if !name.eq_ignore_ascii_case(b"get") {
+        return false;
+    }
+    let Some(value) = engine.get_at_once(client, key) else { return false };
+    crate::resp::encode_bulk(value.as_deref(), output);
+    true
 }

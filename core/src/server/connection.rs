@@ -79,6 +79,12 @@ impl Connection {
         self.engine_in_flight == 0 && now.saturating_sub(self.last_active) >= timeout
     }
 
+    /// Whether a command's reply may go straight to the output: no reply is owed ahead of it,
+    /// and it is not queued in a transaction or refused for want of AUTH.
+    pub fn answers_at_once(&self) -> bool {
+        self.authenticated && self.transaction.is_none() && self.slots.is_empty() && !self.stopped
+    }
+
     pub fn push_engine(&mut self, shape: ReplyShape) {
         self.engine_in_flight += 1;
         self.slots.push_back(Slot::Engine(shape, None));

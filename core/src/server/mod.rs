@@ -89,6 +89,8 @@ pub struct Server {
     /// next input (a drain never feeds the engine), and `poll_timeout` asks for it now.
     resume: BTreeSet<ClientId>,
     closes: VecDeque<ClientId>,
+    /// Argument buffers lent to each command in turn (see `Arguments::copy_into`).
+    argument_scratch: Vec<Vec<u8>>,
     /// Replies to clients that submitted requests directly, not over a connection.
     direct_replies: VecDeque<(ClientId, crate::Reply)>,
     now: u64,
@@ -124,6 +126,7 @@ impl Server {
             output_queued: BTreeSet::new(),
             resume: BTreeSet::new(),
             closes: VecDeque::new(),
+            argument_scratch: Vec::new(),
             direct_replies: VecDeque::new(),
             now: 0,
             started_at: 0,
@@ -367,9 +370,13 @@ impl Server {
         if self.resume.is_empty() {
             return;
         }
-        for client in std::mem::take(&mut self.resume) {
+        // Popped, not taken: the set keeps its node (no allocation per drain). Processing a
+        // connection's commands never drains output, so nothing is added meanwhile.
+        for _ in 0..self.resume.len() {
+            let Some(client) = self.resume.pop_first() else { break };
             self.process_commands(client);
         }
+        debug_assert!(self.resume.is_empty(), "every drained connection resumed");
         self.drain_engine();
     }
 

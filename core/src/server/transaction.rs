@@ -61,7 +61,7 @@ impl Server {
         &mut self,
         client: ClientId,
         spec: Option<&'static CommandSpec>,
-        arguments: Vec<Vec<u8>>,
+        arguments: &mut [Vec<u8>],
     ) -> Reply {
         if spec.is_some_and(|spec| spec.name == "watch") {
             return Reply::error("ERR WATCH inside MULTI is not allowed"); // the transaction goes on

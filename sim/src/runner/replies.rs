@@ -43,7 +43,8 @@ fn describe_reply(reply: &Reply) -> String {
 
 fn reply_word(reply: &Reply) -> u64 {
     match reply {
-        Reply::Simple(text) | Reply::Error(text) => crate::trace::digest(text.as_bytes()),
+        Reply::Simple(text) => crate::trace::digest(text.as_bytes()),
+        Reply::Error(text) => crate::trace::digest(text.as_bytes()),
         Reply::Integer(value) => *value as u64,
         Reply::Bulk(Some(value)) => crate::trace::digest(value),
         Reply::Bulk(None) | Reply::Array(None) => 0,

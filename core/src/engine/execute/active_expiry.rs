@@ -68,7 +68,7 @@ impl Engine {
         let Ok(sequence) = self.append_records(&records, Writer::Delete) else { return false };
         for key in keys {
             debug_assert!(self.keyspace.is_expired(key), "only expired keys are deleted");
-            self.keyspace.write(key, None, None, sequence);
+            self.keyspace.write(key.as_slice().into(), None, None, sequence);
             self.watches.touch_expired(key);
         }
         self.shared.stats.keys_expired += keys.len() as u64;

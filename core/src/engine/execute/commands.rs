@@ -11,6 +11,7 @@ use super::super::{ClientId, Engine};
 use super::expiry::{self, Current};
 use crate::command::parse::{not_an_integer, parse_integer};
 use crate::command::{Reply, Request, SetCondition};
+use crate::engine::keyspace::SharedKey;
 use crate::format::KEY_BYTES_MAX;
 
 impl Engine {
@@ -166,18 +167,22 @@ impl Engine {
                 if let Some(refusal) = self.index_full(new_entry_bytes) {
                     return self.clients.finish(client_id, slot_id, refusal, lookup.sequence());
                 }
-                (
-                    vec![NewRecord::Put { key, value: Arc::from(value.as_slice()), expires_at_ms: None }],
-                    Reply::ok(),
-                    lookup.sequence(),
-                )
+                // The hot path: one record, on the stack.
+                let records = [NewRecord::Put {
+                    key: key.as_slice().into(),
+                    value: value.as_slice().into(),
+                    expires_at_ms: None,
+                }];
+                let logged =
+                    self.log_records(client_id, slot_id, &records, Writer::Put, Reply::ok(), lookup.sequence());
+                return logged.unwrap_or_else(|| self.clients.stall(client_id, slot_id, request));
             }
             Request::MSet { pairs } => {
                 if let Some(refusal) = self.index_full(self.mset_new_entry_bytes(pairs)) {
                     return self.clients.finish(client_id, slot_id, refusal, 0);
                 }
                 let records = pairs.iter().map(|(key, value)| NewRecord::Put {
-                    key,
+                    key: SharedKey::from(key.as_slice()),
                     value: Arc::from(value.as_slice()),
                     expires_at_ms: None,
                 });
@@ -192,7 +197,7 @@ impl Engine {
                     return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
                 let records = pairs.iter().map(|(key, value)| NewRecord::Put {
-                    key,
+                    key: SharedKey::from(key.as_slice()),
                     value: Arc::from(value.as_slice()),
                     expires_at_ms: None,
                 });
@@ -208,20 +213,30 @@ impl Engine {
         // Deletes may use space puts may not: a full disk must still take the DELs that free it.
         let writer =
             if matches!(request, Request::Del { .. } | Request::FlushAll) { Writer::Delete } else { Writer::Put };
-        match self.append_records(&records, writer) {
+        let logged = self.log_records(client_id, slot_id, &records, writer, reply, observed);
+        drop(records);
+        logged.unwrap_or_else(|| self.clients.stall(client_id, slot_id, request))
+    }
+
+    /// Appends a write's records and applies them to the keyspace; the reply waits for their
+    /// batch. `None`: the open batch is full, and the command must stall (the caller holds it).
+    fn log_records(
+        &mut self,
+        client_id: ClientId,
+        slot_id: u64,
+        records: &[NewRecord<'_>],
+        writer: Writer,
+        reply: Reply,
+        observed: u64,
+    ) -> Option<Executed> {
+        match self.append_records(records, writer) {
             Ok(sequence) => {
-                self.apply_to_keyspace(&records, sequence);
+                self.apply_to_keyspace(records, sequence);
                 self.maybe_seal();
-                self.clients.finish(client_id, slot_id, reply, sequence.max(observed))
+                Some(self.clients.finish(client_id, slot_id, reply, sequence.max(observed)))
             }
-            Err(AppendRefused::BatchFull) => {
-                drop(records);
-                self.clients.stall(client_id, slot_id, request)
-            }
-            Err(AppendRefused::Reply(error)) => {
-                drop(records);
-                self.clients.finish(client_id, slot_id, error, observed)
-            }
+            Err(AppendRefused::BatchFull) => None,
+            Err(AppendRefused::Reply(error)) => Some(self.clients.finish(client_id, slot_id, error, observed)),
         }
     }
 
@@ -276,9 +291,9 @@ impl Engine {
         for record in records {
             match record {
                 NewRecord::Put { key, value, expires_at_ms } => {
-                    self.keyspace.write(key, Some(value.clone()), *expires_at_ms, sequence)
+                    self.keyspace.write(SharedKey::clone(key), Some(value.clone()), *expires_at_ms, sequence)
                 }
-                NewRecord::Delete { key } => self.keyspace.write(key, None, None, sequence),
+                NewRecord::Delete { key } => self.keyspace.write(SharedKey::from(*key), None, None, sequence),
                 NewRecord::Clear => self.keyspace.clear(sequence),
                 NewRecord::Move { .. } => unreachable!("clients do not move records"),
             }
@@ -289,7 +304,8 @@ impl Engine {
     fn touch_watched(&mut self, records: &[NewRecord<'_>]) {
         for record in records {
             match record {
-                NewRecord::Put { key, .. } | NewRecord::Delete { key } => self.watches.touch(key),
+                NewRecord::Put { key, .. } => self.watches.touch(key),
+                NewRecord::Delete { key } => self.watches.touch(key),
                 NewRecord::Clear => {
                     for key in self.watches.keys() {
                         if self.keyspace.lookup(&key).exists() {
@@ -366,7 +382,7 @@ impl Engine {
                 if let Some(refusal) = self.index_full(new_entry_bytes) {
                     return self.clients.finish(client_id, slot_id, refusal, observed);
                 }
-                (NewRecord::Put { key: request_key(&request), value, expires_at_ms }, Writer::Put)
+                (NewRecord::Put { key: request_key(&request).into(), value, expires_at_ms }, Writer::Put)
             }
             Change::Delete => (NewRecord::Delete { key: request_key(&request) }, Writer::Delete),
         };

@@ -5,11 +5,37 @@ use std::sync::Arc;
 use super::super::clients::{Executed, SlotState};
 use super::super::keyspace::Lookup;
 use super::super::reads::{decode_value, ReadJob, ReadPurpose};
-use super::super::{ClientId, Engine};
+use super::super::{ClientId, Engine, Phase};
 use crate::command::Reply;
+use crate::engine::keyspace::SharedKey;
+use crate::format::KEY_BYTES_MAX;
 use crate::io::IoError;
 
 impl Engine {
+    /// A GET answered at once, with no slot and no reply queued (the server's hot path:
+    /// no allocation), when the full path ([`Engine::submit`]) could not answer differently or
+    /// later: the engine is serving, the client has nothing in the engine ahead of it, the key
+    /// is valid, not locked by a read-modify-write, not past its expiry time (the full path
+    /// deletes it), and its value or absence is durable and in memory. `None`: submit it.
+    pub fn get_at_once(&mut self, client_id: ClientId, key: &[u8]) -> Option<Option<Arc<[u8]>>> {
+        let serving = matches!(self.phase, Phase::Ready);
+        if !serving || self.clients.backlog(client_id) > 0 || key.len() > KEY_BYTES_MAX {
+            return None;
+        }
+        if (self.clients.any_key_locked() && self.clients.is_locked(key))
+            || (self.keyspace.may_expire() && self.keyspace.is_expired(key))
+        {
+            return None;
+        }
+        let durable = self.log.durable_sequence;
+        match self.keyspace.lookup(key) {
+            Lookup::Absent { sequence } if sequence <= durable => Some(None),
+            Lookup::Pending { value, sequence } if sequence <= durable => Some(Some(value)),
+            Lookup::Durable(_) => self.keyspace.cache.get(key).map(Some),
+            Lookup::Absent { .. } | Lookup::Pending { .. } => None,
+        }
+    }
+
     /// GET and MGET: answer from memory where possible, read the rest.
     pub(super) fn start_reads(&mut self, client_id: ClientId, slot_id: u64, keys: &[Vec<u8>], multi: bool) -> Executed {
         let mut parts = Vec::with_capacity(keys.len());
@@ -54,7 +80,7 @@ impl Engine {
             // Cache only what the index still points at: a newer write may have moved the key.
             let expiry = self.keyspace.index.expiry(&job.key);
             if self.keyspace.index.get(job.key.as_slice()) == Some(job.location) && self.keyspace.cacheable(expiry) {
-                self.keyspace.cache.insert(&job.key, value.clone());
+                self.keyspace.cache.insert(SharedKey::from(job.key.as_slice()), value.clone());
             }
         }
         match job.purpose {

@@ -16,6 +16,7 @@ use super::super::{ClientId, Engine};
 use super::commands::{compute_read_modify_write, Change, RmwContext};
 use super::expiry::{ttl_reply, Current};
 use crate::command::{Reply, Request, SetCondition};
+use crate::engine::keyspace::SharedKey;
 
 /// The transaction's keys and their values as its commands see them (`None`: absent).
 type View = BTreeMap<Vec<u8>, Option<Arc<[u8]>>>;
@@ -209,7 +210,7 @@ impl Engine {
                 (None, true) => records.push(NewRecord::Delete { key }),
                 (Some((value, expires_at_ms)), existed) => {
                     new_entry_bytes += if existed { 0 } else { CompactIndex::entry_bytes(key.len()) };
-                    records.push(NewRecord::Put { key, value, expires_at_ms });
+                    records.push(NewRecord::Put { key: SharedKey::from(&key[..]), value, expires_at_ms });
                 }
             }
         }
