@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 /// What one read from the socket gave.
 pub(crate) enum Received {
-    /// Plaintext bytes were appended (possibly none: a TLS handshake record).
-    Bytes,
+    /// Plaintext bytes were appended (possibly none: a TLS handshake record). `drained`: the
+    /// read came back short, so the socket had nothing more: reading again now would only
+    /// cost a system call that says so (poll reports the socket again when more arrives).
+    Bytes { drained: bool },
     /// Nothing to read now.
     Nothing,
     /// The peer closed, or the connection failed (a bad TLS record included).
@@ -60,6 +62,19 @@ impl Peer {
         self.unsent.extend_from_slice(bytes);
     }
 
+    /// Writes `bytes` (after anything still queued); what the socket does not take now is
+    /// queued. A plain connection with nothing queued writes straight from `bytes`: no copy.
+    /// `Err` if the connection failed.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        if self.tls.is_some() || !self.unsent.is_empty() {
+            self.queue(bytes);
+            return self.flush();
+        }
+        let written = write_some(&mut self.stream, bytes)?;
+        self.queue(&bytes[written..]);
+        Ok(())
+    }
+
     /// Reads once from the socket into `buffer`; plaintext goes to `plaintext`.
     pub fn receive(&mut self, buffer: &mut [u8], plaintext: &mut Vec<u8>) -> Received {
         let count = match self.stream.read(buffer) {
@@ -70,9 +85,10 @@ impl Peer {
             }
             Err(_) => return Received::Closed,
         };
+        let drained = count < buffer.len();
         let Some(tls) = self.tls.as_mut() else {
             plaintext.extend_from_slice(&buffer[..count]);
-            return Received::Bytes;
+            return Received::Bytes { drained };
         };
         let mut ciphertext = &buffer[..count];
         while !ciphertext.is_empty() {
@@ -88,7 +104,7 @@ impl Peer {
                 return Received::Closed;
             }
         }
-        Received::Bytes
+        Received::Bytes { drained }
     }
 
     /// Writes what the socket takes now. `Err` if the connection failed.

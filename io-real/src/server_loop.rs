@@ -328,7 +328,7 @@ impl Loop {
             match peer.receive(&mut self.read_buffer, &mut self.plaintext) {
                 Received::Closed => return self.drop_peer(id),
                 Received::Nothing => return,
-                Received::Bytes => {
+                Received::Bytes { drained } => {
                     total += self.plaintext.len().max(1);
                     // A TLS handshake may have records to send back.
                     if peer.wants_write() {
@@ -336,6 +336,9 @@ impl Loop {
                     }
                     if !self.plaintext.is_empty() {
                         self.server.receive(id, &self.plaintext);
+                    }
+                    if drained {
+                        return;
                     }
                 }
             }
@@ -355,10 +358,15 @@ impl Loop {
         loop {
             self.output.clear();
             let Some(id) = self.server.poll_output_into(&mut self.output) else { break };
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.queue(&self.output);
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            if peer.send(&self.output).is_err() {
+                self.drop_peer(id);
+                continue;
             }
-            self.flush(id);
+            if !peer.wants_write() && peer.close_when_flushed {
+                self.peers.remove(&id);
+                continue;
+            }
             if self.peers.get(&id).is_some_and(|peer| peer.unsent_bytes() > self.output_bytes_max) {
                 tracing::warn!(
                     "closing client {id}: more than {} bytes of replies it does not read",

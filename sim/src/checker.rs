@@ -45,6 +45,9 @@ pub struct Write {
     pub invoked: u64,
     pub completed: Option<u64>,
     pub status: Status,
+    /// A read returned this write's value before its reply (or while it had none): the write
+    /// was revealed, so it may no longer turn out not to have happened.
+    pub observed: bool,
 }
 
 impl Write {
@@ -184,6 +187,9 @@ pub struct Checker {
     /// Reads in flight, by invocation time (a multiset), to know how far history may be pruned.
     reads_in_flight: BTreeMap<u64, u32>,
     pub reads_checked: u64,
+    /// Reads that returned a write's value before that write's reply came: each one a chance
+    /// to aim a crash at a write that must already be durable (runner, `aim_after_reveal`).
+    pub reveals_before_reply: u64,
 }
 
 impl Checker {
@@ -215,7 +221,7 @@ impl Checker {
     }
 
     pub fn begin_write(&mut self, key: &[u8], op_id: u64, value: Option<ValueId>, amount: i64, invoked: u64) {
-        let write = Write { op_id, value, amount, invoked, completed: None, status: Status::Pending };
+        let write = Write { op_id, value, amount, invoked, completed: None, status: Status::Pending, observed: false };
         // Most writes hit a key already known: look it up before allocating a copy of it.
         match self.keys.get_mut(key) {
             Some(history) => history.writes.push(write),
@@ -227,6 +233,12 @@ impl Checker {
     pub fn end_write(&mut self, key: &[u8], op_id: u64, status: Status, completed: u64) {
         let horizon = self.reads_in_flight.keys().next().copied().unwrap_or(completed);
         let Some(history) = self.keys.get_mut(key) else { return };
+        let revealed =
+            history.writes.iter().rev().find(|write| write.op_id == op_id).is_some_and(|write| write.observed);
+        if status == Status::Failed && revealed {
+            let what = "a read returned the value of a write that then failed (revealed before it was durable)";
+            return self.fail(what, key, "the write applied".into(), "failed".into());
+        }
         finish_write(&mut history.writes, op_id, status, completed);
         if family(key) == Some(Family::Register) {
             history.prune(&self.flushes, horizon);
@@ -234,7 +246,9 @@ impl Checker {
     }
 
     pub fn begin_flush(&mut self, op_id: u64, invoked: u64) {
-        self.flushes.push(Write { op_id, value: None, amount: 0, invoked, completed: None, status: Status::Pending });
+        let flush =
+            Write { op_id, value: None, amount: 0, invoked, completed: None, status: Status::Pending, observed: false };
+        self.flushes.push(flush);
     }
 
     pub fn end_flush(&mut self, op_id: u64, status: Status, completed: u64) {
@@ -290,7 +304,9 @@ impl Checker {
             // Observed: it took effect by now, whatever its reply said.
             let writes = history.writes.iter_mut().chain(self.flushes.iter_mut());
             if let Some(write) = writes.filter(|write| write.op_id == *op_id).find(|write| write.completed.is_none()) {
+                self.reveals_before_reply += u64::from(write.status == Status::Pending);
                 write.completed = Some(responded);
+                write.observed = true;
             }
         }
     }
@@ -550,12 +566,36 @@ impl Checker {
     /// An open after the crash at `crash_tick` found register `key` holding `durable` (`None`:
     /// absent): every write undecided at the crash with another value did not take effect last,
     /// and is set failed so that no later read may return it (see runner/settle.rs).
+    ///
+    /// A write a read had observed may be among them only if a write of the recovered value
+    /// could have replaced it afterwards; else the read revealed a write the crash then lost.
     pub fn settle(&mut self, key: &[u8], crash_tick: u64, durable: Option<ValueId>) {
         let Some(history) = self.keys.get_mut(key) else { return };
+        let flushes = &self.flushes;
+        let replaceable = |lost: &Write| {
+            with_flushes(&history.writes, flushes).any(|other| {
+                other.op_id != lost.op_id
+                    && other.counts()
+                    && other.value == durable
+                    && other.completed.is_none_or(|done| done > lost.invoked)
+            })
+        };
+        let settled = |write: &Write| {
+            write.status == Status::Indeterminate && write.invoked < crash_tick && write.value != durable
+        };
+        let revealed_then_lost = history
+            .writes
+            .iter()
+            .find(|write| settled(write) && write.observed && !replaceable(write))
+            .map(|write| write.op_id);
         for write in &mut history.writes {
-            if write.status == Status::Indeterminate && write.invoked < crash_tick && write.value != durable {
+            if settled(write) {
                 write.status = Status::Failed;
             }
+        }
+        if let Some(op_id) = revealed_then_lost {
+            let what = format!("a read returned the value of write op {op_id}, which recovery then found lost");
+            self.fail(what, key, "the observed write durable".into(), describe_value(durable));
         }
     }
 

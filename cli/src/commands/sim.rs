@@ -321,6 +321,8 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
         "commit": {
             "batches_pipelined": space.batches_pipelined,
             "crashes_with_two_batches_in_flight": space.crashes_with_batches_in_flight,
+            "reads_revealing_a_write_before_its_reply": space.reveals_before_reply,
+            "crashes_aimed_after_a_reveal": space.crashes_after_reveal,
         },
         "determinism_checked": args.check_determinism,
         "elapsed_s": elapsed_s,
@@ -370,6 +372,11 @@ fn print_human_summary(summary: &serde_json::Value) {
     println!(
         "pipelined commits: {} batches sealed while another was in flight; {} crashes met two in flight",
         summary["commit"]["batches_pipelined"], summary["commit"]["crashes_with_two_batches_in_flight"]
+    );
+    println!(
+        "reads that returned a write's value before its reply: {}; crashes aimed right after one: {}",
+        summary["commit"]["reads_revealing_a_write_before_its_reply"],
+        summary["commit"]["crashes_aimed_after_a_reveal"]
     );
     if let Some(hash) = summary["trace_hash"].as_str() {
         println!("trace hash {hash}");

@@ -251,6 +251,8 @@ impl Decoder {
     /// does not take, it leaves untouched for the incremental parser: the same requests are
     /// accepted and the same errors reported either way.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ProtocolError> {
+        #[cfg(debug_assertions)]
+        let mut declined: Option<Vec<u8>> = None;
         if self.poisoned.is_none() && matches!(self.state, State::Idle) {
             self.compact();
             let unparsed = self.buf.get(self.pos..).unwrap_or_default();
@@ -261,8 +263,17 @@ impl Decoder {
                 let bytes = self.buf.get(start..self.pos).unwrap_or_default();
                 return Ok(Some(Frame::Lent(Arguments::new(bytes, &self.ranges))));
             }
+            #[cfg(debug_assertions)]
+            {
+                declined = Some(self.buf.get(self.pos..).unwrap_or_default().to_vec());
+            }
         }
-        Ok(self.next_command()?.map(Frame::Owned))
+        let command = self.next_command()?;
+        #[cfg(debug_assertions)]
+        if let (Some(unparsed), Some(command)) = (&declined, &command) {
+            declined_whole_request(unparsed, command);
+        }
+        Ok(command.map(Frame::Owned))
     }
 
     /// Bytes held for commands not yet returned: unparsed input plus the
@@ -471,6 +482,19 @@ impl Decoder {
         self.pos = 0;
         self.state = State::Idle;
     }
+}
+
+/// The fast path's promise, checked in debug builds: a request it declined and the incremental
+/// parser then decoded at once, from the same bytes, was not a whole request in the canonical
+/// form every client library sends (which the fast path must lend).
+#[cfg(debug_assertions)]
+fn declined_whole_request(unparsed: &[u8], command: &Command) {
+    if command.len() > super::whole_frame::WHOLE_FRAME_ARGUMENTS_MAX {
+        return;
+    }
+    let mut canonical = Vec::new();
+    super::encode_command(command, &mut canonical);
+    debug_assert!(!unparsed.starts_with(&canonical), "the fast path declined a whole request");
 }
 
 /// Parses a decimal integer exactly like Redis's `string2ll`: optional `-`,

@@ -45,7 +45,10 @@ impl Sim {
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
         self.domain_requests_lost(&lost, true, None);
         self.checker.crash();
-        let (survive, tear) = if self.faults.enabled {
+        let lose_unsynced = std::mem::take(&mut self.aimed_tail.lose_unsynced);
+        let (survive, tear) = if self.faults.enabled && lose_unsynced {
+            (0, 0)
+        } else if self.faults.enabled {
             (self.knobs.crash_survive_ppm, self.knobs.crash_tear_ppm)
         } else {
             (1_000_000, 0) // a clean restart once faults are off: unsynced writes reach the disk whole
@@ -146,6 +149,27 @@ impl Sim {
             && self.faults.rng.gen_bool(0.9);
         if again && self.aimed_tail.crash_at.is_none() {
             self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(1..15));
+        }
+    }
+
+    /// A read returned a write's value before the write's reply: the engine reveals only
+    /// durable writes, so a crash now must keep it. A quarter of such reads aim a crash within
+    /// two ticks (before the batch in flight can finish, were the write not durable yet) that
+    /// loses every write not durable.
+    pub(crate) fn aim_after_reveal(&mut self) {
+        let reveals = self.checker.reveals_before_reply;
+        if reveals == self.space.reveals_before_reply {
+            return;
+        }
+        self.space.reveals_before_reply = reveals;
+        let aimed = self.formatted
+            && self.aimed_tail.crash_at.is_none()
+            && self.crashes < 2 * u64::from(self.knobs.crashes_max) + 2
+            && self.faults.rng.gen_bool(0.25);
+        if aimed {
+            self.space.crashes_after_reveal += 1;
+            self.aimed_tail.crash_at = Some(self.tick + self.faults.rng.gen_range(0..2));
+            self.aimed_tail.lose_unsynced = true;
         }
     }
 

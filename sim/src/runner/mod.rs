@@ -204,6 +204,9 @@ pub(crate) struct AimedTail {
     pub crash_at: Option<u64>,
     /// The last crash met two batches' log writes in flight (see crash.rs, `aim_at_adopted_tail`).
     pub two_in_flight: bool,
+    /// The crash at `crash_at` loses every write not durable (aimed after a read revealed a
+    /// write: see crash.rs, `aim_after_reveal`).
+    pub lose_unsynced: bool,
 }
 
 /// How far time jumps when nothing is scheduled and the engine asked for no tick.
@@ -556,6 +559,7 @@ impl Sim {
             self.aimed_tail.crash_at = None;
             return self.crash();
         }
+        self.aim_after_reveal();
         if self.aimed_tail.flip_at.is_some_and(|at| self.tick >= at) && !self.crash_plan.closed {
             self.aimed_tail.flip_at = None;
             self.flip_adopted_tail();
@@ -690,6 +694,7 @@ impl Sim {
                 self.variants.domain(request)
             } else {
                 let request = workload::next_request(&mut self.workload_rng, &self.knobs, client, op_id);
+                let request = self.read_neighbour_write(client, request);
                 let request = self.variants.register(request);
                 let request = self.transfer_variant(client, request);
                 let request = self.watch_variant(client, request);
@@ -701,6 +706,32 @@ impl Sim {
             }
             self.send(client, request);
             self.ops_submitted += 1;
+        }
+    }
+
+    /// A third of GETs read the key of a SET or DEL another client has in flight: the window where
+    /// a write is in the engine but not durable, which no reply may reveal (nor lose, once
+    /// revealed: see crash.rs, `aim_after_reveal`).
+    fn read_neighbour_write(&mut self, client: usize, request: Request) -> Request {
+        if !matches!(request, Request::Get { .. }) || !self.workload_rng.gen_bool(1.0 / 3.0) {
+            return request;
+        }
+        let neighbour_key = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != client)
+            .flat_map(|(_, state)| state.outstanding.iter())
+            .filter_map(|outstanding| match &outstanding.request {
+                Request::Set { key, .. } => Some(key),
+                Request::Del { keys } => keys.first(),
+                _ => None,
+            })
+            // Registers only: the other families judge their keys with models of their own.
+            .rfind(|key| crate::checker::family(key) == Some(crate::checker::Family::Register));
+        match neighbour_key {
+            Some(key) => Request::Get { key: key.clone() },
+            None => request,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct SpaceTotals {
     /// two batches' log writes not yet durable.
     pub batches_pipelined: u64,
     pub crashes_with_batches_in_flight: u64,
+    /// Reads that revealed a write before its reply, and the crashes aimed right after one.
+    pub reveals_before_reply: u64,
+    pub crashes_after_reveal: u64,
     /// How the space check ended: within target, paused, halted, or not run (stopped early).
     pub ended_within_target: bool,
     pub ended_paused: bool,
@@ -52,6 +55,8 @@ impl SpaceTotals {
         self.crashes_while_checkpointing += other.crashes_while_checkpointing;
         self.batches_pipelined += other.batches_pipelined;
         self.crashes_with_batches_in_flight += other.crashes_with_batches_in_flight;
+        self.reveals_before_reply += other.reveals_before_reply;
+        self.crashes_after_reveal += other.crashes_after_reveal;
     }
 }
 

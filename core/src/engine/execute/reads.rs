@@ -28,12 +28,18 @@ impl Engine {
             return None;
         }
         let durable = self.log.durable_sequence;
-        match self.keyspace.lookup(key) {
+        let answer = match self.keyspace.lookup(key) {
             Lookup::Absent { sequence } if sequence <= durable => Some(None),
             Lookup::Pending { value, sequence } if sequence <= durable => Some(Some(value)),
             Lookup::Durable(_) => self.keyspace.cache.get(key).map(Some),
             Lookup::Absent { .. } | Lookup::Pending { .. } => None,
-        }
+        };
+        // The promise, checked apart from the guards above: an answer reveals only durable state.
+        debug_assert!(
+            answer.is_none() || self.keyspace.lookup(key).sequence() <= durable,
+            "an answer at once reveals only durable state"
+        );
+        answer
     }
 
     /// GET and MGET: answer from memory where possible, read the rest.
