@@ -365,3 +365,19 @@ fn watch_aborts_exec_when_another_connection_changes_the_key() {
     let inside = rig.send(watcher, b"MULTI\r\nWATCH k\r\nEXEC\r\n");
     assert_eq!(inside, "+OK\r\n-ERR WATCH inside MULTI is not allowed\r\n*0\r\n");
 }
+
+/// A GET the server answers at once (a whole request, nothing owed ahead of it) must answer as
+/// the full path does: a key over the engine's limit is an error, not a missing key; a value
+/// written and acknowledged comes back; a missing key is nil.
+#[test]
+fn a_get_answered_at_once_answers_as_the_full_path_does() {
+    let mut rig = Rig::new(ServerConfig::default());
+    let client = rig.server.connect();
+    let long_key = vec![b'k'; quill_core::format::KEY_BYTES_MAX + 1];
+    let mut request = Vec::new();
+    quill_core::resp::encode_command(&[&b"GET"[..], &long_key], &mut request);
+    assert_eq!(rig.send(client, &request), "-ERR key too long (the limit is 65535 bytes)\r\n");
+    assert_eq!(rig.send(client, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n"), "+OK\r\n");
+    assert_eq!(rig.send(client, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), "$2\r\nv1\r\n");
+    assert_eq!(rig.send(client, b"*2\r\n$3\r\nget\r\n$1\r\nm\r\n"), "$-1\r\n");
+}

@@ -25,6 +25,11 @@ use quill_core::BLOCK_BYTES;
 pub const VOLUME_BYTES_MIN: u64 = 1 << 20;
 
 const SUPERBLOCK_MAGIC: &[u8; 8] = b"QUILLKV1";
+/// The first block of a data file QuillKV began creating and has not formatted yet: a start
+/// killed while laying the file out (or before its first superblock) leaves it, and the next
+/// start lays the file out again instead of refusing a file it cannot tell from someone
+/// else's. The format's first superblock overwrites it.
+const CREATING_MAGIC: &[u8; 8] = b"QUILLNEW";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VolumeKind {
@@ -129,11 +134,15 @@ pub fn open_volume(path: &Path, options: &VolumeOptions) -> Result<Volume, Volum
         state: VolumeState::Blank,
         created,
     };
-    if kind == VolumeKind::File && size_bytes == 0 {
+    let unfinished = kind == VolumeKind::File && size_bytes > 0 && unfinished_creation(path);
+    if kind == VolumeKind::File && (size_bytes == 0 || unfinished) {
         if options.access == VolumeAccess::Shared {
             return Err(VolumeError::NotAVolume { path: path.into(), access: options.access });
         }
-        volume.size_bytes = size_new_file(&volume, options.create_size_bytes, created, options.preallocate)?;
+        // An unfinished creation keeps its size unless a new one is asked for.
+        let kept = Some(size_bytes).filter(|size| unfinished && *size >= VOLUME_BYTES_MIN);
+        let size_new = options.create_size_bytes.or(kept);
+        volume.size_bytes = size_new_file(&volume, size_new, created, options.preallocate)?;
         return Ok(volume);
     }
     if size_bytes < VOLUME_BYTES_MIN && kind == VolumeKind::File && !small_file_has_magic(path) {
@@ -179,6 +188,18 @@ fn small_file_has_magic(path: &Path) -> bool {
     let length = file.read_at(&mut head, 0).unwrap_or(0);
     let at = |offset: usize| length >= offset + 8 && head[offset..offset + 8] == *SUPERBLOCK_MAGIC;
     at(0) || at(BLOCK_BYTES)
+}
+
+/// Whether the file is one QuillKV began creating and never formatted: its creation marker at
+/// byte 0 and no superblock in the second slot either (a format may write either slot first).
+/// Read without O_DIRECT, like the above.
+fn unfinished_creation(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = File::open(path) else { return false };
+    let mut head = vec![0u8; 2 * BLOCK_BYTES];
+    let length = file.read_at(&mut head, 0).unwrap_or(0);
+    let second_slot = length >= BLOCK_BYTES + 8 && head[BLOCK_BYTES..BLOCK_BYTES + 8] == *SUPERBLOCK_MAGIC;
+    length >= 8 && head[..8] == *CREATING_MAGIC && !second_slot
 }
 
 impl Volume {
@@ -341,7 +362,8 @@ fn size_new_file(
     })?;
     check_size(path, size_bytes)?;
     let file = volume.file.as_ref();
-    let sized = preallocate(file, size_bytes)
+    let sized = write_creating_marker(file)
+        .and_then(|()| preallocate(file, size_bytes))
         .and_then(|()| match layout {
             Preallocate::Write => write_zeros(file, size_bytes),
             Preallocate::Fallocate => Ok(()),
@@ -374,13 +396,21 @@ fn preallocate(file: &File, size_bytes: u64) -> io::Result<()> {
 /// Bytes written per call when laying a new file out.
 const ZERO_CHUNK_BYTES: usize = 4 << 20;
 
-/// Writes zeros over the whole file once (aligned, so O_DIRECT takes them), turning its
-/// unwritten extents into written ones.
+/// Marks the file as one being created (see [`CREATING_MAGIC`]), first, before it has a size.
+fn write_creating_marker(file: &File) -> io::Result<()> {
+    let mut block = AlignedBuffer::new(BLOCK_BYTES);
+    let note = b"QUILLNEW: a QuillKV data file being created; its first start formats it\n";
+    block.as_mut_slice()[..note.len()].copy_from_slice(note);
+    crate::sync_driver::write_all_at(file.as_raw_fd(), block.as_slice(), 0)
+}
+
+/// Writes zeros over the whole file once but its marker block (aligned, so O_DIRECT takes
+/// them), turning its unwritten extents into written ones.
 fn write_zeros(file: &File, size_bytes: u64) -> io::Result<()> {
     let zeros = AlignedBuffer::new(ZERO_CHUNK_BYTES);
     // Whole blocks only (an O_DIRECT write must be aligned); the engine never uses a partial one.
     let end = size_bytes / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
-    let mut offset = 0u64;
+    let mut offset = BLOCK_BYTES as u64;
     while offset < end {
         let length = (end - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
         crate::sync_driver::write_all_at(file.as_raw_fd(), &zeros.as_slice()[..length], offset)?;
@@ -444,8 +474,44 @@ mod tests {
             assert_eq!((volume.size_bytes, volume.state, volume.created), (size_bytes, VolumeState::Blank, true));
             let content = std::fs::read(&path).expect("read back");
             assert_eq!(content.len() as u64, size_bytes, "{preallocate:?}");
-            assert!(content.iter().all(|byte| *byte == 0), "{preallocate:?}: a new volume reads as zeros");
+            assert_eq!(&content[..8], CREATING_MAGIC, "{preallocate:?}: marked as being created");
+            let rest = &content[BLOCK_BYTES..];
+            assert!(
+                rest.iter().all(|byte| *byte == 0),
+                "{preallocate:?}: past its marker, a new volume reads as zeros"
+            );
         }
+    }
+
+    /// A start killed while laying out a new file (the marker written, the zeros not all):
+    /// the next start lays it out again, at its size or the one asked for, and formats it.
+    #[test]
+    fn a_creation_cut_short_is_laid_out_again() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("cut.qkv");
+        let size_bytes = 5 << 20;
+        let mut cut = vec![0xAB; 3 * BLOCK_BYTES];
+        cut[..8].copy_from_slice(CREATING_MAGIC);
+        std::fs::write(&path, &cut).expect("a file cut short");
+        let options = VolumeOptions { create_size_bytes: Some(size_bytes), ..VolumeOptions::default() };
+        let volume = open_volume(&path, &options).expect("laid out again");
+        assert_eq!((volume.size_bytes, volume.state, volume.created), (size_bytes, VolumeState::Blank, false));
+        drop(volume);
+        let content = std::fs::read(&path).expect("read back");
+        assert!(content[BLOCK_BYTES..].iter().all(|byte| *byte == 0), "the old bytes are gone");
+        // At full size, with no size asked for, it keeps its size.
+        let volume = open_volume(&path, &VolumeOptions::default()).expect("reopened");
+        assert_eq!((volume.size_bytes, volume.state), (size_bytes, VolumeState::Blank));
+        // A superblock in the second slot means a format began: never laid out again.
+        drop(volume);
+        let mut formatted = std::fs::read(&path).expect("read");
+        formatted[BLOCK_BYTES..BLOCK_BYTES + 8].copy_from_slice(SUPERBLOCK_MAGIC);
+        std::fs::write(&path, &formatted).expect("a half-formatted file");
+        assert_eq!(open_volume(&path, &VolumeOptions::default()).expect("opened").state, VolumeState::Formatted);
+        std::fs::write(&path, &content).expect("the unfinished file again");
+        // A shared open never lays a file out.
+        let shared = VolumeOptions { access: VolumeAccess::Shared, ..VolumeOptions::default() };
+        assert!(matches!(open_volume(&path, &shared), Err(VolumeError::NotAVolume { .. })));
     }
 
     #[test]

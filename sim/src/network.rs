@@ -137,7 +137,10 @@ pub fn encode(arguments: &[Vec<u8>], inline: bool, out: &mut Vec<u8>) {
     let plain = |argument: &Vec<u8>| {
         !argument.is_empty() && argument.iter().all(|byte| byte.is_ascii_graphic() && !b"\"'\\".contains(byte))
     };
-    if inline && arguments.iter().all(plain) {
+    // A line the server's inline limit would refuse goes as a multibulk request instead.
+    let line_bytes: usize = arguments.iter().map(|argument| argument.len() + 1).sum();
+    let fits = line_bytes < quill_core::resp::Limits::default().inline_bytes_max;
+    if inline && fits && arguments.iter().all(plain) {
         let line: Vec<&[u8]> = arguments.iter().map(Vec::as_slice).collect();
         out.extend_from_slice(&line.join(&b' '));
         out.extend_from_slice(b"\r\n");
