@@ -32,7 +32,7 @@ done
 # stats PORT TEST PIPELINE: "rps p50_ms p99_ms" from redis-benchmark's CSV output.
 stats() {
   redis-benchmark -p "$1" -t "$2" -P "$3" -c 50 -n "$requests" -r "$keyspace" -d 100 --csv 2>/dev/null \
-    | awk -F'","' 'NR==2 {gsub(/"/, ""); print $2, $5, $7}'
+    | awk -F',' 'NR==2 {gsub(/"/, ""); print $2, $5, $7}'
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 # Preload the key space (the GET benchmarks then hit existing keys).

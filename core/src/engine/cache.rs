@@ -70,29 +70,38 @@ impl ValueCache {
         Some(entry.value.clone())
     }
 
-    /// Caches `value` under `key` (shared with the write that made it durable: no copy).
+    /// Caches `value` under `key` (shared with the write that made it durable: no copy). A key
+    /// already cached takes the new value in place, keeps its place in the ring and counts as
+    /// recently used (one hash lookup; no ring copy to compact away later).
     pub fn insert(&mut self, key: SharedKey, value: Arc<[u8]>) {
-        self.remove(&key);
         let cost = key.len() + value.len();
         if cost > self.bytes_max {
+            self.remove(&key);
             return;
         }
+        self.publish(|| CacheChange::Put(key.as_ref().into(), Arc::clone(&value)));
+        if let Some(entry) = self.entries.get_mut(&*key) {
+            self.bytes = self.bytes - entry.value.len() + value.len();
+            entry.value = value;
+            entry.referenced = true;
+        } else {
+            let generation = self.generation_next;
+            self.generation_next += 1;
+            self.entries.insert(SharedKey::clone(&key), Entry { value, referenced: false, generation });
+            self.ring.push_back((key, generation));
+            self.bytes += cost;
+            self.compact_ring();
+        }
         // Each step evicts, gives a second chance or drops a stale ring copy; the ring holds at
-        // most two copies per entry (see `compact_ring`), so this bound is never the limit.
+        // most two copies per entry (see `compact_ring`), so this bound is never the limit. The
+        // entry just written goes last: every other is evicted before it could be.
         let steps_max = 2 * self.ring.len() + 2;
         for _ in 0..steps_max {
-            if self.bytes + cost <= self.bytes_max {
+            if self.bytes <= self.bytes_max {
                 break;
             }
             self.sweep_one();
         }
-        let generation = self.generation_next;
-        self.generation_next += 1;
-        self.publish(|| CacheChange::Put(key.as_ref().into(), Arc::clone(&value)));
-        self.entries.insert(SharedKey::clone(&key), Entry { value, referenced: false, generation });
-        self.ring.push_back((key, generation));
-        self.bytes += cost;
-        self.compact_ring();
         debug_assert!(self.bytes <= self.bytes_max);
     }
 
