@@ -217,11 +217,15 @@ impl Loop {
             (false, Some(wanted)) => wanted.min(IDLE_WAIT_MS as u64) as i32,
             (false, None) => IDLE_WAIT_MS,
         };
-        let ready = self.poll_sockets(wait_ms)?;
+        let (listener_ready, ready) = self.poll_sockets(wait_ms)?;
         // Requests run at the time they arrive: expiry compares against it.
         self.server.set_unix_time_ms(crate::clock::unix_time_ms());
-        let socket_events = !ready.is_empty();
-        self.accept_all();
+        let socket_events = listener_ready || !ready.is_empty();
+        // Only when a listener has a connection waiting: an accept that finds none is a wasted
+        // system call per turn.
+        if listener_ready {
+            self.accept_all();
+        }
         for (id, readable, writable) in ready {
             if readable {
                 self.read_from(id);
@@ -240,8 +244,9 @@ impl Loop {
         Ok(())
     }
 
-    /// `poll(2)` on the listeners and every connection; returns (id, readable, writable).
-    fn poll_sockets(&mut self, timeout_ms: i32) -> Result<Vec<(u64, bool, bool)>, ServeError> {
+    /// `poll(2)` on the listeners and every connection; returns whether a listener has a
+    /// connection waiting, and (id, readable, writable) per connection with events.
+    fn poll_sockets(&mut self, timeout_ms: i32) -> Result<(bool, Vec<(u64, bool, bool)>), ServeError> {
         let mut fds: Vec<libc::pollfd> = self
             .listeners
             .iter()
@@ -264,15 +269,17 @@ impl Loop {
         let result = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if result < 0 {
             let error = std::io::Error::last_os_error();
-            return if error.kind() == ErrorKind::Interrupted { Ok(Vec::new()) } else { Err(error.into()) };
+            return if error.kind() == ErrorKind::Interrupted { Ok((false, Vec::new())) } else { Err(error.into()) };
         }
         let hangup = libc::POLLHUP | libc::POLLERR;
-        Ok(ids
+        let listener_ready = fds[..listener_count].iter().any(|fd| fd.revents != 0);
+        let ready = ids
             .iter()
             .zip(&fds[listener_count..])
             .filter(|(_, fd)| fd.revents != 0)
             .map(|(id, fd)| (*id, fd.revents & (libc::POLLIN | hangup) != 0, fd.revents & libc::POLLOUT != 0))
-            .collect())
+            .collect();
+        Ok((listener_ready, ready))
     }
 
     fn accept_all(&mut self) {
