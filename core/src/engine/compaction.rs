@@ -449,7 +449,7 @@ impl Cleaner {
                 cx.shared.volume.batch_blocks_max,
             )
             .ok()
-            .filter(|header| header.sequence == sequence);
+            .filter(|header| header.sequence == sequence && of_this_epoch(cx.shared, header));
             let Some(header) = header else {
                 if block != scan.start_block {
                     return Ok(ScanStep::Done); // the next batch starts a new chunk, or at the region's start
@@ -477,6 +477,7 @@ impl Cleaner {
     }
 
     fn expected_batch_missing(&mut self, block: u64, sequence: u64) -> Result<ScanStep, HaltReason> {
+        debug_assert!(sequence > 0, "batch sequences start at 1");
         if self.wrap_tried || block == LOG_START_BLOCK {
             return Err(HaltReason::BatchMissing { sequence, block });
         }
@@ -732,4 +733,13 @@ fn issue_piece(cx: &mut CleanerContext, read: &mut ChunkRead) {
     cx.shared.push_io(IoPurpose::CompactionRead { piece_block }, IoKind::Read { offset_bytes, length_bytes });
     read.issued_blocks += piece_blocks;
     read.in_flight += 1;
+}
+
+/// Whether a batch compaction meets is not a stale one of an earlier open (seed 7314): from
+/// this open's first sequence on, every batch is of this epoch. A batch an earlier open wrote
+/// with such a sequence (a write that failed, left beside the head when the engine turned
+/// read-only) was never acknowledged; taking it for the next batch sends the scan off the
+/// chain. Batches before that sequence are the ones recovery replayed and checked.
+fn of_this_epoch(shared: &Shared, header: &crate::format::BatchHeader) -> bool {
+    header.sequence < shared.volume.epoch_first_sequence || header.epoch == shared.volume.epoch
 }
