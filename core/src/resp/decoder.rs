@@ -265,7 +265,9 @@ impl Decoder {
             }
             #[cfg(debug_assertions)]
             {
-                declined = Some(self.buf.get(self.pos..).unwrap_or_default().to_vec());
+                // Bounded, so a large request arriving in pieces is not copied in debug builds.
+                let unparsed = self.buf.get(self.pos..).unwrap_or_default();
+                declined = (unparsed.len() <= DECLINED_CHECK_BYTES_MAX).then(|| unparsed.to_vec());
             }
         }
         let command = self.next_command()?;
@@ -487,6 +489,9 @@ impl Decoder {
 /// The fast path's promise, checked in debug builds: a request it declined and the incremental
 /// parser then decoded at once, from the same bytes, was not a whole request in the canonical
 /// form every client library sends (which the fast path must lend).
+#[cfg(debug_assertions)]
+const DECLINED_CHECK_BYTES_MAX: usize = 64 * 1024;
+
 #[cfg(debug_assertions)]
 fn declined_whole_request(unparsed: &[u8], command: &Command) {
     if command.len() > super::whole_frame::WHOLE_FRAME_ARGUMENTS_MAX {
