@@ -18,6 +18,7 @@ mod errors;
 mod lock;
 mod peer;
 mod read_view;
+mod readiness;
 mod recording;
 mod runner;
 mod server_loop;
