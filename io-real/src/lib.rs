@@ -18,7 +18,6 @@ mod errors;
 mod lock;
 mod peer;
 mod read_view;
-mod readiness;
 mod recording;
 mod runner;
 mod server_loop;

@@ -1,11 +1,11 @@
 //! `quill serve`'s network loop: one thread runs the sans-I/O [`Server`] (RESP connections and
 //! the engine) over non-blocking TCP sockets and the storage driver.
 //!
-//! Why not sockets on io_uring too: the loop waits on the sockets (epoll, level-triggered:
-//! `readiness.rs`) and runs the storage driver (io_uring or pread/pwrite) between waits; when
-//! storage I/O is in flight it checks sockets without blocking and then waits on the driver
-//! only if no socket had work. One thread, one engine, no locks; the engine's batching (group
-//! commit, many reads in flight) comes from the sans-I/O core either way.
+//! Why not sockets on io_uring too: the loop waits in `poll(2)` on the sockets and runs the
+//! storage driver (io_uring or pread/pwrite) between waits; when storage I/O is in flight it
+//! polls sockets without blocking and then waits on the driver only if no socket had work. One
+//! thread, one engine, no locks; the engine's batching (group commit, many reads in flight)
+//! comes from the sans-I/O core either way.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -20,7 +20,6 @@ use quill_core::{Config, Engine, IoCompletion};
 
 use crate::driver::{open_driver, Driver, IoChoice};
 use crate::peer::{Peer, Received};
-use crate::readiness::Readiness;
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::DriverError;
 
@@ -51,7 +50,6 @@ struct Loop {
     /// Each listener, with the TLS configuration its connections use (none: plain).
     listeners: Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>,
     peers: BTreeMap<u64, Peer>,
-    readiness: Readiness,
     /// Stop reading a connection while this many reply bytes wait for it (backpressure), and
     /// close it beyond `output_bytes_max` (a reader too slow for its own replies).
     output_bytes_pause: usize,
@@ -89,10 +87,8 @@ pub fn serve(
     let mut all = Vec::new();
     all.extend(listeners.plain.map(|listener| (listener, None)));
     all.extend(listeners.tls.map(|(listener, config)| (listener, Some(config))));
-    let mut readiness = Readiness::new()?;
-    for (index, (listener, _)) in all.iter().enumerate() {
+    for (listener, _) in &all {
         listener.set_nonblocking(true)?;
-        readiness.watch_listener(listener.as_raw_fd(), index)?;
     }
     let mut state = Loop {
         output_bytes_pause: server_config.output_bytes_pause,
@@ -101,7 +97,6 @@ pub fn serve(
         driver: open_driver(io, volume.file.clone()),
         listeners: all,
         peers: BTreeMap::new(),
-        readiness,
         plaintext: Vec::with_capacity(64 * 1024),
         completions: Vec::new(),
         read_buffer: vec![0; 64 * 1024],
@@ -249,18 +244,42 @@ impl Loop {
         Ok(())
     }
 
-    /// Tells epoll what each connection wants now (read unless backpressured, write while
-    /// replies wait), then waits; returns whether a listener has a connection waiting, and
-    /// (id, readable, writable) per connection with events.
+    /// `poll(2)` on the listeners and every connection; returns whether a listener has a
+    /// connection waiting, and (id, readable, writable) per connection with events.
     fn poll_sockets(&mut self, timeout_ms: i32) -> Result<(bool, Vec<(u64, bool, bool)>), ServeError> {
-        let peers = &self.peers;
-        self.readiness.retain(|id| peers.contains_key(&id));
-        for (id, peer) in &self.peers {
-            let read = self.server.wants_input(*id) && peer.unsent_bytes() < self.output_bytes_pause;
-            self.readiness.want(*id, peer.descriptor(), read, peer.wants_write())?;
+        let mut fds: Vec<libc::pollfd> = self
+            .listeners
+            .iter()
+            .map(|(listener, _)| libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .collect();
+        let listener_count = fds.len();
+        let ids: Vec<u64> = self.peers.keys().copied().collect();
+        for id in &ids {
+            let peer = &self.peers[id];
+            let mut events = 0;
+            if self.wants_input(*id) {
+                events |= libc::POLLIN;
+            }
+            if peer.wants_write() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd { fd: peer.descriptor(), events, revents: 0 });
         }
-        let ready = self.readiness.wait(timeout_ms)?;
-        Ok((ready.listener, ready.connections))
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the call's duration.
+        let result = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if result < 0 {
+            let error = std::io::Error::last_os_error();
+            return if error.kind() == ErrorKind::Interrupted { Ok((false, Vec::new())) } else { Err(error.into()) };
+        }
+        let hangup = libc::POLLHUP | libc::POLLERR;
+        let listener_ready = fds[..listener_count].iter().any(|fd| fd.revents != 0);
+        let ready = ids
+            .iter()
+            .zip(&fds[listener_count..])
+            .filter(|(_, fd)| fd.revents != 0)
+            .map(|(id, fd)| (*id, fd.revents & (libc::POLLIN | hangup) != 0, fd.revents & libc::POLLOUT != 0))
+            .collect();
+        Ok((listener_ready, ready))
     }
 
     fn accept_all(&mut self) {
