@@ -142,6 +142,11 @@ pub fn open_volume(path: &Path, options: &VolumeOptions) -> Result<Volume, Volum
         // An unfinished creation keeps its size unless a new one is asked for.
         let kept = Some(size_bytes).filter(|size| unfinished && *size >= VOLUME_BYTES_MIN);
         let size_new = options.create_size_bytes.or(kept);
+        if unfinished {
+            // Laid out again from empty: preallocation only grows a file, and a smaller size
+            // asked for now must be the file's length too.
+            volume.file.set_len(0).map_err(io_error(path, "truncate"))?;
+        }
         volume.size_bytes = size_new_file(&volume, size_new, created, options.preallocate)?;
         return Ok(volume);
     }
@@ -502,6 +507,13 @@ mod tests {
         // At full size, with no size asked for, it keeps its size.
         let volume = open_volume(&path, &VolumeOptions::default()).expect("reopened");
         assert_eq!((volume.size_bytes, volume.state), (size_bytes, VolumeState::Blank));
+        // A smaller size asked for: the file ends there.
+        drop(volume);
+        let smaller = 4 << 20;
+        let resized = VolumeOptions { create_size_bytes: Some(smaller), ..VolumeOptions::default() };
+        let volume = open_volume(&path, &resized).expect("laid out at the smaller size");
+        assert_eq!(volume.size_bytes, smaller);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), smaller, "the file's length is the volume's");
         // A superblock in the second slot means a format began: never laid out again.
         drop(volume);
         let mut formatted = std::fs::read(&path).expect("read");
