@@ -129,6 +129,10 @@ pub struct Knobs {
     /// compaction_read_piece_blocks`): 1 up to the chunk in half the seeds, so a chunk takes
     /// several pieces with two in flight; the default in the rest.
     pub compaction_read_piece_blocks: u32,
+    /// Records of at most a block start on a fresh block rather than cross one (`Config::
+    /// small_records_whole`, format 7): the default in three seeds of four; in the rest only a
+    /// record's fixed header is kept whole, so padding is rare and small.
+    pub small_records_whole: bool,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -254,6 +258,7 @@ impl Knobs {
             index_bytes_max: quill_core::engine::INDEX_BYTES_LIMIT,
             commit_pipeline_depth: 2,
             compaction_read_piece_blocks: 16,
+            small_records_whole: true,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
@@ -264,6 +269,7 @@ impl Knobs {
         if chance(rng, 500_000) {
             knobs.compaction_read_piece_blocks = rng.gen_range(1..=knobs.compaction_chunk_blocks.max(1));
         }
+        knobs.small_records_whole = chance(rng, 750_000);
         knobs
     }
 

@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// mirror costs. Only when the volume is formatted (new, or --reformat).
     #[arg(long)]
     no_mirror: bool,
+    /// Let records of at most a block cross block boundaries (format 7 pads them to a fresh
+    /// block by default, so that a GET reads one block): to measure what the padding costs.
+    #[arg(long)]
+    records_cross_blocks: bool,
     /// Batches in flight at once (the engine's default: 2; 1 commits one batch at a time). The
     /// volume bounds it: 2 needs format 6's four mirror slots.
     #[arg(long)]
@@ -148,6 +152,7 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
             config.compaction_batch_percent = percent;
         }
         config.mirror_batches = !args.no_mirror;
+        config.small_records_whole = !args.records_cross_blocks;
         if let Some(depth) = args.commit_pipeline_depth {
             config.commit_pipeline_depth = depth.max(1);
         }

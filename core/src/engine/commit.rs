@@ -25,7 +25,7 @@ use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::command::Reply;
 use crate::engine::keyspace::SharedKey;
-use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES};
+use crate::format::{blocks_for, BatchHeader, RecordHeader, RecordKind, RecordPlacement, BATCH_HEADER_BYTES};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
 
@@ -38,6 +38,8 @@ struct OpenBatch {
     effects: Vec<DurableEffect>,
     /// Bytes of compaction's moved records in this batch.
     moved_bytes: usize,
+    /// Zero bytes placed before records so that they start on a fresh block.
+    padding_bytes: usize,
 }
 
 impl OpenBatch {
@@ -46,7 +48,15 @@ impl OpenBatch {
     fn new(sequence: u64, start_block: u64, capacity_bytes: usize) -> OpenBatch {
         let mut buffer = Vec::with_capacity(capacity_bytes.max(BATCH_HEADER_BYTES));
         buffer.resize(BATCH_HEADER_BYTES, 0);
-        OpenBatch { sequence, start_block, buffer, record_count: 0, effects: Vec::new(), moved_bytes: 0 }
+        OpenBatch {
+            sequence,
+            start_block,
+            buffer,
+            record_count: 0,
+            effects: Vec::new(),
+            moved_bytes: 0,
+            padding_bytes: 0,
+        }
     }
 }
 
@@ -193,6 +203,15 @@ impl NewRecord<'_> {
         };
         crate::format::RECORD_HEADER_BYTES + body
     }
+
+    /// The bytes `records` take, padding included, appended `at` bytes into a batch.
+    fn placed_bytes(records: &[NewRecord<'_>], at: usize, placement: RecordPlacement) -> usize {
+        let end = records.iter().fold(at, |end, record| {
+            let record_bytes = record.encoded_bytes();
+            end + placement.padding_before(end, record_bytes) + record_bytes
+        });
+        end - at
+    }
 }
 
 /// Why records could not be appended now.
@@ -235,12 +254,14 @@ impl Log {
         if let Some(reason) = &shared.read_only {
             return Err(LogRefused::Reply(Reply::error(format!("READONLY {reason}"))));
         }
-        let added: usize = records.iter().map(NewRecord::encoded_bytes).sum();
+        let placement = shared.record_placement();
         let payload_max = Config::batch_payload_bytes_max(shared.volume.batch_blocks_max);
-        if added > payload_max {
+        // Judged in an empty batch, where it would go after the open one is sealed.
+        if NewRecord::placed_bytes(records, BATCH_HEADER_BYTES, placement) > payload_max {
             return Err(LogRefused::Reply(Reply::error("ERR command too large: its records exceed one batch")));
         }
         let open = &self.open;
+        let added = NewRecord::placed_bytes(records, open.buffer.len(), placement);
         if open.buffer.len() - BATCH_HEADER_BYTES + added > payload_max {
             return Err(LogRefused::BatchFull);
         }
@@ -258,10 +279,12 @@ impl Log {
             self.open.moved_bytes += added;
         }
         let records_before = self.open.record_count;
+        let length_before = self.open.buffer.len();
         for record in records {
-            self.append_record(record, shared);
+            self.append_record(record, placement, shared);
         }
         debug_assert_eq!(self.open.record_count as usize, records_before as usize + records.len());
+        assert_eq!(self.open.buffer.len(), length_before + added, "the records took the room they were placed in");
         let sequence = self.open.sequence;
         self.newest_sequence = sequence;
         Ok(sequence)
@@ -290,10 +313,20 @@ impl Log {
         Ok(start_block)
     }
 
-    fn append_record(&mut self, record: &NewRecord<'_>, shared: &Shared) {
+    fn append_record(&mut self, record: &NewRecord<'_>, placement: RecordPlacement, shared: &Shared) {
         let volume_id = shared.volume.volume_id;
         let epoch_low = crate::format::low_32_bits(shared.volume.epoch);
         let open = &mut self.open;
+        let padding_bytes = placement.padding_before(open.buffer.len(), record.encoded_bytes());
+        open.buffer.resize(open.buffer.len() + padding_bytes, 0);
+        open.padding_bytes += padding_bytes;
+        let record_bytes = record.encoded_bytes();
+        let room_bytes = BLOCK_BYTES - open.buffer.len() % BLOCK_BYTES;
+        assert!(!placement.may_pad() || room_bytes >= crate::format::RECORD_HEADER_BYTES, "a header crosses a block");
+        assert!(
+            placement != RecordPlacement::SmallRecordsWhole || record_bytes > BLOCK_BYTES || record_bytes <= room_bytes,
+            "a small record crosses a block"
+        );
         let offset_bytes = open.start_block * BLOCK_BYTES as u64 + open.buffer.len() as u64;
         let (kind, key, value, expires_at_ms): (RecordKind, &[u8], &[u8], Option<u64>) = match record {
             NewRecord::Put { key, value, expires_at_ms } => (RecordKind::Put, key, value, *expires_at_ms),
@@ -334,6 +367,8 @@ impl Log {
         let next = OpenBatch::new(next_sequence, 0, block_count * BLOCK_BYTES);
         let mut batch = std::mem::replace(&mut self.open, next);
         let payload_bytes = crate::format::batch_size_u32(batch.buffer.len() - BATCH_HEADER_BYTES);
+        shared.stats.payload_bytes_sealed += u64::from(payload_bytes);
+        shared.stats.record_padding_bytes += batch.padding_bytes as u64;
         let batch_bytes = (block_count * BLOCK_BYTES) as u64;
         self.moved_space_bytes += batch_bytes * batch.moved_bytes as u64 / batch.buffer.len() as u64;
         batch.buffer.resize(block_count * BLOCK_BYTES, 0);

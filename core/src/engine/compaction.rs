@@ -22,7 +22,7 @@ use super::space::{Ring, Writer};
 use super::LogPosition;
 use super::{IoPurpose, Shared};
 use crate::format::CheckpointRef;
-use crate::format::{BatchHeader, RecordHeader, RecordKind, BATCH_HEADER_BYTES, LOG_START_BLOCK};
+use crate::format::{BatchHeader, BatchRecords, RecordKind, LOG_START_BLOCK};
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
 
@@ -495,14 +495,14 @@ impl Cleaner {
         batch_at: usize,
         candidates: &mut VecDeque<Candidate>,
     ) -> Result<(), HaltReason> {
-        let payload_end = batch_at + BATCH_HEADER_BYTES + header.payload_bytes as usize;
-        let mut at = batch_at + BATCH_HEADER_BYTES;
-        for _ in 0..header.record_count {
-            let record = RecordHeader::decode_trusted(&chunk[at..payload_end])
-                .map_err(|error| HaltReason::RecordUndecodable { sequence: header.sequence, error })?;
+        let batch = &chunk[batch_at..];
+        for record in BatchRecords::new(batch, header, cx.shared.volume.records_padded) {
+            let (at_in_batch, record) =
+                record.map_err(|error| HaltReason::RecordUndecodable { sequence: header.sequence, error })?;
+            let at = batch_at + at_in_batch;
             let key = at + record.key_offset()..at + record.value_offset();
             let location = Location {
-                offset_bytes: header.block * BLOCK_BYTES as u64 + (at - batch_at) as u64,
+                offset_bytes: header.block * BLOCK_BYTES as u64 + at_in_batch as u64,
                 record_bytes: crate::format::batch_size_u32(record.total_bytes()),
                 sequence_low: crate::format::low_32_bits(header.sequence),
             };
@@ -511,7 +511,6 @@ impl Cleaner {
                 let value = key.end..at + record.total_bytes();
                 candidates.push_back(Candidate { value, key, location, batch, expires_at_ms: record.expires_at_ms });
             }
-            at += record.total_bytes();
         }
         Ok(())
     }

@@ -114,8 +114,13 @@ pub struct Config {
     pub checkpoint_interval_blocks: u64,
     /// Write every batch a second time, to one of four mirror slots, so that damage to the
     /// newest batches in the log (bit rot, a misdirected write) is repaired at recovery instead
-    /// of being taken for a torn tail. Fixed at format time (format 6); `open` reads it back.
+    /// of being taken for a torn tail. Fixed at format time (format 7); `open` reads it back.
     pub mirror_batches: bool,
+    /// On a format-7 volume, start a record of at most one block on a fresh block rather than
+    /// let it cross a block boundary, so that a GET reads one block: padding costs log space,
+    /// at most one record's length per block. The writer's choice; readers skip padding either
+    /// way.
+    pub small_records_whole: bool,
     /// Batches in flight at once (pipelined group commit): the next batch is written while the
     /// one before is still being made durable. Replies are still released in batch order. The
     /// volume bounds it (`format::superblock::pipeline_depth_max`: 2 with four mirror slots, 1
@@ -176,6 +181,7 @@ impl Config {
             checkpoint_interval_blocks: volume_bytes / BLOCK_BYTES as u64 / 8,
             use_checkpoint: true,
             mirror_batches: true,
+            small_records_whole: true,
             commit_pipeline_depth: 2,
             compaction_chunk_blocks: 1024,
             compaction_read_piece_blocks: 16,

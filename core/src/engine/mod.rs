@@ -73,6 +73,10 @@ pub struct EngineStats {
     /// Batches sealed while another was still in flight (pipelined group commit).
     pub batches_pipelined: u64,
     pub records_committed: u64,
+    /// Payload bytes of the batches sealed (records and the padding before them).
+    pub payload_bytes_sealed: u64,
+    /// Of those, zero padding that starts a record on a fresh block (format 7).
+    pub record_padding_bytes: u64,
     pub checksum_failures: u64,
     pub reads_in_flight_max: u64,
     pub recovered_batches: u64,
@@ -199,6 +203,8 @@ struct Volume {
     mirror_slots: u32,
     /// The sequence of the first batch this epoch writes (see `Superblock::epoch_first_sequence`).
     epoch_first_sequence: u64,
+    /// Records may be preceded by padding to a fresh block (format 7).
+    records_padded: bool,
 }
 
 impl Volume {
@@ -241,6 +247,16 @@ impl Shared {
     /// The ring of the log region.
     fn ring(&self) -> Ring {
         Ring { start: crate::format::LOG_START_BLOCK, end: self.volume.log_end_block }
+    }
+
+    /// Where the log writer puts records: padding needs format 7.
+    fn record_placement(&self) -> crate::format::RecordPlacement {
+        use crate::format::RecordPlacement;
+        match (self.volume.records_padded, self.config.small_records_whole) {
+            (false, _) => RecordPlacement::BackToBack,
+            (true, false) => RecordPlacement::HeadersWhole,
+            (true, true) => RecordPlacement::SmallRecordsWhole,
+        }
     }
 
     /// Compaction's chunk: the configured size, at most a sixteenth of the log region, and at

@@ -11,7 +11,7 @@ use super::superblock_writer::UpdateReason;
 use super::LogPosition;
 use super::{Engine, IoPurpose, Phase, Volume};
 use crate::format::{
-    BatchHeader, CheckpointRef, FormatError, RecordHeader, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
+    BatchHeader, BatchRecords, CheckpointRef, FormatError, RecordKind, Superblock, BATCH_HEADER_BYTES, LOG_START_BLOCK,
 };
 use crate::io::{IoError, IoKind};
 use crate::BLOCK_BYTES;
@@ -169,6 +169,8 @@ impl Engine {
             checkpoint: None,
             mirror_slots,
             epoch_first_sequence: 1,
+            // Padding needs format 7, which is a mirrored format.
+            records_padded: mirror_slots == crate::format::superblock::MIRROR_SLOTS,
         };
         self.log.reset(LOG_START_BLOCK, 1);
         self.cleaner.reset(self.shared.volume.tail);
@@ -217,6 +219,7 @@ impl Engine {
             checkpoint: newest.checkpoint,
             mirror_slots: newest.mirror_slots,
             epoch_first_sequence: newest.epoch_first_sequence,
+            records_padded: newest.records_padded,
         };
         let recovery = self.recovery_mut();
         recovery.keys_hint = newest.keys_hint as usize;
@@ -606,10 +609,9 @@ impl Engine {
     fn apply_recovered_batch(&mut self, header: &BatchHeader, batch: &[u8]) -> Result<(), String> {
         let payload_end = BATCH_HEADER_BYTES + header.payload_bytes as usize;
         self.touch_index_slots(header, &batch[..payload_end]);
-        let mut at = BATCH_HEADER_BYTES;
-        for _ in 0..header.record_count {
-            let record =
-                RecordHeader::decode_trusted(&batch[at..payload_end]).map_err(|error| format!("record: {error}"))?;
+        let mut records = BatchRecords::new(batch, header, self.shared.volume.records_padded);
+        for record in records.by_ref() {
+            let (at, record) = record.map_err(|error| format!("record: {error}"))?;
             if record.sequence != header.sequence {
                 return Err("record sequence differs from its batch".to_string());
             }
@@ -625,9 +627,8 @@ impl Engine {
                 RecordKind::Delete => _ = self.keyspace.index.remove(key),
                 RecordKind::Clear => self.keyspace.index.clear(),
             }
-            at += record.total_bytes();
         }
-        if at != payload_end {
+        if records.end() != payload_end {
             return Err("records do not fill the payload exactly".to_string());
         }
         Ok(())
@@ -637,13 +638,11 @@ impl Engine {
     /// processor overlaps their cache misses before the inserts need them (the scan is bound by
     /// index misses, one or two per record). Records that do not decode are left to the caller.
     fn touch_index_slots(&self, header: &BatchHeader, payload: &[u8]) {
-        let mut at = BATCH_HEADER_BYTES;
         let mut touched = 0u64;
-        for _ in 0..header.record_count {
-            let Ok(record) = RecordHeader::decode_trusted(&payload[at..]) else { break };
+        for record in BatchRecords::new(payload, header, self.shared.volume.records_padded) {
+            let Ok((at, record)) = record else { break };
             let Some(key) = payload.get(at + record.key_offset()..at + record.value_offset()) else { break };
             touched ^= self.keyspace.index.touch(key);
-            at += record.total_bytes();
         }
         std::hint::black_box(touched);
     }

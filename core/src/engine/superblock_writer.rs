@@ -86,6 +86,7 @@ impl SuperblockWriter {
             keys_hint: u32::try_from(keys_hint).unwrap_or(u32::MAX),
             mirror_slots: volume.mirror_slots,
             epoch_first_sequence: volume.epoch_first_sequence,
+            records_padded: volume.records_padded,
         };
         volume.superblock_sequence += 1;
         let offset_bytes = superblock.home_block() * BLOCK_BYTES as u64;

@@ -18,7 +18,7 @@ pub mod checkpoint;
 pub mod record;
 pub mod superblock;
 
-pub use batch::{BatchHeader, BATCH_HEADER_BYTES};
+pub use batch::{BatchHeader, BatchRecords, RecordPlacement, BATCH_HEADER_BYTES};
 pub use record::{RecordHeader, RecordKind, EXPIRY_BYTES, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 pub use superblock::{CheckpointRef, Superblock, SUPERBLOCK_COPIES};
 

@@ -3,7 +3,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `QUILLKV1` |
-//! | 8 | 4 | format version: 6 (four mirror slots of a largest batch each sit right before the checkpoint slots), 4 (two mirror slots) or 5 (no mirror slots); records may carry an expiry time. Versions 3 (two slots) and 2 (none) are the same without expiry: still opened, and written back as 4 and 5 |
+//! | 8 | 4 | format version: 7 (as 6, and records may be padded to start on a fresh block), 6 (four mirror slots of a largest batch each sit right before the checkpoint slots), 4 (two mirror slots) or 5 (no mirror slots); records may carry an expiry time. Versions 3 (two slots) and 2 (none) are the same without expiry: still opened, and written back as 4 and 5 |
 //! | 12 | 4 | block size in bytes (4096) |
 //! | 16 | 8 | sequence: incremented on every superblock write; the highest valid copy wins |
 //! | 24 | 8 | volume id: chosen at format time, stamped into every batch and record checksum |
@@ -21,9 +21,9 @@
 //! | 104 | 8 | replay block: where the batch after the checkpoint sequence starts |
 //! | 112 | 8 | keys in the checkpoint |
 //! | 120 | 4 | keys in the index when this copy was written (a hint to size the index at open) |
-//! | 124 | 4 | CRC32C of bytes 0..124, then (format 6) bytes 128..144, then this copy's block number (8 bytes, LE) |
-//! | 128 | 8 | (format 6) the checkpoint's epoch: batches after its replay block are of it or later |
-//! | 136 | 8 | (format 6) the sequence of this epoch's first batch: batches from it on are of this epoch or later |
+//! | 124 | 4 | CRC32C of bytes 0..124, then (formats 6 and 7) bytes 128..144, then this copy's block number (8 bytes, LE) |
+//! | 128 | 8 | (formats 6 and 7) the checkpoint's epoch: batches after its replay block are of it or later |
+//! | 136 | 8 | (formats 6 and 7) the sequence of this epoch's first batch: batches from it on are of this epoch or later |
 //! | 144 | 3952 | zero |
 
 use super::bytes::{get_u32, get_u64, put_u32, put_u64};
@@ -32,10 +32,14 @@ use crate::BLOCK_BYTES;
 
 pub const SUPERBLOCK_COPIES: usize = 2;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"QUILLKV1";
-/// The format new volumes get: the log's newest batches are mirrored in four slots, which lets
-/// two batches be in flight at once (see `pipeline_depth_max`), and records may carry an expiry
-/// time.
-pub const FORMAT_VERSION: u32 = 6;
+/// The format new mirrored volumes get: the log's newest batches are mirrored in four slots,
+/// which lets two batches be in flight at once (see `pipeline_depth_max`), records may carry an
+/// expiry time, and a record may be preceded by padding so that it starts on a fresh block
+/// (`RecordPlacement`).
+pub const FORMAT_VERSION: u32 = 7;
+/// As 7 without padding: records back to back. Still opened, and kept as it is (its readers
+/// would take padding for a torn batch).
+pub const FORMAT_VERSION_UNPADDED: u32 = 6;
 /// Mirrored in two slots: one batch in flight at a time. Still opened, and kept as it is (the
 /// slots' space cannot grow without moving the log's end).
 pub const FORMAT_VERSION_TWO_MIRROR_SLOTS: u32 = 4;
@@ -86,7 +90,7 @@ mod at {
     pub const CHECKPOINT_REPLAY_BLOCK: usize = 104;
     pub const CHECKPOINT_KEYS: usize = 112;
     pub const KEYS_HINT: usize = 120;
-    /// Format 6 only, and covered by the checksum there (after bytes 0..124).
+    /// Formats 6 and 7 only, and covered by the checksum there (after bytes 0..124).
     pub const CHECKPOINT_EPOCH: usize = 128;
     pub const EPOCH_FIRST_SEQUENCE: usize = 136;
     /// The end of the format-6 fields the checksum covers after byte 124.
@@ -114,8 +118,10 @@ pub struct Superblock {
     pub epoch_first_sequence: u64,
     /// Mirror slots: every batch is also written to slot `sequence % mirror_slots`, so the newest
     /// batches survive damage to their place in the log (recovery repairs them from the mirror).
-    /// 4 (format 6), 2 (formats 4 and 3) or 0 (formats 5 and 2).
+    /// 4 (formats 7 and 6), 2 (formats 4 and 3) or 0 (formats 5 and 2).
     pub mirror_slots: u32,
+    /// Records may be preceded by padding (format 7, and only with four mirror slots).
+    pub records_padded: bool,
 }
 
 impl Superblock {
@@ -139,11 +145,12 @@ impl Superblock {
     pub fn encode(&self) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_BYTES];
         block[at::MAGIC..at::MAGIC + 8].copy_from_slice(&SUPERBLOCK_MAGIC);
-        let version = match self.mirror_slots {
-            MIRROR_SLOTS => FORMAT_VERSION,
-            2 => FORMAT_VERSION_TWO_MIRROR_SLOTS,
-            0 => FORMAT_VERSION_UNMIRRORED,
-            slots => unreachable!("no format has {slots} mirror slots"),
+        let version = match (self.mirror_slots, self.records_padded) {
+            (MIRROR_SLOTS, true) => FORMAT_VERSION,
+            (MIRROR_SLOTS, false) => FORMAT_VERSION_UNPADDED,
+            (2, false) => FORMAT_VERSION_TWO_MIRROR_SLOTS,
+            (0, false) => FORMAT_VERSION_UNMIRRORED,
+            (slots, padded) => unreachable!("no format has {slots} mirror slots and padding {padded}"),
         };
         put_u32(&mut block, at::VERSION, version);
         put_u32(&mut block, at::BLOCK_BYTES, BLOCK_BYTES as u32);
@@ -165,7 +172,7 @@ impl Superblock {
             put_u64(&mut block, at::CHECKPOINT_KEYS, checkpoint.keys);
         }
         put_u32(&mut block, at::KEYS_HINT, self.keys_hint);
-        if version == FORMAT_VERSION {
+        if has_epoch_fields(version) {
             put_u64(&mut block, at::CHECKPOINT_EPOCH, self.checkpoint.map_or(0, |checkpoint| checkpoint.epoch));
             put_u64(&mut block, at::EPOCH_FIRST_SEQUENCE, self.epoch_first_sequence);
         }
@@ -186,7 +193,7 @@ impl Superblock {
         }
         let version = get_u32(block, at::VERSION);
         let mirror_slots = match version {
-            FORMAT_VERSION => MIRROR_SLOTS,
+            FORMAT_VERSION | FORMAT_VERSION_UNPADDED => MIRROR_SLOTS,
             FORMAT_VERSION_TWO_MIRROR_SLOTS | FORMAT_VERSION_BEFORE_EXPIRY => 2,
             FORMAT_VERSION_UNMIRRORED | FORMAT_VERSION_UNMIRRORED_BEFORE_EXPIRY => 0,
             _ => return Err(FormatError::Version(version)),
@@ -203,7 +210,7 @@ impl Superblock {
             sequence: get_u64(block, at::CHECKPOINT_SEQUENCE),
             replay_block: get_u64(block, at::CHECKPOINT_REPLAY_BLOCK),
             keys: get_u64(block, at::CHECKPOINT_KEYS),
-            epoch: if version == FORMAT_VERSION { get_u64(block, at::CHECKPOINT_EPOCH) } else { 0 },
+            epoch: if has_epoch_fields(version) { get_u64(block, at::CHECKPOINT_EPOCH) } else { 0 },
         });
         let superblock = Superblock {
             sequence: get_u64(block, at::SEQUENCE),
@@ -217,12 +224,13 @@ impl Superblock {
             tail_sequence: get_u64(block, at::TAIL_SEQUENCE),
             checkpoint,
             keys_hint: get_u32(block, at::KEYS_HINT),
-            epoch_first_sequence: if version == FORMAT_VERSION {
+            epoch_first_sequence: if has_epoch_fields(version) {
                 get_u64(block, at::EPOCH_FIRST_SEQUENCE)
             } else {
                 u64::MAX
             },
             mirror_slots,
+            records_padded: version == FORMAT_VERSION,
         };
         if superblock.home_block() != block_number {
             return Err(FormatError::Foreign);
@@ -286,11 +294,16 @@ pub fn pipeline_depth_max(mirror_slots: u32) -> u32 {
     (mirror_slots / 2).max(1)
 }
 
-/// CRC32C of bytes 0..124, then (format 6) of bytes 128..144, then of the block number. Older
-/// versions leave those bytes zero and outside the checksum.
+/// Whether the version has the epoch fields at bytes 128..144 (formats 6 and 7).
+fn has_epoch_fields(version: u32) -> bool {
+    version == FORMAT_VERSION || version == FORMAT_VERSION_UNPADDED
+}
+
+/// CRC32C of bytes 0..124, then (formats 6 and 7) of bytes 128..144, then of the block number.
+/// Older versions leave those bytes zero and outside the checksum.
 fn checksum(block: &[u8], block_number: u64) -> u32 {
     let partial = crc32c::crc32c(&block[..CHECKSUM_AT]);
-    let partial = if get_u32(block, at::VERSION) == FORMAT_VERSION {
+    let partial = if has_epoch_fields(get_u32(block, at::VERSION)) {
         crc32c::crc32c_append(partial, &block[at::CHECKPOINT_EPOCH..at::FORMAT_6_END])
     } else {
         partial
@@ -322,6 +335,7 @@ mod tests {
                 keys_hint: 0,
                 epoch_first_sequence: u64::MAX,
                 mirror_slots,
+                records_padded: false,
             };
             let mut block = superblock.encode();
             assert_eq!(get_u32(&block, at::VERSION), upgraded);
@@ -331,10 +345,10 @@ mod tests {
             let decoded = Superblock::decode(&block, superblock.home_block()).expect("a legacy version opens");
             assert_eq!(decoded.mirror_slots, mirror_slots);
             assert_eq!(get_u32(&decoded.encode(), at::VERSION), upgraded);
-            put_u32(&mut block, at::VERSION, 7);
+            put_u32(&mut block, at::VERSION, 8);
             let sum = checksum(&block, superblock.home_block());
             put_u32(&mut block, CHECKSUM_AT, sum);
-            assert!(matches!(Superblock::decode(&block, superblock.home_block()), Err(FormatError::Version(7))));
+            assert!(matches!(Superblock::decode(&block, superblock.home_block()), Err(FormatError::Version(8))));
         }
     }
 }

@@ -106,6 +106,7 @@ impl Knobs {
         self.write_through = config.write_through;
         self.commit_pipeline_depth = config.commit_pipeline_depth;
         self.compaction_read_piece_blocks = config.compaction_read_piece_blocks;
+        self.small_records_whole = config.small_records_whole;
     }
 
     /// Constant values over more keys than the log holds; half the seeds on production

@@ -347,6 +347,7 @@ impl Sim {
         config.mirror_batches = knobs.mirrored;
         config.commit_pipeline_depth = knobs.commit_pipeline_depth;
         config.compaction_read_piece_blocks = knobs.compaction_read_piece_blocks;
+        config.small_records_whole = knobs.small_records_whole;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {

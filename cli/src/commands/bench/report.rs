@@ -127,6 +127,8 @@ fn to_json(report: &BenchReport) -> serde_json::Value {
         "batches_pipelined": stats.batches_pipelined,
         "records": stats.records_committed,
         "batch_records_avg": report.batch_records_avg,
+        "payload_bytes_sealed": stats.payload_bytes_sealed,
+        "record_padding_bytes": stats.record_padding_bytes,
         "reads_in_flight_max": stats.reads_in_flight_max,
         "checksum_failures": stats.checksum_failures,
     });
