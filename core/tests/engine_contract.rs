@@ -705,3 +705,57 @@ fn a_batch_durable_before_the_one_ahead_of_it_waits_for_it() {
     assert_eq!(h.take_replies(2), vec![Reply::ok()]);
     assert_eq!(h.engine.durable_sequence(), durable_before + 2);
 }
+
+/// Rewrites both superblock copies on the durable image with `change` applied.
+fn rewrite_superblocks(h: &mut Harness, change: impl Fn(&mut quill_core::format::Superblock)) {
+    for copy in 0..2usize {
+        let block = &mut h.disk.durable[copy * 4096..(copy + 1) * 4096];
+        let mut superblock = quill_core::format::Superblock::decode(block, copy as u64).expect("a valid copy");
+        change(&mut superblock);
+        block.copy_from_slice(&superblock.encode());
+    }
+}
+
+/// Twenty values of 1,000 bytes in one batch (an MSET): four records never fit a block, so some
+/// would cross one.
+fn mset_thousand_byte_values(h: &mut Harness) {
+    let keys: Vec<Vec<u8>> = (0..20).map(|key| format!("k{key}").into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..20u8).map(|key| vec![b'a' + key; 1000]).collect();
+    let mut words: Vec<&[u8]> = vec![b"MSET"];
+    for (key, value) in keys.iter().zip(&values) {
+        words.extend([key.as_slice(), value.as_slice()]);
+    }
+    assert_eq!(h.call(1, command(&words)), Reply::ok());
+}
+
+/// Reads the twenty values back after a crash; returns the blocks the GETs read.
+fn read_back_thousand_byte_values(h: &mut Harness) -> u64 {
+    h.crash_and_reopen();
+    let before = h.engine.stats().bytes_read;
+    for key in 0..20u8 {
+        assert_eq!(h.call(1, get(&format!("k{key}"))), bulk(&[b'a' + key; 1000]));
+    }
+    (h.engine.stats().bytes_read - before) / 4096
+}
+
+/// Format 7 pads a record that would cross a block, so each GET reads one block; a format 6
+/// volume (whose older readers know no padding) opens, is written back to back, and stays
+/// format 6.
+#[test]
+fn records_are_padded_on_format_7_only_and_format_6_stays_unpadded() {
+    let mut h = Harness::format(support::small_config(), 17);
+    mset_thousand_byte_values(&mut h);
+    assert!(h.engine.stats().record_padding_bytes > 0, "some records would have crossed a block");
+    assert_eq!(read_back_thousand_byte_values(&mut h), 20, "one block per GET");
+    assert_eq!(h.disk.durable[8], 7, "new volumes are format 7");
+
+    let mut h = Harness::format(support::small_config(), 18);
+    rewrite_superblocks(&mut h, |superblock| superblock.records_padded = false);
+    h.crash_and_reopen();
+    assert!(h.engine.is_ready());
+    mset_thousand_byte_values(&mut h);
+    assert_eq!(h.engine.stats().record_padding_bytes, 0, "format 6 is written back to back");
+    assert!(h.engine.stats().payload_bytes_sealed > 20_000);
+    assert!(read_back_thousand_byte_values(&mut h) > 20, "some records cross a block");
+    assert_eq!(h.disk.durable[8], 6, "a format 6 volume stays format 6");
+}
