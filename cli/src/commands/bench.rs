@@ -85,7 +85,7 @@ pub struct BenchArgs {
     #[arg(long)]
     records_cross_blocks: bool,
     /// Batches in flight at once (the engine's default: 2; 1 commits one batch at a time). The
-    /// volume bounds it: 2 needs format 6's four mirror slots.
+    /// volume bounds it: 2 needs four mirror slots (formats 6 and 7).
     #[arg(long)]
     commit_pipeline_depth: Option<u32>,
     /// Compaction reads a chunk in pieces of this many blocks, two at a time (the engine's
@@ -299,6 +299,8 @@ fn stats_delta(before: &EngineStats, after: &EngineStats) -> EngineStats {
         batches_committed: after.batches_committed - before.batches_committed,
         batches_pipelined: after.batches_pipelined - before.batches_pipelined,
         records_committed: after.records_committed - before.records_committed,
+        payload_bytes_sealed: after.payload_bytes_sealed - before.payload_bytes_sealed,
+        record_padding_bytes: after.record_padding_bytes - before.record_padding_bytes,
         checksum_failures: after.checksum_failures - before.checksum_failures,
         reads_in_flight_max: after.reads_in_flight_max,
         ..EngineStats::default()

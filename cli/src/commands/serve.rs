@@ -70,9 +70,15 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = IoArg::Uring)]
     io: IoArg,
     /// Batches in flight at once (default 2; 1 commits one batch at a time). The volume
-    /// bounds it: 2 needs format 6's four mirror slots.
+    /// bounds it: 2 needs four mirror slots (formats 6 and 7).
     #[arg(long)]
     commit_pipeline_depth: Option<u32>,
+    /// Let records of at most a block cross block boundaries. By default (format 7) such a
+    /// record starts on a fresh block, so that an uncached GET reads one block; the padding
+    /// costs log space and write bandwidth (about a quarter of the bytes for 1 KB values,
+    /// 1.5 % for 100-byte ones: docs/benchmarks.md). Takes effect on every start.
+    #[arg(long)]
+    records_cross_blocks: bool,
     /// Format the volume even though it is not blank: a block device without a QuillKV
     /// superblock, or a QuillKV volume whose data is then lost. A file holding other data is
     /// still refused.
@@ -143,6 +149,7 @@ fn start(args: ServeArgs) -> Result<u8, Refused> {
     if let Some(depth) = args.commit_pipeline_depth {
         config.commit_pipeline_depth = depth.max(1);
     }
+    config.small_records_whole = !args.records_cross_blocks;
     let addresses = describe(&listeners);
     let mut ready = false;
     let on_ready = || {
