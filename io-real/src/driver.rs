@@ -24,6 +24,11 @@ pub trait Driver: Send {
     fn run(&mut self, wait: bool, completions: &mut Vec<IoCompletion>) -> Result<(), crate::DriverError>;
     /// Requests pushed and not completed yet.
     fn pending(&self) -> usize;
+    /// A large buffer the engine is done with, to return a later read's bytes in (see
+    /// `Engine::poll_spare_buffer`). By default it is freed.
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        drop(buffer);
+    }
 }
 
 /// Which driver to use.

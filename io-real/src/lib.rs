@@ -22,6 +22,7 @@ mod recording;
 mod runner;
 mod server_loop;
 mod signatures;
+mod spare;
 mod sync_driver;
 mod tls;
 mod uring;

@@ -178,6 +178,9 @@ impl EngineRunner {
             self.drain_io();
         }
         self.completions = completions;
+        while let Some(buffer) = self.engine.poll_spare_buffer() {
+            self.driver.recycle(buffer);
+        }
         Ok(count)
     }
 

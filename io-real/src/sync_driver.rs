@@ -11,16 +11,18 @@ use quill_core::{IoCompletion, IoError, IoKind, IoRequest};
 
 use crate::aligned::BufferPool;
 use crate::driver::{io_error_from_errno, is_transient, Driver, TRANSIENT_RETRIES_MAX};
+use crate::spare::SpareBuffers;
 
 pub struct SyncDriver {
     file: Arc<File>,
     queue: VecDeque<IoRequest>,
     pool: BufferPool,
+    spares: SpareBuffers,
 }
 
 impl SyncDriver {
     pub fn new(file: Arc<File>) -> SyncDriver {
-        SyncDriver { file, queue: VecDeque::new(), pool: BufferPool::new(16 << 20) }
+        SyncDriver { file, queue: VecDeque::new(), pool: BufferPool::new(16 << 20), spares: SpareBuffers::default() }
     }
 
     fn perform(&mut self, kind: IoKind) -> Result<Vec<u8>, IoError> {
@@ -29,7 +31,7 @@ impl SyncDriver {
             IoKind::Read { offset_bytes, length_bytes } => {
                 let mut buffer = self.pool.take(length_bytes as usize);
                 let slice = &mut buffer.as_mut_slice()[..length_bytes as usize];
-                let result = read_exact_at(fd, slice, offset_bytes).map(|()| slice.to_vec());
+                let result = read_exact_at(fd, slice, offset_bytes).map(|()| self.spares.copy_of(slice));
                 self.pool.give(buffer);
                 result
             }
@@ -75,6 +77,10 @@ impl Driver for SyncDriver {
 
     fn pending(&self) -> usize {
         self.queue.len()
+    }
+
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        self.spares.give(buffer);
     }
 }
 

@@ -19,6 +19,7 @@ use slab::Slab;
 
 use crate::aligned::{AlignedBuffer, BufferPool};
 use crate::driver::{io_error_from_errno, is_transient, Driver, TRANSIENT_RETRIES_MAX};
+use crate::spare::SpareBuffers;
 use crate::DriverError;
 
 /// One request being carried out, possibly in several kernel operations (short transfers).
@@ -58,6 +59,7 @@ pub struct UringDriver {
     in_kernel: usize,
     in_kernel_max: usize,
     pool: BufferPool,
+    spares: SpareBuffers,
 }
 
 impl UringDriver {
@@ -84,6 +86,7 @@ impl UringDriver {
             write_number_next: 0,
             in_kernel: 0,
             pool: BufferPool::new(64 << 20),
+            spares: SpareBuffers::default(),
         })
     }
 
@@ -206,7 +209,7 @@ impl UringDriver {
             self.writes_pending.remove(&operation.write_number);
         }
         let result = outcome.map(|()| match (operation.kind, &operation.buffer) {
-            (OperationKind::Read, Some(buffer)) => buffer.as_slice()[..operation.length_bytes].to_vec(),
+            (OperationKind::Read, Some(buffer)) => self.spares.copy_of(&buffer.as_slice()[..operation.length_bytes]),
             _ => Vec::new(),
         });
         if let Some(buffer) = operation.buffer.take() {
@@ -267,6 +270,10 @@ impl Driver for UringDriver {
 
     fn pending(&self) -> usize {
         self.operations.len()
+    }
+
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        self.spares.give(buffer);
     }
 }
 

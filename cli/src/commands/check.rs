@@ -51,6 +51,7 @@ pub fn run(args: CheckArgs) -> u8 {
     let mut config = config_for_volume(&volume, Some(0));
     config.open_read_only = true; // verify without writing: not even the epoch bump
     config.use_checkpoint = false; // replay and verify the whole log from its tail
+    let replay_started = std::time::Instant::now();
     let mut runner = match EngineRunner::start(&volume, config, io) {
         Ok(runner) => runner,
         Err(DbError::Open(error)) => {
@@ -62,7 +63,7 @@ pub fn run(args: CheckArgs) -> u8 {
             return 1;
         }
     };
-    print_log_summary(&volume, &runner);
+    print_log_summary(&volume, &runner, replay_started.elapsed());
     match verify_records(&mut runner) {
         Ok(record_problems) => problems.extend(record_problems),
         Err(message) => problems.push(message),
@@ -101,10 +102,14 @@ fn superblock_problems(volume: &Volume) -> Vec<String> {
     problems
 }
 
-fn print_log_summary(volume: &Volume, runner: &EngineRunner) {
+fn print_log_summary(volume: &Volume, runner: &EngineRunner, replay: std::time::Duration) {
     let engine = runner.engine();
     let stats = engine.stats();
     println!("log: {} batches verified, {} keys", stats.recovered_batches, engine.key_count());
+    // The figure a restart without a checkpoint takes (docs/benchmarks.md, restarts).
+    let mebibytes = stats.recovery_bytes_read as f64 / f64::from(1 << 20);
+    let seconds = replay.as_secs_f64();
+    println!("replay: {mebibytes:.1} MiB read in {seconds:.3} s ({:.0} MiB/s)", mebibytes / seconds.max(1e-9));
     let Some(block) = stats.truncated_at_block else {
         println!("log end: the log fills the volume");
         return;

@@ -283,7 +283,8 @@ impl Engine {
         recovery.last_sequence = last_sequence;
         recovery.last_epoch = epoch_floor;
         recovery.newest_batches.clear();
-        recovery.chunk = Vec::new();
+        let old_chunk = std::mem::take(&mut recovery.chunk);
+        self.shared.give_back(old_chunk);
         self.continue_scan();
     }
 
@@ -313,8 +314,9 @@ impl Engine {
             }
             return;
         }
-        recovery.chunk = bytes;
+        let old_chunk = std::mem::replace(&mut recovery.chunk, bytes);
         recovery.chunk_start_block = start_block;
+        self.shared.give_back(old_chunk);
         self.start_prefetch();
         self.continue_scan();
     }
@@ -381,14 +383,16 @@ impl Engine {
             return false;
         }
         let Prefetch::Ready { bytes, .. } = std::mem::take(&mut recovery.prefetch) else { unreachable!("checked") };
-        if swaps {
-            recovery.chunk = bytes;
+        let done_with = if swaps {
+            std::mem::replace(&mut recovery.chunk, bytes)
         } else {
             let keep_from = ((block - recovery.chunk_start_block) as usize) * BLOCK_BYTES;
             recovery.chunk.drain(..keep_from);
             recovery.chunk.extend_from_slice(&bytes);
-        }
+            bytes
+        };
         recovery.chunk_start_block = block;
+        self.shared.give_back(done_with);
         self.start_prefetch();
         true
     }
