@@ -36,7 +36,8 @@ pub mod server;
 
 pub use command::{Reply, Request};
 pub use engine::{
-    CacheChange, CompactionState, Config, Engine, EngineStats, HaltReason, OpenError, ReadOnlyReason, SpaceReport,
+    CacheChange, CompactionState, Config, Engine, EngineStats, HaltReason, IndexWork, OpenError, ReadOnlyReason,
+    SpaceReport,
 };
 pub use io::{IoCompletion, IoError, IoKind, IoRequest, IoToken};
 

@@ -15,6 +15,7 @@ mod db;
 mod driver;
 mod engine_thread;
 mod errors;
+mod index_workers;
 mod lock;
 mod peer;
 mod read_view;

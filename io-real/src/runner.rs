@@ -9,6 +9,7 @@
 use quill_core::{Config, Engine, IoCompletion, OpenError, Reply, Request};
 
 use crate::driver::{open_driver, Driver, IoChoice};
+use crate::index_workers::IndexWorkers;
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::{DbError, DriverError, VolumeError};
 
@@ -18,6 +19,8 @@ pub struct EngineRunner {
     engine: Engine,
     driver: Box<dyn Driver>,
     completions: Vec<IoCompletion>,
+    /// Fill the index's partitions during recovery (`Config::hand_out_index_work`).
+    index_workers: IndexWorkers,
 }
 
 /// The engine settings a real volume gets: the defaults for its size, with the batch (and so the
@@ -37,6 +40,10 @@ pub fn config_for_volume(volume: &Volume, cache_bytes_max: Option<usize>) -> Con
     config.write_through = true;
     // Random per process, so clients cannot aim keys at one hash bucket.
     config.hash_seed = random_volume_id().unwrap_or(0x5eed);
+    // A restart fills the index's partitions on as many threads (the runner's and the server
+    // loop's index workers).
+    config.index_partitions = std::thread::available_parallelism().map_or(2, |count| count.get() as u32).clamp(1, 8);
+    config.hand_out_index_work = true;
     if let Some(cache_bytes_max) = cache_bytes_max {
         config.cache_bytes_max = cache_bytes_max;
     }
@@ -45,7 +52,13 @@ pub fn config_for_volume(volume: &Volume, cache_bytes_max: Option<usize>) -> Con
 
 impl EngineRunner {
     pub fn new(engine: Engine, driver: Box<dyn Driver>) -> EngineRunner {
-        let mut runner = EngineRunner { started: std::time::Instant::now(), engine, driver, completions: Vec::new() };
+        let mut runner = EngineRunner {
+            started: std::time::Instant::now(),
+            engine,
+            driver,
+            completions: Vec::new(),
+            index_workers: IndexWorkers::default(),
+        };
         runner.drain_io();
         runner
     }
@@ -83,6 +96,10 @@ impl EngineRunner {
             if let Some(error) = self.engine.open_error() {
                 return Err(DbError::Open(error.clone()));
             }
+            if self.driver.pending() == 0 && self.index_workers.out() > 0 {
+                self.exchange_index_work(true);
+                continue;
+            }
             if self.driver.pending() == 0 {
                 // Neither ready nor failed, and nothing to wait for: an engine bug, not input.
                 return Err(DbError::Open(OpenError::Io(quill_core::IoError::Other(
@@ -91,6 +108,7 @@ impl EngineRunner {
             }
             self.turn(true)?;
         }
+        self.index_workers = IndexWorkers::default(); // only recovery hands partitions out
         Ok(())
     }
 
@@ -181,6 +199,7 @@ impl EngineRunner {
         while let Some(buffer) = self.engine.poll_spare_buffer() {
             self.driver.recycle(buffer);
         }
+        self.exchange_index_work(false);
         Ok(count)
     }
 
@@ -191,6 +210,29 @@ impl EngineRunner {
         self.engine.set_unix_time_ms(crate::clock::unix_time_ms());
         self.engine.tick(self.now_ms());
         self.drain_io();
+    }
+
+    /// Hands the index partitions recovery gives out to the workers, and gives back those they
+    /// finished; with `wait`, waits for one.
+    fn exchange_index_work(&mut self, wait: bool) {
+        self.hand_out_index_work();
+        let mut wait = wait;
+        while let Some(work) = self.index_workers.collect(wait) {
+            wait = false;
+            self.engine.complete_index_work(work);
+            self.drain_io();
+            // Giving one back may hand out more (records queued meanwhile).
+            self.hand_out_index_work();
+        }
+    }
+
+    fn hand_out_index_work(&mut self) {
+        while let Some(work) = self.engine.poll_index_work() {
+            if let Some(unsent) = self.index_workers.dispatch(work) {
+                self.engine.complete_index_work(unsent);
+                self.drain_io();
+            }
+        }
     }
 
     fn drain_io(&mut self) {

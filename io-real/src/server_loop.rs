@@ -19,6 +19,7 @@ use quill_core::server::{Server, ServerConfig};
 use quill_core::{Config, Engine, IoCompletion};
 
 use crate::driver::{open_driver, Driver, IoChoice};
+use crate::index_workers::IndexWorkers;
 use crate::peer::{Peer, Received};
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::DriverError;
@@ -179,13 +180,36 @@ impl Loop {
 
     fn open_engine(&mut self) -> Result<(), ServeError> {
         self.drain();
+        let mut index_workers = IndexWorkers::default();
         while !self.server.engine().is_ready() {
             if let Some(error) = self.server.engine().open_error() {
                 return Err(ServeError::Open(error.clone()));
             }
-            self.run_driver(true)?;
+            let waiting_on_workers = self.driver.pending() == 0 && index_workers.out() > 0;
+            if !waiting_on_workers {
+                self.run_driver(true)?;
+            }
+            self.exchange_index_work(&mut index_workers, waiting_on_workers);
         }
         Ok(())
+    }
+
+    /// Recovery's index partitions to the workers, and back (see `EngineRunner`); with `wait`,
+    /// waits for one.
+    fn exchange_index_work(&mut self, workers: &mut IndexWorkers, wait: bool) {
+        let mut wait = wait;
+        loop {
+            while let Some(work) = self.server.poll_index_work() {
+                if let Some(unsent) = workers.dispatch(work) {
+                    self.server.complete_index_work(unsent);
+                    self.drain();
+                }
+            }
+            let Some(work) = workers.collect(wait) else { return };
+            wait = false;
+            self.server.complete_index_work(work);
+            self.drain();
+        }
     }
 
     /// A clean shutdown writes an index checkpoint, so the next start reads it instead of the
@@ -409,6 +433,9 @@ impl Loop {
             self.drain();
         }
         self.completions = completions;
+        while let Some(buffer) = self.server.poll_spare_buffer() {
+            self.driver.recycle(buffer);
+        }
         Ok(())
     }
 }

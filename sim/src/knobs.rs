@@ -133,6 +133,11 @@ pub struct Knobs {
     /// small_records_whole`, format 7): the default in three seeds of four; in the rest only a
     /// record's fixed header is kept whole, so padding is rare and small.
     pub small_records_whole: bool,
+    /// Index partitions (`Config::index_partitions`): 1 to 4.
+    pub index_partitions: u32,
+    /// Recovery hands the partitions out (`Config::hand_out_index_work`), and they come back
+    /// late and out of order: half the seeds.
+    pub hand_out_index_work: bool,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -259,6 +264,8 @@ impl Knobs {
             commit_pipeline_depth: 2,
             compaction_read_piece_blocks: 16,
             small_records_whole: true,
+            index_partitions: 1,
+            hand_out_index_work: false,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
@@ -270,6 +277,8 @@ impl Knobs {
             knobs.compaction_read_piece_blocks = rng.gen_range(1..=knobs.compaction_chunk_blocks.max(1));
         }
         knobs.small_records_whole = chance(rng, 750_000);
+        knobs.index_partitions = rng.gen_range(1..=4);
+        knobs.hand_out_index_work = chance(rng, 500_000);
         knobs
     }
 

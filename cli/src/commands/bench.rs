@@ -84,6 +84,13 @@ pub struct BenchArgs {
     /// block by default, so that a GET reads one block): to measure what the padding costs.
     #[arg(long)]
     records_cross_blocks: bool,
+    /// Index partitions (default: one per processor). A restart fills them on as many threads;
+    /// with --index-built-in-place the engine fills them itself, on its one thread.
+    #[arg(long)]
+    index_partitions: Option<u32>,
+    /// Recovery fills the index on the engine's thread (no worker threads): to measure them.
+    #[arg(long)]
+    index_built_in_place: bool,
     /// Batches in flight at once (the engine's default: 2; 1 commits one batch at a time). The
     /// volume bounds it: 2 needs four mirror slots (formats 6 and 7).
     #[arg(long)]
@@ -153,6 +160,10 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         }
         config.mirror_batches = !args.no_mirror;
         config.small_records_whole = !args.records_cross_blocks;
+        if let Some(partitions) = args.index_partitions {
+            config.index_partitions = partitions;
+        }
+        config.hand_out_index_work = !args.index_built_in_place;
         if let Some(depth) = args.commit_pipeline_depth {
             config.commit_pipeline_depth = depth.max(1);
         }

@@ -121,6 +121,14 @@ pub struct Config {
     /// at most one record's length per block. The writer's choice; readers skip padding either
     /// way.
     pub small_records_whole: bool,
+    /// The index is split by key hash into this many partitions (1 ..= 64), which a restart
+    /// can fill in parallel (see `hand_out_index_work`).
+    pub index_partitions: u32,
+    /// During recovery, hand index partitions out with the records read for them
+    /// (`Engine::poll_index_work`), for the driver to apply on other threads and give back
+    /// (`Engine::complete_index_work`); otherwise the engine applies them itself. A driver that
+    /// sets this must drain and give back every piece of work, or the open never completes.
+    pub hand_out_index_work: bool,
     /// Batches in flight at once (pipelined group commit): the next batch is written while the
     /// one before is still being made durable. Replies are still released in batch order. The
     /// volume bounds it (`format::superblock::pipeline_depth_max`: 2 with four mirror slots, 1
@@ -182,6 +190,8 @@ impl Config {
             use_checkpoint: true,
             mirror_batches: true,
             small_records_whole: true,
+            index_partitions: 1,
+            hand_out_index_work: false,
             commit_pipeline_depth: 2,
             compaction_chunk_blocks: 1024,
             compaction_read_piece_blocks: 16,

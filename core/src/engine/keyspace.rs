@@ -93,7 +93,7 @@ pub struct Keyspace {
 impl Keyspace {
     pub fn new(config: &Config) -> Keyspace {
         Keyspace {
-            index: CompactIndex::new(config.hash_seed),
+            index: CompactIndex::new(config.hash_seed, config.index_partitions),
             cache: ValueCache::new(config.cache_bytes_max, config.hash_seed, config.publish_cache),
             overlay: BTreeMap::new(),
             cleared_at: None,

@@ -27,6 +27,7 @@ pub use cache::CacheChange;
 pub use compaction::CompactionState;
 pub use config::PlantedBug;
 pub use config::{Config, INDEX_BYTES_LIMIT};
+pub use index::IndexWork;
 pub use keyspace::Location;
 pub use reasons::{HaltReason, ReadOnlyReason};
 pub use recovery::OpenError;

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::checkpoint;
+use super::index::IndexWork;
 use super::keyspace::Location;
 use super::reasons::ReadOnlyReason;
 use super::space::{Ring, Writer};
@@ -76,7 +77,15 @@ pub struct Recovery {
     pub(super) newest_mirror: NewestMirror,
     /// Which of `newest_batches` the mirror check is at.
     pub(super) newest_mirror_at: usize,
+    /// Index partitions handed out with their records, for the driver to take.
+    pub(super) index_work: VecDeque<IndexWork>,
+    /// The log is read; the open completes once the index partitions are back.
+    pub(super) finish_after_index_work: bool,
 }
+
+/// Records a partition collects before it is handed out: enough that a thread's hand-off costs
+/// little beside the inserts (a 4 MiB chunk of 100-byte values holds about 28,000).
+const INDEX_WORK_RECORDS_MIN: usize = 8192;
 
 /// A batch recovery replayed, as the newest-mirror check needs it.
 #[derive(Clone, Copy, Debug)]
@@ -610,45 +619,77 @@ impl Engine {
         Replay::Applied(block + u64::from(header.block_count))
     }
 
+    /// Checks every record of a batch whose payload checksum passed, then queues them all for
+    /// the index (a batch applies whole or not at all), and applies or hands out the queue.
     fn apply_recovered_batch(&mut self, header: &BatchHeader, batch: &[u8]) -> Result<(), String> {
         let payload_end = BATCH_HEADER_BYTES + header.payload_bytes as usize;
-        self.touch_index_slots(header, &batch[..payload_end]);
-        let mut records = BatchRecords::new(batch, header, self.shared.volume.records_padded);
+        let padded = self.shared.volume.records_padded;
+        let mut records = BatchRecords::new(batch, header, padded);
         for record in records.by_ref() {
-            let (at, record) = record.map_err(|error| format!("record: {error}"))?;
+            let (_, record) = record.map_err(|error| format!("record: {error}"))?;
             if record.sequence != header.sequence {
                 return Err("record sequence differs from its batch".to_string());
-            }
-            let key = &batch[at + record.key_offset()..at + record.value_offset()];
-            let offset_bytes = header.block * BLOCK_BYTES as u64 + at as u64;
-            let location = Location {
-                offset_bytes,
-                record_bytes: crate::format::batch_size_u32(record.total_bytes()),
-                sequence_low: crate::format::low_32_bits(header.sequence),
-            };
-            match record.kind {
-                RecordKind::Put => self.keyspace.index.insert(key, location, record.expires_at_ms),
-                RecordKind::Delete => _ = self.keyspace.index.remove(key),
-                RecordKind::Clear => self.keyspace.index.clear(),
             }
         }
         if records.end() != payload_end {
             return Err("records do not fill the payload exactly".to_string());
         }
+        let index = &mut self.keyspace.index;
+        for record in BatchRecords::new(batch, header, padded) {
+            let (at, record) = record.expect("checked above");
+            let key = &batch[at + record.key_offset()..at + record.value_offset()];
+            let location = Location {
+                offset_bytes: header.block * BLOCK_BYTES as u64 + at as u64,
+                record_bytes: crate::format::batch_size_u32(record.total_bytes()),
+                sequence_low: crate::format::low_32_bits(header.sequence),
+            };
+            match record.kind {
+                RecordKind::Put => index.queue_put(key, location, record.expires_at_ms),
+                RecordKind::Delete => index.queue_remove(key),
+                RecordKind::Clear => index.queue_clear(),
+            }
+        }
+        self.dispatch_index_records(INDEX_WORK_RECORDS_MIN);
         Ok(())
     }
 
-    /// Loads the index slots the batch's keys will probe, independently of one another, so the
-    /// processor overlaps their cache misses before the inserts need them (the scan is bound by
-    /// index misses, one or two per record). Records that do not decode are left to the caller.
-    fn touch_index_slots(&self, header: &BatchHeader, payload: &[u8]) {
-        let mut touched = 0u64;
-        for record in BatchRecords::new(payload, header, self.shared.volume.records_padded) {
-            let Ok((at, record)) = record else { break };
-            let Some(key) = payload.get(at + record.key_offset()..at + record.value_offset()) else { break };
-            touched ^= self.keyspace.index.touch(key);
+    /// Input: an index partition handed out by `poll_index_work`, its records applied (or not:
+    /// they are applied now). The open may complete with it.
+    pub fn complete_index_work(&mut self, work: IndexWork) {
+        if !matches!(self.phase, Phase::Recovering(_)) {
+            return; // the open failed meanwhile and dropped the index
         }
-        std::hint::black_box(touched);
+        self.keyspace.index.take_back(work);
+        self.dispatch_index_records(INDEX_WORK_RECORDS_MIN);
+        if std::mem::take(&mut self.recovery_mut().finish_after_index_work) {
+            self.finish_recovery();
+        }
+    }
+
+    /// Output (with `Config::hand_out_index_work`): an index partition and the records recovery
+    /// read for it, to apply with [`IndexWork::run`] on any thread and give back with
+    /// `complete_index_work`. Several may be out at once; they are independent of one another.
+    pub fn poll_index_work(&mut self) -> Option<IndexWork> {
+        match &mut self.phase {
+            Phase::Recovering(recovery) => recovery.index_work.pop_front(),
+            _ => None,
+        }
+    }
+
+    /// Index partitions handed out and not given back yet.
+    pub fn index_work_out(&self) -> usize {
+        self.keyspace.index.partitions_out()
+    }
+
+    /// Applies the index records queued so far, or (`Config::hand_out_index_work`) hands out
+    /// the partitions at home with at least `records_min` of them.
+    pub(super) fn dispatch_index_records(&mut self, records_min: usize) {
+        if !self.shared.config.hand_out_index_work {
+            return self.keyspace.index.apply_queued();
+        }
+        while let Some(work) = self.keyspace.index.hand_out(records_min) {
+            self.recovery_mut().index_work.push_back(work);
+        }
     }
 
     /// The batch at `block` is bad. If a valid later batch follows within one batch's reach, the
@@ -706,6 +747,12 @@ impl Engine {
 
     pub(super) fn finish_recovery(&mut self) {
         let log_end_block = self.shared.volume.log_end_block;
+        if !self.keyspace.index.settled() {
+            // The open completes once every partition is back with its records applied.
+            self.dispatch_index_records(1);
+            self.recovery_mut().finish_after_index_work = true;
+            return;
+        }
         let recovery = self.recovery_mut();
         if recovery.repairs_in_flight > 0 {
             recovery.finish_after_repairs = true; // the open completes once they are durable

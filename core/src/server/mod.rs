@@ -233,6 +233,23 @@ impl Server {
         self.drain_engine();
     }
 
+    /// Input: an index partition back from the driver (see `Engine::complete_index_work`).
+    pub fn complete_index_work(&mut self, work: crate::IndexWork) {
+        self.resume_drained();
+        self.engine.complete_index_work(work);
+        self.drain_engine();
+    }
+
+    /// Output: a large buffer the engine is done with (see `Engine::poll_spare_buffer`).
+    pub fn poll_spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.engine.poll_spare_buffer()
+    }
+
+    /// Output: index work recovery hands out (see `Engine::poll_index_work`).
+    pub fn poll_index_work(&mut self) -> Option<crate::IndexWork> {
+        self.engine.poll_index_work()
+    }
+
     /// The end of the loop turn, with the time in milliseconds (see [`crate::engine::Engine::tick`]);
     /// closes connections idle past the timeout.
     pub fn tick(&mut self, now: u64) {

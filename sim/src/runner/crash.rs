@@ -35,7 +35,8 @@ impl Sim {
         self.watch.restart();
         self.faults.ledger.io_errors_since_start = 0;
         self.storage.clear();
-        // A new engine starts with an empty cache, and so does the copy of it (a new `Db`).
+        self.index_work.clear(); // the old engine's partitions die with it
+                                 // A new engine starts with an empty cache, and so does the copy of it (a new `Db`).
         self.view.clear();
         for client in 0..self.clients.len() {
             self.abandon_scan(client, true);

@@ -30,6 +30,10 @@ pub fn production_config(volume_bytes: u64, hash_seed: u64) -> Config {
     let mut config = Config::for_volume_bytes(volume_bytes);
     config.write_through = true;
     config.hash_seed = hash_seed;
+    // As io-real's `config_for_volume` on a two-core machine: restarts hand the index's
+    // partitions out to worker threads.
+    config.index_partitions = 2;
+    config.hand_out_index_work = true;
     config
 }
 
@@ -107,6 +111,8 @@ impl Knobs {
         self.commit_pipeline_depth = config.commit_pipeline_depth;
         self.compaction_read_piece_blocks = config.compaction_read_piece_blocks;
         self.small_records_whole = config.small_records_whole;
+        self.index_partitions = config.index_partitions;
+        self.hand_out_index_work = config.hand_out_index_work;
     }
 
     /// Constant values over more keys than the log holds; half the seeds on production

@@ -151,6 +151,10 @@ pub(crate) struct Sim {
     pub knobs: Knobs,
     pub config: Config,
     pub workload_rng: ChaCha8Rng,
+    /// Index partitions recovery handed out (`Config::hand_out_index_work`), each with the
+    /// tick it comes back at: they come back late and out of order, as threads would.
+    index_work: Vec<(u64, quill_core::IndexWork)>,
+    index_work_rng: ChaCha8Rng,
     /// Turns drawn requests into sibling commands (variants.rs), on its own stream.
     pub variants: crate::variants::Variants,
     /// The expiry workload and the clock's jumps (expiring.rs).
@@ -307,6 +311,8 @@ impl Sim {
             view: Default::default(),
             crash_plan: Default::default(),
             workload_rng: stream(options.seed, 1),
+            index_work: Vec::new(),
+            index_work_rng: stream(options.seed, 10),
             variants: crate::variants::Variants::new(stream(options.seed, 8)),
             expiry: expiring::ExpiryWorkload::new(stream(options.seed, 9)),
             knobs,
@@ -348,6 +354,8 @@ impl Sim {
         config.commit_pipeline_depth = knobs.commit_pipeline_depth;
         config.compaction_read_piece_blocks = knobs.compaction_read_piece_blocks;
         config.small_records_whole = knobs.small_records_whole;
+        config.index_partitions = knobs.index_partitions;
+        config.hand_out_index_work = knobs.hand_out_index_work;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {
@@ -539,6 +547,7 @@ impl Sim {
         self.drain_engine();
         self.check_reports();
         self.deliver_due_completions();
+        self.give_back_index_work();
         self.after_recovery_if_done();
         if !self.is_running() {
             return;
@@ -656,6 +665,11 @@ impl Sim {
             return (self.tick + 1, false);
         }
         let timeout = self.engine().poll_timeout();
+        let index_work_due = self.index_work.iter().map(|(due, _)| *due).min();
+        let timeout = match (timeout, index_work_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.storage.next_due(), timeout) {
             (Some(due), Some(timeout)) => (due.min(timeout).max(self.tick + 1), false),
             (Some(at), None) | (None, Some(at)) => (at.max(self.tick + 1), false),
@@ -777,6 +791,10 @@ impl Sim {
         while let Some(request) = self.server.poll_io() {
             self.issue_io(request);
         }
+        while let Some(work) = self.server.poll_index_work() {
+            let due = self.tick + self.index_work_rng.gen_range(0..=3);
+            self.index_work.push((due, work));
+        }
         // Before any reply: the published cache never lags a reply a client has seen.
         while let Some(change) = self.server.poll_cache_change() {
             self.apply_cache_change(change);
@@ -789,6 +807,24 @@ impl Sim {
         }
         while let Some((client, reply)) = self.server.poll_direct_reply() {
             self.on_reply((client - DIRECT_CLIENT_BASE) as usize, reply);
+        }
+    }
+
+    /// Gives back the index partitions due now, in a random order; one in four without running
+    /// it first (the engine applies its records then).
+    fn give_back_index_work(&mut self) {
+        for _ in 0..self.index_work.len() {
+            let due: Vec<usize> = (0..self.index_work.len()).filter(|&at| self.index_work[at].0 <= self.tick).collect();
+            if due.is_empty() || !self.is_running() {
+                return;
+            }
+            let pick = due[self.index_work_rng.gen_range(0..due.len())];
+            let (_, mut work) = self.index_work.swap_remove(pick);
+            if self.index_work_rng.gen_range(0..4) != 0 {
+                work.run();
+            }
+            self.server.complete_index_work(work);
+            self.drain_engine();
         }
     }
 

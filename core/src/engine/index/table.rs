@@ -1,5 +1,5 @@
-//! The in-memory index: key → location of its durable record, compact enough for flash-sized
-//! key counts.
+//! One partition of the in-memory index (`super::CompactIndex`): key → location of its
+//! durable record, compact enough for flash-sized key counts.
 //!
 //! An open-addressing table of 8-byte slots (a 32-bit hash tag and a 32-bit arena offset) over
 //! a byte arena holding, per key, `[record offset: 8][record length: 4][batch sequence, low 32
@@ -12,8 +12,7 @@
 
 use std::hash::BuildHasher;
 
-use super::expiries::Expiries;
-use super::hashing::SeededState;
+use super::super::hashing::SeededState;
 
 /// Where a durable record lives (16 bytes in the index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +49,7 @@ pub const SCAN_END: u64 = 1 << 32;
 const ENTRY_HEADER_BYTES: usize = 18;
 const CHUNK_BYTES: usize = 1 << 20;
 
-pub struct CompactIndex {
+pub struct Table {
     /// `tag << 32 | (arena offset + 2)`, or EMPTY / TOMBSTONE.
     slots: Vec<u64>,
     /// Chunks of CHUNK_BYTES; an arena offset is `chunk * CHUNK_BYTES + offset in chunk`.
@@ -62,13 +61,11 @@ pub struct CompactIndex {
     garbage_bytes: usize,
     /// The sum of the live records' lengths on disk: what compaction must keep.
     live_record_bytes: u64,
-    /// The expiry times of the keys that have one (their records carry it too).
-    pub expiries: Expiries,
 }
 
-impl CompactIndex {
-    pub fn new(hash_seed: u64) -> CompactIndex {
-        CompactIndex {
+impl Table {
+    pub fn new(hash_seed: u64) -> Table {
+        Table {
             slots: vec![EMPTY; 16],
             arena: Vec::new(),
             arena_bytes: 0,
@@ -77,7 +74,6 @@ impl CompactIndex {
             tombstones: 0,
             garbage_bytes: 0,
             live_record_bytes: 0,
-            expiries: Expiries::default(),
         }
     }
 
@@ -110,7 +106,7 @@ impl CompactIndex {
         self.live_record_bytes
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
+    pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -197,18 +193,8 @@ impl CompactIndex {
         self.slots[self.home(self.hash(key))]
     }
 
-    /// Points `key` at its new durable record, which expires at `expires_at_ms` (or never).
-    pub fn insert(&mut self, key: &[u8], location: Location, expires_at_ms: Option<u64>) {
-        self.expiries.set(key, expires_at_ms);
-        self.insert_location(key, location);
-    }
-
-    /// The key's expiry time, if it has one.
-    pub fn expiry(&self, key: &[u8]) -> Option<u64> {
-        self.expiries.get(key)
-    }
-
-    fn insert_location(&mut self, key: &[u8], location: Location) {
+    /// Points `key` at its new durable record.
+    pub fn insert(&mut self, key: &[u8], location: Location) {
         assert!(key.len() <= u16::MAX as usize, "keys are at most 65535 bytes");
         let hash = self.hash(key);
         match self.find(key, hash) {
@@ -249,7 +235,6 @@ impl CompactIndex {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
         let index = self.find(key, self.hash(key)).ok()?;
-        self.expiries.set(key, None);
         let at = slot_offset(self.slots[index]);
         let location = self.entry_location(at);
         self.garbage_bytes += ENTRY_HEADER_BYTES + key.len();
@@ -265,7 +250,7 @@ impl CompactIndex {
 
     pub fn clear(&mut self) {
         let seed = self.hasher.seed;
-        *self = CompactIndex::new(seed);
+        *self = Table::new(seed);
     }
 
     fn grow_if_needed(&mut self) {
@@ -279,11 +264,10 @@ impl CompactIndex {
     /// Re-inserts every live entry into a fresh table of `capacity` slots and a compact arena.
     fn rebuild(&mut self, capacity: usize) {
         let seed = self.hasher.seed;
-        let mut old = std::mem::replace(self, CompactIndex::new(seed));
+        let old = std::mem::replace(self, Table::new(seed));
         self.slots = vec![EMPTY; capacity.max(16)];
-        self.expiries = std::mem::take(&mut old.expiries); // keys and times are unchanged
         for (key, location) in old.iter() {
-            self.insert_location(key, location);
+            self.insert(key, location);
         }
         debug_assert_eq!(self.live, old.live);
     }
@@ -299,14 +283,31 @@ impl CompactIndex {
     /// range reaches the end). The range is in hash positions, not slots, so a cursor (`to`)
     /// stays meaningful while the table grows, shrinks or rebuilds: a key present throughout
     /// a scan is visited exactly once.
-    pub fn scan(&self, from: u64, slots_wanted: usize, mut visit: impl FnMut(&[u8])) -> u64 {
+    #[cfg(test)]
+    pub fn scan(&self, from: u64, slots_wanted: usize, visit: impl FnMut(&[u8])) -> u64 {
+        let to = self.scan_end(from, slots_wanted);
+        self.scan_range(from, to, visit);
+        to
+    }
+
+    /// Where a scan step from `from` that reads about `slots_wanted` slots ends.
+    pub fn scan_end(&self, from: u64, slots_wanted: usize) -> u64 {
         assert!(from < SCAN_END, "a scan position fits 32 bits");
         let slots = self.slots.len();
-        let first = self.home(from);
-        let end_slot = first.saturating_add(slots_wanted.max(1)).min(slots);
+        let end_slot = self.home(from).saturating_add(slots_wanted.max(1)).min(slots);
         // The lowest position whose home is `end_slot` or later (the inverse of `home`).
         let to = if end_slot == slots { SCAN_END } else { (end_slot as u64 * SCAN_END).div_ceil(slots as u64) };
         debug_assert!(to > from, "every step moves on");
+        to
+    }
+
+    /// Hands `visit` every live key whose scan position lies in `from..to`.
+    pub fn scan_range(&self, from: u64, to: u64, mut visit: impl FnMut(&[u8])) {
+        assert!(from < to && to <= SCAN_END, "a scan range is not empty and fits 32 bits");
+        let slots = self.slots.len();
+        let first = self.home(from);
+        // Keys with positions below `to` have their home at `home(to)` or before.
+        let end_slot = if to == SCAN_END { slots } else { self.home(to) };
         // Keys with positions in range sit at their home or after it, up to the next empty slot
         // (linear probing), wrapping around past the last slot.
         for step in 0..slots {
@@ -322,7 +323,6 @@ impl CompactIndex {
                 }
             }
         }
-        to
     }
 
     /// Every key and location, in table order (deterministic for a given seed and history).
@@ -336,8 +336,8 @@ impl CompactIndex {
 
 #[cfg(test)]
 mod tests {
-    use super::CompactIndex;
     use super::Location;
+    use super::Table;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -350,11 +350,7 @@ mod tests {
     }
 
     /// A full scan, a step at a time, with the table changed between steps by `between`.
-    fn full_scan(
-        index: &mut CompactIndex,
-        step_slots: usize,
-        mut between: impl FnMut(&mut CompactIndex, usize),
-    ) -> Vec<Vec<u8>> {
+    fn full_scan(index: &mut Table, step_slots: usize, mut between: impl FnMut(&mut Table, usize)) -> Vec<Vec<u8>> {
         let (mut seen, mut from, mut steps) = (Vec::new(), 0, 0);
         while from < super::SCAN_END {
             from = index.scan(from, step_slots, |key| seen.push(key.to_vec()));
@@ -367,15 +363,15 @@ mod tests {
 
     #[test]
     fn a_scan_visits_every_key_present_throughout_once_while_the_table_resizes() {
-        let mut index = CompactIndex::new(7);
+        let mut index = Table::new(7);
         for number in 0..500u64 {
-            index.insert(format!("stable{number}").as_bytes(), location(number + 1), None);
+            index.insert(format!("stable{number}").as_bytes(), location(number + 1));
         }
         let mut added = 0u64;
         let seen = full_scan(&mut index, 5, |index, step| {
             // Growth (rebuilds to larger tables) and churn (tombstones, then a shrinking rebuild).
             for _ in 0..20 {
-                index.insert(format!("new{added}").as_bytes(), location(added + 1), None);
+                index.insert(format!("new{added}").as_bytes(), location(added + 1));
                 added += 1;
             }
             if step % 3 == 0 {
@@ -396,10 +392,10 @@ mod tests {
 
     #[test]
     fn spans_many_arena_chunks_and_reclaims_garbage() {
-        let mut index = CompactIndex::new(7);
+        let mut index = Table::new(7);
         let key = |number: u64| format!("a-longer-key-to-fill-chunks-{number:08}").into_bytes();
         for number in 0..200_000u64 {
-            index.insert(&key(number), location(number), None);
+            index.insert(&key(number), location(number));
         }
         assert!(index.arena.len() >= 9, "several chunks: {}", index.arena.len());
         for number in (0..200_000u64).filter(|number| number % 3 != 0) {
@@ -417,27 +413,22 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_like_a_map(operations in proptest::collection::vec((0u8..3, 0u16..300, any::<u64>()), 0..3000)) {
-            let mut index = CompactIndex::new(42);
+            let mut index = Table::new(42);
             let mut model = BTreeMap::new();
             for (kind, key, value) in operations {
                 let key = format!("key-{key}").into_bytes();
                 match kind {
                     0 | 1 => {
-                        // Kind 1 gives the key an expiry time; rebuilds must keep it.
-                        let expiry = (kind == 1).then_some(value % 1000);
-                        index.insert(&key, location(value), expiry);
-                        model.insert(key, (location(value), expiry));
+                        index.insert(&key, location(value));
+                        model.insert(key, location(value));
                     }
-                    _ => prop_assert_eq!(index.remove(&key), model.remove(&key).map(|(location, _)| location)),
+                    _ => prop_assert_eq!(index.remove(&key), model.remove(&key)),
                 }
                 prop_assert_eq!(index.len(), model.len());
             }
-            for (key, (expected, expiry)) in &model {
+            for (key, expected) in &model {
                 prop_assert_eq!(index.get(key), Some(*expected));
-                prop_assert_eq!(index.expiry(key), *expiry);
             }
-            prop_assert_eq!(index.expiries.len(), model.values().filter(|(_, expiry)| expiry.is_some()).count());
-            let model: BTreeMap<Vec<u8>, Location> = model.into_iter().map(|(key, (location, _))| (key, location)).collect();
             let mut listed: Vec<(Vec<u8>, Location)> = index.iter().map(|(key, location)| (key.to_vec(), location)).collect();
             listed.sort_by(|a, b| a.0.cmp(&b.0));
             let expected: Vec<(Vec<u8>, Location)> = model.into_iter().collect();
