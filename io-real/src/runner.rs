@@ -40,10 +40,10 @@ pub fn config_for_volume(volume: &Volume, cache_bytes_max: Option<usize>) -> Con
     config.write_through = true;
     // Random per process, so clients cannot aim keys at one hash bucket.
     config.hash_seed = random_volume_id().unwrap_or(0x5eed);
-    // A restart fills the index's partitions on as many threads (the runner's and the server
-    // loop's index workers).
-    config.index_partitions = std::thread::available_parallelism().map_or(2, |count| count.get() as u32).clamp(1, 8);
-    config.hand_out_index_work = true;
+    // The index in one piece, filled on the engine's thread: worker threads measured no faster
+    // on two processors (docs/benchmarks.md); `--index-partitions` turns them on.
+    config.index_partitions = 1;
+    config.hand_out_index_work = false;
     if let Some(cache_bytes_max) = cache_bytes_max {
         config.cache_bytes_max = cache_bytes_max;
     }

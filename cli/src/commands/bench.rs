@@ -84,8 +84,8 @@ pub struct BenchArgs {
     /// block by default, so that a GET reads one block): to measure what the padding costs.
     #[arg(long)]
     records_cross_blocks: bool,
-    /// Index partitions (default: one per processor). A restart fills them on as many threads;
-    /// with --index-built-in-place the engine fills them itself, on its one thread.
+    /// Index partitions (default 1). With more than one, a restart fills them on worker
+    /// threads while the engine's thread reads the log, unless --index-built-in-place.
     #[arg(long)]
     index_partitions: Option<u32>,
     /// Recovery fills the index on the engine's thread (no worker threads): to measure them.
@@ -162,8 +162,8 @@ fn bench(args: &BenchArgs, io: IoChoice, volume: &mut Volume) -> Result<BenchRep
         config.small_records_whole = !args.records_cross_blocks;
         if let Some(partitions) = args.index_partitions {
             config.index_partitions = partitions;
+            config.hand_out_index_work = partitions > 1 && !args.index_built_in_place;
         }
-        config.hand_out_index_work = !args.index_built_in_place;
         if let Some(depth) = args.commit_pipeline_depth {
             config.commit_pipeline_depth = depth.max(1);
         }

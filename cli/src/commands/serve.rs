@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// 1.5 % for 100-byte ones: docs/benchmarks.md). Takes effect on every start.
     #[arg(long)]
     records_cross_blocks: bool,
+    /// Split the index into this many partitions (default 1); with more than one, a restart
+    /// fills them on as many worker threads while the engine reads the log. Measured no faster
+    /// on two processors (docs/benchmarks.md); meant for machines with cores to spare.
+    #[arg(long)]
+    index_partitions: Option<u32>,
     /// Format the volume even though it is not blank: a block device without a QuillKV
     /// superblock, or a QuillKV volume whose data is then lost. A file holding other data is
     /// still refused.
@@ -150,6 +155,10 @@ fn start(args: ServeArgs) -> Result<u8, Refused> {
         config.commit_pipeline_depth = depth.max(1);
     }
     config.small_records_whole = !args.records_cross_blocks;
+    if let Some(partitions) = args.index_partitions {
+        config.index_partitions = partitions;
+        config.hand_out_index_work = partitions > 1;
+    }
     let addresses = describe(&listeners);
     let mut ready = false;
     let on_ready = || {

@@ -30,10 +30,9 @@ pub fn production_config(volume_bytes: u64, hash_seed: u64) -> Config {
     let mut config = Config::for_volume_bytes(volume_bytes);
     config.write_through = true;
     config.hash_seed = hash_seed;
-    // As io-real's `config_for_volume` on a two-core machine: restarts hand the index's
-    // partitions out to worker threads.
-    config.index_partitions = 2;
-    config.hand_out_index_work = true;
+    // As io-real's `config_for_volume`: the index in one piece, filled in place.
+    config.index_partitions = 1;
+    config.hand_out_index_work = false;
     config
 }
 

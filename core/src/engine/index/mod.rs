@@ -45,6 +45,9 @@ impl CompactIndex {
     /// The partition a key lives in: the hash's high bits (its low bits place it in the table
     /// and in SCAN's order, so every partition spans every scan position).
     fn partition_of(&self, key: &[u8]) -> usize {
+        if self.partitions.len() == 1 {
+            return 0; // no second hash on every lookup of an index in one piece
+        }
         let tag = self.hasher.hash(key) >> 32;
         ((tag * self.partitions.len() as u64) >> 32) as usize
     }
