@@ -26,7 +26,7 @@ use crate::DriverError;
 struct Operation {
     token: IoToken,
     kind: OperationKind,
-    buffer: Option<AlignedBuffer>,
+    buffer: Option<Buffer>,
     offset_bytes: u64,
     length_bytes: usize,
     done_bytes: usize,
@@ -36,6 +36,51 @@ struct Operation {
     in_kernel: bool,
     /// A write that must be durable when it completes (RWF_DSYNC).
     durable: bool,
+}
+
+/// Where an operation's bytes are while the kernel works on them.
+enum Buffer {
+    /// A registered slot (its index): ReadFixed/WriteFixed, no page pinning per operation.
+    Slot(u16),
+    /// From the pool: for requests larger than a slot, or when every slot is taken.
+    Pooled(AlignedBuffer),
+}
+
+/// Registered buffers: pinned once at setup, so an operation on one skips the kernel's per-I/O
+/// page pinning (`gup_fast_fallback`, 1.9 % of the GET profile). Empty if registration failed.
+struct Slots {
+    buffers: Vec<AlignedBuffer>,
+    free: Vec<u16>,
+}
+
+/// A slot holds the common small transfer: a GET's value or a small group commit.
+const SLOT_BYTES: usize = 16 * 1024;
+
+impl Slots {
+    /// One slot per operation that may be in the kernel: `count * SLOT_BYTES` of locked memory.
+    fn register(ring: &IoUring, count: usize) -> Slots {
+        let count = count.min(usize::from(u16::MAX));
+        let mut buffers: Vec<AlignedBuffer> = (0..count).map(|_| AlignedBuffer::new(SLOT_BYTES)).collect();
+        let iovecs: Vec<libc::iovec> = buffers
+            .iter_mut()
+            .map(|buffer| libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() })
+            .collect();
+        // SAFETY: the buffers live as long as the driver, which outlives the ring's use of them:
+        // `Drop` waits for operations in flight, or leaks the slots if it cannot.
+        match unsafe { ring.submitter().register_buffers(&iovecs) } {
+            // Without the locked-memory allowance (RLIMIT_MEMLOCK) every transfer uses the pool.
+            Err(_) => Slots { buffers: Vec::new(), free: Vec::new() },
+            Ok(()) => Slots { free: (0..count as u16).rev().collect(), buffers },
+        }
+    }
+
+    /// A free slot for a transfer of `length_bytes`, if it fits one.
+    fn take(&mut self, length_bytes: usize) -> Option<u16> {
+        if length_bytes > SLOT_BYTES {
+            return None;
+        }
+        self.free.pop()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -60,6 +105,7 @@ pub struct UringDriver {
     in_kernel_max: usize,
     pool: BufferPool,
     spares: SpareBuffers,
+    slots: Slots,
 }
 
 impl UringDriver {
@@ -75,6 +121,7 @@ impl UringDriver {
                 return Err(DriverError::UringUnsupported(name));
             }
         }
+        let slots = Slots::register(&ring, ring.params().sq_entries() as usize);
         Ok(UringDriver {
             in_kernel_max: ring.params().sq_entries() as usize,
             ring,
@@ -87,6 +134,7 @@ impl UringDriver {
             in_kernel: 0,
             pool: BufferPool::new(64 << 20),
             spares: SpareBuffers::default(),
+            slots,
         })
     }
 
@@ -111,16 +159,24 @@ impl UringDriver {
             let entry = match operation.kind {
                 OperationKind::Sync => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
                 OperationKind::Read | OperationKind::Write => {
-                    let buffer = operation.buffer.as_mut().expect("reads and writes own a buffer");
-                    // SAFETY: `done_bytes < length_bytes <= buffer.len()`, so the pointer stays inside.
-                    let pointer = unsafe { buffer.as_mut_ptr().add(operation.done_bytes) };
+                    let (base, slot) = match operation.buffer.as_mut().expect("reads and writes own a buffer") {
+                        Buffer::Slot(slot) => (self.slots.buffers[usize::from(*slot)].as_mut_ptr(), Some(*slot)),
+                        Buffer::Pooled(buffer) => (buffer.as_mut_ptr(), None),
+                    };
+                    // SAFETY: `done_bytes < length_bytes <=` the buffer's length, so the pointer stays inside.
+                    let pointer = unsafe { base.add(operation.done_bytes) };
                     let remaining = u32::try_from(operation.length_bytes - operation.done_bytes).unwrap_or(u32::MAX);
                     let offset = operation.offset_bytes + operation.done_bytes as u64;
-                    if operation.kind == OperationKind::Read {
-                        opcode::Read::new(fd, pointer, remaining).offset(offset).build()
-                    } else {
-                        let flags = if operation.durable { libc::RWF_DSYNC } else { 0 };
-                        opcode::Write::new(fd, pointer, remaining).offset(offset).rw_flags(flags).build()
+                    let flags = if operation.durable { libc::RWF_DSYNC } else { 0 };
+                    match (operation.kind, slot) {
+                        (OperationKind::Read, Some(slot)) => {
+                            opcode::ReadFixed::new(fd, pointer, remaining, slot).offset(offset).build()
+                        }
+                        (OperationKind::Read, None) => opcode::Read::new(fd, pointer, remaining).offset(offset).build(),
+                        (_, Some(slot)) => {
+                            opcode::WriteFixed::new(fd, pointer, remaining, slot).offset(offset).rw_flags(flags).build()
+                        }
+                        (_, None) => opcode::Write::new(fd, pointer, remaining).offset(offset).rw_flags(flags).build(),
                     }
                 }
             };
@@ -209,13 +265,47 @@ impl UringDriver {
             self.writes_pending.remove(&operation.write_number);
         }
         let result = outcome.map(|()| match (operation.kind, &operation.buffer) {
-            (OperationKind::Read, Some(buffer)) => self.spares.copy_of(&buffer.as_slice()[..operation.length_bytes]),
+            (OperationKind::Read, Some(buffer)) => {
+                self.spares.copy_of(&bytes_of(&self.slots, buffer)[..operation.length_bytes])
+            }
             _ => Vec::new(),
         });
-        if let Some(buffer) = operation.buffer.take() {
-            self.pool.give(buffer);
+        match operation.buffer.take() {
+            Some(Buffer::Slot(slot)) => self.slots.free.push(slot),
+            Some(Buffer::Pooled(buffer)) => self.pool.give(buffer),
+            None => {}
         }
         IoCompletion { token: operation.token, result }
+    }
+}
+
+/// The bytes of an operation's buffer: its registered slot's, or its own.
+fn bytes_of<'a>(slots: &'a Slots, buffer: &'a Buffer) -> &'a [u8] {
+    match buffer {
+        Buffer::Slot(slot) => slots.buffers[usize::from(*slot)].as_slice(),
+        Buffer::Pooled(buffer) => buffer.as_slice(),
+    }
+}
+
+impl UringDriver {
+    /// A buffer for a read of `length_bytes`: a registered slot if one fits and is free.
+    fn buffer_for_read(&mut self, length_bytes: usize) -> Buffer {
+        match self.slots.take(length_bytes) {
+            Some(slot) => Buffer::Slot(slot),
+            None => Buffer::Pooled(self.pool.take(length_bytes)),
+        }
+    }
+
+    /// A buffer holding a copy of `data`, zero-padded to whole blocks.
+    fn buffer_for_write(&mut self, data: &[u8]) -> Buffer {
+        let Some(slot) = self.slots.take(data.len()) else {
+            return Buffer::Pooled(self.pool.take_copy_of(data));
+        };
+        let padded = data.len().div_ceil(crate::aligned::ALIGNMENT_BYTES) * crate::aligned::ALIGNMENT_BYTES;
+        let bytes = self.slots.buffers[usize::from(slot)].as_mut_slice();
+        bytes[..data.len()].copy_from_slice(data);
+        bytes[data.len()..padded].fill(0);
+        Buffer::Slot(slot)
     }
 }
 
@@ -227,11 +317,14 @@ impl Driver for UringDriver {
     fn push(&mut self, request: IoRequest) {
         let durable = matches!(request.kind, IoKind::WriteDurable { .. });
         let (kind, buffer, offset_bytes, length_bytes) = match request.kind {
-            IoKind::Read { offset_bytes, length_bytes } => {
-                (OperationKind::Read, Some(self.pool.take(length_bytes as usize)), offset_bytes, length_bytes as usize)
-            }
+            IoKind::Read { offset_bytes, length_bytes } => (
+                OperationKind::Read,
+                Some(self.buffer_for_read(length_bytes as usize)),
+                offset_bytes,
+                length_bytes as usize,
+            ),
             IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
-                (OperationKind::Write, Some(self.pool.take_copy_of(&data)), offset_bytes, data.len())
+                (OperationKind::Write, Some(self.buffer_for_write(&data)), offset_bytes, data.len())
             }
             IoKind::Sync => (OperationKind::Sync, None, 0, 0),
         };
@@ -292,6 +385,7 @@ impl Drop for UringDriver {
             self.in_kernel -= finished;
         }
         if self.in_kernel > 0 {
+            std::mem::forget(std::mem::take(&mut self.slots.buffers));
             for (_, operation) in self.operations.iter_mut() {
                 if operation.in_kernel {
                     std::mem::forget(operation.buffer.take());
