@@ -60,8 +60,11 @@ impl CompactIndex {
         self.partitions[partition].as_mut().expect("the index is used only while every partition is home")
     }
 
+    /// The partitions at home. Only recovery hands partitions out, and the engine reads whole
+    /// views (length, iteration, byte counts) only once they are all back; a driver's view
+    /// during recovery (`Engine::durable_index`, debug state) leaves out the ones away.
     fn tables(&self) -> impl Iterator<Item = &Table> + '_ {
-        (0..self.partitions.len()).map(|partition| self.table(partition))
+        self.partitions.iter().flatten()
     }
 
     pub fn len(&self) -> usize {
@@ -144,6 +147,7 @@ impl CompactIndex {
     pub fn scan(&self, from: u64, slots_wanted: usize, mut visit: impl FnMut(&[u8])) -> u64 {
         let per_partition = (slots_wanted / self.partitions.len()).max(1);
         let to = self.table(0).scan_end(from, per_partition);
+        debug_assert!(self.settled(), "SCAN runs only once the index is whole");
         for table in self.tables() {
             table.scan_range(from, to, &mut visit);
         }
