@@ -16,8 +16,14 @@
 # Layout: quill's data files are written once at creation (`--preallocate write`, the default),
 # and fio lays out its file by writing it: neither writes into unwritten extents.
 #
+# Each round also restarts a volume of RESTART_KEYS (1,000,000) x 100-byte values by a full
+# scan beside fio's sequential read of the same bytes, and (on files only) measures client
+# write latency over COMPACTION_DURATION (20) seconds on a file four times the live data
+# (compaction running) and on one thirty times it (compaction never wanted), back to back.
+#
 # Targets (issue 11): GET@32 >= 0.9 x fio randread QD32; GET@32 / GET@1 >= 4; group commits
-# per second >= 0.8 x fio write+fsync QD1; SET@64 >= 25 x fio write+fsync QD1.
+# per second >= 0.8 x fio write+fsync QD1; SET@64 >= 25 x fio write+fsync QD1; restart >= 0.5 x
+# fio's sequential read; write p99 with compaction <= 1.5 x without, p99.9 <= 2 x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +35,8 @@ quill_bytes=${QUILL_BYTES:-$((2 << 30))}
 get_keys=${GET_KEYS:-1000000}
 get_value_bytes=${GET_VALUE_BYTES:-1000}
 set_value_bytes=${SET_VALUE_BYTES:-100}
+restart_keys=${RESTART_KEYS:-1000000}
+compaction_duration=${COMPACTION_DURATION:-20}
 
 . scripts/prepare-bench.sh
 
@@ -93,6 +101,32 @@ for round in $(seq 1 "$rounds"); do
   record commits "$(jq '.batches / .elapsed_s' <<<"$set64")"
   record records_per_commit "$(jq .batch_records_avg <<<"$set64")"
   [[ -z $device ]] && rm -f "$set_path"
+
+  restart_path=$(quill_target restart)
+  [[ -z $device ]] && rm -f "$restart_path"
+  restart=$(run_quill restart --path "$restart_path" --size "$quill_bytes" "${quill_fresh[@]}" --op set \
+    --keys "$restart_keys" --value-size 100 --concurrency 64 --restart)
+  record restart "$(jq .restart_full_scan_mib_per_s <<<"$restart")"
+  fio --name=seqread --filename="$restart_path" --rw=read --bs=4m --iodepth=1 --direct=1 --ioengine=io_uring \
+    --offset=8192 --size="$(jq .restart_full_scan_bytes_read <<<"$restart")" --output-format=json >"$directory/seqread.json"
+  record fio_seqread "$(jq '.jobs[0].read.bw_bytes / 1048576' "$directory/seqread.json")"
+  [[ -z $device ]] && rm -f "$restart_path"
+
+  if [[ -z $device ]]; then
+    # 50,000 keys of 1,000 bytes: about 52 MB live; overwritten at random by 64 clients.
+    space=(--op set --keys 50000 --value-size 1000 --concurrency 64 --duration "$compaction_duration" --json)
+    rm -f "$directory/compacting.qkv" "$directory/roomy.qkv"
+    echo "+ $quill bench --path $directory/compacting.qkv --size 208000000 ${space[*]}" >&2
+    compacting=$("$quill" bench --path "$directory/compacting.qkv" --size 208000000 "${space[@]}")
+    echo "+ $quill bench --path $directory/roomy.qkv --size 1560000000 --space-target-percent 100000 ${space[*]}" >&2
+    roomy=$("$quill" bench --path "$directory/roomy.qkv" --size 1560000000 --space-target-percent 100000 "${space[@]}")
+    record compacting_p99 "$(jq .p99_us <<<"$compacting")"
+    record compacting_p999 "$(jq .p999_us <<<"$compacting")"
+    record compacting_moved "$(jq .records_moved <<<"$compacting")"
+    record roomy_p99 "$(jq .p99_us <<<"$roomy")"
+    record roomy_p999 "$(jq .p999_us <<<"$roomy")"
+    rm -f "$directory/compacting.qkv" "$directory/roomy.qkv"
+  fi
 done
 
 m() { tr ' ' '\n' <<<"${series[$1]}" | grep -v '^$' | median; }
@@ -112,3 +146,17 @@ echo "GET@32 / fio QD32:                 $(ratio "$(m get32)" "$(m fio_qd32)")  
 echo "GET@32 / GET@1:                    $(ratio "$(m get32)" "$(m get1)")   (target >= 4)"
 echo "commits/s / fio write+fsync QD1:   $(ratio "$(m commits)" "$(m fio_fsync)")   (target >= 0.8)"
 echo "SET@64 / fio write+fsync QD1:      $(ratio "$(m set64)" "$(m fio_fsync)")   (target >= 25)"
+show "restart full scan (MiB/s)" restart
+show "fio sequential read 4 MiB QD1" fio_seqread
+echo "restart / fio sequential read:     $(ratio "$(m restart)" "$(m fio_seqread)")   (target >= 0.5)"
+if [[ -z $device ]]; then
+  show "write p99 with compaction (us)" compacting_p99
+  show "write p99.9 with compaction (us)" compacting_p999
+  show "records compaction moved" compacting_moved
+  show "write p99 without (us)" roomy_p99
+  show "write p99.9 without (us)" roomy_p999
+  echo "p99 with / without compaction:     $(ratio "$(m compacting_p99)" "$(m roomy_p99)")   (target <= 1.5)"
+  echo "p99.9 with / without compaction:   $(ratio "$(m compacting_p999)" "$(m roomy_p999)")   (target <= 2)"
+else
+  echo "compaction's latency: measured on files only (the device holds one volume of QUILL_BYTES)"
+fi

@@ -791,7 +791,9 @@ impl Sim {
         while let Some(request) = self.server.poll_io() {
             self.issue_io(request);
         }
-        while let Some(work) = self.server.poll_index_work() {
+        // As a real driver: only one that asked for index work drains it (an engine handing
+        // work out unasked would wait for it forever: a liveness failure).
+        while let Some(work) = self.config.hand_out_index_work.then(|| self.server.poll_index_work()).flatten() {
             let due = self.tick + self.index_work_rng.gen_range(0..=3);
             self.index_work.push((due, work));
         }
