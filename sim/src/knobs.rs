@@ -138,6 +138,11 @@ pub struct Knobs {
     /// Recovery hands the partitions out (`Config::hand_out_index_work`), and they come back
     /// late and out of order: half the seeds.
     pub hand_out_index_work: bool,
+    /// With hand-out: records a partition collects before it goes (`Config::
+    /// index_work_records_min`, 1 to 512, so small logs hand partitions out mid-scan) and the
+    /// backlog that pauses the scan (`index_backlog_records_max`, 1 to 2,048).
+    pub index_work_records_min: usize,
+    pub index_backlog_records_max: usize,
 }
 
 /// Seed families: each stresses one mechanism the standard mix reaches rarely or never.
@@ -266,6 +271,8 @@ impl Knobs {
             small_records_whole: true,
             index_partitions: 1,
             hand_out_index_work: false,
+            index_work_records_min: 8192,
+            index_backlog_records_max: 32768,
         };
         // A value (an APPEND's result included) must fit one batch: cap the engine's limit.
         let batch_payload_bytes = knobs.batch_blocks_max as usize * 4096 - 64;
@@ -279,6 +286,8 @@ impl Knobs {
         knobs.small_records_whole = chance(rng, 750_000);
         knobs.index_partitions = rng.gen_range(1..=4);
         knobs.hand_out_index_work = chance(rng, 500_000);
+        knobs.index_work_records_min = rng.gen_range(1..=512);
+        knobs.index_backlog_records_max = rng.gen_range(1..=2048);
         knobs
     }
 

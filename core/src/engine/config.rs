@@ -129,6 +129,13 @@ pub struct Config {
     /// (`Engine::complete_index_work`); otherwise the engine applies them itself. A driver that
     /// sets this must drain and give back every piece of work, or the open never completes.
     pub hand_out_index_work: bool,
+    /// Records a partition collects during recovery before it is handed out (default 8,192:
+    /// enough that a thread's hand-off costs little beside the inserts).
+    pub index_work_records_min: usize,
+    /// Records that may wait for handed-out partitions, per partition, before the scan stops
+    /// reading the log until one comes back (default 32,768): the queue stays bounded however
+    /// slow the workers are.
+    pub index_backlog_records_max: usize,
     /// Batches in flight at once (pipelined group commit): the next batch is written while the
     /// one before is still being made durable. Replies are still released in batch order. The
     /// volume bounds it (`format::superblock::pipeline_depth_max`: 2 with four mirror slots, 1
@@ -192,6 +199,8 @@ impl Config {
             small_records_whole: true,
             index_partitions: 1,
             hand_out_index_work: false,
+            index_work_records_min: 8192,
+            index_backlog_records_max: 32768,
             commit_pipeline_depth: 2,
             compaction_chunk_blocks: 1024,
             compaction_read_piece_blocks: 16,

@@ -81,11 +81,9 @@ pub struct Recovery {
     pub(super) index_work: VecDeque<IndexWork>,
     /// The log is read; the open completes once the index partitions are back.
     pub(super) finish_after_index_work: bool,
+    /// The scan stopped reading the log until a partition comes back: too many records wait.
+    paused_for_index_work: bool,
 }
-
-/// Records a partition collects before it is handed out: enough that a thread's hand-off costs
-/// little beside the inserts (a 4 MiB chunk of 100-byte values holds about 28,000).
-const INDEX_WORK_RECORDS_MIN: usize = 8192;
 
 /// A batch recovery replayed, as the newest-mirror check needs it.
 #[derive(Clone, Copy, Debug)]
@@ -426,6 +424,10 @@ impl Engine {
     pub(super) fn continue_scan(&mut self) {
         let steps_max = 2 * self.shared.volume.log_end_block + 8;
         for _ in 0..=steps_max {
+            if self.index_backlog_full() {
+                self.recovery_mut().paused_for_index_work = true;
+                return; // `complete_index_work` resumes the scan
+            }
             self.recovery_mut().steps += 1;
             if self.recovery_mut().steps > steps_max {
                 let block = self.recovery_mut().block;
@@ -649,7 +651,7 @@ impl Engine {
                 RecordKind::Clear => index.queue_clear(),
             }
         }
-        self.dispatch_index_records(INDEX_WORK_RECORDS_MIN);
+        self.dispatch_index_records(self.shared.config.index_work_records_min);
         Ok(())
     }
 
@@ -660,10 +662,19 @@ impl Engine {
             return; // the open failed meanwhile and dropped the index
         }
         self.keyspace.index.take_back(work);
-        self.dispatch_index_records(INDEX_WORK_RECORDS_MIN);
-        if std::mem::take(&mut self.recovery_mut().finish_after_index_work) {
+        self.dispatch_index_records(self.shared.config.index_work_records_min);
+        if std::mem::take(&mut self.recovery_mut().paused_for_index_work) {
+            self.continue_scan();
+        } else if std::mem::take(&mut self.recovery_mut().finish_after_index_work) {
             self.finish_recovery();
         }
+    }
+
+    /// Too many records wait for partitions that are out: read no further until one is back.
+    fn index_backlog_full(&self) -> bool {
+        let index = &self.keyspace.index;
+        let backlog_max = self.shared.config.index_backlog_records_max.saturating_mul(index.partition_count());
+        index.partitions_out() > 0 && index.queued_records() > backlog_max
     }
 
     /// Output (with `Config::hand_out_index_work`): an index partition and the records recovery

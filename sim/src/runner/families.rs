@@ -112,6 +112,8 @@ impl Knobs {
         self.small_records_whole = config.small_records_whole;
         self.index_partitions = config.index_partitions;
         self.hand_out_index_work = config.hand_out_index_work;
+        self.index_work_records_min = config.index_work_records_min;
+        self.index_backlog_records_max = config.index_backlog_records_max;
     }
 
     /// Constant values over more keys than the log holds; half the seeds on production

@@ -356,6 +356,8 @@ impl Sim {
         config.small_records_whole = knobs.small_records_whole;
         config.index_partitions = knobs.index_partitions;
         config.hand_out_index_work = knobs.hand_out_index_work;
+        config.index_work_records_min = knobs.index_work_records_min;
+        config.index_backlog_records_max = knobs.index_backlog_records_max;
         config.publish_cache = knobs.publish_cache;
         #[cfg(feature = "planted-bugs")]
         {

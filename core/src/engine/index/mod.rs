@@ -216,6 +216,15 @@ impl CompactIndex {
         self.partitions.iter().all(Option::is_some) && self.pending.iter().all(|pending| pending.len() == 0)
     }
 
+    /// Records queued and not applied or handed out yet, in all partitions.
+    pub fn queued_records(&self) -> usize {
+        self.pending.iter().map(PendingRecords::len).sum()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
     /// Partitions handed out and not back yet.
     pub fn partitions_out(&self) -> usize {
         self.partitions.iter().filter(|partition| partition.is_none()).count()
