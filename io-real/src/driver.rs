@@ -29,6 +29,9 @@ pub trait Driver: Send {
     fn recycle(&mut self, buffer: Vec<u8>) {
         drop(buffer);
     }
+    /// The open is complete: frees the spare buffers kept for recovery's large reads (up to
+    /// 16 MiB that later, small reads would never use).
+    fn forget_spare_buffers(&mut self) {}
 }
 
 /// Which driver to use.

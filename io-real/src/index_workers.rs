@@ -9,6 +9,13 @@ use std::thread::JoinHandle;
 
 use quill_core::IndexWork;
 
+/// Where handed-out partitions come from and go back to: the engine, behind `EngineRunner` or
+/// the server loop, which also pass on the I/O a given-back partition provokes.
+pub trait IndexWorkHost {
+    fn poll_index_work(&mut self) -> Option<IndexWork>;
+    fn complete_index_work(&mut self, work: IndexWork);
+}
+
 /// Worker threads at most (the partitions bound the useful number).
 const WORKERS_MAX: usize = 8;
 
@@ -34,7 +41,7 @@ impl IndexWorkers {
     /// Gives a partition to a worker, starting the workers on first use. Returns it if no
     /// worker can take it (none could be started): the caller gives it straight back, and the
     /// engine applies it itself.
-    pub fn dispatch(&mut self, work: IndexWork) -> Option<IndexWork> {
+    fn dispatch(&mut self, work: IndexWork) -> Option<IndexWork> {
         let started = self.started.get_or_insert_with(start_workers);
         let sender = started.to_workers.as_ref().expect("workers stop only when dropped");
         match sender.send(work) {
@@ -46,8 +53,24 @@ impl IndexWorkers {
         }
     }
 
+    /// Hands the host's partitions to the workers, and gives back those they finished (each
+    /// may hand out more); with `wait`, waits for one first.
+    pub fn exchange(&mut self, host: &mut impl IndexWorkHost, wait: bool) {
+        let mut wait = wait;
+        loop {
+            while let Some(work) = host.poll_index_work() {
+                if let Some(unsent) = self.dispatch(work) {
+                    host.complete_index_work(unsent);
+                }
+            }
+            let Some(work) = self.collect(wait) else { return };
+            wait = false;
+            host.complete_index_work(work);
+        }
+    }
+
     /// A partition a worker finished; with `wait`, waits for one if any is out.
-    pub fn collect(&mut self, wait: bool) -> Option<IndexWork> {
+    fn collect(&mut self, wait: bool) -> Option<IndexWork> {
         let started = self.started.as_ref()?;
         if self.out == 0 {
             return None;

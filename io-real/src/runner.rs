@@ -9,7 +9,7 @@
 use quill_core::{Config, Engine, IoCompletion, OpenError, Reply, Request};
 
 use crate::driver::{open_driver, Driver, IoChoice};
-use crate::index_workers::IndexWorkers;
+use crate::index_workers::{IndexWorkHost, IndexWorkers};
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::{DbError, DriverError, VolumeError};
 
@@ -109,6 +109,7 @@ impl EngineRunner {
             self.turn(true)?;
         }
         self.index_workers = IndexWorkers::default(); // only recovery hands partitions out
+        self.driver.forget_spare_buffers();
         Ok(())
     }
 
@@ -212,32 +213,27 @@ impl EngineRunner {
         self.drain_io();
     }
 
-    /// Hands the index partitions recovery gives out to the workers, and gives back those they
-    /// finished; with `wait`, waits for one.
+    /// Recovery's index partitions to the workers and back; with `wait`, waits for one.
     fn exchange_index_work(&mut self, wait: bool) {
-        self.hand_out_index_work();
-        let mut wait = wait;
-        while let Some(work) = self.index_workers.collect(wait) {
-            wait = false;
-            self.engine.complete_index_work(work);
-            self.drain_io();
-            // Giving one back may hand out more (records queued meanwhile).
-            self.hand_out_index_work();
-        }
-    }
-
-    fn hand_out_index_work(&mut self) {
-        while let Some(work) = self.engine.poll_index_work() {
-            if let Some(unsent) = self.index_workers.dispatch(work) {
-                self.engine.complete_index_work(unsent);
-                self.drain_io();
-            }
-        }
+        let mut workers = std::mem::take(&mut self.index_workers);
+        workers.exchange(self, wait);
+        self.index_workers = workers;
     }
 
     fn drain_io(&mut self) {
         while let Some(request) = self.engine.poll_io() {
             self.driver.push(request);
         }
+    }
+}
+
+impl IndexWorkHost for EngineRunner {
+    fn poll_index_work(&mut self) -> Option<quill_core::IndexWork> {
+        self.engine.poll_index_work()
+    }
+
+    fn complete_index_work(&mut self, work: quill_core::IndexWork) {
+        self.engine.complete_index_work(work);
+        self.drain_io();
     }
 }

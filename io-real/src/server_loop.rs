@@ -19,7 +19,7 @@ use quill_core::server::{Server, ServerConfig};
 use quill_core::{Config, Engine, IoCompletion};
 
 use crate::driver::{open_driver, Driver, IoChoice};
-use crate::index_workers::IndexWorkers;
+use crate::index_workers::{IndexWorkHost, IndexWorkers};
 use crate::peer::{Peer, Received};
 use crate::volume::{random_volume_id, Volume, VolumeState};
 use crate::DriverError;
@@ -189,27 +189,10 @@ impl Loop {
             if !waiting_on_workers {
                 self.run_driver(true)?;
             }
-            self.exchange_index_work(&mut index_workers, waiting_on_workers);
+            index_workers.exchange(self, waiting_on_workers);
         }
+        self.driver.forget_spare_buffers();
         Ok(())
-    }
-
-    /// Recovery's index partitions to the workers, and back (see `EngineRunner`); with `wait`,
-    /// waits for one.
-    fn exchange_index_work(&mut self, workers: &mut IndexWorkers, wait: bool) {
-        let mut wait = wait;
-        loop {
-            while let Some(work) = self.server.poll_index_work() {
-                if let Some(unsent) = workers.dispatch(work) {
-                    self.server.complete_index_work(unsent);
-                    self.drain();
-                }
-            }
-            let Some(work) = workers.collect(wait) else { return };
-            wait = false;
-            self.server.complete_index_work(work);
-            self.drain();
-        }
     }
 
     /// A clean shutdown writes an index checkpoint, so the next start reads it instead of the
@@ -437,5 +420,16 @@ impl Loop {
             self.driver.recycle(buffer);
         }
         Ok(())
+    }
+}
+
+impl IndexWorkHost for Loop {
+    fn poll_index_work(&mut self) -> Option<quill_core::IndexWork> {
+        self.server.poll_index_work()
+    }
+
+    fn complete_index_work(&mut self, work: quill_core::IndexWork) {
+        self.server.complete_index_work(work);
+        self.drain();
     }
 }

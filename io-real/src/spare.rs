@@ -18,6 +18,11 @@ impl SpareBuffers {
         }
     }
 
+    /// Frees every spare buffer.
+    pub fn clear(&mut self) {
+        self.buffers = Vec::new();
+    }
+
     /// `bytes` in a spare buffer of about their size (at most twice: a large buffer is not
     /// spent on a small read), or in a new one.
     pub fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {

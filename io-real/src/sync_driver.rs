@@ -82,6 +82,10 @@ impl Driver for SyncDriver {
     fn recycle(&mut self, buffer: Vec<u8>) {
         self.spares.give(buffer);
     }
+
+    fn forget_spare_buffers(&mut self) {
+        self.spares.clear();
+    }
 }
 
 /// Repeats a syscall returning a byte count on EINTR/EAGAIN, a bounded number of times.

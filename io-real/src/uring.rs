@@ -368,6 +368,10 @@ impl Driver for UringDriver {
     fn recycle(&mut self, buffer: Vec<u8>) {
         self.spares.give(buffer);
     }
+
+    fn forget_spare_buffers(&mut self) {
+        self.spares.clear();
+    }
 }
 
 impl Drop for UringDriver {

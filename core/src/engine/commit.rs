@@ -317,10 +317,10 @@ impl Log {
         let volume_id = shared.volume.volume_id;
         let epoch_low = crate::format::low_32_bits(shared.volume.epoch);
         let open = &mut self.open;
-        let padding_bytes = placement.padding_before(open.buffer.len(), record.encoded_bytes());
+        let record_bytes = record.encoded_bytes();
+        let padding_bytes = placement.padding_before(open.buffer.len(), record_bytes);
         open.buffer.resize(open.buffer.len() + padding_bytes, 0);
         open.padding_bytes += padding_bytes;
-        let record_bytes = record.encoded_bytes();
         let room_bytes = BLOCK_BYTES - open.buffer.len() % BLOCK_BYTES;
         assert!(!placement.may_pad() || room_bytes >= crate::format::RECORD_HEADER_BYTES, "a header crosses a block");
         assert!(

@@ -247,8 +247,7 @@ struct IoQueue {
     out: VecDeque<IoRequest>,
 }
 
-/// Spare buffers kept for the driver at most: recovery and compaction have one or two large
-/// reads in flight.
+/// Spare buffers kept for the driver at most: recovery has a chunk and a read-ahead.
 const SPARE_BUFFERS_MAX: usize = 4;
 /// Buffers smaller than this are not worth handing back: the allocator reuses them cheaply.
 const SPARE_BUFFER_BYTES_MIN: usize = 64 * 1024;
@@ -692,10 +691,12 @@ impl Engine {
         self.shared.io.out.pop_front()
     }
 
-    /// Output: a large buffer the engine is done with (a recovery or compaction chunk). A
+    /// Output, during recovery: a large buffer the engine is done with (a chunk of the log). A
     /// driver may return a read's bytes in it instead of in freshly allocated memory: a new
     /// 4 MiB allocation is fresh pages the kernel zeroes on first touch, which was 43 % of a
-    /// restart's CPU time. Draining these is optional; undrained ones are dropped.
+    /// restart's CPU time. Draining these is optional; undrained ones are dropped when the
+    /// open completes. A driver should drop its own once the open completes
+    /// (`Driver::forget_spare_buffers` in io-real): later reads are small.
     pub fn poll_spare_buffer(&mut self) -> Option<Vec<u8>> {
         self.shared.spare_buffers.pop()
     }

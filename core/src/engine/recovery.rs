@@ -687,11 +687,6 @@ impl Engine {
         }
     }
 
-    /// Index partitions handed out and not given back yet.
-    pub fn index_work_out(&self) -> usize {
-        self.keyspace.index.partitions_out()
-    }
-
     /// Applies the index records queued so far, or (`Config::hand_out_index_work`) hands out
     /// the partitions at home with at least `records_min` of them.
     pub(super) fn dispatch_index_records(&mut self, records_min: usize) {
@@ -776,6 +771,8 @@ impl Engine {
         let (block, last_sequence) = (recovery.block, recovery.last_sequence);
         let block = if block >= log_end_block { LOG_START_BLOCK } else { block };
         recovery.chunk = Vec::new();
+        // Only recovery's chunks come back as spares; none will after it.
+        self.shared.spare_buffers.clear();
         assert!(last_sequence + 1 >= self.shared.volume.tail.sequence, "recovery ends at or after the tail");
         self.log.reset(block, last_sequence + 1);
         // This open's batches start here (a read-only open writes no superblock, so no matter).

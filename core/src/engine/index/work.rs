@@ -101,11 +101,6 @@ impl IndexWork {
         self.records.apply_to(&mut self.table);
     }
 
-    /// How many records wait to be applied.
-    pub fn records(&self) -> usize {
-        self.records.len()
-    }
-
     pub(super) fn into_parts(mut self) -> (usize, Table) {
         // Given back without running (a driver that drops the work on the floor must not lose
         // records): apply them now.
