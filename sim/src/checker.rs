@@ -164,6 +164,9 @@ pub enum Family {
     Domain,
     /// Transaction keys (`t…`), judged by their pair's sum (transfers.rs).
     Transfer,
+    /// Keys many clients share (`s…`, `g…`, `l…`), judged at the end by the linearizability
+    /// and isolation checkers (runner/isolation.rs).
+    Shared,
 }
 
 pub fn family(key: &[u8]) -> Option<Family> {
@@ -173,6 +176,7 @@ pub fn family(key: &[u8]) -> Option<Family> {
         Some(b'a') => Some(Family::Append),
         Some(b'n' | b'x') | None => Some(Family::Domain),
         Some(b't') => Some(Family::Transfer),
+        Some(b's' | b'g' | b'l') => Some(Family::Shared),
         _ => None,
     }
 }
@@ -554,7 +558,7 @@ impl Checker {
                             write.status == Status::Acknowledged && write.completed.is_some_and(|done| done < invoked)
                         })
                 }
-                Some(Family::Domain | Family::Transfer) | None => false,
+                Some(Family::Domain | Family::Transfer | Family::Shared) | None => false,
             })
             .map(|(key, _)| entry(key))
             .sum()
@@ -629,7 +633,7 @@ impl Checker {
                     let tokens = history.writes.iter().filter(|write| write.counts()).count() as u64;
                     (tokens > 0).then_some(tokens * APPEND_TOKEN_BYTES as u64)
                 }
-                Some(Family::Domain | Family::Transfer) | None => None, // the runner adds its own bound
+                Some(Family::Domain | Family::Transfer | Family::Shared) | None => None, // the runner adds its own bound
             };
             if let Some(value_bytes) = value_bytes {
                 total += (quill_core::format::RECORD_HEADER_BYTES + key.len()) as u64 + value_bytes;

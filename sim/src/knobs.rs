@@ -118,6 +118,8 @@ pub struct Knobs {
     /// The engine publishes its cache (`Config::publish_cache`, as `Db` runs it) and clients read
     /// half their GETs from the published copy, as `Db::get` does on the caller's thread.
     pub publish_cache: bool,
+    /// Percent of requests on shared keys (runner/isolation.rs; 0: none).
+    pub isolation_percent: u32,
     /// The index's room for keys (`Config::index_bytes_max`): the production bound, or (1 seed
     /// in 8, not production) under 2 KiB (3 to 100 keys), so that writes meet `OOM index full`.
     pub index_bytes_max: u64,
@@ -162,11 +164,22 @@ pub enum Family {
     /// few keys: wraps at every block position, stale records of earlier laps at the offsets of
     /// live ones, the head a block from the tail, checkpoints due while the log is full.
     RingEdge,
+    /// Most operations on a few keys every client shares: single-key commands checked for
+    /// linearizability, multi-key commands and EXECs over a group of keys as one object, and
+    /// list-append transactions checked Elle-style (runner/isolation.rs). Half on production
+    /// configurations.
+    Isolation,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] =
-        [Family::Standard, Family::Production, Family::FullDisk, Family::ValueDomains, Family::RingEdge];
+    pub const ALL: [Family; 6] = [
+        Family::Standard,
+        Family::Production,
+        Family::FullDisk,
+        Family::ValueDomains,
+        Family::RingEdge,
+        Family::Isolation,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -175,6 +188,7 @@ impl Family {
             Family::FullDisk => "full_disk",
             Family::ValueDomains => "value_domains",
             Family::RingEdge => "ring_edge",
+            Family::Isolation => "isolation",
         }
     }
 }
@@ -265,6 +279,7 @@ impl Knobs {
             stale_image: false,
             mirrored: true,
             publish_cache: false,
+            isolation_percent: 0,
             index_bytes_max: quill_core::engine::INDEX_BYTES_LIMIT,
             commit_pipeline_depth: 2,
             compaction_read_piece_blocks: 16,

@@ -29,10 +29,20 @@ pub enum PlantedBug {
     IgnoreStaleEpoch,
     /// Release a durable batch's replies without waiting for the batches before it.
     ReleaseOutOfOrder,
+    /// An EXEC, RENAME or COPY that reads from disk locks only the keys it reads, not the ones
+    /// whose values it took from memory (the lost update of issue 27).
+    ExecViewUnlocked,
+    /// An EXEC that writes several keys leaves the last one out of its records.
+    ExecWriteSetMissesKey,
+    /// COPY with a cold source takes the destination as absent (overwrites it without REPLACE).
+    CopyIgnoresDestinationWhenCold,
+    /// A read-modify-write gives up its key lock once its value is read, before its record is
+    /// appended (it then waits for batch room with the key open to others).
+    ReadModifyWriteReleasedEarly,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::AcknowledgeBeforeSync,
         PlantedBug::OverwriteTailBlock,
         PlantedBug::SkipReadChecksum,
@@ -43,6 +53,10 @@ impl PlantedBug {
         PlantedBug::CompactionIgnoresLowSpace,
         PlantedBug::IgnoreStaleEpoch,
         PlantedBug::ReleaseOutOfOrder,
+        PlantedBug::ExecViewUnlocked,
+        PlantedBug::ExecWriteSetMissesKey,
+        PlantedBug::CopyIgnoresDestinationWhenCold,
+        PlantedBug::ReadModifyWriteReleasedEarly,
     ];
 
     /// The bug's name on the command line.
@@ -58,6 +72,10 @@ impl PlantedBug {
             PlantedBug::CompactionIgnoresLowSpace => "compaction-ignores-low-space",
             PlantedBug::IgnoreStaleEpoch => "ignore-stale-epoch",
             PlantedBug::ReleaseOutOfOrder => "release-out-of-order",
+            PlantedBug::ExecViewUnlocked => "exec-view-unlocked",
+            PlantedBug::ExecWriteSetMissesKey => "exec-write-set-misses-key",
+            PlantedBug::CopyIgnoresDestinationWhenCold => "copy-ignores-destination-when-cold",
+            PlantedBug::ReadModifyWriteReleasedEarly => "read-modify-write-released-early",
         }
     }
 }

@@ -115,7 +115,11 @@ impl Sim {
         let lost: Vec<crate::runner::Outstanding> = std::mem::take(&mut self.clients[client].outstanding).into();
         let connection = self.clients[client].connection;
         self.domain_requests_lost(&lost, false, connection);
+        self.isolation_lost(&lost, false);
         for outstanding in lost {
+            if crate::runner::isolation::is_isolation_request(&outstanding.request) {
+                continue;
+            }
             if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
                 continue;
             }

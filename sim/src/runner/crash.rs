@@ -45,6 +45,7 @@ impl Sim {
         let lost: Vec<crate::runner::Outstanding> =
             self.clients.iter_mut().flat_map(|client| std::mem::take(&mut client.outstanding)).collect();
         self.domain_requests_lost(&lost, true, None);
+        self.isolation_lost(&lost, true);
         self.checker.crash();
         let lose_unsynced = std::mem::take(&mut self.aimed_tail.lose_unsynced);
         let (survive, tear) = if self.faults.enabled && lose_unsynced {

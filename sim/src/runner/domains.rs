@@ -140,13 +140,14 @@ const TEXTS: [&str; 14] = [
 const FLOATS: [&str; 10] = ["0.1", "-1.5", "1e3", "5", "3.0e-5", "1.7976931348623157e308", "1e4932", "abc", "", "nan"];
 
 /// The limits every outcome depends on.
-struct Limits {
-    value_bytes_max: usize,
-    batch_payload_bytes_max: usize,
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub value_bytes_max: usize,
+    pub batch_payload_bytes_max: usize,
 }
 
 impl Limits {
-    fn of(config: &Config) -> Limits {
+    pub(crate) fn of(config: &Config) -> Limits {
         Limits {
             value_bytes_max: config.value_bytes_max,
             batch_payload_bytes_max: Config::batch_payload_bytes_max(config.batch_blocks_max),
@@ -169,7 +170,7 @@ fn error(text: &str) -> Reply {
 }
 
 /// The replies `request` may get in `state`, run within `window`, and the state after each.
-fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -> Vec<(Expected, Timed)> {
+pub(crate) fn outcomes(state: &Timed, request: &Request, window: Window, limits: &Limits) -> Vec<(Expected, Timed)> {
     if let Request::Exec { commands } = request {
         let inner = outcomes(state, &commands[0], window, limits);
         return inner.into_iter().map(|(expected, state)| (Expected::Array(Box::new(expected)), state)).collect();
@@ -222,7 +223,7 @@ fn limit_refusal(request: &Request, limits: &Limits) -> Option<Reply> {
 }
 
 /// The exact reply `request` gets in `state`, and the state after it.
-fn outcome(state: &Option<Vec<u8>>, request: &Request, limits: &Limits) -> (Reply, Option<Vec<u8>>) {
+pub(crate) fn outcome(state: &Option<Vec<u8>>, request: &Request, limits: &Limits) -> (Reply, Option<Vec<u8>>) {
     let unchanged = state.clone();
     let key = domain_request_key(request).unwrap_or_default();
     if key.len() > KEY_BYTES_MAX {
@@ -621,7 +622,14 @@ impl Sim {
     /// (Transfer keys included.)
     pub(crate) fn domain_index_bytes_upper(&self) -> u64 {
         let domains: u64 = self.domains.states.keys().map(|key| quill_core::engine::index_entry_bytes(key.len())).sum();
-        domains + self.transfer_bytes_upper().1
+        let shared: u64 = self
+            .checker
+            .keys
+            .keys()
+            .filter(|key| crate::runner::isolation::is_isolation_key(key))
+            .map(|key| quill_core::engine::index_entry_bytes(key.len()))
+            .sum();
+        domains + self.transfer_bytes_upper().1 + shared
     }
 
     /// (Transfer keys included.)
@@ -640,7 +648,7 @@ impl Sim {
                 Some((RECORD_HEADER_BYTES + expiry_bytes + key.len() + value_bytes) as u64)
             })
             .sum();
-        domains + self.transfer_bytes_upper().0
+        domains + self.transfer_bytes_upper().0 + self.isolation_live_bytes_upper()
     }
 }
 

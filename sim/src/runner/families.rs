@@ -69,6 +69,7 @@ impl Knobs {
                 self.mix[op::FLUSHALL] = 0;
             }
             Family::RingEdge => self.tiny_ring(rng),
+            Family::Isolation => {} // set up by `apply_isolation`, on its own stream
         }
         // Drawn last, so that the draws above are what they were before they existed.
         self.stale_image = rng.gen_bool(0.3);
@@ -136,6 +137,32 @@ impl Knobs {
         self.mix = [0; op::COUNT];
         self.mix[op::SET] = 1;
         self.mix[op::FLUSHALL] = 1;
+    }
+}
+
+impl Knobs {
+    /// The shared-key workload (isolation.rs), drawn on its own stream so a seed's other draws
+    /// stay as they were: a family of its own (a quarter of the standard seeds become it, half
+    /// of those on production configurations, others with a cache small enough that reads go
+    /// to disk), and mixed into a third of the standard, production and value-domain seeds.
+    pub(crate) fn apply_isolation(&mut self, rng: &mut ChaCha8Rng) {
+        let eligible = matches!(self.family, Family::Standard | Family::Production | Family::ValueDomains);
+        if self.family == Family::Standard && rng.gen_ratio(1, 4) {
+            self.family = Family::Isolation;
+        }
+        if self.family == Family::Isolation {
+            if !self.production_config && rng.gen_bool(0.5) {
+                self.use_production_config(rng);
+            } else if !self.production_config && rng.gen_bool(0.5) {
+                self.cache_bytes = rng.gen_range(0..16_384);
+            }
+            self.isolation_percent = rng.gen_range(40..=80);
+        } else if eligible && rng.gen_ratio(1, 3) {
+            self.isolation_percent = rng.gen_range(5..=25);
+        }
+        if self.isolation_percent > 0 {
+            self.mix[op::FLUSHALL] = 0; // FLUSHALL is no operation of the shared-key models
+        }
     }
 }
 

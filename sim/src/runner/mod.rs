@@ -16,6 +16,8 @@ mod degraded;
 pub(crate) mod domains;
 pub(crate) mod expiring;
 pub(crate) mod families;
+mod isolation;
+mod isolation_models;
 mod read_only;
 mod replies;
 mod reports;
@@ -126,6 +128,9 @@ pub(crate) struct Outstanding {
     pub sent_tick: u64,
     /// The wall-clock time it was sent at: it ran at this moment or later (expiry).
     pub sent_unix_ms: u64,
+    /// Replies to come first that belong to the framing of a MULTI … EXEC sent over a
+    /// connection (+OK to MULTI, +QUEUED to each command).
+    pub framing_replies: usize,
 }
 
 #[derive(Default)]
@@ -198,6 +203,8 @@ pub(crate) struct Sim {
     pub view: std::collections::BTreeMap<Vec<u8>, std::sync::Arc<[u8]>>,
     /// Crash points met, and the image a chosen one leaves (crash-image runs).
     pub crash_plan: crate::images::CrashPlan,
+    /// The shared-key workload and its history (isolation.rs).
+    pub isolation: isolation::IsolationWorkload,
 }
 
 /// See [`Sim::aimed_tail`]: bit rot on the batch a crash left at `flip_at`, then a crash at
@@ -251,6 +258,8 @@ impl Sim {
         knobs.apply_family(&mut stream(options.seed, 4), options.family);
         // Its own stream, so every other draw of the seed stays as it was.
         knobs.publish_cache = stream(options.seed, 6).gen_bool(0.5);
+        let mut isolation_rng = stream(options.seed, 11);
+        knobs.apply_isolation(&mut isolation_rng);
         let mut index_rng = stream(options.seed, 7);
         if !knobs.production_config && index_rng.gen_ratio(1, 8) {
             knobs.index_bytes_max = index_rng.gen_range(64..2048);
@@ -315,6 +324,7 @@ impl Sim {
             index_work_rng: stream(options.seed, 10),
             variants: crate::variants::Variants::new(stream(options.seed, 8)),
             expiry: expiring::ExpiryWorkload::new(stream(options.seed, 9)),
+            isolation: isolation::IsolationWorkload::new(isolation_rng, knobs.isolation_percent),
             knobs,
             config,
             options,
@@ -395,6 +405,7 @@ impl Sim {
             self.verify_keys(chunk);
             self.settle("the final verification");
         }
+        self.judge_isolation();
         if self.is_running() {
             self.check_no_unknown_keys();
             self.check_view_mirrors_cache();
@@ -701,6 +712,9 @@ impl Sim {
             let family = self.knobs.family;
             let request = if family == crate::knobs::Family::FullDisk {
                 self.next_fill_request(client, op_id)
+            } else if self.isolation.chosen() {
+                let limits = crate::runner::domains::Limits::of(&self.config);
+                self.isolation.next_request(self.unix_now(), &limits)
             } else if self.expiry.chosen() {
                 // An EXEC of one command, for direct clients with no WATCH of their own pending.
                 let state = &self.clients[client];
@@ -757,7 +771,11 @@ impl Sim {
         let op_id = self.op_id_next;
         self.op_id_next += 1;
         let invoked = self.checker.now();
-        self.begin_in_checker(op_id, &request, invoked);
+        if isolation::is_isolation_request(&request) {
+            self.isolation_sent(client, op_id, &request, invoked);
+        } else {
+            self.begin_in_checker(op_id, &request, invoked);
+        }
         let name = request.name();
         self.trace.record(
             self.tick,
@@ -772,14 +790,26 @@ impl Sim {
         let inline = self.workload_rng.gen_range(0..5) == 0;
         let sent_unix_ms = self.unix_now();
         let state = &mut self.clients[client];
+        let framing_replies = match (&request, state.connection) {
+            (Request::Exec { commands }, Some(_)) => commands.len() + 1,
+            _ => 0,
+        };
         state.outstanding.push_back(Outstanding {
             op_id,
             request: request.clone(),
             invoked,
             sent_tick: self.tick,
             sent_unix_ms,
+            framing_replies,
         });
-        if state.connection.is_some() {
+        if let (Request::Exec { commands }, Some(_)) = (&request, state.connection) {
+            // MULTI, each command (the server queues it), EXEC: one command at a time.
+            crate::network::encode(&[b"MULTI".to_vec()], inline, &mut state.unsent);
+            for command in commands {
+                crate::network::encode(&crate::network::arguments(command), false, &mut state.unsent);
+            }
+            crate::network::encode(&[b"EXEC".to_vec()], inline, &mut state.unsent);
+        } else if state.connection.is_some() {
             crate::network::encode(&crate::network::arguments(&request), inline, &mut state.unsent);
         } else {
             self.server.submit_direct(DIRECT_CLIENT_BASE + client as u64, request);

@@ -110,6 +110,24 @@ impl Sim {
     }
 
     pub(crate) fn on_reply(&mut self, client: usize, reply: Reply) {
+        if let Some(front) = self.clients[client].outstanding.front_mut().filter(|front| front.framing_replies > 0) {
+            // MULTI's +OK, then +QUEUED for each command: the EXEC's reply comes after them.
+            let expected = if let Request::Exec { commands } = &front.request {
+                if front.framing_replies == commands.len() + 1 {
+                    "OK"
+                } else {
+                    "QUEUED"
+                }
+            } else {
+                unreachable!("only an EXEC over a connection has framing replies")
+            };
+            front.framing_replies -= 1;
+            if reply != Reply::Simple(expected.into()) {
+                let got = format!("{reply:?}");
+                self.checker.fail("MULTI or a queued command got an unexpected reply", b"", expected.into(), got);
+            }
+            return;
+        }
         let Some(outstanding) = self.clients[client].outstanding.pop_front() else {
             return self.checker.fail(
                 "a reply for a client with nothing outstanding",
@@ -123,6 +141,9 @@ impl Sim {
         self.trace.record(self.tick, &[TraceEvent::Reply.word(), client as u64, op_id, reply_word(&reply)], |line| {
             line.push_str(&format!("client {client} gets op {op_id}: {}", describe_reply(&reply)))
         });
+        if crate::runner::isolation::is_isolation_request(&outstanding.request) {
+            return self.on_isolation_reply(&outstanding, reply, responded);
+        }
         if crate::runner::domains::domain_request_key(&outstanding.request).is_some() {
             return self.on_domain_reply(&outstanding, &reply, responded);
         }
@@ -398,7 +419,7 @@ impl Sim {
             }
             Some(Family::Append) => self.checker.check_appends(key, value.unwrap_or_default(), invoked, responded),
             // Value-domain keys are read only alone, by GET, and judged in domains.rs.
-            Some(Family::Domain | Family::Transfer) | None => {
+            Some(Family::Domain | Family::Transfer | Family::Shared) | None => {
                 self.checker.fail("a key outside the workload's families", key, "k, c or a keys".into(), String::new())
             }
         }

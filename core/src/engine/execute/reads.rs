@@ -110,7 +110,12 @@ impl Engine {
             Err(error) => self.clients.finish(job.client_id, job.slot_id, error, 0),
         };
         match executed {
-            Executed::Stalled => self.clients.mark_stalled(job.client_id),
+            Executed::Stalled => {
+                if self.shared.config.has_bug(crate::engine::PlantedBug::ReadModifyWriteReleasedEarly) {
+                    self.clients.unlock_key(&job.key);
+                }
+                self.clients.mark_stalled(job.client_id)
+            }
             Executed::Ran | Executed::Blocked => {
                 // The key and the client go on.
                 self.clients.unblock(job.client_id, &job.key);

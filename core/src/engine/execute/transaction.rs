@@ -1,8 +1,11 @@
 //! EXEC: a MULTI transaction's commands run one after another with nothing in between, over a
 //! private view of their keys' values, and their writes go into the log as one batch (each
 //! key's final state), so a crash keeps all of them or none. The view is filled first: from
-//! memory, else by reading the values from disk with the keys locked, as a read-modify-write
-//! does. A command's error is its own reply and does not undo the others, as in Redis.
+//! memory, else by reading the values from disk. While any read is outstanding, *every* key of
+//! the transaction is locked, those taken from memory too: a write to one of them in between
+//! would be overwritten by the view's stale copy (a lost update). So nothing another client
+//! does lands between the transaction's reads and its writes (strict serializability, as
+//! Redis's EXEC). A command's error is its own reply and does not undo the others, as in Redis.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -89,7 +92,18 @@ impl Engine {
         if reads.is_empty() {
             return self.finish_exec(client_id, slot_id, commands, view, single);
         }
-        let locked: Vec<Vec<u8>> = reads.iter().map(|(key, _)| key.clone()).collect();
+        let mut locked: Vec<Vec<u8>> = view.keys().cloned().collect();
+        locked.extend(reads.iter().map(|(key, _)| key.clone()));
+        if self.shared.config.has_bug(crate::engine::PlantedBug::ExecViewUnlocked) {
+            locked.retain(|key| !view.contains_key(key));
+        }
+        if self.shared.config.has_bug(crate::engine::PlantedBug::CopyIgnoresDestinationWhenCold) {
+            if let [Request::Copy { source, destination, .. }] = commands.as_slice() {
+                if reads.iter().any(|(key, _)| key == source) && view.contains_key(destination) {
+                    view.insert(destination.clone(), None);
+                }
+            }
+        }
         for key in &locked {
             self.clients.lock_key(key);
         }
@@ -204,6 +218,9 @@ impl Engine {
         debug_assert_eq!(replies.len(), commands.len());
         let mut new_entry_bytes = 0;
         let mut records = Vec::new();
+        if self.shared.config.has_bug(crate::engine::PlantedBug::ExecWriteSetMissesKey) && scratch.written.len() > 1 {
+            scratch.written.pop_last();
+        }
         for key in &scratch.written {
             match (scratch.entry(key), present_before.contains(key)) {
                 (None, false) => {} // absent before and after: nothing to log

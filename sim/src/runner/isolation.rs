@@ -1,0 +1,605 @@
+//! Shared keys: many clients race on the same few keys, and the whole history is judged at the
+//! end by two checkers that know nothing of the engine.
+//!
+//! - `s…` keys: every single-key command (SET and its options, GET, GETSET, GETDEL, GETEX,
+//!   SETRANGE, APPEND, the INCR family, INCRBYFLOAT, DEL, EXISTS, STRLEN, the expiry and TTL
+//!   commands). Each key is one register, checked for linearizability (linearizability.rs).
+//! - `g…` keys: one object of a few keys, under multi-key commands (MGET, MSET, MSETNX, DEL,
+//!   EXISTS, RENAME, RENAMENX, COPY) and EXECs of several commands, all checked as single
+//!   operations on it: strict serializability of each command and each EXEC, exactly.
+//! - `l…` keys: list-append transactions (EXECs of APPENDs of unique tokens and GETs), and
+//!   single APPENDs and GETs, checked Elle-style (elle.rs) for dependency cycles, aborted and
+//!   intermediate reads and lost appends.
+//!
+//! A request whose reply never came (a crash, a cut connection) or that was answered "not
+//! durable" may or may not have taken effect, at any time until the next crash.
+
+use std::collections::BTreeMap;
+
+use quill_core::command::{ExpireCondition, ExpiryTime, GetExChange, SetCondition, SetExpiry};
+use quill_core::{Reply, Request};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::Violation;
+use crate::elle::{Micro, Txn, TxnStatus};
+use crate::linearizability::{self, Entry, Verdict};
+use crate::runner::domains::Limits;
+use crate::runner::expiring::{Timed, Window};
+use crate::runner::isolation_models::{Group, Observed, SingleKey};
+use crate::runner::replies::ErrorMeaning;
+use crate::runner::{Outstanding, Sim};
+
+/// Whether `key` is one of the shared keys judged here.
+pub fn is_isolation_key(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b's' | b'g' | b'l'))
+}
+
+/// Whether the request is judged here (its keys are shared keys; the workload never mixes).
+pub fn is_isolation_request(request: &Request) -> bool {
+    match request {
+        Request::Exec { commands } => commands.iter().any(is_isolation_request),
+        other => other.any_key(is_isolation_key),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Replied,
+    /// Refused before anything was written.
+    NotApplied,
+    /// Maybe applied, until `until` (the next crash).
+    Unknown,
+}
+
+struct Record {
+    client: usize,
+    request: Request,
+    call: u64,
+    ret: u64,
+    reply: Option<Reply>,
+    window: Window,
+    outcome: Outcome,
+}
+
+/// The shared-key workload and its history.
+pub(crate) struct IsolationWorkload {
+    pub rng: ChaCha8Rng,
+    /// Percent of requests sent to shared keys (0: none in this seed).
+    pub percent: u32,
+    single_keys: u32,
+    group_keys: u32,
+    list_slots: u32,
+    /// Each list slot's generation: a list that grew past `list_bytes_max` is left for a new key.
+    list_generations: Vec<u32>,
+    list_bytes: BTreeMap<Vec<u8>, usize>,
+    list_bytes_max: usize,
+    /// Large values for group keys, so their reads go to disk.
+    large_value_bytes: usize,
+    next_token: u64,
+    records: BTreeMap<u64, Record>,
+    /// Operations whose outcome the next crash decides.
+    unresolved: Vec<u64>,
+    /// Bytes each key may hold at most (every payload sent to it, or to the group).
+    payload_bytes: BTreeMap<Vec<u8>, u64>,
+    pub undecided: u64,
+}
+
+impl IsolationWorkload {
+    pub fn new(mut rng: ChaCha8Rng, percent: u32) -> IsolationWorkload {
+        let single_keys = rng.gen_range(1..=3);
+        let group_keys = rng.gen_range(2..=4);
+        let list_slots = rng.gen_range(2..=5);
+        let large_value_bytes = [0, 600, 3_000, 9_000][rng.gen_range(0..4)];
+        IsolationWorkload {
+            rng,
+            percent,
+            single_keys,
+            group_keys,
+            list_slots,
+            list_generations: vec![0; list_slots as usize],
+            list_bytes: BTreeMap::new(),
+            list_bytes_max: 0,
+            large_value_bytes,
+            next_token: 1,
+            records: BTreeMap::new(),
+            unresolved: Vec::new(),
+            payload_bytes: BTreeMap::new(),
+            undecided: 0,
+        }
+    }
+
+    pub fn chosen(&mut self) -> bool {
+        self.percent > 0 && self.rng.gen_range(0..100) < self.percent
+    }
+
+    /// The next shared-key request. `exec`: EXECs may be sent (direct clients, or connections
+    /// that send MULTI … EXEC).
+    pub fn next_request(&mut self, now_unix_ms: u64, limits: &Limits) -> Request {
+        // Lists stay well inside a batch even when a transaction rewrites three of them.
+        self.list_bytes_max =
+            (limits.value_bytes_max.min(limits.batch_payload_bytes_max / 4)).saturating_sub(200).max(64);
+        let large = self.large_value_bytes.min(limits.batch_payload_bytes_max / 8).min(limits.value_bytes_max);
+        self.large_value_bytes = large;
+        let request = match self.rng.gen_range(0..10) {
+            0..=3 => self.single_request(now_unix_ms),
+            4..=6 => self.group_request(),
+            _ => self.list_request(),
+        };
+        self.count_payload(&request);
+        request
+    }
+
+    fn single_key(&mut self) -> Vec<u8> {
+        format!("s{}", self.rng.gen_range(0..self.single_keys)).into_bytes()
+    }
+
+    fn small_value(&mut self) -> Vec<u8> {
+        match self.rng.gen_range(0..10) {
+            0 => b"x".to_vec(),
+            1 => Vec::new(),
+            _ => self.rng.gen_range(0..100).to_string().into_bytes(),
+        }
+    }
+
+    /// An expiry time: far beyond the run, a little ahead, or already past.
+    fn time(&mut self, now_unix_ms: u64) -> ExpiryTime {
+        let milliseconds: i64 = match self.rng.gen_range(0..10) {
+            0..=4 => 1_000_000_000,
+            5..=8 => self.rng.gen_range(50..3_000),
+            _ => -self.rng.gen_range(0..2_000),
+        };
+        if self.rng.gen_bool(0.5) {
+            ExpiryTime::In(milliseconds.max(1))
+        } else {
+            ExpiryTime::At(now_unix_ms as i64 + milliseconds)
+        }
+    }
+
+    fn single_request(&mut self, now_unix_ms: u64) -> Request {
+        let key = self.single_key();
+        let value = self.small_value();
+        let condition =
+            [SetCondition::Always, SetCondition::IfAbsent, SetCondition::IfPresent][self.rng.gen_range(0..3)];
+        match self.rng.gen_range(0..20) {
+            0..=2 => Request::Set { key, value, condition },
+            3..=5 => Request::Get { key },
+            6 => Request::GetSet { key, value, condition },
+            7 => Request::GetDel { key },
+            8 => Request::Append { key, value: b"7".to_vec() },
+            9..=10 => Request::IncrBy { key, delta: self.rng.gen_range(-3..=5) },
+            11 => Request::IncrByFloat { key, increment: b"1.5".to_vec() },
+            12 => Request::SetRange { key, offset: self.rng.gen_range(0..4), value: b"9".to_vec() },
+            13 => Request::Del { keys: vec![key] },
+            14 => Request::Exists { keys: vec![key] },
+            15 => Request::StrLen { key },
+            16 => {
+                let time = self.time(now_unix_ms);
+                let expiry = if self.rng.gen_bool(0.2) { SetExpiry::Keep } else { SetExpiry::At(time) };
+                Request::SetExpiring { key, value, condition, expiry, get: self.rng.gen_bool(0.3), name: "set" }
+            }
+            17 => {
+                let conditions = [ExpireCondition::Always, ExpireCondition::IfNone, ExpireCondition::IfLater];
+                let condition = conditions[self.rng.gen_range(0..conditions.len())];
+                let time = self.time(now_unix_ms);
+                // The name says how a connection sends the time (network.rs).
+                let name = if matches!(time, ExpiryTime::In(_)) { "pexpire" } else { "pexpireat" };
+                Request::Expire { key, time, condition, name }
+            }
+            18 => match self.rng.gen_range(0..3) {
+                0 => Request::Persist { key },
+                1 => Request::GetEx { key, change: Some(GetExChange::Persist) },
+                _ => Request::GetEx { key, change: Some(GetExChange::At(self.time(now_unix_ms))) },
+            },
+            _ => Request::Ttl { key, milliseconds: self.rng.gen_bool(0.5), absolute: self.rng.gen_bool(0.3) },
+        }
+    }
+
+    fn group_key(&mut self) -> Vec<u8> {
+        format!("g{}", self.rng.gen_range(0..self.group_keys)).into_bytes()
+    }
+
+    fn group_value(&mut self) -> Vec<u8> {
+        if self.large_value_bytes > 0 && self.rng.gen_range(0..3) == 0 {
+            let mut value = self.rng.gen_range(0..100).to_string().into_bytes();
+            value.resize(self.large_value_bytes, b'v');
+            return value;
+        }
+        self.small_value()
+    }
+
+    /// One command over the group: what EXECs are made of, and sent alone too.
+    fn group_command(&mut self) -> Request {
+        let (a, b) = (self.group_key(), self.group_key());
+        match self.rng.gen_range(0..16) {
+            0..=2 => Request::IncrBy { key: a, delta: 1 },
+            3..=4 => Request::Get { key: a },
+            5 => Request::Set { key: a, value: self.group_value(), condition: SetCondition::Always },
+            6 => Request::Set { key: a, value: self.group_value(), condition: SetCondition::IfAbsent },
+            7 => Request::Append { key: a, value: b"1".to_vec() },
+            8 => Request::Del { keys: vec![a, b] },
+            9 => Request::GetSet { key: a, value: self.group_value(), condition: SetCondition::Always },
+            10 => Request::Copy { source: a, destination: b, replace: self.rng.gen_bool(0.5) },
+            11 => Request::Rename { source: a, destination: b, only_if_absent: self.rng.gen_bool(0.5) },
+            12 => Request::MSet { pairs: vec![(a, self.group_value()), (b, self.group_value())] },
+            13 => Request::MSetNx { pairs: vec![(a, self.group_value()), (b, self.group_value())] },
+            14 => Request::MGet { keys: vec![a, b] },
+            _ => Request::Exists { keys: vec![a, b] },
+        }
+    }
+
+    fn group_request(&mut self) -> Request {
+        if self.rng.gen_bool(0.4) {
+            return self.group_command();
+        }
+        let count = self.rng.gen_range(2..=4);
+        Request::Exec { commands: (0..count).map(|_| self.group_command()).collect() }
+    }
+
+    fn list_key(&mut self) -> Vec<u8> {
+        let slot = self.rng.gen_range(0..self.list_slots) as usize;
+        let key = format!("l{slot}.{}", self.list_generations[slot]).into_bytes();
+        if self.list_bytes.get(&key).is_some_and(|bytes| *bytes > self.list_bytes_max) {
+            self.list_generations[slot] += 1;
+            return format!("l{slot}.{}", self.list_generations[slot]).into_bytes();
+        }
+        key
+    }
+
+    fn list_micro(&mut self) -> Request {
+        let key = self.list_key();
+        if self.rng.gen_bool(0.5) {
+            return Request::Get { key };
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let value = format!("{token},").into_bytes();
+        *self.list_bytes.entry(key.clone()).or_default() += value.len();
+        Request::Append { key, value }
+    }
+
+    fn list_request(&mut self) -> Request {
+        if self.rng.gen_bool(0.3) {
+            return self.list_micro();
+        }
+        let count = self.rng.gen_range(1..=4);
+        Request::Exec { commands: (0..count).map(|_| self.list_micro()).collect() }
+    }
+
+    fn count_payload(&mut self, request: &Request) {
+        let commands = match request {
+            Request::Exec { commands } => commands.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for command in commands {
+            let bytes = match command {
+                Request::Set { value, .. }
+                | Request::GetSet { value, .. }
+                | Request::Append { value, .. }
+                | Request::SetExpiring { value, .. } => value.len() as u64,
+                Request::SetRange { offset, value, .. } => offset + value.len() as u64,
+                Request::MSet { pairs } | Request::MSetNx { pairs } => {
+                    pairs.iter().map(|(_, value)| value.len() as u64).sum()
+                }
+                _ => 0,
+            };
+            // An integer or float result, at most this long.
+            let bytes = bytes + 48;
+            command.any_key(|key| {
+                // The group's keys take one another's values (COPY, RENAME): each may hold any.
+                let owner = if key.first() == Some(&b'g') { b"g".to_vec() } else { key.to_vec() };
+                *self.payload_bytes.entry(owner).or_default() += bytes;
+                false
+            });
+        }
+    }
+}
+
+impl Sim {
+    /// Records a shared-key request as sent.
+    pub(crate) fn isolation_sent(&mut self, client: usize, op_id: u64, request: &Request, invoked: u64) {
+        let commands = match request {
+            Request::Exec { commands } => commands.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for command in commands {
+            command.any_key(|key| {
+                if !self.checker.keys.contains_key(key) {
+                    self.checker.keys.insert(key.to_vec(), Default::default());
+                }
+                false
+            });
+        }
+        let window = Window { from: self.unix_now(), to: u64::MAX / 4 };
+        let record = Record {
+            client,
+            request: request.clone(),
+            call: invoked,
+            ret: u64::MAX,
+            reply: None,
+            window,
+            outcome: Outcome::Pending,
+        };
+        self.isolation.records.insert(op_id, record);
+    }
+
+    pub(crate) fn on_isolation_reply(&mut self, outstanding: &Outstanding, reply: Reply, responded: u64) {
+        let outcome = match &reply {
+            Reply::Error(text) => match self.classify_error(text, &outstanding.request, outstanding.invoked, responded)
+            {
+                Some(ErrorMeaning::NotApplied) => Outcome::NotApplied,
+                Some(ErrorMeaning::Unknown) => Outcome::Unknown,
+                // A failed read changes nothing; its EXEC or read-modify-write ran none of it.
+                Some(ErrorMeaning::ReadFault) => Outcome::NotApplied,
+                None if is_fault_error(text) => {
+                    let got = text.clone();
+                    return self.checker.fail("an error reply no injected fault explains", b"", "a reply".into(), got);
+                }
+                None => Outcome::Replied, // a command's own error: the model judges it
+            },
+            _ => Outcome::Replied,
+        };
+        let to = self.unix_now();
+        let Some(record) = self.isolation.records.get_mut(&outstanding.op_id) else { return };
+        record.outcome = outcome;
+        record.window.to = to;
+        match outcome {
+            Outcome::Replied => {
+                record.reply = Some(reply);
+                record.ret = responded;
+            }
+            Outcome::NotApplied => record.ret = responded,
+            Outcome::Unknown => self.isolation.unresolved.push(outstanding.op_id),
+            Outcome::Pending => unreachable!("set above"),
+        }
+    }
+
+    /// Requests that will never be answered: at a crash, they ran before it or never; on a cut
+    /// connection, they may still run, until the next crash.
+    pub(crate) fn isolation_lost(&mut self, lost: &[Outstanding], crash: bool) {
+        for outstanding in lost.iter().filter(|outstanding| is_isolation_request(&outstanding.request)) {
+            if let Some(record) = self.isolation.records.get_mut(&outstanding.op_id) {
+                record.outcome = Outcome::Unknown;
+                self.isolation.unresolved.push(outstanding.op_id);
+            }
+        }
+        if crash {
+            let (now, unix_now) = (self.crash_time, self.unix_now());
+            for op_id in std::mem::take(&mut self.isolation.unresolved) {
+                let record = self.isolation.records.get_mut(&op_id).expect("recorded");
+                record.ret = now.max(record.call + 1);
+                record.window.to = unix_now;
+            }
+        }
+    }
+
+    /// An upper bound on the bytes the shared keys hold, for disk-full judgements.
+    pub(crate) fn isolation_live_bytes_upper(&self) -> u64 {
+        let groups = u64::from(self.isolation.group_keys);
+        self.isolation
+            .payload_bytes
+            .iter()
+            .map(|(owner, bytes)| if owner.as_slice() == b"g" { bytes * groups } else { *bytes })
+            .sum()
+    }
+
+    /// Judges the whole shared-key history (after the final reads).
+    pub(crate) fn judge_isolation(&mut self) {
+        if self.isolation.records.is_empty() || !self.is_running() {
+            return;
+        }
+        let limits = Limits::of(&self.config);
+        if let Err(violation) = self.judge_partitions(&limits) {
+            self.checker.violation.get_or_insert(violation);
+            return;
+        }
+        let txns = self.list_transactions();
+        if let Err(anomaly) = crate::elle::check(&txns) {
+            let key = String::from_utf8_lossy(&anomaly.key).into_owned();
+            let what = format!("isolation: {} on shared lists", anomaly.kind);
+            let violation = Violation {
+                what,
+                key,
+                expected: "serializable, in real-time order".into(),
+                got: anomaly.explanation,
+                history: Vec::new(),
+            };
+            self.checker.violation.get_or_insert(violation);
+        }
+    }
+
+    /// Each single key, and the group, checked for linearizability.
+    fn judge_partitions(&mut self, limits: &Limits) -> Result<(), Violation> {
+        let mut partitions: BTreeMap<Vec<u8>, Vec<u64>> = BTreeMap::new();
+        for (op_id, record) in &self.isolation.records {
+            let Some(owner) = partition(&record.request) else { continue };
+            if record.outcome != Outcome::NotApplied {
+                partitions.entry(owner).or_default().push(*op_id);
+            }
+        }
+        for (owner, op_ids) in partitions {
+            let entries: Vec<Entry<Observed>> = op_ids.iter().map(|op_id| self.entry(*op_id)).collect();
+            let verdict = if owner.first() == Some(&b'g') {
+                linearizability::check(&Group { limits: *limits }, BTreeMap::new(), &entries)
+            } else {
+                linearizability::check(&SingleKey { limits: *limits }, Timed::ABSENT, &entries)
+            };
+            match verdict {
+                Verdict::Linearizable => {}
+                Verdict::Undecided => self.isolation.undecided += 1,
+                Verdict::Violation { stuck, prefix } => {
+                    return Err(self.linearizability_violation(&owner, &op_ids, stuck, prefix))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, op_id: u64) -> Entry<Observed> {
+        let record = &self.isolation.records[&op_id];
+        let optional = record.outcome != Outcome::Replied;
+        let observed = Observed { request: record.request.clone(), reply: record.reply.clone(), window: record.window };
+        Entry { call: record.call, ret: record.ret, operation: observed, optional }
+    }
+
+    fn linearizability_violation(&self, owner: &[u8], op_ids: &[u64], stuck: usize, prefix: usize) -> Violation {
+        let stuck_op = op_ids[stuck];
+        let record = &self.isolation.records[&stuck_op];
+        let history = op_ids
+            .iter()
+            .map(|op_id| {
+                let record = &self.isolation.records[op_id];
+                format!(
+                    "op {op_id} client {} [{}, {}] {:?}: {} -> {}",
+                    record.client,
+                    record.call,
+                    if record.ret == u64::MAX { "open".to_string() } else { record.ret.to_string() },
+                    record.outcome,
+                    crate::runner::replies::describe_request(&record.request),
+                    record.reply.as_ref().map(|reply| format!("{reply:?}")).unwrap_or_else(|| "no reply".into()),
+                )
+            })
+            .collect();
+        Violation {
+            what: format!(
+                "not linearizable: no order of the operations on {} explains op {stuck_op} ({} of {} placed)",
+                String::from_utf8_lossy(owner),
+                prefix,
+                op_ids.len()
+            ),
+            key: String::from_utf8_lossy(owner).into_owned(),
+            expected: "a reply some sequential order allows".into(),
+            got: format!("{}: {:?}", crate::runner::replies::describe_request(&record.request), record.reply),
+            history,
+        }
+    }
+
+    /// The list-append requests as transactions.
+    fn list_transactions(&self) -> Vec<Txn> {
+        let mut txns = Vec::new();
+        for (op_id, record) in &self.isolation.records {
+            if partition(&record.request).is_some() {
+                continue;
+            }
+            let status = match record.outcome {
+                Outcome::Replied => TxnStatus::Committed,
+                Outcome::NotApplied => TxnStatus::Failed,
+                Outcome::Unknown | Outcome::Pending => TxnStatus::Indeterminate,
+            };
+            let commands = match &record.request {
+                Request::Exec { commands } => commands.as_slice(),
+                single => std::slice::from_ref(single),
+            };
+            let replies: Vec<Option<&Reply>> = match (&record.request, &record.reply) {
+                (Request::Exec { .. }, Some(Reply::Array(Some(items)))) => items.iter().map(Some).collect(),
+                (Request::Exec { .. }, _) => vec![None; commands.len()],
+                (_, reply) => vec![reply.as_ref()],
+            };
+            let mut txn = Txn {
+                id: *op_id,
+                call: record.call,
+                ret: record.ret,
+                status,
+                micros: Vec::new(),
+                refused_tokens: Vec::new(),
+                description: format!("op {op_id} (client {}) {}", record.client, describe_list_txn(commands, &replies)),
+            };
+            for (command, reply) in commands.iter().zip(replies.iter().chain(std::iter::repeat(&None))) {
+                add_micro(&mut txn, command, *reply, status);
+            }
+            txns.push(txn);
+        }
+        txns
+    }
+}
+
+/// Errors that only injected faults or the engine's limits explain (not a command's own).
+fn is_fault_error(text: &str) -> bool {
+    ["OOM", "READONLY", "ERR not durable", "ERR I/O", "ERR QuillKV", "ERR too many", "ERR command too large"]
+        .iter()
+        .any(|prefix| text.starts_with(prefix))
+}
+
+/// The linearizability partition of a request: its single key, or the group; `None` for lists.
+fn partition(request: &Request) -> Option<Vec<u8>> {
+    let mut first = None;
+    let commands = match request {
+        Request::Exec { commands } => commands.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    commands[0].any_key(|key| {
+        first = Some(key.to_vec());
+        true
+    });
+    match first?.as_slice() {
+        [b'g', ..] => Some(b"g".to_vec()),
+        key @ [b's', ..] => Some(key.to_vec()),
+        _ => None,
+    }
+}
+
+fn add_micro(txn: &mut Txn, command: &Request, reply: Option<&Reply>, status: TxnStatus) {
+    match command {
+        Request::Append { key, value } => {
+            let token = parse_token(value).expect("the workload's own tokens");
+            match (status, reply) {
+                (TxnStatus::Committed, Some(Reply::Error(_))) => txn.refused_tokens.push(token),
+                _ => txn.micros.push(Micro::Append { key: key.clone(), token }),
+            }
+        }
+        Request::Get { key } => {
+            let list = match reply {
+                Some(Reply::Bulk(None)) => Some(Vec::new()),
+                Some(Reply::Bulk(Some(bytes))) => Some(parse_list(bytes)),
+                _ => None,
+            };
+            txn.micros.push(Micro::Read { key: key.clone(), list });
+        }
+        other => unreachable!("the list workload sends no {}", other.name()),
+    }
+}
+
+fn parse_token(text: &[u8]) -> Option<u64> {
+    std::str::from_utf8(text.strip_suffix(b",").unwrap_or(text)).ok()?.parse().ok()
+}
+
+/// A list read back; a piece that is no token becomes token 0, which no append wrote (a
+/// garbage read for the checker).
+fn parse_list(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .split(|byte| *byte == b',')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| parse_token(piece).unwrap_or(0))
+        .collect()
+}
+
+fn describe_list_txn(commands: &[Request], replies: &[Option<&Reply>]) -> String {
+    let parts: Vec<String> = commands
+        .iter()
+        .zip(replies.iter().chain(std::iter::repeat(&None)))
+        .map(|(command, reply)| match (command, reply) {
+            (Request::Append { key, value }, _) => {
+                format!(
+                    "append {} {}",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(value.strip_suffix(b",").unwrap_or(value))
+                )
+            }
+            (Request::Get { key }, Some(Reply::Bulk(Some(bytes)))) => {
+                let list = parse_list(bytes);
+                let shown: Vec<String> = list.iter().rev().take(4).rev().map(u64::to_string).collect();
+                format!(
+                    "get {} -> [{}{}]",
+                    String::from_utf8_lossy(key),
+                    if list.len() > 4 { "..," } else { "" },
+                    shown.join(",")
+                )
+            }
+            (Request::Get { key }, Some(Reply::Bulk(None))) => format!("get {} -> []", String::from_utf8_lossy(key)),
+            (Request::Get { key }, _) => format!("get {} -> ?", String::from_utf8_lossy(key)),
+            (other, _) => other.name().to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join("; "))
+}

@@ -1,0 +1,197 @@
+//! The sequential specifications the linearizability checker holds shared keys to.
+//!
+//! - A single key (`s…`) is a string with an expiry time, known within an interval: every
+//!   single-key command, expiry and TTL included, through the value-domain model's outcomes
+//!   (domains.rs), which already follow time windows.
+//! - The group (`g…`) is one object of several keys without expiry times: multi-key commands
+//!   (MGET, MSET, MSETNX, DEL, EXISTS, RENAME, RENAMENX, COPY) and EXECs over them are single
+//!   operations on it, so strict serializability of each command and EXEC is linearizability
+//!   of this object.
+
+use std::collections::BTreeMap;
+
+use quill_core::command::SetCondition;
+use quill_core::{Reply, Request};
+
+use crate::linearizability::Model;
+use crate::runner::domains::{outcome, outcomes, Limits};
+use crate::runner::expiring::{self, Timed, Window};
+
+/// One recorded operation: the request, the reply (if seen) and the wall-clock window it ran in.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub request: Request,
+    pub reply: Option<Reply>,
+    pub window: Window,
+}
+
+pub struct SingleKey {
+    pub limits: Limits,
+}
+
+impl Model for SingleKey {
+    type State = Timed;
+    type Operation = Observed;
+
+    fn step(&self, state: &Timed, operation: &Observed, observed: bool) -> Vec<Timed> {
+        let mut next: Vec<Timed> = single_outcomes(state, &operation.request, operation.window, &self.limits)
+            .into_iter()
+            .filter(|(reply, _)| !observed || operation.reply.as_ref().is_some_and(|got| reply.matches(got)))
+            .map(|(_, state)| state)
+            .collect();
+        next.sort();
+        next.dedup();
+        next
+    }
+}
+
+/// The replies a single-key command may get in `state` within `window`, and the state after.
+fn single_outcomes(
+    state: &Timed,
+    request: &Request,
+    window: Window,
+    limits: &Limits,
+) -> Vec<(expiring::Expected, Timed)> {
+    use expiring::Expected::Exact;
+    let exact = |reply: Reply, next: Timed| (Exact(reply), next);
+    match request {
+        Request::Set { value, condition, .. } if *condition != SetCondition::Always => expiring::views(state, window)
+            .into_iter()
+            .map(|view| {
+                let allowed = (*condition == SetCondition::IfAbsent) == view.value.is_none();
+                if allowed {
+                    exact(Reply::ok(), Timed { value: Some(value.clone()), expires: None })
+                } else {
+                    exact(Reply::Bulk(None), state.clone())
+                }
+            })
+            .collect(),
+        Request::Exists { keys } => expiring::views(state, window)
+            .into_iter()
+            .map(|view| exact(Reply::Integer(i64::from(view.value.is_some()) * keys.len() as i64), state.clone()))
+            .collect(),
+        Request::StrLen { .. } => expiring::views(state, window)
+            .into_iter()
+            .map(|view| exact(Reply::Integer(view.value.map_or(0, |value| value.len() as i64)), state.clone()))
+            .collect(),
+        other => outcomes(state, other, window, limits),
+    }
+}
+
+pub struct Group {
+    pub limits: Limits,
+}
+
+/// The group's keys and values (absent keys are missing).
+pub type GroupState = BTreeMap<Vec<u8>, Vec<u8>>;
+
+impl Model for Group {
+    type State = GroupState;
+    type Operation = Observed;
+
+    fn step(&self, state: &GroupState, operation: &Observed, observed: bool) -> Vec<GroupState> {
+        let mut next = state.clone();
+        let reply = match &operation.request {
+            Request::Exec { commands } => Reply::Array(Some(
+                commands.iter().map(|command| group_command(&mut next, command, &self.limits)).collect(),
+            )),
+            single => group_command(&mut next, single, &self.limits),
+        };
+        if observed && operation.reply.as_ref() != Some(&reply) {
+            return Vec::new();
+        }
+        vec![next]
+    }
+}
+
+/// One command over the group, as Redis runs it: its reply, and `state` changed in place.
+pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits) -> Reply {
+    let present = |state: &GroupState, key: &[u8]| state.contains_key(key);
+    match command {
+        Request::Get { key } => Reply::Bulk(state.get(key).cloned()),
+        Request::MGet { keys } => {
+            Reply::Array(Some(keys.iter().map(|key| Reply::Bulk(state.get(key).cloned())).collect()))
+        }
+        Request::Exists { keys } => Reply::Integer(keys.iter().filter(|key| present(state, key)).count() as i64),
+        Request::StrLen { key } => Reply::Integer(state.get(key).map_or(0, |value| value.len() as i64)),
+        Request::Set { key, value, condition } => {
+            let allowed = match condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => !present(state, key),
+                SetCondition::IfPresent => present(state, key),
+            };
+            if !allowed {
+                return Reply::Bulk(None);
+            }
+            state.insert(key.clone(), value.clone());
+            Reply::ok()
+        }
+        Request::MSet { pairs } => {
+            for (key, value) in pairs {
+                state.insert(key.clone(), value.clone());
+            }
+            Reply::ok()
+        }
+        Request::MSetNx { pairs } => {
+            if pairs.iter().any(|(key, _)| present(state, key)) {
+                return Reply::Integer(0);
+            }
+            for (key, value) in pairs {
+                state.insert(key.clone(), value.clone());
+            }
+            Reply::Integer(1)
+        }
+        Request::Del { keys } => {
+            Reply::Integer(keys.iter().filter(|key| state.remove(key.as_slice()).is_some()).count() as i64)
+        }
+        Request::Rename { source, destination, only_if_absent } => {
+            let Some(value) = state.get(source).cloned() else { return Reply::error("ERR no such key") };
+            if source == destination {
+                return if *only_if_absent { Reply::Integer(0) } else { Reply::ok() };
+            }
+            if *only_if_absent && present(state, destination) {
+                return Reply::Integer(0);
+            }
+            state.remove(source);
+            state.insert(destination.clone(), value);
+            if *only_if_absent {
+                Reply::Integer(1)
+            } else {
+                Reply::ok()
+            }
+        }
+        Request::Copy { source, destination, replace } => {
+            if source == destination {
+                return Reply::error("ERR source and destination objects are the same");
+            }
+            let Some(value) = state.get(source).cloned() else { return Reply::Integer(0) };
+            if !replace && present(state, destination) {
+                return Reply::Integer(0);
+            }
+            state.insert(destination.clone(), value);
+            Reply::Integer(1)
+        }
+        Request::GetSet { key, value, condition } => {
+            let old = state.get(key).cloned();
+            let allowed = match condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => old.is_none(),
+                SetCondition::IfPresent => old.is_some(),
+            };
+            if allowed {
+                state.insert(key.clone(), value.clone());
+            }
+            Reply::Bulk(old)
+        }
+        Request::GetDel { key } => Reply::Bulk(state.remove(key)),
+        in_place @ (Request::IncrBy { key, .. } | Request::Append { key, .. } | Request::SetRange { key, .. }) => {
+            let (reply, value) = outcome(&state.get(key).cloned(), in_place, limits);
+            match value {
+                Some(value) => state.insert(key.clone(), value),
+                None => state.remove(key),
+            };
+            reply
+        }
+        other => unreachable!("the group workload sends no {}", other.name()),
+    }
+}
