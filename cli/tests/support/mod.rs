@@ -50,7 +50,9 @@ pub fn start(path: &Path, extra: &[&str]) -> QuillServer {
 pub fn start_sized(path: &Path, size_bytes: u64, extra: &[&str]) -> QuillServer {
     static STARTS: AtomicUsize = AtomicUsize::new(0);
     let log = path.with_extension(format!("{}.log", STARTS.fetch_add(1, Ordering::Relaxed)));
-    let child = Command::new(env!("CARGO_BIN_EXE_quill"))
+    // QUILL_BIN runs another build (an older one, to show a test fails without a fix).
+    let binary = std::env::var_os("QUILL_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_quill").into());
+    let child = Command::new(binary)
         .args(["serve", "--io", "sync", "--size", &size_bytes.to_string(), "--port", "0", "--path"])
         .arg(path)
         .args(extra)
