@@ -21,7 +21,7 @@ pub const SEARCH_NODES_MAX: u64 = 400_000;
 
 /// The sequential specification of an object.
 pub trait Model {
-    type State: Clone + Ord;
+    type State: Clone + std::hash::Hash;
     type Operation;
     /// The states `operation` may leave from `state`: with `reply` known, only those that give
     /// exactly that reply; with `None` (an optional operation that took effect), any.
@@ -55,8 +55,36 @@ pub enum Verdict {
 
 struct Frame<S> {
     placed: Vec<u64>,
-    /// The (candidate, next state) pairs still to try from here.
-    choices: Vec<(usize, S)>,
+    state: S,
+    /// Operations that may go next from here, not tried yet (computed once, stepped lazily:
+    /// most histories are nearly sequential, and the first candidate usually fits).
+    candidates: Vec<usize>,
+    /// The states the candidate being tried may leave, not tried yet.
+    pending: Vec<(usize, S)>,
+}
+
+impl<S: Clone> Frame<S> {
+    fn new<O>(history: &[Entry<O>], placed: Vec<u64>, state: S) -> Frame<S> {
+        let candidates = candidates(history, &placed);
+        Frame { placed, state, candidates, pending: Vec::new() }
+    }
+
+    /// The next (operation, state) to try from this frame.
+    fn next<M: Model<State = S>>(&mut self, model: &M, history: &[Entry<M::Operation>]) -> Option<(usize, S)> {
+        loop {
+            if let Some(choice) = self.pending.pop() {
+                return Some(choice);
+            }
+            let index = self.candidates.pop()?;
+            let entry = &history[index];
+            if entry.optional {
+                self.pending.push((index, self.state.clone())); // it never happened: tried last
+            }
+            for next in model.step(&self.state, &entry.operation, !entry.optional) {
+                self.pending.push((index, next));
+            }
+        }
+    }
 }
 
 /// Checks `history` against `model` from `initial`.
@@ -64,15 +92,16 @@ pub fn check<M: Model>(model: &M, initial: M::State, history: &[Entry<M::Operati
     for entry in history {
         assert!(entry.call < entry.ret, "an operation returns after its call");
     }
+    if history.is_empty() {
+        return Verdict::Linearizable;
+    }
     let words = history.len().div_ceil(64);
-    let mut seen: BTreeSet<(Vec<u64>, M::State)> = BTreeSet::new();
-    let placed = vec![0u64; words];
-    let choices = expand(model, history, &placed, &initial);
-    let mut stack = vec![Frame { placed, choices }];
-    let (mut deepest, mut stuck) = (0usize, 0usize);
+    let mut seen: BTreeSet<u128> = BTreeSet::new();
+    let mut stack = vec![Frame::new(history, vec![0u64; words], initial)];
+    let (mut deepest, mut stuck) = (0usize, first_unplaced(history, &vec![0u64; words]));
     let mut nodes = 0u64;
     while let Some(frame) = stack.last_mut() {
-        let Some((index, next_state)) = frame.choices.pop() else {
+        let Some((index, next_state)) = frame.next(model, history) else {
             stack.pop();
             continue;
         };
@@ -86,20 +115,31 @@ pub fn check<M: Model>(model: &M, initial: M::State, history: &[Entry<M::Operati
         if count == history.len() {
             return Verdict::Linearizable;
         }
-        if !seen.insert((placed.clone(), next_state.clone())) {
+        if !seen.insert(fingerprint(&placed, &next_state)) {
             continue;
         }
-        let choices = expand(model, history, &placed, &next_state);
-        if choices.is_empty() && count >= deepest {
+        if count > deepest {
             deepest = count;
             stuck = first_unplaced(history, &placed);
         }
-        stack.push(Frame { placed, choices });
-    }
-    if history.is_empty() {
-        return Verdict::Linearizable;
+        stack.push(Frame::new(history, placed, next_state));
     }
     Verdict::Violation { stuck, prefix: deepest }
+}
+
+/// 128 bits of (operations placed, state): the cache holds these, not copies of the states.
+/// The hasher is SipHash with fixed keys (`DefaultHasher::new`), so runs are reproducible; a
+/// collision could only hide a linearization, at odds of about 2^-128 per pair.
+fn fingerprint<S: std::hash::Hash>(placed: &[u64], state: &S) -> u128 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut low = DefaultHasher::new();
+    let mut high = DefaultHasher::new();
+    high.write_u8(0x5a); // a different stream for the high half
+    for hasher in [&mut low, &mut high] {
+        placed.hash(hasher);
+        state.hash(hasher);
+    }
+    u128::from(high.finish()) << 64 | u128::from(low.finish())
 }
 
 fn is_placed(placed: &[u64], index: usize) -> bool {
@@ -111,31 +151,14 @@ fn first_unplaced<O>(history: &[Entry<O>], placed: &[u64]) -> usize {
     (0..history.len()).filter(|&index| !is_placed(placed, index)).min_by_key(|&index| history[index].ret).unwrap_or(0)
 }
 
-/// Every (operation, state) the search may take next from `state`: operations called before
-/// the earliest return among the unplaced ones.
-fn expand<M: Model>(
-    model: &M,
-    history: &[Entry<M::Operation>],
-    placed: &[u64],
-    state: &M::State,
-) -> Vec<(usize, M::State)> {
-    let horizon = (0..history.len()).filter(|&index| !is_placed(placed, index)).map(|index| history[index].ret).min();
-    let Some(horizon) = horizon else { return Vec::new() };
-    let mut choices = Vec::new();
-    for (index, entry) in history.iter().enumerate() {
-        if is_placed(placed, index) || entry.call >= horizon {
-            continue;
-        }
-        for next in model.step(state, &entry.operation, !entry.optional) {
-            choices.push((index, next));
-        }
-        if entry.optional {
-            choices.push((index, state.clone())); // it never happened
-        }
-    }
-    // Tried last-first: the earliest call is tried first.
-    choices.reverse();
-    choices
+/// The operations that may go next: unplaced, called before the earliest return among the
+/// unplaced ones. Stored so the earliest call is tried first.
+fn candidates<O>(history: &[Entry<O>], placed: &[u64]) -> Vec<usize> {
+    let unplaced = (0..history.len()).filter(|&index| !is_placed(placed, index));
+    let Some(horizon) = unplaced.clone().map(|index| history[index].ret).min() else { return Vec::new() };
+    let mut candidates: Vec<usize> = unplaced.filter(|&index| history[index].call < horizon).collect();
+    candidates.reverse();
+    candidates
 }
 
 #[cfg(test)]

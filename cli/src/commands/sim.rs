@@ -342,6 +342,12 @@ fn summarize(args: &SimArgs, results: &[SeedResult], elapsed_s: f64) -> u8 {
             "reads_revealing_a_write_before_its_reply": space.reveals_before_reply,
             "crashes_aimed_after_a_reveal": space.crashes_after_reveal,
         },
+        "isolation": {
+            "shared_operations_judged": space.shared_operations,
+            "linearizability_partitions": space.shared_partitions,
+            "linearizability_partitions_undecided": space.shared_partitions_undecided,
+            "list_transactions": space.shared_transactions,
+        },
         "determinism_checked": args.check_determinism,
         "elapsed_s": elapsed_s,
         "ops_per_s": ops as f64 / elapsed_s.max(1e-9),
@@ -395,6 +401,13 @@ fn print_human_summary(summary: &serde_json::Value) {
         "reads that returned a write's value before its reply: {}; crashes aimed right after one: {}",
         summary["commit"]["reads_revealing_a_write_before_its_reply"],
         summary["commit"]["crashes_aimed_after_a_reveal"]
+    );
+    println!(
+        "shared keys: {} operations judged; {} linearizability partitions ({} undecided at the search limit); {} list transactions",
+        summary["isolation"]["shared_operations_judged"],
+        summary["isolation"]["linearizability_partitions"],
+        summary["isolation"]["linearizability_partitions_undecided"],
+        summary["isolation"]["list_transactions"]
     );
     if let Some(hash) = summary["trace_hash"].as_str() {
         println!("trace hash {hash}");

@@ -23,7 +23,7 @@ pub struct Window {
 }
 
 /// A key's state: its value (`None`: absent) and its expiry time, known within `(low, high)`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timed {
     pub value: Option<Vec<u8>>,
     pub expires: Option<(u64, u64)>,

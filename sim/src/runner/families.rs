@@ -142,7 +142,7 @@ impl Knobs {
 
 impl Knobs {
     /// The shared-key workload (isolation.rs), drawn on its own stream so a seed's other draws
-    /// stay as they were: a family of its own (a quarter of the standard seeds become it, half
+    /// stay as they were: a family of its own (a quarter of the standard seeds become it, a third
     /// of those on production configurations, others with a cache small enough that reads go
     /// to disk), and mixed into a third of the standard, production and value-domain seeds.
     pub(crate) fn apply_isolation(&mut self, rng: &mut ChaCha8Rng) {
@@ -151,9 +151,9 @@ impl Knobs {
             self.family = Family::Isolation;
         }
         if self.family == Family::Isolation {
-            if !self.production_config && rng.gen_bool(0.5) {
+            if !self.production_config && rng.gen_ratio(1, 3) {
                 self.use_production_config(rng);
-            } else if !self.production_config && rng.gen_bool(0.5) {
+            } else if !self.production_config && rng.gen_bool(0.8) {
                 self.cache_bytes = rng.gen_range(0..16_384);
             }
             self.isolation_percent = rng.gen_range(40..=80);

@@ -30,6 +30,11 @@ use crate::runner::isolation_models::{Group, Observed, SingleKey};
 use crate::runner::replies::ErrorMeaning;
 use crate::runner::{Outstanding, Sim};
 
+/// Group requests outstanding at most when another is drawn.
+const GROUP_IN_FLIGHT_MAX: usize = 3;
+/// Single-key requests outstanding at most when another is drawn (over all `s` keys).
+const SINGLE_IN_FLIGHT_MAX: usize = 4;
+
 /// Whether `key` is one of the shared keys judged here.
 pub fn is_isolation_key(key: &[u8]) -> bool {
     matches!(key.first(), Some(b's' | b'g' | b'l'))
@@ -77,21 +82,24 @@ pub(crate) struct IsolationWorkload {
     list_bytes_max: usize,
     /// Large values for group keys, so their reads go to disk.
     large_value_bytes: usize,
+    /// The seed's weights (of 10) for single-key, group and list requests.
+    mix: [u32; 3],
     next_token: u64,
     records: BTreeMap<u64, Record>,
     /// Operations whose outcome the next crash decides.
     unresolved: Vec<u64>,
     /// Bytes each key may hold at most (every payload sent to it, or to the group).
     payload_bytes: BTreeMap<Vec<u8>, u64>,
-    pub undecided: u64,
 }
 
 impl IsolationWorkload {
     pub fn new(mut rng: ChaCha8Rng, percent: u32) -> IsolationWorkload {
-        let single_keys = rng.gen_range(1..=3);
+        let single_keys = rng.gen_range(1..=2);
         let group_keys = rng.gen_range(2..=4);
         let list_slots = rng.gen_range(2..=5);
-        let large_value_bytes = [0, 600, 3_000, 9_000][rng.gen_range(0..4)];
+        let large_value_bytes = [0, 600, 3_000, 9_000, 20_000][rng.gen_range(0..5)];
+        // Swarm testing: each seed leans on one kind, or mixes all three.
+        let mix = [[4, 3, 3], [8, 1, 1], [1, 7, 2], [2, 2, 6]][rng.gen_range(0..4)];
         IsolationWorkload {
             rng,
             percent,
@@ -102,11 +110,11 @@ impl IsolationWorkload {
             list_bytes: BTreeMap::new(),
             list_bytes_max: 0,
             large_value_bytes,
+            mix,
             next_token: 1,
             records: BTreeMap::new(),
             unresolved: Vec::new(),
             payload_bytes: BTreeMap::new(),
-            undecided: 0,
         }
     }
 
@@ -116,16 +124,26 @@ impl IsolationWorkload {
 
     /// The next shared-key request. `exec`: EXECs may be sent (direct clients, or connections
     /// that send MULTI … EXEC).
-    pub fn next_request(&mut self, now_unix_ms: u64, limits: &Limits) -> Request {
+    pub fn next_request(&mut self, now_unix_ms: u64, limits: &Limits, in_flight: (usize, usize)) -> Request {
+        let (single_in_flight, group_in_flight) = in_flight;
         // Lists stay well inside a batch even when a transaction rewrites three of them.
         self.list_bytes_max =
             (limits.value_bytes_max.min(limits.batch_payload_bytes_max / 4)).saturating_sub(200).max(64);
-        let large = self.large_value_bytes.min(limits.batch_payload_bytes_max / 8).min(limits.value_bytes_max);
+        // Large enough that a few fill a batch (commands then wait for room), small enough that
+        // an EXEC's records fit one.
+        let large = self.large_value_bytes.min(limits.batch_payload_bytes_max / 6).min(limits.value_bytes_max);
         self.large_value_bytes = large;
-        let request = match self.rng.gen_range(0..10) {
-            0..=3 => self.single_request(now_unix_ms),
-            4..=6 => self.group_request(),
-            _ => self.list_request(),
+        let [single_weight, group_weight, _] = self.mix;
+        let pick = self.rng.gen_range(0..10);
+        // At most a few linearizability operations at once: enough to race, few enough that
+        // the search over their orders stays small (its cost grows with their overlap).
+        let request = if pick < single_weight && single_in_flight < SINGLE_IN_FLIGHT_MAX {
+            self.single_request(now_unix_ms)
+        } else if (single_weight..single_weight + group_weight).contains(&pick) && group_in_flight < GROUP_IN_FLIGHT_MAX
+        {
+            self.group_request()
+        } else {
+            self.list_request()
         };
         self.count_payload(&request);
         request
@@ -159,7 +177,8 @@ impl IsolationWorkload {
 
     fn single_request(&mut self, now_unix_ms: u64) -> Request {
         let key = self.single_key();
-        let value = self.small_value();
+        // Now and then a large value, so that read-modify-writes read the key from disk.
+        let value = if self.rng.gen_range(0..4) == 0 { self.group_value() } else { self.small_value() };
         let condition =
             [SetCondition::Always, SetCondition::IfAbsent, SetCondition::IfPresent][self.rng.gen_range(0..3)];
         match self.rng.gen_range(0..20) {
@@ -231,7 +250,13 @@ impl IsolationWorkload {
 
     fn group_request(&mut self) -> Request {
         if self.rng.gen_bool(0.4) {
-            return self.group_command();
+            // Alone: RENAME and COPY often (their one-command path), else any group command.
+            let (a, b) = (self.group_key(), self.group_key());
+            return match self.rng.gen_range(0..10) {
+                0..=2 => Request::Copy { source: a, destination: b, replace: self.rng.gen_bool(0.3) },
+                3 => Request::Rename { source: a, destination: b, only_if_absent: self.rng.gen_bool(0.5) },
+                _ => self.group_command(),
+            };
         }
         let count = self.rng.gen_range(2..=4);
         Request::Exec { commands: (0..count).map(|_| self.group_command()).collect() }
@@ -390,11 +415,13 @@ impl Sim {
             return;
         }
         let limits = Limits::of(&self.config);
+        self.space.shared_operations += self.isolation.records.len() as u64;
         if let Err(violation) = self.judge_partitions(&limits) {
             self.checker.violation.get_or_insert(violation);
             return;
         }
         let txns = self.list_transactions();
+        self.space.shared_transactions += txns.len() as u64;
         if let Err(anomaly) = crate::elle::check(&txns) {
             let key = String::from_utf8_lossy(&anomaly.key).into_owned();
             let what = format!("isolation: {} on shared lists", anomaly.kind);
@@ -421,13 +448,14 @@ impl Sim {
         for (owner, op_ids) in partitions {
             let entries: Vec<Entry<Observed>> = op_ids.iter().map(|op_id| self.entry(*op_id)).collect();
             let verdict = if owner.first() == Some(&b'g') {
-                linearizability::check(&Group { limits: *limits }, BTreeMap::new(), &entries)
+                linearizability::check(&Group { limits: *limits }, Default::default(), &entries)
             } else {
                 linearizability::check(&SingleKey { limits: *limits }, Timed::ABSENT, &entries)
             };
+            self.space.shared_partitions += 1;
             match verdict {
                 Verdict::Linearizable => {}
-                Verdict::Undecided => self.isolation.undecided += 1,
+                Verdict::Undecided => self.space.shared_partitions_undecided += 1,
                 Verdict::Violation { stuck, prefix } => {
                     return Err(self.linearizability_violation(&owner, &op_ids, stuck, prefix))
                 }
@@ -519,6 +547,15 @@ fn is_fault_error(text: &str) -> bool {
     ["OOM", "READONLY", "ERR not durable", "ERR I/O", "ERR QuillKV", "ERR too many", "ERR command too large"]
         .iter()
         .any(|prefix| text.starts_with(prefix))
+}
+
+/// Whether the request is on the group (`g…` keys), and whether on a single key (`s…`).
+pub fn linearizability_kind(request: &Request) -> (bool, bool) {
+    match partition(request) {
+        Some(owner) if owner.as_slice() == b"g" => (false, true),
+        Some(_) => (true, false),
+        None => (false, false),
+    }
 }
 
 /// The linearizability partition of a request: its single key, or the group; `None` for lists.

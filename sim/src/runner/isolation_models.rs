@@ -9,6 +9,7 @@
 //!   of this object.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use quill_core::command::SetCondition;
 use quill_core::{Reply, Request};
@@ -83,7 +84,24 @@ pub struct Group {
 }
 
 /// The group's keys and values (absent keys are missing).
-pub type GroupState = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Values are shared, so the search's many states cost no copies of them.
+/// Hashed by content: an allocation's address would be reused once freed, and two different
+/// states could then share a fingerprint (seen once with a pointer hash: a false violation).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GroupState(pub BTreeMap<Vec<u8>, Arc<[u8]>>);
+
+impl std::ops::Deref for GroupState {
+    type Target = BTreeMap<Vec<u8>, Arc<[u8]>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for GroupState {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 impl Model for Group {
     type State = GroupState;
@@ -108,9 +126,9 @@ impl Model for Group {
 pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits) -> Reply {
     let present = |state: &GroupState, key: &[u8]| state.contains_key(key);
     match command {
-        Request::Get { key } => Reply::Bulk(state.get(key).cloned()),
+        Request::Get { key } => Reply::Bulk(state.get(key).map(|value| value.to_vec())),
         Request::MGet { keys } => {
-            Reply::Array(Some(keys.iter().map(|key| Reply::Bulk(state.get(key).cloned())).collect()))
+            Reply::Array(Some(keys.iter().map(|key| Reply::Bulk(state.get(key).map(|value| value.to_vec()))).collect()))
         }
         Request::Exists { keys } => Reply::Integer(keys.iter().filter(|key| present(state, key)).count() as i64),
         Request::StrLen { key } => Reply::Integer(state.get(key).map_or(0, |value| value.len() as i64)),
@@ -123,12 +141,12 @@ pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits)
             if !allowed {
                 return Reply::Bulk(None);
             }
-            state.insert(key.clone(), value.clone());
+            state.insert(key.clone(), Arc::from(value.as_slice()));
             Reply::ok()
         }
         Request::MSet { pairs } => {
             for (key, value) in pairs {
-                state.insert(key.clone(), value.clone());
+                state.insert(key.clone(), Arc::from(value.as_slice()));
             }
             Reply::ok()
         }
@@ -137,7 +155,7 @@ pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits)
                 return Reply::Integer(0);
             }
             for (key, value) in pairs {
-                state.insert(key.clone(), value.clone());
+                state.insert(key.clone(), Arc::from(value.as_slice()));
             }
             Reply::Integer(1)
         }
@@ -172,22 +190,22 @@ pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits)
             Reply::Integer(1)
         }
         Request::GetSet { key, value, condition } => {
-            let old = state.get(key).cloned();
+            let old = state.get(key).map(|value| value.to_vec());
             let allowed = match condition {
                 SetCondition::Always => true,
                 SetCondition::IfAbsent => old.is_none(),
                 SetCondition::IfPresent => old.is_some(),
             };
             if allowed {
-                state.insert(key.clone(), value.clone());
+                state.insert(key.clone(), Arc::from(value.as_slice()));
             }
             Reply::Bulk(old)
         }
-        Request::GetDel { key } => Reply::Bulk(state.remove(key)),
+        Request::GetDel { key } => Reply::Bulk(state.remove(key).map(|value| value.to_vec())),
         in_place @ (Request::IncrBy { key, .. } | Request::Append { key, .. } | Request::SetRange { key, .. }) => {
-            let (reply, value) = outcome(&state.get(key).cloned(), in_place, limits);
+            let (reply, value) = outcome(&state.get(key).map(|value| value.to_vec()), in_place, limits);
             match value {
-                Some(value) => state.insert(key.clone(), value),
+                Some(value) => state.insert(key.clone(), Arc::from(value)),
                 None => state.remove(key),
             };
             reply

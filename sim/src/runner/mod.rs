@@ -714,7 +714,15 @@ impl Sim {
                 self.next_fill_request(client, op_id)
             } else if self.isolation.chosen() {
                 let limits = crate::runner::domains::Limits::of(&self.config);
-                self.isolation.next_request(self.unix_now(), &limits)
+                let in_flight = self
+                    .clients
+                    .iter()
+                    .flat_map(|client| client.outstanding.iter())
+                    .map(|outstanding| isolation::linearizability_kind(&outstanding.request))
+                    .fold((0, 0), |(single, group), (is_single, is_group)| {
+                        (single + usize::from(is_single), group + usize::from(is_group))
+                    });
+                self.isolation.next_request(self.unix_now(), &limits, in_flight)
             } else if self.expiry.chosen() {
                 // An EXEC of one command, for direct clients with no WATCH of their own pending.
                 let state = &self.clients[client];

@@ -27,6 +27,12 @@ pub struct SpaceTotals {
     /// Reads that revealed a write before its reply, and the crashes aimed right after one.
     pub reveals_before_reply: u64,
     pub crashes_after_reveal: u64,
+    /// Shared keys (isolation.rs): operations judged, linearizability partitions checked and
+    /// those the search left undecided (its node limit), list transactions checked.
+    pub shared_operations: u64,
+    pub shared_partitions: u64,
+    pub shared_partitions_undecided: u64,
+    pub shared_transactions: u64,
     /// How the space check ended: within target, paused, halted, or not run (stopped early).
     pub ended_within_target: bool,
     pub ended_paused: bool,
@@ -57,6 +63,10 @@ impl SpaceTotals {
         self.crashes_with_batches_in_flight += other.crashes_with_batches_in_flight;
         self.reveals_before_reply += other.reveals_before_reply;
         self.crashes_after_reveal += other.crashes_after_reveal;
+        self.shared_operations += other.shared_operations;
+        self.shared_partitions += other.shared_partitions;
+        self.shared_partitions_undecided += other.shared_partitions_undecided;
+        self.shared_transactions += other.shared_transactions;
     }
 }
 
