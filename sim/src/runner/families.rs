@@ -158,7 +158,7 @@ impl Knobs {
             }
             self.isolation_percent = rng.gen_range(40..=80);
         } else if eligible && rng.gen_ratio(1, 3) {
-            self.isolation_percent = rng.gen_range(5..=25);
+            self.isolation_percent = rng.gen_range(5..=15);
         }
         if self.isolation_percent > 0 {
             self.mix[op::FLUSHALL] = 0; // FLUSHALL is no operation of the shared-key models

@@ -100,7 +100,7 @@ impl IsolationWorkload {
         let single_keys = rng.gen_range(1..=2);
         let group_keys = rng.gen_range(2..=4);
         let list_slots = rng.gen_range(2..=5);
-        let large_value_bytes = [0, 600, 1_500, 3_000, 5_000][rng.gen_range(0..5)];
+        let large_value_bytes = [0, 400, 800, 1_600, 3_000][rng.gen_range(0..5)];
         // Swarm testing: each seed leans on one kind, or mixes all three.
         let mix = [[4, 3, 3], [8, 1, 1], [1, 7, 2], [2, 2, 6]][rng.gen_range(0..4)];
         IsolationWorkload {
