@@ -31,6 +31,9 @@ pub enum SlotState {
         locked: Vec<Vec<u8>>,
         reads_outstanding: u32,
         failure: Option<Reply>,
+        /// The newest batch whose state the view took from memory: if it fails while the
+        /// reads are out, the view saw state that never became durable.
+        view_sequence: u64,
     },
     /// The reply, to be sent once batch `wait_sequence` is durable.
     Done(Reply),
@@ -239,6 +242,15 @@ impl ClientTable {
         let slot = self.slot_mut(client_id, slot_id);
         slot.state = SlotState::Done(reply);
         slot.wait_sequence = slot.wait_sequence.max(wait_sequence);
+        Executed::Ran
+    }
+
+    /// The command saw state of a batch that failed: its reply is "not durable", as for a
+    /// command waiting on that batch when it failed (`fail_waiting`).
+    pub fn finish_not_durable(&mut self, client_id: ClientId, slot_id: u64) -> Executed {
+        let slot = self.slot_mut(client_id, slot_id);
+        slot.state = SlotState::Done(Reply::ok()); // replaced at release
+        slot.write_failed = true;
         Executed::Ran
     }
 

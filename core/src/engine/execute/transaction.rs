@@ -108,7 +108,16 @@ impl Engine {
             self.clients.lock_key(key);
         }
         let reads_outstanding = u32::try_from(reads.len()).expect("a transaction's keys fit one frame");
-        let state = SlotState::ExecReading { commands, single, values: view, locked, reads_outstanding, failure: None };
+        let view_sequence = view.keys().map(|key| self.keyspace.lookup(key).sequence()).max().unwrap_or(0);
+        let state = SlotState::ExecReading {
+            commands,
+            single,
+            values: view,
+            locked,
+            reads_outstanding,
+            failure: None,
+            view_sequence,
+        };
         self.clients.slot_mut(client_id, slot_id).state = state;
         for (key, location) in reads {
             let job = ReadJob { client_id, slot_id, key, location, purpose: ReadPurpose::Exec };
@@ -132,18 +141,21 @@ impl Engine {
         if *reads_outstanding > 0 {
             return;
         }
-        let SlotState::ExecReading { commands, single, values, locked, failure, .. } =
+        let SlotState::ExecReading { commands, single, values, locked, failure, view_sequence, .. } =
             std::mem::replace(&mut slot.state, SlotState::Done(Reply::ok()))
         else {
             unreachable!("checked above");
         };
+        // A batch failing turns the engine read-only and drops its writes from memory: a value
+        // the view took from memory may be one of them (seed 2574 heavy: an EXEC's GET showed
+        // an APPEND answered "not durable").
+        let view_failed = view_sequence > self.log.durable_sequence && self.shared.read_only.is_some();
+        if (failure.is_some() || view_failed) && !single {
+            self.watches.unwatch(job.client_id);
+        }
         let executed = match failure {
-            Some(error) => {
-                if !single {
-                    self.watches.unwatch(job.client_id);
-                }
-                self.clients.finish(job.client_id, job.slot_id, error, 0)
-            }
+            Some(error) => self.clients.finish(job.client_id, job.slot_id, error, 0),
+            None if view_failed => self.clients.finish_not_durable(job.client_id, job.slot_id),
             None => self.finish_exec(job.client_id, job.slot_id, commands, values, single),
         };
         if let Executed::Stalled = executed {
