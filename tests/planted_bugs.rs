@@ -125,9 +125,14 @@ fn a_read_modify_write_released_before_its_append_is_caught() {
 /// for: with the view taken unlocked, as before the fix, each fails.
 #[test]
 fn the_isolation_regression_seeds_fail_with_the_old_exec_view() {
-    for seed in [107, 115, 356] {
+    for seed in [15, 205, 266] {
         let mut options = SimOptions::new(seed, 5_000, FaultLevel::Default);
         options.planted_bug = Some(PlantedBug::ExecViewUnlocked);
         assert!(!run_seed(&options).passed(), "seed {seed} no longer meets the unlocked view");
     }
+}
+
+#[test]
+fn a_stalled_exec_forgetting_its_watch_is_caught() {
+    assert_caught_in(PlantedBug::StalledExecForgetsWatch, FaultLevel::Default, Some(Family::Isolation));
 }

@@ -56,7 +56,8 @@ pub fn arguments(request: &Request) -> Vec<Vec<u8>> {
         Request::Keys { pattern } => out.push(pattern.clone()),
         Request::RandomKey => {}
         // Never sent over a connection (transfers.rs): MULTI/EXEC belong to the server.
-        Request::Exec { .. } | Request::Watch { .. } | Request::Unwatch => {}
+        Request::Watch { keys } => out.extend(keys.iter().cloned()),
+        Request::Exec { .. } | Request::Unwatch => {}
         Request::Rename { source, destination, .. } => out.extend([source.clone(), destination.clone()]),
         Request::Copy { source, destination, replace } => {
             out.extend([source.clone(), destination.clone()]);

@@ -39,10 +39,12 @@ pub enum PlantedBug {
     /// A read-modify-write gives up its key lock once its value is read, before its record is
     /// appended (it then waits for batch room with the key open to others).
     ReadModifyWriteReleasedEarly,
+    /// An EXEC that waits for room in a full batch forgets its WATCH before it runs again.
+    StalledExecForgetsWatch,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::AcknowledgeBeforeSync,
         PlantedBug::OverwriteTailBlock,
         PlantedBug::SkipReadChecksum,
@@ -57,6 +59,7 @@ impl PlantedBug {
         PlantedBug::ExecWriteSetMissesKey,
         PlantedBug::CopyIgnoresDestinationWhenCold,
         PlantedBug::ReadModifyWriteReleasedEarly,
+        PlantedBug::StalledExecForgetsWatch,
     ];
 
     /// The bug's name on the command line.
@@ -76,6 +79,7 @@ impl PlantedBug {
             PlantedBug::ExecWriteSetMissesKey => "exec-write-set-misses-key",
             PlantedBug::CopyIgnoresDestinationWhenCold => "copy-ignores-destination-when-cold",
             PlantedBug::ReadModifyWriteReleasedEarly => "read-modify-write-released-early",
+            PlantedBug::StalledExecForgetsWatch => "stalled-exec-forgets-watch",
         }
     }
 }

@@ -63,6 +63,8 @@ enum Outcome {
 
 struct Record {
     client: usize,
+    /// The client's connection since the last crash (see `Observed::watcher`).
+    watcher: u64,
     request: Request,
     call: u64,
     ret: u64,
@@ -87,6 +89,8 @@ pub(crate) struct IsolationWorkload {
     large_value_bytes: usize,
     /// The seed's weights (of 10) for single-key, group and list requests.
     mix: [u32; 3],
+    /// The client drawing now may WATCH (it has nothing outstanding and no EXEC to follow).
+    may_watch: bool,
     next_token: u64,
     records: BTreeMap<u64, Record>,
     /// Operations whose outcome the next crash decides.
@@ -114,6 +118,7 @@ impl IsolationWorkload {
             list_bytes_max: 0,
             large_value_bytes,
             mix,
+            may_watch: false,
             next_token: 1,
             records: BTreeMap::new(),
             unresolved: Vec::new(),
@@ -127,7 +132,14 @@ impl IsolationWorkload {
 
     /// The next shared-key request. `exec`: EXECs may be sent (direct clients, or connections
     /// that send MULTI … EXEC).
-    pub fn next_request(&mut self, now_unix_ms: u64, limits: &Limits, in_flight: (usize, usize)) -> Request {
+    pub fn next_request(
+        &mut self,
+        now_unix_ms: u64,
+        limits: &Limits,
+        in_flight: (usize, usize),
+        may_watch: bool,
+    ) -> Request {
+        self.may_watch = may_watch;
         let (single_in_flight, group_in_flight) = in_flight;
         // Lists stay well inside a batch even when a transaction rewrites three of them, and
         // short: every APPEND rewrites its whole list, and every read returns it.
@@ -252,7 +264,26 @@ impl IsolationWorkload {
         }
     }
 
+    /// The EXEC a WATCH leads to: it reads the watched keys (so that its reply shows what it
+    /// saw) and writes one or two group keys.
+    pub fn watched_exec(&mut self, keys: &[Vec<u8>]) -> Request {
+        let mut commands: Vec<Request> = keys.iter().map(|key| Request::Get { key: key.clone() }).collect();
+        for _ in 0..self.rng.gen_range(1..=2) {
+            commands.push(self.group_command());
+        }
+        let exec = Request::Exec { commands };
+        self.count_payload(&exec);
+        exec
+    }
+
     fn group_request(&mut self) -> Request {
+        if self.may_watch && self.rng.gen_range(0..5) == 0 {
+            let mut keys = vec![self.group_key()];
+            if self.rng.gen_bool(0.5) {
+                keys.push(self.group_key());
+            }
+            return Request::Watch { keys };
+        }
         if self.rng.gen_bool(0.4) {
             // Alone: RENAME and COPY often (their one-command path), else any group command.
             let (a, b) = (self.group_key(), self.group_key());
@@ -341,8 +372,11 @@ impl Sim {
             });
         }
         let window = Window { from: self.unix_now(), to: u64::MAX / 4 };
+        let connection = self.clients[client].connection.unwrap_or(0) & 0xffff_ffff;
+        let watcher = (client as u64) << 48 | (self.crashes & 0xffff) << 32 | connection;
         let record = Record {
             client,
+            watcher,
             request: request.clone(),
             call: invoked,
             ret: u64::MAX,
@@ -370,6 +404,14 @@ impl Sim {
             _ => Outcome::Replied,
         };
         let to = self.unix_now();
+        if let (Request::Watch { keys }, Reply::Simple(_)) = (&outstanding.request, &reply) {
+            // The EXEC follows once the client has nothing outstanding, up to 100 ticks later,
+            // so other clients' writes may land in between.
+            let exec = self.isolation.watched_exec(keys);
+            let due = self.tick + self.isolation.rng.gen_range(0..100);
+            let client = self.isolation.records[&outstanding.op_id].client;
+            self.clients[client].follow_up = Some((exec, due));
+        }
         let Some(record) = self.isolation.records.get_mut(&outstanding.op_id) else { return };
         record.outcome = outcome;
         record.window.to = to;
@@ -447,7 +489,9 @@ impl Sim {
         let mut partitions: BTreeMap<Vec<u8>, Vec<u64>> = BTreeMap::new();
         for (op_id, record) in &self.isolation.records {
             let Some(owner) = partition(&record.request) else { continue };
-            if record.outcome != Outcome::NotApplied {
+            // A refused EXEC changed nothing, but it ended its client's WATCH.
+            let ends_watch = matches!(record.request, Request::Exec { .. });
+            if record.outcome != Outcome::NotApplied || ends_watch {
                 partitions.entry(owner).or_default().push(*op_id);
             }
         }
@@ -472,8 +516,14 @@ impl Sim {
 
     fn entry(&self, op_id: u64) -> Entry<Observed> {
         let record = &self.isolation.records[&op_id];
-        let optional = record.outcome != Outcome::Replied;
-        let observed = Observed { request: record.request.clone(), reply: record.reply.clone(), window: record.window };
+        let optional = !matches!(record.outcome, Outcome::Replied | Outcome::NotApplied);
+        let observed = Observed {
+            request: record.request.clone(),
+            reply: record.reply.clone(),
+            window: record.window,
+            watcher: record.watcher,
+            refused: record.outcome == Outcome::NotApplied,
+        };
         Entry { call: record.call, ret: record.ret, operation: observed, optional }
     }
 

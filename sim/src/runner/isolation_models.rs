@@ -24,6 +24,12 @@ pub struct Observed {
     pub request: Request,
     pub reply: Option<Reply>,
     pub window: Window,
+    /// Whose WATCH this is, or whose EXEC: the client's connection since the last crash (a
+    /// watch dies with either).
+    pub watcher: u64,
+    /// Refused whole (an EXEC answered READONLY, OOM, a failed read): it changed nothing but
+    /// ended its watch.
+    pub refused: bool,
 }
 
 pub struct SingleKey {
@@ -87,8 +93,19 @@ pub struct Group {
 /// Values are shared, so the search's many states cost no copies of them.
 /// Hashed by content: an allocation's address would be reused once freed, and two different
 /// states could then share a fingerprint (seen once with a pointer hash: a false violation).
+/// Beside the values, each watcher's watched keys and whether one changed since its WATCH.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct GroupState(pub BTreeMap<Vec<u8>, Arc<[u8]>>);
+pub struct GroupState(pub BTreeMap<Vec<u8>, Arc<[u8]>>, pub BTreeMap<u64, (Vec<Vec<u8>>, bool)>);
+
+impl GroupState {
+    /// A write changed `keys`: every watcher of one of them is dirty (Redis's
+    /// `signalModifiedKey`; the engine's `touch_watched`).
+    fn touch(&mut self, keys: &std::collections::BTreeSet<Vec<u8>>) {
+        for (watched, dirty) in self.1.values_mut() {
+            *dirty |= watched.iter().any(|key| keys.contains(key));
+        }
+    }
+}
 
 impl std::ops::Deref for GroupState {
     type Target = BTreeMap<Vec<u8>, Arc<[u8]>>;
@@ -109,21 +126,90 @@ impl Model for Group {
 
     fn step(&self, state: &GroupState, operation: &Observed, observed: bool) -> Vec<GroupState> {
         let mut next = state.clone();
-        let reply = match &operation.request {
-            Request::Exec { commands } => Reply::Array(Some(
-                commands.iter().map(|command| group_command(&mut next, command, &self.limits)).collect(),
-            )),
-            single => group_command(&mut next, single, &self.limits),
+        let commands = match &operation.request {
+            Request::Watch { keys } => {
+                next.1.insert(operation.watcher, (keys.clone(), false));
+                return allowed(next, observed.then_some((&operation.reply, Reply::ok())));
+            }
+            Request::Exec { commands } => commands.as_slice(),
+            single => std::slice::from_ref(single),
         };
-        if observed && operation.reply.as_ref() != Some(&reply) {
-            return Vec::new();
+        // EXEC ends its watch; a dirty one aborts it (nil), as in Redis.
+        let exec = matches!(operation.request, Request::Exec { .. });
+        if operation.refused {
+            next.1.remove(&operation.watcher);
+            return vec![next];
         }
-        vec![next]
+        if exec && next.1.remove(&operation.watcher).is_some_and(|(_, dirty)| dirty) {
+            return allowed(next, observed.then_some((&operation.reply, Reply::Array(None))));
+        }
+        let before = next.0.clone();
+        let mut written = std::collections::BTreeSet::new();
+        let mut replies: Vec<Reply> =
+            commands.iter().map(|command| group_command(&mut next, command, &self.limits, &mut written)).collect();
+        // A key absent before and after writes nothing (no record, no touch).
+        written.retain(|key| before.contains_key(key) || next.0.contains_key(key));
+        next.touch(&written);
+        if !observed {
+            // Its outcome unseen: it took effect, or not at all, or (answered "not durable") it
+            // was applied in memory, dirtied its watchers, and its batch failed: an EXEC that
+            // watched those keys may abort for a write that never became durable.
+            let mut touched_only = state.clone();
+            touched_only.touch(&written);
+            return vec![next, touched_only];
+        }
+        let reply = if exec { Reply::Array(Some(replies)) } else { replies.pop().expect("one command") };
+        allowed(next, observed.then_some((&operation.reply, reply)))
+    }
+}
+
+/// `next`, if the reply seen (when one was) is the one expected.
+fn allowed(next: GroupState, check: Option<(&Option<Reply>, Reply)>) -> Vec<GroupState> {
+    match check {
+        Some((seen, expected)) if seen.as_ref() != Some(&expected) => Vec::new(),
+        _ => vec![next],
     }
 }
 
 /// One command over the group, as Redis runs it: its reply, and `state` changed in place.
-pub fn group_command(state: &mut GroupState, command: &Request, limits: &Limits) -> Reply {
+/// `written` gathers the keys it wrote (a changed value, or a key set or deleted).
+pub fn group_command(
+    state: &mut GroupState,
+    command: &Request,
+    limits: &Limits,
+    written: &mut std::collections::BTreeSet<Vec<u8>>,
+) -> Reply {
+    let values_before = state.0.clone();
+    let reply = group_command_values(state, command, limits);
+    let touched = |key: &Vec<u8>| values_before.get(key) != state.0.get(key) || wrote_regardless(command, &reply, key);
+    command.any_key(|key| {
+        if touched(&key.to_vec()) {
+            written.insert(key.to_vec());
+        }
+        false
+    });
+    reply
+}
+
+/// Whether `command` wrote `key` even if the value came out the same: SET, MSET and GETSET
+/// that applied, INCRBY 0, APPEND of nothing, COPY onto an equal value (each writes a record,
+/// and Redis signals the key modified).
+fn wrote_regardless(command: &Request, reply: &Reply, key: &Vec<u8>) -> bool {
+    match (command, reply) {
+        (_, Reply::Error(_)) => false,
+        (Request::Set { .. }, Reply::Simple(_)) => true,
+        (Request::MSet { .. }, _) => true,
+        (Request::MSetNx { .. }, Reply::Integer(1)) => true,
+        (Request::GetSet { condition: SetCondition::Always, .. }, _) => true,
+        (Request::IncrBy { .. } | Request::Append { .. }, Reply::Integer(_)) => true,
+        (Request::Copy { destination, .. }, Reply::Integer(1)) => destination == key,
+        // RENAME of a key onto itself writes nothing (Redis returns before signalling).
+        (Request::Rename { source, destination, .. }, Reply::Simple(_) | Reply::Integer(1)) => source != destination,
+        _ => false,
+    }
+}
+
+fn group_command_values(state: &mut GroupState, command: &Request, limits: &Limits) -> Reply {
     let present = |state: &GroupState, key: &[u8]| state.contains_key(key);
     match command {
         Request::Get { key } => Reply::Bulk(state.get(key).map(|value| value.to_vec())),

@@ -705,6 +705,13 @@ impl Sim {
                 }
                 continue;
             }
+            if self.clients[client]
+                .outstanding
+                .iter()
+                .any(|outstanding| matches!(outstanding.request, Request::Watch { .. }))
+            {
+                continue; // nothing between a WATCH and its EXEC: any EXEC would end the watch
+            }
             if self.workload_rng.gen_range(0..4) == 0 {
                 continue; // clients think, so arrivals spread out
             }
@@ -722,7 +729,9 @@ impl Sim {
                     .fold((0, 0), |(single, group), (is_single, is_group)| {
                         (single + usize::from(is_single), group + usize::from(is_group))
                     });
-                self.isolation.next_request(self.unix_now(), &limits, in_flight)
+                let state = &self.clients[client];
+                let may_watch = state.outstanding.is_empty() && state.follow_up.is_none() && state.watched.is_none();
+                self.isolation.next_request(self.unix_now(), &limits, in_flight, may_watch)
             } else if self.expiry.chosen() {
                 // An EXEC of one command, for direct clients with no WATCH of their own pending.
                 let state = &self.clients[client];

@@ -29,6 +29,18 @@ pub fn describe_request(request: &Request) -> String {
         Request::Exec { commands } => {
             format!("exec [{}]", commands.iter().map(describe_request).collect::<Vec<_>>().join("; "))
         }
+        Request::GetSet { key, value, .. } => format!("getset {} ({} bytes)", text(key), value.len()),
+        Request::GetDel { key } => format!("getdel {}", text(key)),
+        Request::Copy { source, destination, replace } => {
+            format!("copy {} {}{}", text(source), text(destination), if *replace { " replace" } else { "" })
+        }
+        Request::Rename { source, destination, only_if_absent } => {
+            format!("rename{} {} {}", if *only_if_absent { "nx" } else { "" }, text(source), text(destination))
+        }
+        Request::MSetNx { pairs } => {
+            format!("msetnx {}", pairs.iter().map(|(key, _)| text(key)).collect::<Vec<_>>().join(" "))
+        }
+        Request::Watch { keys } => format!("watch {}", keys.iter().map(|key| text(key)).collect::<Vec<_>>().join(" ")),
         other => other.name().to_string(),
     }
 }

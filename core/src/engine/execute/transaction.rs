@@ -196,7 +196,8 @@ impl Engine {
             return self.clients.finish(client_id, slot_id, Reply::Array(None), newest);
         }
         let executed = self.run_exec(client_id, slot_id, commands, view, false);
-        if !matches!(executed, Executed::Stalled) {
+        let forget = self.shared.config.has_bug(crate::engine::PlantedBug::StalledExecForgetsWatch);
+        if !matches!(executed, Executed::Stalled) || forget {
             self.watches.unwatch(client_id); // EXEC forgets the watches (a stalled one runs again)
         }
         executed
