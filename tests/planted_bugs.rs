@@ -122,10 +122,12 @@ fn a_read_modify_write_released_before_its_append_is_caught() {
 }
 
 /// Issue 27's regression seeds (tests/regressions/seeds.txt) still meet the bug they were kept
-/// for: with the view taken unlocked, as before the fix, each fails.
+/// for: with the view taken unlocked, as before the fix, each fails. A change to the shared-key
+/// workload moves the seeds that meet it: draw them again (`quill sim --seeds 300 --plant
+/// exec-view-unlocked`) rather than keep seeds that test nothing.
 #[test]
 fn the_isolation_regression_seeds_fail_with_the_old_exec_view() {
-    for seed in [15, 205, 266] {
+    for seed in [3, 11, 66] {
         let mut options = SimOptions::new(seed, 5_000, FaultLevel::Default);
         options.planted_bug = Some(PlantedBug::ExecViewUnlocked);
         assert!(!run_seed(&options).passed(), "seed {seed} no longer meets the unlocked view");

@@ -30,6 +30,10 @@ pub struct Observed {
     /// Refused whole (an EXEC answered READONLY, OOM, a failed read): it changed nothing but
     /// ended its watch.
     pub refused: bool,
+    /// The watch side of a write whose outcome was never seen: applied in memory, it dirtied
+    /// its keys' watchers then, even if its batch failed and its values show only after the
+    /// next crash, or never (the write itself is another, optional, operation).
+    pub touch_only: bool,
 }
 
 pub struct SingleKey {
@@ -150,13 +154,10 @@ impl Model for Group {
         // A key absent before and after writes nothing (no record, no touch).
         written.retain(|key| before.contains_key(key) || next.0.contains_key(key));
         next.touch(&written);
-        if !observed {
-            // Its outcome unseen: it took effect, or not at all, or (answered "not durable") it
-            // was applied in memory, dirtied its watchers, and its batch failed: an EXEC that
-            // watched those keys may abort for a write that never became durable.
-            let mut touched_only = state.clone();
-            touched_only.touch(&written);
-            return vec![next, touched_only];
+        if operation.touch_only {
+            let mut touched = state.clone();
+            touched.touch(&written);
+            return vec![touched];
         }
         let reply = if exec { Reply::Array(Some(replies)) } else { replies.pop().expect("one command") };
         allowed(next, observed.then_some((&operation.reply, reply)))
