@@ -32,7 +32,7 @@ fn without_timings(mut summary: Value) -> Value {
 fn merged_shards_equal_the_whole_swarm() {
     let (whole_code, whole) = swarm(None);
     let whole: Value = serde_json::from_str(whole.trim()).expect("the whole swarm's JSON");
-    assert_eq!(whole_code, 1, "seeds 121, 123, 127 and 128 fail with the planted bug");
+    assert_eq!(whole_code, 1, "seeds 120, 121, 126 and 127 fail with the planted bug");
     let directory = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     for index in 0..3 {
@@ -50,13 +50,13 @@ fn merged_shards_equal_the_whole_swarm() {
     assert_eq!(merged["seeds_run"], 9);
     let failed = merged["failed_seeds"].as_array().expect("failing seeds");
     let seeds: Vec<u64> = failed.iter().map(|seed| seed["seed"].as_u64().expect("a seed")).collect();
-    assert_eq!(seeds, [121, 123, 127, 128]);
-    assert!(failed[0]["replay"].as_str().expect("a replay").starts_with("quill replay --seed 121 --ops 5000"));
+    assert_eq!(seeds, [120, 121, 126, 127]);
+    assert!(failed[0]["replay"].as_str().expect("a replay").starts_with("quill replay --seed 120 --ops 5000"));
 
     let mut arguments = vec!["sim-report"];
     arguments.extend(files.iter().map(String::as_str));
     let (_, human) = quill(&arguments);
-    assert!(human.contains("FAILED seed 121") && human.contains("replay: quill replay --seed 121"), "{human}");
+    assert!(human.contains("FAILED seed 120") && human.contains("replay: quill replay --seed 120"), "{human}");
 }
 
 #[test]
