@@ -366,18 +366,7 @@ impl IsolationWorkload {
 impl Sim {
     /// Records a shared-key request as sent.
     pub(crate) fn isolation_sent(&mut self, client: usize, op_id: u64, request: &Request, invoked: u64) {
-        let commands = match request {
-            Request::Exec { commands } => commands.as_slice(),
-            single => std::slice::from_ref(single),
-        };
-        for command in commands {
-            command.any_key(|key| {
-                if !self.checker.keys.contains_key(key) {
-                    self.checker.keys.insert(key.to_vec(), Default::default());
-                }
-                false
-            });
-        }
+        self.know_keys(request);
         let window = Window { from: self.unix_now(), to: u64::MAX / 4 };
         let connection = self.clients[client].connection.unwrap_or(0) & 0xffff_ffff;
         let watcher = (client as u64) << 48 | (self.crashes & 0xffff) << 32 | connection;

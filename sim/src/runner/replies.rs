@@ -77,7 +77,7 @@ pub(crate) enum ErrorMeaning {
 impl Sim {
     pub(crate) fn begin_in_checker(&mut self, op_id: u64, request: &Request, invoked: u64) {
         if crate::runner::transfers::is_transfer_request(request) {
-            self.begin_transfer(request);
+            self.know_keys(request);
             return self.checker.begin_read(invoked);
         }
         if matches!(request, Request::Watch { .. }) {

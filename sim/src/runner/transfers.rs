@@ -110,8 +110,9 @@ impl Sim {
         Request::Exec { commands }
     }
 
-    /// Transfer keys count among the keys ever written (DBSIZE, SCAN and the final reads).
-    pub(crate) fn begin_transfer(&mut self, request: &Request) {
+    /// Every key the request (or its EXEC's commands) names counts among the keys ever written
+    /// (DBSIZE, SCAN and the final reads): transfer and shared keys, judged by models of their own.
+    pub(crate) fn know_keys(&mut self, request: &Request) {
         let commands = match request {
             Request::Exec { commands } => commands.as_slice(),
             single => std::slice::from_ref(single),
