@@ -41,10 +41,13 @@ pub enum PlantedBug {
     ReadModifyWriteReleasedEarly,
     /// An EXEC that waits for room in a full batch forgets its WATCH before it runs again.
     StalledExecForgetsWatch,
+    /// An EXEC whose view took a value of a batch that failed while its reads were out replies
+    /// with it (seed 2574 heavy).
+    ExecViewRevealsFailedBatch,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::AcknowledgeBeforeSync,
         PlantedBug::OverwriteTailBlock,
         PlantedBug::SkipReadChecksum,
@@ -60,6 +63,7 @@ impl PlantedBug {
         PlantedBug::CopyIgnoresDestinationWhenCold,
         PlantedBug::ReadModifyWriteReleasedEarly,
         PlantedBug::StalledExecForgetsWatch,
+        PlantedBug::ExecViewRevealsFailedBatch,
     ];
 
     /// The bug's name on the command line.
@@ -80,6 +84,7 @@ impl PlantedBug {
             PlantedBug::CopyIgnoresDestinationWhenCold => "copy-ignores-destination-when-cold",
             PlantedBug::ReadModifyWriteReleasedEarly => "read-modify-write-released-early",
             PlantedBug::StalledExecForgetsWatch => "stalled-exec-forgets-watch",
+            PlantedBug::ExecViewRevealsFailedBatch => "exec-view-reveals-failed-batch",
         }
     }
 }
