@@ -87,11 +87,11 @@ impl Graph {
 
 /// Checks a history of list-append transactions.
 pub fn check(txns: &[Txn]) -> Result<(), Anomaly> {
-    let writers = writers(txns)?;
+    let writers = writers(txns);
     let observed = observed_tokens(txns);
     let orders = version_orders(txns, &writers)?;
-    check_reads(txns, &writers, &orders)?;
-    check_appends_present(txns, &writers, &orders, &observed)?;
+    check_reads(txns, &writers)?;
+    check_appends_present(txns, &orders, &observed)?;
     let included: Vec<bool> = txns
         .iter()
         .map(|txn| match txn.status {
@@ -137,7 +137,7 @@ impl Writers {
     }
 }
 
-fn writers(txns: &[Txn]) -> Result<Writers, Anomaly> {
+fn writers(txns: &[Txn]) -> Writers {
     let highest = txns.iter().flat_map(|txn| appends(txn).map(|(_, token)| token)).max().unwrap_or(0);
     let mut writers = Writers { by_token: vec![None; highest as usize + 1], keys: Vec::new() };
     let mut key_ids: BTreeMap<&[u8], usize> = BTreeMap::new();
@@ -153,7 +153,7 @@ fn writers(txns: &[Txn]) -> Result<Writers, Anomaly> {
             *slot = Some((index, id));
         }
     }
-    Ok(writers)
+    writers
 }
 
 /// Whether each token (by index) was seen in some read.
@@ -231,7 +231,7 @@ fn version_orders(txns: &[Txn], writers: &Writers) -> Result<BTreeMap<Vec<u8>, V
 }
 
 /// Aborted (G1a) and intermediate (G1b) reads, and a transaction's reads of its own appends.
-fn check_reads(txns: &[Txn], writers: &Writers, orders: &BTreeMap<Vec<u8>, Vec<u64>>) -> Result<(), Anomaly> {
+fn check_reads(txns: &[Txn], writers: &Writers) -> Result<(), Anomaly> {
     let refused: BTreeMap<u64, usize> = txns
         .iter()
         .enumerate()
@@ -256,7 +256,6 @@ fn check_reads(txns: &[Txn], writers: &Writers, orders: &BTreeMap<Vec<u8>, Vec<u
             }
         }
     }
-    let _ = orders;
     Ok(())
 }
 
@@ -296,7 +295,6 @@ fn read_committed(
 /// budget, is not judged).
 fn check_appends_present(
     txns: &[Txn],
-    writers: &Writers,
     orders: &BTreeMap<Vec<u8>, Vec<u64>>,
     observed: &Observed,
 ) -> Result<(), Anomaly> {
@@ -330,7 +328,6 @@ fn check_appends_present(
             return Err(Anomaly { kind, key: key.to_vec(), explanation });
         }
     }
-    let _ = writers;
     Ok(())
 }
 

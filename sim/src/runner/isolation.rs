@@ -57,7 +57,7 @@ enum Outcome {
     Replied,
     /// Refused before anything was written.
     NotApplied,
-    /// Maybe applied, until `until` (the next crash).
+    /// Maybe applied, at any time until the next crash (which sets its return time).
     Unknown,
 }
 
@@ -137,8 +137,8 @@ impl IsolationWorkload {
         self.percent > 0 && self.rng.gen_range(0..100) < self.percent
     }
 
-    /// The next shared-key request. `exec`: EXECs may be sent (direct clients, or connections
-    /// that send MULTI … EXEC).
+    /// The next shared-key request. `in_flight`: the single-key and group requests outstanding
+    /// (few, so the search stays small); `may_watch`: the client may start a WATCH.
     pub fn next_request(
         &mut self,
         now_unix_ms: u64,
@@ -154,6 +154,8 @@ impl IsolationWorkload {
         self.list_bytes_max = list_bytes_max.clamp(64, LIST_BYTES_MAX);
         // Large enough that a few fill a batch (commands then wait for room), small enough that
         // an EXEC's records fit one.
+        // (The drawn size, or `usize::MAX` for batch fillers, capped once: the limits are the
+        // seed's and do not change.)
         let large = self.large_value_bytes.min(limits.batch_payload_bytes_max / 6).min(limits.value_bytes_max);
         self.large_value_bytes = large;
         let [single_weight, group_weight, _] = self.mix;
