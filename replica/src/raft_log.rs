@@ -1,0 +1,153 @@
+//! The Raft log and `HardState` as keys of the replica's log engine (its own volume, as TiKV
+//! keeps its Raft log apart from its key-value data). The engine gives them what it gives any
+//! key: checksums, torn-write recovery, mirror copies, group commit, and a durable reply.
+//!
+//! Keys: `raft/hard-state` holds the protobuf-encoded `HardState`; `raft/entry/` followed by
+//! the entry's index as 8 big-endian bytes holds the protobuf-encoded `Entry`.
+//!
+//! A Ready's entries and hard state go in EXECs (one batch each, all or none) of at most
+//! `chunk_bytes` of values, the hard state in the last: batches become durable in log order, so
+//! a crash leaves a prefix of them. Entries a new leader overwrote are deleted in the same
+//! EXECs; where a crash leaves older entries after newer ones, the load drops them (a Raft log's
+//! terms never decrease).
+
+use protobuf::Message as _;
+use quill_core::Request;
+use raft::eraftpb::{Entry, HardState};
+
+pub const HARD_STATE_KEY: &[u8] = b"raft/hard-state";
+const ENTRY_PREFIX: &[u8] = b"raft/entry/";
+
+pub fn entry_key(index: u64) -> Vec<u8> {
+    let mut key = ENTRY_PREFIX.to_vec();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The index an entry key names; `None` for other keys.
+pub fn entry_index(key: &[u8]) -> Option<u64> {
+    let suffix = key.strip_prefix(ENTRY_PREFIX)?;
+    Some(u64::from_be_bytes(suffix.try_into().ok()?))
+}
+
+/// The requests that make `entries` and `hard_state` durable, deleting the entries from
+/// `stale_from` to `stale_to` (inclusive) that they replace.
+pub fn persist_requests(
+    entries: &[Entry],
+    hard_state: Option<&HardState>,
+    stale: Option<(u64, u64)>,
+    chunk_bytes: usize,
+) -> Vec<Request> {
+    let mut requests = Vec::new();
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut bytes = 0usize;
+    for entry in entries {
+        let value = entry.write_to_bytes().expect("an entry encodes");
+        if bytes + value.len() > chunk_bytes && !pairs.is_empty() {
+            requests.push(exec(std::mem::take(&mut pairs), None));
+            bytes = 0;
+        }
+        bytes += value.len();
+        pairs.push((entry_key(entry.index), value));
+    }
+    if let Some(hard_state) = hard_state {
+        pairs.push((HARD_STATE_KEY.to_vec(), hard_state.write_to_bytes().expect("a hard state encodes")));
+    }
+    let stale_keys = stale.map(|(from, to)| (from..=to).map(entry_key).collect());
+    if !pairs.is_empty() || stale_keys.is_some() {
+        requests.push(exec(pairs, stale_keys));
+    }
+    requests
+}
+
+fn exec(pairs: Vec<(Vec<u8>, Vec<u8>)>, stale_keys: Option<Vec<Vec<u8>>>) -> Request {
+    let mut commands = Vec::new();
+    if !pairs.is_empty() {
+        commands.push(Request::MSet { pairs });
+    }
+    if let Some(keys) = stale_keys {
+        commands.push(Request::Del { keys });
+    }
+    Request::Exec { commands }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the Raft log's key {key:?} holds an entry that does not decode: {error}")]
+    BadEntry { key: Vec<u8>, error: String },
+    #[error("the Raft hard state does not decode: {0}")]
+    BadHardState(String),
+    #[error("entry key for index {key_index} holds entry {entry_index}")]
+    MisplacedEntry { key_index: u64, entry_index: u64 },
+}
+
+pub fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry, LoadError> {
+    let entry = Entry::parse_from_bytes(value)
+        .map_err(|error| LoadError::BadEntry { key: key.to_vec(), error: error.to_string() })?;
+    let key_index = entry_index(key).expect("an entry key");
+    if entry.index != key_index {
+        return Err(LoadError::MisplacedEntry { key_index, entry_index: entry.index });
+    }
+    Ok(entry)
+}
+
+pub fn decode_hard_state(value: &[u8]) -> Result<HardState, LoadError> {
+    HardState::parse_from_bytes(value).map_err(|error| LoadError::BadHardState(error.to_string()))
+}
+
+/// The usable log from the entries found (sorted by index): contiguous from index 1, terms
+/// never decreasing. What follows a gap or a lower term is a crash's leftover; its indexes are
+/// returned for deletion.
+pub fn usable_prefix(entries: Vec<Entry>) -> (Vec<Entry>, Vec<u64>) {
+    let mut usable: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut leftover = Vec::new();
+    for entry in entries {
+        let fits = match usable.last() {
+            None => entry.index == 1,
+            Some(last) => leftover.is_empty() && entry.index == last.index + 1 && entry.term >= last.term,
+        };
+        if fits {
+            usable.push(entry);
+        } else {
+            leftover.push(entry.index);
+        }
+    }
+    (usable, leftover)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry { index, term, ..Default::default() }
+    }
+
+    #[test]
+    fn a_lower_term_or_a_gap_ends_the_usable_log() {
+        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(2, 2), entry(3, 1), entry(4, 2)]);
+        assert_eq!(usable.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(leftover, vec![3, 4]);
+        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(3, 1)]);
+        assert_eq!(usable.len(), 1);
+        assert_eq!(leftover, vec![3]);
+        let (usable, leftover) = usable_prefix(vec![entry(2, 1)]);
+        assert!(usable.is_empty());
+        assert_eq!(leftover, vec![2]);
+    }
+
+    #[test]
+    fn entries_are_chunked_and_the_hard_state_goes_last() {
+        let entries: Vec<Entry> =
+            (1..=5).map(|index| Entry { index, term: 1, data: vec![7; 100].into(), ..Default::default() }).collect();
+        let hard_state = HardState { term: 1, vote: 2, commit: 3, ..Default::default() };
+        let requests = persist_requests(&entries, Some(&hard_state), Some((6, 7)), 250);
+        assert_eq!(requests.len(), 3);
+        let Request::Exec { commands } = requests.last().unwrap() else { panic!("an EXEC") };
+        let Request::MSet { pairs } = &commands[0] else { panic!("an MSET") };
+        assert_eq!(pairs.last().unwrap().0, HARD_STATE_KEY);
+        assert!(matches!(&commands[1], Request::Del { keys } if keys.len() == 2));
+        let decoded = decode_entry(&pairs[0].0, &pairs[0].1).unwrap();
+        assert_eq!(decoded.index, 5);
+    }
+}

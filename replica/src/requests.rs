@@ -1,0 +1,127 @@
+//! A client's request: refused, redirected to the leader, proposed (a write), or read through
+//! ReadIndex.
+
+use quill_core::{Reply, Request};
+use raft::StateRole;
+
+use crate::config::ClusterBug;
+use crate::outbox::ReplyTo;
+use crate::proposal::{self, Command, COMMANDS_PER_ENTRY_MAX};
+use crate::replica::{PendingRead, Proposal, Replica};
+use crate::{slot, RESERVED_KEY_PREFIX};
+
+impl Replica {
+    pub(crate) fn handle_request(&mut self, to: ReplyTo, commands: Vec<Command>, transaction: bool) {
+        let request = match self.parse(&commands, transaction) {
+            Ok(request) => request,
+            Err(reply) => return self.outbox.reply(to, reply),
+        };
+        if let Some(reason) = &self.halted {
+            let text = format!("CLUSTERDOWN replica {} halted ({reason})", self.config.id);
+            return self.outbox.reply(to, Reply::Error(text));
+        }
+        let serves_reads_anyway = self.config.has_bug(ClusterBug::FollowerServesReads) && self.raft.is_some();
+        if !request.is_write() && self.role != StateRole::Leader && serves_reads_anyway {
+            self.read_lane.push(&mut self.state_engine, to, request);
+            return;
+        }
+        if self.raft.is_none() || self.role != StateRole::Leader {
+            let reply = self.redirect_reply(&request);
+            return self.outbox.reply(to, reply);
+        }
+        if request.is_write() {
+            self.propose(to, &commands, &request, transaction);
+        } else {
+            self.read(to, request);
+        }
+    }
+
+    /// The request as the engine would run it, or the error that refuses it here.
+    fn parse(&self, commands: &[Command], transaction: bool) -> Result<Request, Reply> {
+        if commands.is_empty() || commands.len() > COMMANDS_PER_ENTRY_MAX || (!transaction && commands.len() != 1) {
+            return Err(Reply::error("ERR a request carries one command, or 1 to 1024 in a transaction"));
+        }
+        let bytes: usize = commands.iter().flatten().map(Vec::len).sum();
+        if bytes > self.config.request_bytes_max {
+            return Err(Reply::error(format!("ERR request of {bytes} bytes is above the replicated limit")));
+        }
+        let mut parsed = Vec::with_capacity(commands.len());
+        for command in commands {
+            let request = quill_core::command::parse_request(command)?;
+            if !request.allowed_in_transaction() || matches!(request, Request::Unwatch) {
+                return Err(Reply::error(format!(
+                    "ERR {} is not supported by a replicated QuillKV yet",
+                    request.name()
+                )));
+            }
+            if request.any_key(|key| key.starts_with(RESERVED_KEY_PREFIX)) {
+                return Err(Reply::error("ERR keys starting with \\xffquill/ are reserved"));
+            }
+            parsed.push(request);
+        }
+        Ok(match transaction {
+            true => Request::Exec { commands: parsed },
+            false => parsed.pop().expect("one command"),
+        })
+    }
+
+    fn propose(&mut self, to: ReplyTo, commands: &[Command], request: &Request, transaction: bool) {
+        let raft = self.raft.as_mut().expect("a leader runs Raft");
+        if raft.propose(Vec::new(), proposal::encode(commands)).is_err() {
+            let reply = self.redirect_reply(request);
+            return self.outbox.reply(to, reply);
+        }
+        let index = raft.raft.raft_log.last_index();
+        let term = raft.raft.term;
+        let is_plain_set = matches!(request, Request::Set { condition: quill_core::command::SetCondition::Always, .. });
+        let proposal = Proposal {
+            term,
+            to,
+            transaction_commands: transaction.then_some(commands.len()),
+            answered: false,
+            is_plain_set,
+        };
+        let previous = self.proposals.insert(index, proposal);
+        assert!(previous.is_none(), "two proposals at index {index}");
+    }
+
+    fn read(&mut self, to: ReplyTo, request: Request) {
+        let context = self.read_next;
+        self.read_next += 1;
+        let raft = self.raft.as_mut().expect("a leader runs Raft");
+        raft.read_index(context.to_le_bytes().to_vec());
+        let read = PendingRead { to, request, asked_at_tick: self.raft_ticks };
+        self.reads_pending.insert(context, read);
+    }
+
+    /// MOVED to the leader this replica knows, for the request's first key; CLUSTERDOWN when
+    /// it knows none.
+    pub(crate) fn redirect_reply(&self, request: &Request) -> Reply {
+        let leader = self.leader_id();
+        let address = self.config.address_of(leader);
+        match address {
+            Some(address) if leader != self.config.id => {
+                Reply::Error(format!("MOVED {} {address}", slot::key_slot(first_key(request))))
+            }
+            _ => Reply::error("CLUSTERDOWN The cluster is down: no leader is known"),
+        }
+    }
+}
+
+/// The first key a request names (an EXEC's: its first command's that names one).
+fn first_key(request: &Request) -> &[u8] {
+    let mut first: &[u8] = &[];
+    let mut take = |key| {
+        first = key;
+        true
+    };
+    match request {
+        Request::Exec { commands } => {
+            commands.iter().any(|command| command.any_key(&mut take));
+        }
+        other => {
+            other.any_key(&mut take);
+        }
+    }
+    first
+}
