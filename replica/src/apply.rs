@@ -8,10 +8,18 @@ use crate::ready::carries_commands;
 use crate::replica::{ApplyTag, Replica};
 use crate::APPLIED_INDEX_KEY;
 
+/// Commands in one apply at most (the engine runs an EXEC's commands in one batch).
+const APPLY_COMMANDS_MAX: usize = 1024;
+
+/// Committed entries applied together, as one EXEC.
+pub(crate) struct ApplyGroup {
+    /// Each entry's index, term and number of commands, in order.
+    pub entries: Vec<(u64, u64, usize)>,
+}
+
 impl Replica {
-    /// Applies each entry past what was already submitted, in order: its commands and the
-    /// applied index in one EXEC. `committed`: raft-rs said so (the planted apply-before-commit
-    /// bug also applies entries that are only in the local log).
+    /// Queues entries past what was already queued, in order. `committed`: raft-rs said so
+    /// (the planted apply-before-commit bug also queues entries only in the local log).
     pub(crate) fn apply_entries(&mut self, entries: Vec<Entry>, committed: bool) {
         debug_assert!(committed || self.config.has_bug(crate::ClusterBug::ApplyBeforeCommit));
         for entry in entries {
@@ -20,47 +28,76 @@ impl Replica {
             }
             assert_eq!(entry.index, self.apply_submitted + 1, "entries apply in order");
             self.apply_submitted = entry.index;
-            let mut commands = Vec::new();
-            if carries_commands(&entry) {
-                match parse_entry(&entry.data) {
-                    Ok(parsed) => commands = parsed,
-                    Err(reason) => {
-                        self.halt(format!("entry {} does not parse: {reason}", entry.index));
-                        return;
-                    }
-                }
-            }
-            let applied = entry.index.to_string().into_bytes();
-            commands.push(Request::Set {
-                key: APPLIED_INDEX_KEY.to_vec(),
-                value: applied,
-                condition: quill_core::command::SetCondition::Always,
-            });
-            let tag = ApplyTag::Entry { index: entry.index, term: entry.term };
-            self.apply_lane.push(&mut self.state_engine, tag, Request::Exec { commands });
+            self.apply_queue.push_back(entry);
         }
+        self.start_apply();
+    }
+
+    /// Applies the queued entries, as many as fit, in one EXEC that also records the last
+    /// one's index: all or none of them reach the keyspace, so the applied index never passes
+    /// an entry that failed. One EXEC at a time: the next waits for this one's answer.
+    pub(crate) fn start_apply(&mut self) {
+        if self.apply_group.is_some() || self.apply_queue.is_empty() || self.halted.is_some() {
+            return;
+        }
+        let bytes_max = self.state_engine.value_bytes_max().max(1);
+        let (mut commands, mut group, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        while let Some(entry) = self.apply_queue.front() {
+            let parsed = match carries_commands(entry) {
+                true => match parse_entry(&entry.data) {
+                    Ok(parsed) => parsed,
+                    Err(reason) => return self.halt(format!("entry {} does not parse: {reason}", entry.index)),
+                },
+                false => Vec::new(),
+            };
+            let fits = commands.len() + parsed.len() < APPLY_COMMANDS_MAX && bytes + entry.data.len() <= bytes_max;
+            if !group.is_empty() && !fits {
+                break;
+            }
+            bytes += entry.data.len();
+            group.push((entry.index, entry.term, parsed.len()));
+            commands.extend(parsed);
+            self.apply_queue.pop_front();
+        }
+        let last_index = group.last().expect("one entry at least").0;
+        commands.push(Request::Set {
+            key: APPLIED_INDEX_KEY.to_vec(),
+            value: last_index.to_string().into_bytes(),
+            condition: quill_core::command::SetCondition::Always,
+        });
+        self.apply_group = Some(ApplyGroup { entries: group });
+        self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, Request::Exec { commands });
     }
 
     pub(crate) fn on_apply_reply(&mut self, tag: ApplyTag, reply: Reply) {
         if self.halted.is_some() {
             return;
         }
-        let (index, term) = match tag {
-            ApplyTag::LoadApplied => return self.on_applied_loaded(reply),
-            ApplyTag::Entry { index, term } => (index, term),
-        };
-        let Reply::Array(Some(mut replies)) = reply else {
-            // The keyspace refused the whole EXEC: a local failure (the volume full or
-            // failing), never the entry's fault. Skipping it would fork this replica's state.
-            return self.halt(format!("applying entry {index} failed: {reply:?}"));
-        };
-        debug_assert!(index == self.applied + 1);
-        self.applied = index;
-        if let Some(raft) = self.raft.as_mut() {
-            raft.advance_apply_to(index.min(raft.raft.raft_log.committed));
+        if let ApplyTag::LoadApplied = tag {
+            return self.on_applied_loaded(reply);
         }
-        replies.pop(); // the applied index's OK
-        self.answer_proposals(index, term, replies);
+        let group = self.apply_group.take().expect("an apply in flight");
+        let commands: usize = group.entries.iter().map(|(_, _, count)| count).sum();
+        let replies = match reply {
+            Reply::Array(Some(replies)) if replies.len() == commands + 1 && replies[commands] == Reply::ok() => replies,
+            // The keyspace refused the EXEC: a local failure (the volume failing or full),
+            // never the entries' fault. Skipping them would fork this replica's state.
+            other => {
+                let last = group.entries.last().map_or(0, |(index, _, _)| *index);
+                return self.halt(format!("applying entries up to {last} failed: {other:?}"));
+            }
+        };
+        let mut replies = replies.into_iter();
+        for (index, term, count) in group.entries {
+            debug_assert_eq!(index, self.applied + 1);
+            self.applied = index;
+            let entry_replies: Vec<Reply> = replies.by_ref().take(count).collect();
+            self.answer_proposals(index, term, entry_replies);
+        }
+        if let Some(raft) = self.raft.as_mut() {
+            raft.advance_apply_to(self.applied.min(raft.raft.raft_log.committed));
+        }
+        self.start_apply();
     }
 
     /// The proposal at `index` gets its replies if the entry applied is the one it proposed;

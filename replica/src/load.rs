@@ -20,6 +20,12 @@ pub(crate) struct Load {
     failed: Option<String>,
 }
 
+impl Load {
+    pub(crate) fn reads_left(&self) -> usize {
+        self.reads_left
+    }
+}
+
 impl Replica {
     /// Starts the open's reads once both engines are ready; finishes it when they are back.
     pub(crate) fn continue_load(&mut self) -> bool {

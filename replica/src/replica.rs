@@ -47,7 +47,8 @@ pub(crate) enum LogTag {
 /// The keyspace engine's apply lane carries committed entries and the open's read of the
 /// applied index.
 pub(crate) enum ApplyTag {
-    Entry { index: u64, term: u64 },
+    /// The apply group in flight (`Replica::apply_group`).
+    Group,
     LoadApplied,
 }
 
@@ -96,9 +97,11 @@ pub struct Replica {
     /// Reads whose index is known, waiting for the apply to reach it (indexes never decrease).
     pub(crate) reads_ready: VecDeque<(u64, ReplyTo, Request)>,
     pub(crate) read_next: u64,
-    /// Entries applied (their EXEC answered) up to here; submitted up to `apply_submitted`.
+    /// Entries applied (their EXEC answered) up to here; queued up to `apply_submitted`.
     pub(crate) applied: u64,
     pub(crate) apply_submitted: u64,
+    pub(crate) apply_queue: VecDeque<raft::eraftpb::Entry>,
+    pub(crate) apply_group: Option<crate::apply::ApplyGroup>,
     pub(crate) messages: VecDeque<Message>,
     pub(crate) outbox: Outbox,
     pub(crate) raft_ticks: u64,
@@ -113,7 +116,9 @@ const READ_CLIENT: ClientId = 2;
 const PUMP_TURNS_MAX: usize = 100_000;
 
 impl Replica {
-    /// A replica over its two engines, each formatted or opened by the caller.
+    /// A replica over its two engines, each formatted or opened by the caller, with
+    /// `Config::hand_out_index_work` off (the replica drives no index work of its own) and a
+    /// client pipeline limit of at least 16 (its lanes).
     pub fn new(config: ReplicaConfig, log_engine: Engine, state_engine: Engine) -> Replica {
         let log_lane = Lane::new(LOG_CLIENT, 16);
         let apply_lane = Lane::new(APPLY_CLIENT, 16);
@@ -136,6 +141,8 @@ impl Replica {
             read_next: 0,
             applied: 0,
             apply_submitted: 0,
+            apply_queue: VecDeque::new(),
+            apply_group: None,
             messages: VecDeque::new(),
             outbox: Outbox::default(),
             raft_ticks: 0,
@@ -252,6 +259,27 @@ impl Replica {
 
     pub fn commit_index(&self) -> u64 {
         self.raft.as_ref().map_or(0, |raft| raft.raft.raft_log.committed)
+    }
+
+    /// One line for traces and failure reports.
+    pub fn debug_state(&self) -> String {
+        let load = match &self.load {
+            Some(load) => format!("loading ({} reads left)", load.reads_left()),
+            None => "not loading".to_string(),
+        };
+        format!(
+            "{:?}, {load}, log volume ready {} ({}), keyspace volume ready {} ({}), applied {}, \
+             persists in flight {}, proposals {}, reads waiting {}",
+            self.role(),
+            self.log_engine.is_ready(),
+            self.log_engine.debug_state(),
+            self.state_engine.is_ready(),
+            self.state_engine.debug_state(),
+            self.applied,
+            self.persists.len(),
+            self.proposals.len(),
+            self.reads_pending.len() + self.reads_ready.len()
+        )
     }
 
     pub fn halt_reason(&self) -> Option<&str> {

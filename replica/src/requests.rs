@@ -81,8 +81,14 @@ impl Replica {
             answered: false,
             is_plain_set,
         };
-        let previous = self.proposals.insert(index, proposal);
-        assert!(previous.is_none(), "two proposals at index {index}");
+        // A proposal of an earlier term at this index left this log; another leader may still
+        // hold and commit it.
+        if let Some(previous) = self.proposals.insert(index, proposal) {
+            if !previous.answered {
+                let text = format!("TRYAGAIN outcome unknown: entry {index} of term {} left this log", previous.term);
+                self.outbox.reply(previous.to, Reply::Error(text));
+            }
+        }
     }
 
     fn read(&mut self, to: ReplyTo, request: Request) {

@@ -8,6 +8,7 @@
 
 mod aging;
 pub mod checker;
+pub mod cluster;
 pub mod crash_images;
 pub mod disk;
 pub mod elle;

@@ -6,4 +6,5 @@ pub mod common;
 pub mod crash_images;
 pub mod serve;
 pub mod sim;
+pub mod sim_cluster;
 pub mod sim_report;

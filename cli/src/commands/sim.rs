@@ -31,9 +31,9 @@ pub struct SimArgs {
     seeds: u64,
     #[arg(long, default_value_t = 0)]
     start: u64,
-    /// Client operations per seed.
-    #[arg(long, default_value_t = OPS_DEFAULT)]
-    ops: u64,
+    /// Client operations per seed (default 5,000; 400 with --replicas).
+    #[arg(long)]
+    ops: Option<u64>,
     /// Worker threads (seeds are independent). Default: one per core.
     #[arg(long)]
     jobs: Option<usize>,
@@ -53,6 +53,21 @@ pub struct SimArgs {
     variant: Variant,
     #[command(flatten)]
     crash_images: super::crash_images::CrashImageArgs,
+    /// Simulate a cluster of this many replicas (raft-rs, each over two simulated disks, a
+    /// faulty network between them) instead of one engine. --ops then defaults to 400.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=9))]
+    replicas: Option<u64>,
+    /// With --replicas: switch on a planted cluster bug (ack-before-majority,
+    /// apply-before-commit, vote-sent-before-persisted, follower-serves-reads).
+    #[arg(long, requires = "replicas", value_parser = parse_cluster_bug)]
+    plant_cluster: Option<quill_replica::ClusterBug>,
+}
+
+fn parse_cluster_bug(text: &str) -> Result<quill_replica::ClusterBug, String> {
+    quill_replica::ClusterBug::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = quill_replica::ClusterBug::ALL.iter().map(|bug| bug.name()).collect();
+        format!("unknown cluster bug; one of: {}", names.join(", "))
+    })
 }
 
 /// What to run besides the seed's own draws: a family forced on every seed, a planted bug.
@@ -181,6 +196,19 @@ pub fn run(args: SimArgs) -> u8 {
         }
     };
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |count| count.get())).max(1);
+    if let Some(replicas) = args.replicas {
+        let seeds = runs.iter().map(|options| options.seed).collect();
+        return super::sim_cluster::run(super::sim_cluster::ClusterArgs {
+            replicas: replicas as usize,
+            seeds,
+            ops: args.ops.unwrap_or(super::sim_cluster::CLUSTER_OPS_DEFAULT),
+            faults: args.faults,
+            jobs,
+            check_determinism: args.check_determinism,
+            json: args.json,
+            planted_bug: args.plant_cluster,
+        });
+    }
     if args.crash_images.crash_images {
         return super::crash_images::run(&runs, &args.crash_images, jobs, args.json);
     }
@@ -200,9 +228,9 @@ fn seed_list(args: &SimArgs) -> Result<Vec<SimOptions>, String> {
             let listed = quill_sim::parse_seed_list(&text).map_err(|error| format!("{}: {error}", path.display()))?;
             listed.into_iter().map(|listed| args.variant.apply(listed)).collect()
         }
-        (None, Some(seed)) => vec![args.variant.options(seed, args.ops, args.faults)],
+        (None, Some(seed)) => vec![args.variant.options(seed, args.ops.unwrap_or(OPS_DEFAULT), args.faults)],
         (None, None) => (args.start..args.start.saturating_add(args.seeds))
-            .map(|seed| args.variant.options(seed, args.ops, args.faults))
+            .map(|seed| args.variant.options(seed, args.ops.unwrap_or(OPS_DEFAULT), args.faults))
             .collect(),
     };
     Ok(match args.shard {

@@ -231,7 +231,19 @@ pub(crate) const VERIFY_CHUNK_KEYS: usize = 256;
 
 const _: () = assert!(VERIFY_CHUNK_KEYS < 4096);
 
-fn stream(seed: u64, number: u64) -> ChaCha8Rng {
+/// A blank simulated disk laid out as the knobs' volume is (the log's end, the mirror slots).
+pub(crate) fn volume_disk(knobs: &Knobs) -> SimDisk {
+    let mirror_blocks = quill_core::format::superblock::mirror_blocks(
+        quill_core::format::superblock::new_volume_mirror_slots(knobs.mirrored),
+        knobs.batch_blocks_max,
+    );
+    let log_end_block = knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks) - mirror_blocks;
+    let mut disk = SimDisk::new(knobs.volume_blocks, log_end_block);
+    disk.mirror_end_block = log_end_block + mirror_blocks;
+    disk
+}
+
+pub(crate) fn stream(seed: u64, number: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(number);
     rng
@@ -274,13 +286,7 @@ impl Sim {
         let config = Sim::engine_config(&knobs, &options);
         let mut fault_rng = stream(options.seed, 2);
         let volume_id = fault_rng.gen();
-        let mirror_blocks = quill_core::format::superblock::mirror_blocks(
-            quill_core::format::superblock::new_volume_mirror_slots(knobs.mirrored),
-            knobs.batch_blocks_max,
-        );
-        let log_end_block = knobs.volume_blocks - 2 * u64::from(knobs.checkpoint_slot_blocks) - mirror_blocks;
-        let mut disk = SimDisk::new(knobs.volume_blocks, log_end_block);
-        disk.mirror_end_block = log_end_block + mirror_blocks;
+        let mut disk = volume_disk(&knobs);
         if knobs.stale_image {
             let mut aging_rng = stream(options.seed, 5);
             let drawn: u64 = aging_rng.gen();
@@ -331,7 +337,7 @@ impl Sim {
         }
     }
 
-    fn engine_config(knobs: &Knobs, options: &SimOptions) -> Config {
+    pub(crate) fn engine_config(knobs: &Knobs, options: &SimOptions) -> Config {
         // Derived from the seed: the index's iteration order is reproducible.
         let hash_seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0051_5749_4c4c_4b56;
         let volume_bytes = knobs.volume_blocks * quill_core::BLOCK_BYTES as u64;

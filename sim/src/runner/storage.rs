@@ -64,6 +64,12 @@ impl StorageContext<'_> {
     }
 }
 
+impl PendingIo {
+    pub fn token(&self) -> quill_core::IoToken {
+        self.request.token
+    }
+}
+
 impl Storage {
     pub fn new(latency_rng: ChaCha8Rng) -> Storage {
         Storage { queue: BTreeMap::new(), issued_next: 0, completed_highest: 0, latency_rng }
