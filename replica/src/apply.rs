@@ -37,9 +37,16 @@ impl Replica {
     /// one's index: all or none of them reach the keyspace, so the applied index never passes
     /// an entry that failed. One EXEC at a time: the next waits for this one's answer.
     pub(crate) fn start_apply(&mut self) {
-        if self.apply_group.is_some() || self.apply_queue.is_empty() || self.halted.is_some() {
-            return;
+        // The planted bug is the old pipeline: one EXEC per entry, several in flight, so a
+        // later entry's applied index could pass one that failed (found by seed 110 heavy).
+        let one_by_one = self.config.has_bug(crate::ClusterBug::ApplyPassesFailedEntry);
+        let groups_max = if one_by_one { 16 } else { 1 };
+        while self.apply_groups.len() < groups_max && !self.apply_queue.is_empty() && self.halted.is_none() {
+            self.start_apply_group(one_by_one);
         }
+    }
+
+    fn start_apply_group(&mut self, one_entry: bool) {
         let bytes_max = self.state_engine.value_bytes_max().max(1);
         let (mut commands, mut group, mut bytes) = (Vec::new(), Vec::new(), 0usize);
         while let Some(entry) = self.apply_queue.front() {
@@ -51,7 +58,7 @@ impl Replica {
                 false => Vec::new(),
             };
             let fits = commands.len() + parsed.len() < APPLY_COMMANDS_MAX && bytes + entry.data.len() <= bytes_max;
-            if !group.is_empty() && !fits {
+            if !group.is_empty() && (!fits || one_entry) {
                 break;
             }
             bytes += entry.data.len();
@@ -65,7 +72,7 @@ impl Replica {
             value: last_index.to_string().into_bytes(),
             condition: quill_core::command::SetCondition::Always,
         });
-        self.apply_group = Some(ApplyGroup { entries: group });
+        self.apply_groups.push_back(ApplyGroup { entries: group });
         self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, Request::Exec { commands });
     }
 
@@ -76,7 +83,7 @@ impl Replica {
         if let ApplyTag::LoadApplied = tag {
             return self.on_applied_loaded(reply);
         }
-        let group = self.apply_group.take().expect("an apply in flight");
+        let group = self.apply_groups.pop_front().expect("an apply in flight");
         let commands: usize = group.entries.iter().map(|(_, _, count)| count).sum();
         let replies = match reply {
             Reply::Array(Some(replies)) if replies.len() == commands + 1 && replies[commands] == Reply::ok() => replies,
@@ -95,7 +102,10 @@ impl Replica {
             self.answer_proposals(index, term, entry_replies);
         }
         if let Some(raft) = self.raft.as_mut() {
-            raft.advance_apply_to(self.applied.min(raft.raft.raft_log.committed));
+            // Equal to `applied` unless a planted bug applied past what raft-rs allows.
+            let log = &raft.raft.raft_log;
+            let allowed = self.applied.min(log.committed).min(log.persisted);
+            raft.advance_apply_to(allowed.max(log.applied));
         }
         self.start_apply();
     }

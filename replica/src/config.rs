@@ -11,14 +11,19 @@ pub enum ClusterBug {
     VoteSentBeforePersisted,
     /// A follower answers reads from its own state instead of redirecting to the leader.
     FollowerServesReads,
+    /// Committed entries are applied one EXEC each, several in flight: when one fails, the
+    /// next one's applied index passes it, and a restart skips it (the bug the cluster
+    /// simulator found first, seed 110 with heavy faults).
+    ApplyPassesFailedEntry,
 }
 
 impl ClusterBug {
-    pub const ALL: [ClusterBug; 4] = [
+    pub const ALL: [ClusterBug; 5] = [
         ClusterBug::AckBeforeMajority,
         ClusterBug::ApplyBeforeCommit,
         ClusterBug::VoteSentBeforePersisted,
         ClusterBug::FollowerServesReads,
+        ClusterBug::ApplyPassesFailedEntry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -27,6 +32,7 @@ impl ClusterBug {
             ClusterBug::ApplyBeforeCommit => "apply-before-commit",
             ClusterBug::VoteSentBeforePersisted => "vote-sent-before-persisted",
             ClusterBug::FollowerServesReads => "follower-serves-reads",
+            ClusterBug::ApplyPassesFailedEntry => "apply-passes-failed-entry",
         }
     }
 

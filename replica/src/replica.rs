@@ -47,7 +47,7 @@ pub(crate) enum LogTag {
 /// The keyspace engine's apply lane carries committed entries and the open's read of the
 /// applied index.
 pub(crate) enum ApplyTag {
-    /// The apply group in flight (`Replica::apply_group`).
+    /// The oldest apply group in flight (`Replica::apply_groups`).
     Group,
     LoadApplied,
 }
@@ -101,7 +101,8 @@ pub struct Replica {
     pub(crate) applied: u64,
     pub(crate) apply_submitted: u64,
     pub(crate) apply_queue: VecDeque<raft::eraftpb::Entry>,
-    pub(crate) apply_group: Option<crate::apply::ApplyGroup>,
+    /// Applies in flight, oldest first (one, but for a planted bug).
+    pub(crate) apply_groups: VecDeque<crate::apply::ApplyGroup>,
     pub(crate) messages: VecDeque<Message>,
     pub(crate) outbox: Outbox,
     pub(crate) raft_ticks: u64,
@@ -142,7 +143,7 @@ impl Replica {
             applied: 0,
             apply_submitted: 0,
             apply_queue: VecDeque::new(),
-            apply_group: None,
+            apply_groups: VecDeque::new(),
             messages: VecDeque::new(),
             outbox: Outbox::default(),
             raft_ticks: 0,

@@ -81,7 +81,23 @@ impl ClusterReport {
 }
 
 pub fn run_cluster_seed(options: &ClusterOptions) -> ClusterReport {
-    driver::ClusterSim::new(options.clone()).run()
+    // A panic (raft-rs's own consistency checks among them) is a failure like any violation.
+    match std::panic::catch_unwind(|| driver::ClusterSim::new(options.clone()).run()) {
+        Ok(report) => report,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".to_string());
+            ClusterReport {
+                seed: options.seed,
+                replicas: options.replicas,
+                violation: Some(format!("a replica or the simulator panicked: {message}")),
+                ..ClusterReport::default()
+            }
+        }
+    }
 }
 
 /// The command that reproduces a cluster seed.
