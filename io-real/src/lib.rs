@@ -11,6 +11,8 @@
 
 mod aligned;
 mod clock;
+mod cluster_bus;
+mod cluster_loop;
 mod db;
 mod driver;
 mod engine_thread;
@@ -30,6 +32,7 @@ mod uring;
 mod volume;
 
 pub use aligned::{AlignedBuffer, BufferPool, ALIGNMENT_BYTES};
+pub use cluster_loop::{serve_replica, ClusterServeOptions, RAFT_TICK_MS};
 pub use db::{Db, DbOptions, Keys, Ttl, WriteOp};
 pub use driver::{open_driver, Driver, IoChoice, RING_ENTRIES};
 pub use errors::{CommandError, CommandErrorKind, DbError, DriverError, VolumeError};

@@ -32,6 +32,7 @@
 
 mod apply;
 mod config;
+pub mod front;
 mod lane;
 mod load;
 mod outbox;
@@ -43,6 +44,7 @@ mod requests;
 pub mod slot;
 
 pub use config::{ClusterBug, ReplicaConfig};
+pub use front::Front;
 pub use proposal::Command;
 pub use raft::eraftpb::Message;
 pub use replica::{Replica, Role, Volume};

@@ -157,6 +157,10 @@ impl Replica {
         self.config.id
     }
 
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
     /// Input: one client request: a command, or (`transaction`) the commands of one EXEC.
     pub fn submit(&mut self, client: ClientId, commands: Vec<Command>, transaction: bool) {
         let to = self.outbox.assign(client);

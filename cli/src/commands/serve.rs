@@ -19,22 +19,22 @@ use super::common::{size_notice, IoArg, PreallocateArg, EXIT_FAILURE, EXIT_USAGE
 pub struct ServeArgs {
     /// The data file (created if missing) or block device.
     #[arg(long, default_value = "quill.data")]
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// The data file's size when this start creates it (default 1 GiB); ignored, with a
     /// notice, for a volume that exists.
     #[arg(long)]
-    size: Option<u64>,
+    pub(super) size: Option<u64>,
     /// The address to listen on (plain and TLS).
     #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
+    pub(super) bind: String,
     /// The plain TCP port. 0 with --tls-port: no plain listener (TLS only); 0 without it: a port
     /// the system picks (the ready line says which).
     #[arg(long, default_value_t = 6379)]
-    port: u16,
+    pub(super) port: u16,
     /// Also listen for TLS on this port (0: a port the system picks); needs --tls-cert-file and
     /// --tls-key-file.
     #[arg(long, requires_all = ["tls_cert_file", "tls_key_file"])]
-    tls_port: Option<u16>,
+    pub(super) tls_port: Option<u16>,
     /// The server's certificate chain, PEM.
     #[arg(long)]
     tls_cert_file: Option<PathBuf>,
@@ -47,10 +47,10 @@ pub struct ServeArgs {
     /// Clients must AUTH with this password first. It shows in the process list: prefer
     /// --requirepass-file.
     #[arg(long, conflicts_with = "requirepass_file")]
-    requirepass: Option<String>,
+    pub(super) requirepass: Option<String>,
     /// Read the password from this file (its first line).
     #[arg(long)]
-    requirepass_file: Option<PathBuf>,
+    pub(super) requirepass_file: Option<PathBuf>,
     /// With no password, serve loopback clients only (Redis's protected mode): yes or no.
     #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
     protected_mode: String,
@@ -65,10 +65,10 @@ pub struct ServeArgs {
     client_output_buffer_limit: usize,
     /// The value cache's size in bytes.
     #[arg(long, default_value_t = 256 << 20)]
-    cache_bytes: usize,
+    pub(super) cache_bytes: usize,
     /// The I/O driver.
     #[arg(long, value_enum, default_value_t = IoArg::Uring)]
-    io: IoArg,
+    pub(super) io: IoArg,
     /// Batches in flight at once (default 2; 1 commits one batch at a time). The volume
     /// bounds it: 2 needs four mirror slots (formats 6 and 7).
     #[arg(long)]
@@ -88,14 +88,26 @@ pub struct ServeArgs {
     /// superblock, or a QuillKV volume whose data is then lost. A file holding other data is
     /// still refused.
     #[arg(long)]
-    reformat: bool,
+    pub(super) reformat: bool,
     /// With --reformat: format a block device even though it holds a filesystem, partition
     /// table or other known signature (its data is lost).
     #[arg(long, requires = "reformat")]
-    force: bool,
+    pub(super) force: bool,
     /// How a new data file is laid out.
     #[arg(long, value_enum, default_value_t = PreallocateArg::Write)]
-    preallocate: PreallocateArg,
+    pub(super) preallocate: PreallocateArg,
+    /// This replica's id in a cluster (with --peers): 1, 2, 3, …
+    #[arg(long, requires = "peers")]
+    pub(super) node_id: Option<u64>,
+    /// Every replica's client address, this one's included: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
+    /// Replicas talk to each other on each client port + 10,000; clients see a Redis Cluster
+    /// whose leader is master of every slot (docs/replication.md).
+    #[arg(long, requires = "node_id", value_parser = parse_peers)]
+    pub(super) peers: Option<Peers>,
+    /// With --node-id: the replica's Raft log volume (default: the data file's path with
+    /// `.raft-log` appended), the same size as the data file when created.
+    #[arg(long, requires = "node_id")]
+    pub(super) raft_log_path: Option<PathBuf>,
     /// What to log on stderr: error, warn, info, debug or trace (`RUST_LOG`, if set, wins).
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -121,7 +133,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// A failed start: what to print and the exit code.
-struct Refused(String, u8);
+pub(super) struct Refused(pub String, pub u8);
 
 pub fn run(args: ServeArgs) -> u8 {
     start_logging(args.log_level);
@@ -134,7 +146,34 @@ pub fn run(args: ServeArgs) -> u8 {
     }
 }
 
+/// The replicas of a cluster, as --peers lists them.
+#[derive(Clone, Debug)]
+pub(super) struct Peers(pub Vec<(u64, std::net::SocketAddr)>);
+
+fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = Vec::new();
+    for entry in text.split(',') {
+        let (id, address) = entry.split_once('=').ok_or(format!("{entry:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("{id:?} is not a replica id"))?;
+        if id == 0 || peers.iter().any(|(known, _)| *known == id) {
+            return Err(format!("replica id {id} is 0 or given twice"));
+        }
+        let address = std::net::ToSocketAddrs::to_socket_addrs(address.trim())
+            .map_err(|error| format!("{address:?}: {error}"))?
+            .next()
+            .ok_or(format!("{address:?} resolves to no address"))?;
+        if address.port() > u16::MAX - 10_000 {
+            return Err(format!("port {} leaves no room for its bus port (+10,000)", address.port()));
+        }
+        peers.push((id, address));
+    }
+    Ok(Peers(peers))
+}
+
 fn start(args: ServeArgs) -> Result<u8, Refused> {
+    if let (Some(node_id), Some(peers)) = (args.node_id, args.peers.clone()) {
+        return super::serve_cluster::start(&args, node_id, peers.0);
+    }
     let server_config = server_config(&args)?;
     // Listen first: a start that fails on a port must not have created a data file.
     let listeners = listen(&args)?;
@@ -254,7 +293,7 @@ fn warn_if_exposed(args: &ServeArgs, config: &ServerConfig) {
     }
 }
 
-fn stop_on_signals() -> Arc<AtomicBool> {
+pub(super) fn stop_on_signals() -> Arc<AtomicBool> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
