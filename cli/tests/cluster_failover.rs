@@ -234,7 +234,8 @@ fn record(shared: &Shared, operation: &Operation, reply: Option<Reply>) {
     }
     history.acknowledged += u64::from(reply.is_some() && is_write);
     history.unknown += u64::from(reply.is_none());
-    let entry = Entry { call: operation.call, ret, operation: key_operation(&operation.command, reply.as_ref()), optional };
+    let entry =
+        Entry { call: operation.call, ret, operation: key_operation(&operation.command, reply.as_ref()), optional };
     history.keys.entry(operation.key.clone()).or_default().push(entry);
 }
 
@@ -271,10 +272,14 @@ fn client(shared: Arc<Shared>, index: usize) {
                     moved_to = text.rsplit(':').next().and_then(|port| port.parse().ok());
                     retry.push(operation);
                 }
-                Ok(Reply::Error(text)) if text.starts_with("CLUSTERDOWN") || text.starts_with("TRYAGAIN not committed") => {
+                Ok(Reply::Error(text))
+                    if text.starts_with("CLUSTERDOWN") || text.starts_with("TRYAGAIN not committed") =>
+                {
                     retry.push(operation)
                 }
-                Ok(Reply::Error(text)) if text.starts_with("TRYAGAIN outcome unknown") => record(&shared, &operation, None),
+                Ok(Reply::Error(text)) if text.starts_with("TRYAGAIN outcome unknown") => {
+                    record(&shared, &operation, None)
+                }
                 Ok(Reply::Error(text)) if operation.command[0] == b"GET" => {
                     assert!(text.starts_with("TRYAGAIN"), "a read failed unexpectedly: {text}")
                 }
@@ -378,7 +383,8 @@ fn three_replicas_survive_leader_kills_and_pauses_under_load_with_a_linearizable
     let mut connection = Connection::open(cluster.port(leader)).unwrap();
     let keys: Vec<String> = shared.history.lock().unwrap().keys.keys().cloned().collect();
     for key in keys {
-        let operation = Operation { key: key.clone(), command: vec![b"GET".to_vec(), key.into_bytes()], call: shared.now() };
+        let operation =
+            Operation { key: key.clone(), command: vec![b"GET".to_vec(), key.into_bytes()], call: shared.now() };
         connection.send(&operation.command).unwrap();
         let reply = connection.read().unwrap();
         record(&shared, &operation, Some(reply));

@@ -15,6 +15,8 @@ const APPLY_COMMANDS_MAX: usize = 1024;
 pub(crate) struct ApplyGroup {
     /// Each entry's index, term and number of commands, in order.
     pub entries: Vec<(u64, u64, usize)>,
+    /// A truncation among the entries: the first index to keep, once they are applied.
+    pub truncate_to: Option<u64>,
 }
 
 impl Replica {
@@ -49,6 +51,7 @@ impl Replica {
     fn start_apply_group(&mut self, one_entry: bool) {
         let bytes_max = self.state_engine.value_bytes_max().max(1);
         let (mut commands, mut group, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        let mut truncate_to = None;
         while let Some(entry) = self.apply_queue.front() {
             let parsed = match carries_commands(entry) {
                 true => match parse_entry(&entry.data) {
@@ -62,6 +65,7 @@ impl Replica {
                 break;
             }
             bytes += entry.data.len();
+            truncate_to = crate::ready::truncation(entry).or(truncate_to);
             group.push((entry.index, entry.term, parsed.len()));
             commands.extend(parsed);
             self.apply_queue.pop_front();
@@ -72,7 +76,7 @@ impl Replica {
             value: last_index.to_string().into_bytes(),
             condition: quill_core::command::SetCondition::Always,
         });
-        self.apply_groups.push_back(ApplyGroup { entries: group });
+        self.apply_groups.push_back(ApplyGroup { entries: group, truncate_to });
         self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, Request::Exec { commands });
     }
 
@@ -101,12 +105,16 @@ impl Replica {
             let entry_replies: Vec<Reply> = replies.by_ref().take(count).collect();
             self.answer_proposals(index, term, entry_replies);
         }
+        if let Some(first) = group.truncate_to {
+            self.truncate_log(first);
+        }
         if let Some(raft) = self.raft.as_mut() {
             // Equal to `applied` unless a planted bug applied past what raft-rs allows.
             let log = &raft.raft.raft_log;
             let allowed = self.applied.min(log.committed).min(log.persisted);
             raft.advance_apply_to(allowed.max(log.applied));
         }
+        self.maybe_propose_truncation();
         self.start_apply();
     }
 

@@ -58,6 +58,8 @@ pub struct ReplicaConfig {
     /// The largest client request (its arguments' bytes) proposed: an entry must fit a value of
     /// both engines.
     pub request_bytes_max: usize,
+    /// Entries the log keeps before the leader proposes to truncate it (TiKV's CompactLog).
+    pub truncate_after_entries: u64,
     /// What a MOVED reply names for each replica (`host:port` in a real cluster).
     pub addresses: Vec<(u64, String)>,
     planted_bug: Option<ClusterBug>,
@@ -74,6 +76,7 @@ impl ReplicaConfig {
             heartbeat_ticks: 2,
             read_wait_ticks_max: 40,
             request_bytes_max: 512 * 1024,
+            truncate_after_entries: 1024,
             planted_bug: None,
         }
     }

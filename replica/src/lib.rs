@@ -42,6 +42,7 @@ mod ready;
 mod replica;
 mod requests;
 pub mod slot;
+mod truncate;
 
 pub use config::{ClusterBug, ReplicaConfig};
 pub use front::Front;

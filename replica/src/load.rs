@@ -2,7 +2,7 @@
 //! index are read back, and raft-rs's `RawNode` starts from them.
 
 use quill_core::{Reply, Request};
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, ReadOnlyOption};
 
@@ -16,6 +16,8 @@ pub(crate) struct Load {
     reads_left: usize,
     entries: Vec<Entry>,
     hard_state: HardState,
+    /// The first entry a truncation kept (1: never truncated).
+    first_index: u64,
     applied: u64,
     failed: Option<String>,
 }
@@ -57,11 +59,13 @@ impl Replica {
             .filter(|key| raft_log::entry_index(key).is_some())
             .collect();
         entry_keys.sort();
-        let mut load = Load { reads_left: entry_keys.len() + 2, ..Load::default() };
+        let mut load = Load { reads_left: entry_keys.len() + 3, first_index: 1, ..Load::default() };
         load.entries.reserve(entry_keys.len());
         self.load = Some(load);
         let hard_state = Request::Get { key: raft_log::HARD_STATE_KEY.to_vec() };
         self.log_lane.push(&mut self.log_engine, LogTag::LoadHardState, hard_state);
+        let first_index = Request::Get { key: raft_log::FIRST_INDEX_KEY.to_vec() };
+        self.log_lane.push(&mut self.log_engine, LogTag::LoadFirstIndex, first_index);
         for key in entry_keys {
             let index = raft_log::entry_index(&key).expect("an entry key");
             self.log_lane.push(&mut self.log_engine, LogTag::LoadEntry { index }, Request::Get { key });
@@ -84,6 +88,7 @@ impl Replica {
         };
         let decoded = match tag {
             LogTag::LoadHardState => raft_log::decode_hard_state(&value).map(|state| load.hard_state = state),
+            LogTag::LoadFirstIndex => raft_log::decode_first_index(&value).map(|first| load.first_index = first),
             LogTag::LoadEntry { index } => {
                 raft_log::decode_entry(&raft_log::entry_key(*index), &value).map(|entry| load.entries.push(entry))
             }
@@ -112,26 +117,38 @@ impl Replica {
 
     fn finish_load(&mut self, mut load: Load) {
         load.entries.sort_by_key(|entry| entry.index);
-        let found_last = load.entries.last().map_or(0, |entry| entry.index);
-        let (entries, leftover) = raft_log::usable_prefix(load.entries);
-        let last_index = entries.last().map_or(0, |entry| entry.index);
-        if load.applied > last_index {
-            self.halt(format!("applied index {} is beyond the Raft log's last entry {last_index}", load.applied));
-            return;
+        let found: Vec<(u64, u64)> = load.entries.iter().map(|entry| (entry.index, entry.term)).take(12).collect();
+        let (mut entries, leftover) = raft_log::usable_prefix(load.entries, load.first_index);
+        let last_index = entries.last().map_or(load.first_index - 1, |entry| entry.index);
+        if load.applied > last_index || (load.first_index > 1 && entries.is_empty()) {
+            let first = load.first_index;
+            return self.halt(format!(
+                "the Raft log from {first} to {last_index} does not reach the applied index {} (found {found:?})",
+                load.applied
+            ));
         }
         if !leftover.is_empty() {
             let keys = leftover.into_iter().map(raft_log::entry_key).collect();
             self.log_lane.push(&mut self.log_engine, LogTag::Cleanup, Request::Del { keys });
         }
-        debug_assert!(found_last >= last_index);
         let mut hard_state = load.hard_state;
         // An entry applied was committed; the hard state recording that may not have been
         // written yet when the replica stopped.
         hard_state.commit = hard_state.commit.max(load.applied).min(last_index);
-        let storage = MemStorage::new_with_conf_state(ConfState::from((self.config.voters.clone(), vec![])));
+        let conf_state = ConfState::from((self.config.voters.clone(), vec![]));
+        let storage = MemStorage::new_with_conf_state(conf_state.clone());
         {
             let mut core = storage.wl();
-            core.append(&entries).expect("a contiguous log from index 1");
+            if load.first_index > 1 {
+                // A truncated log is anchored at its first entry, as at a snapshot of it.
+                let anchor = entries.remove(0);
+                let mut snapshot = Snapshot::default();
+                snapshot.mut_metadata().index = anchor.index;
+                snapshot.mut_metadata().term = anchor.term;
+                snapshot.mut_metadata().set_conf_state(conf_state);
+                core.apply_snapshot(snapshot).expect("a fresh storage takes any snapshot");
+            }
+            core.append(&entries).expect("a contiguous log");
             core.set_hardstate(hard_state);
         }
         let raft_config = self.raft_config(load.applied);
@@ -139,6 +156,7 @@ impl Replica {
         let raft = RawNode::new(&raft_config, storage, &logger).expect("a valid Raft configuration");
         self.raft = Some(raft);
         self.durable_last_index = last_index;
+        self.log_first_index = load.first_index;
         self.applied = load.applied;
         self.apply_submitted = load.applied;
     }

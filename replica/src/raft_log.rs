@@ -3,7 +3,8 @@
 //! key: checksums, torn-write recovery, mirror copies, group commit, and a durable reply.
 //!
 //! Keys: `raft/hard-state` holds the protobuf-encoded `HardState`; `raft/entry/` followed by
-//! the entry's index as 8 big-endian bytes holds the protobuf-encoded `Entry`.
+//! the entry's index as 8 big-endian bytes holds the protobuf-encoded `Entry`; after a
+//! truncation, `raft/first-index` holds the first entry kept (8 bytes, little-endian).
 //!
 //! A Ready's entries and hard state go in EXECs (one batch each, all or none) of at most
 //! `chunk_bytes` of values, the hard state in the last: batches become durable in log order, so
@@ -12,10 +13,16 @@
 //! terms never decrease).
 
 use protobuf::Message as _;
+use quill_core::command::SetCondition;
 use quill_core::Request;
 use raft::eraftpb::{Entry, HardState};
 
 pub const HARD_STATE_KEY: &[u8] = b"raft/hard-state";
+/// The log's first entry after a truncation (8 bytes, little-endian): entries before it are
+/// gone, and this one's term is the log's anchor (raft-rs's snapshot metadata).
+pub const FIRST_INDEX_KEY: &[u8] = b"raft/first-index";
+/// Entries deleted per request of a truncation at most.
+const DELETES_PER_REQUEST_MAX: u64 = 1024;
 const ENTRY_PREFIX: &[u8] = b"raft/entry/";
 
 pub fn entry_key(index: u64) -> Vec<u8> {
@@ -71,8 +78,32 @@ fn exec(pairs: Vec<(Vec<u8>, Vec<u8>)>, stale_keys: Option<Vec<Vec<u8>>>) -> Req
     Request::Exec { commands }
 }
 
+/// The requests that truncate the log before `first` (entries from `old_first`): the new first
+/// index first, so that a crash between them leaves entries the next load drops.
+pub fn truncate_requests(old_first: u64, first: u64) -> Vec<Request> {
+    let mut requests = vec![Request::Set {
+        key: FIRST_INDEX_KEY.to_vec(),
+        value: first.to_le_bytes().to_vec(),
+        condition: SetCondition::Always,
+    }];
+    let mut from = old_first;
+    while from < first {
+        let to = first.min(from + DELETES_PER_REQUEST_MAX);
+        requests.push(Request::Del { keys: (from..to).map(entry_key).collect() });
+        from = to;
+    }
+    requests
+}
+
+pub fn decode_first_index(value: &[u8]) -> Result<u64, LoadError> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| LoadError::BadFirstIndex(value.len()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("the Raft log's first index has {0} bytes, not 8")]
+    BadFirstIndex(usize),
     #[error("the Raft log's key {key:?} holds an entry that does not decode: {error}")]
     BadEntry { key: Vec<u8>, error: String },
     #[error("the Raft hard state does not decode: {0}")]
@@ -95,20 +126,24 @@ pub fn decode_hard_state(value: &[u8]) -> Result<HardState, LoadError> {
     HardState::parse_from_bytes(value).map_err(|error| LoadError::BadHardState(error.to_string()))
 }
 
-/// The usable log from the entries found (sorted by index): contiguous from index 1, terms
-/// never decreasing. What follows a gap or a lower term is a crash's leftover; its indexes are
-/// returned for deletion.
-pub fn usable_prefix(entries: Vec<Entry>) -> (Vec<Entry>, Vec<u64>) {
+/// The usable log from the entries found (sorted by index): contiguous from `first` (1, or the
+/// first index a truncation kept), terms never decreasing. What precedes `first`, and what
+/// follows a gap or a lower term, is a crash's leftover; its indexes are returned for deletion.
+pub fn usable_prefix(entries: Vec<Entry>, first: u64) -> (Vec<Entry>, Vec<u64>) {
     let mut usable: Vec<Entry> = Vec::with_capacity(entries.len());
     let mut leftover = Vec::new();
+    let mut broken = false;
     for entry in entries {
-        let fits = match usable.last() {
-            None => entry.index == 1,
-            Some(last) => leftover.is_empty() && entry.index == last.index + 1 && entry.term >= last.term,
-        };
+        let fits = !broken
+            && match usable.last() {
+                None => entry.index == first,
+                Some(last) => entry.index == last.index + 1 && entry.term >= last.term,
+            };
         if fits {
             usable.push(entry);
         } else {
+            // Before `first`: a truncation's leftover, which breaks nothing after it.
+            broken |= entry.index >= first;
             leftover.push(entry.index);
         }
     }
@@ -125,15 +160,37 @@ mod tests {
 
     #[test]
     fn a_lower_term_or_a_gap_ends_the_usable_log() {
-        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(2, 2), entry(3, 1), entry(4, 2)]);
+        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(2, 2), entry(3, 1), entry(4, 2)], 1);
         assert_eq!(usable.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(leftover, vec![3, 4]);
-        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(3, 1)]);
+        let (usable, leftover) = usable_prefix(vec![entry(1, 1), entry(3, 1)], 1);
         assert_eq!(usable.len(), 1);
         assert_eq!(leftover, vec![3]);
-        let (usable, leftover) = usable_prefix(vec![entry(2, 1)]);
+        let (usable, leftover) = usable_prefix(vec![entry(2, 1)], 1);
         assert!(usable.is_empty());
         assert_eq!(leftover, vec![2]);
+        // Entries a truncation left behind (a crash between its writes) do not cut the log
+        // after them: the bug cluster seed 76 of 5 replicas found.
+        let (usable, leftover) = usable_prefix(vec![entry(3, 1), entry(4, 1), entry(5, 1), entry(6, 2)], 5);
+        assert_eq!(usable.iter().map(|e| e.index).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(leftover, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_truncation_names_its_first_index_before_it_deletes() {
+        let requests = truncate_requests(1, 2_050);
+        assert!(
+            matches!(&requests[0], Request::Set { key, value, .. } if key == FIRST_INDEX_KEY && decode_first_index(value).unwrap() == 2_050)
+        );
+        let deleted: Vec<u64> = requests[1..]
+            .iter()
+            .flat_map(|request| match request {
+                Request::Del { keys } => keys.iter().map(|key| entry_index(key).unwrap()).collect::<Vec<_>>(),
+                _ => panic!("a DEL"),
+            })
+            .collect();
+        assert_eq!(deleted, (1..2_050).collect::<Vec<_>>());
+        assert_eq!(requests.len(), 4);
     }
 
     #[test]

@@ -26,7 +26,13 @@ impl Replica {
             }
             self.send(ready.take_messages());
             if !ready.snapshot().is_empty() {
-                self.halt("a snapshot arrived, and this replica cannot install one yet".to_string());
+                let index = ready.snapshot().get_metadata().index;
+                let log = &self.raft.as_ref().expect("running").raft.raft_log;
+                let (first, last) = (log.first_index(), log.last_index());
+                let reason = format!(
+                    "a snapshot at index {index} arrived (this log holds {first} to {last}), and this replica cannot install one yet"
+                );
+                self.halt(reason);
                 return true;
             }
             let entries = ready.take_entries();
@@ -60,6 +66,7 @@ impl Replica {
         self.role = role;
         if was_leader && role != StateRole::Leader {
             self.refuse_pending_reads();
+            self.truncation_proposed = false;
         }
     }
 
@@ -110,12 +117,14 @@ impl Replica {
                 persist.requests_left -= 1;
                 self.release_persisted();
             }
-            LogTag::Cleanup => {
+            LogTag::Cleanup | LogTag::Truncate => {
                 if reply.is_error() {
-                    self.halt(format!("deleting a crash's leftover Raft entries failed: {reply:?}"));
+                    self.halt(format!("deleting Raft entries (a truncation or a crash's leftover) failed: {reply:?}"));
                 }
             }
-            LogTag::LoadHardState | LogTag::LoadEntry { .. } => self.on_load_reply(&tag, reply),
+            LogTag::LoadHardState | LogTag::LoadFirstIndex | LogTag::LoadEntry { .. } => {
+                self.on_load_reply(&tag, reply)
+            }
         }
     }
 
@@ -148,7 +157,20 @@ impl Replica {
     }
 }
 
-/// Whether an entry carries a client's commands (not the empty entry a new leader appends).
+/// Whether an entry carries a client's commands (not the empty entry a new leader appends,
+/// nor a truncation).
 pub(crate) fn carries_commands(entry: &Entry) -> bool {
-    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() && truncation(entry).is_none()
+}
+
+/// The context of an entry that truncates the log (TiKV's CompactLog): its data is the first
+/// index to keep, 8 bytes little-endian.
+pub(crate) const TRUNCATION_CONTEXT: &[u8] = b"quill/truncate-log";
+
+/// The first index a truncation entry keeps.
+pub(crate) fn truncation(entry: &Entry) -> Option<u64> {
+    if entry.context.as_ref() != TRUNCATION_CONTEXT {
+        return None;
+    }
+    Some(u64::from_le_bytes(entry.data.as_ref().try_into().ok()?))
 }

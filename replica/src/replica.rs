@@ -40,6 +40,8 @@ pub enum Role {
 pub(crate) enum LogTag {
     Persist { number: u64 },
     LoadHardState,
+    LoadFirstIndex,
+    Truncate,
     LoadEntry { index: u64 },
     Cleanup,
 }
@@ -92,6 +94,10 @@ pub struct Replica {
     pub(crate) persists: VecDeque<Persist>,
     /// The highest entry index whose key may be in the log engine.
     pub(crate) durable_last_index: u64,
+    /// The log's first entry kept by the last truncation (1: never truncated).
+    pub(crate) log_first_index: u64,
+    /// A truncation this replica proposed as leader and has not seen applied.
+    pub(crate) truncation_proposed: bool,
     pub(crate) proposals: BTreeMap<u64, Proposal>,
     pub(crate) reads_pending: BTreeMap<u64, PendingRead>,
     /// Reads whose index is known, waiting for the apply to reach it (indexes never decrease).
@@ -136,6 +142,8 @@ impl Replica {
             read_lane,
             persists: VecDeque::new(),
             durable_last_index: 0,
+            log_first_index: 1,
+            truncation_proposed: false,
             proposals: BTreeMap::new(),
             reads_pending: BTreeMap::new(),
             reads_ready: VecDeque::new(),
@@ -256,6 +264,11 @@ impl Replica {
 
     pub fn term(&self) -> u64 {
         self.raft.as_ref().map_or(0, |raft| raft.raft.term)
+    }
+
+    /// The log's first entry (above 1 once truncated).
+    pub fn log_first_index(&self) -> u64 {
+        self.log_first_index
     }
 
     pub fn applied_index(&self) -> u64 {

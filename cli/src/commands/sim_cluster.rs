@@ -116,6 +116,7 @@ fn summarize(args: &ClusterArgs, outcomes: &[Outcome], elapsed_s: f64) -> u8 {
         "keys_checked": totals.keys_checked,
         "keys_undecided": totals.keys_undecided,
         "seeds_production_config": totals.production,
+        "seeds_with_truncated_logs": totals.truncated,
         "recovery_ticks_max": totals.recovery_ticks_max,
         "messages_delivered": totals.delivered,
         "determinism_checked": args.check_determinism,
@@ -139,7 +140,7 @@ fn summarize(args: &ClusterArgs, outcomes: &[Outcome], elapsed_s: f64) -> u8 {
         }
         println!(
             "{} seeds of {} replicas, {} failed; {} ops, {} acknowledged writes, {} unknown; {} leaders elected; \
-             {} keys checked ({} undecided); recovery after heal at most {} ticks; {:.1} s",
+             {} keys checked ({} undecided); {} seeds truncated their logs; recovery after heal at most {} ticks; {:.1} s",
             outcomes.len(),
             args.replicas,
             failed.len(),
@@ -149,6 +150,7 @@ fn summarize(args: &ClusterArgs, outcomes: &[Outcome], elapsed_s: f64) -> u8 {
             totals.leaders_elected,
             totals.keys_checked,
             totals.keys_undecided,
+            totals.truncated,
             totals.recovery_ticks_max,
             elapsed_s
         );
@@ -169,6 +171,7 @@ struct Totals {
     keys_checked: u64,
     keys_undecided: u64,
     production: u64,
+    truncated: u64,
     recovery_ticks_max: u64,
     delivered: u64,
     crashes: u64,
@@ -192,6 +195,7 @@ impl Totals {
         self.keys_checked += report.keys_checked;
         self.keys_undecided += report.keys_undecided;
         self.production += u64::from(report.production_config);
+        self.truncated += u64::from(report.log_first_index_max > 1);
         self.recovery_ticks_max = self.recovery_ticks_max.max(report.recovery_ticks);
         self.delivered += report.network.delivered;
         self.crashes += report.crashes;

@@ -106,11 +106,14 @@ impl ClusterSim {
             duplicate_ppm: knobs_rng.gen_range(0..=10_000) * scale,
         };
         let voters: Vec<u64> = (1..=options.replicas as u64).collect();
+        // Its own stream: the other draws stay what they were before logs were truncated.
+        let truncate_after_entries = [8, 32, 100, 1024][stream(options.seed, 24).gen_range(0..4)];
         let nodes = voters
             .iter()
             .map(|&id| {
-                #[allow(unused_mut)]
                 let mut replica_config = ReplicaConfig::new(id, voters.clone());
+                // Small enough that most seeds truncate their logs several times.
+                replica_config.truncate_after_entries = truncate_after_entries;
                 #[cfg(feature = "planted-bugs")]
                 replica_config.plant(options.planted_bug);
                 let volume = |number: u64| SimVolume {
@@ -558,6 +561,8 @@ impl ClusterSim {
         self.report.unknown_writes = self.history.unknown_writes;
         for node in &self.nodes {
             self.report.disk_faults.merge(&node.ledger());
+            let first = node.replica.as_ref().map_or(0, |replica| replica.log_first_index());
+            self.report.log_first_index_max = self.report.log_first_index_max.max(first);
         }
         self.report
     }

@@ -72,6 +72,8 @@ pub struct ClusterReport {
     /// Ticks from the final heal to the first acknowledged write.
     pub recovery_ticks: u64,
     pub production_config: bool,
+    /// The highest first index of any replica's log at the end (above 1: logs were truncated).
+    pub log_first_index_max: u64,
 }
 
 impl ClusterReport {
