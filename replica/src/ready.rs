@@ -66,6 +66,7 @@ impl Replica {
         self.role = role;
         if was_leader && role != StateRole::Leader {
             self.refuse_pending_reads();
+            self.reads_deferred.clear();
             self.truncation_proposed = false;
         }
     }

@@ -100,6 +100,8 @@ pub struct Replica {
     pub(crate) truncation_proposed: bool,
     pub(crate) proposals: BTreeMap<u64, Proposal>,
     pub(crate) reads_pending: BTreeMap<u64, PendingRead>,
+    /// Reads not yet asked of raft-rs: the leader has not committed in its term.
+    pub(crate) reads_deferred: Vec<u64>,
     /// Reads whose index is known, waiting for the apply to reach it (indexes never decrease).
     pub(crate) reads_ready: VecDeque<(u64, ReplyTo, Request)>,
     pub(crate) read_next: u64,
@@ -146,6 +148,7 @@ impl Replica {
             truncation_proposed: false,
             proposals: BTreeMap::new(),
             reads_pending: BTreeMap::new(),
+            reads_deferred: Vec::new(),
             reads_ready: VecDeque::new(),
             read_next: 0,
             applied: 0,
@@ -170,10 +173,13 @@ impl Replica {
     }
 
     /// Input: one client request: a command, or (`transaction`) the commands of one EXEC.
+    /// Proposals and reads wait for the next [`Replica::tick`] to go out in one Ready with the
+    /// turn's others (one log write and one append per peer for all of them); refusals and
+    /// redirects are answered at once.
     pub fn submit(&mut self, client: ClientId, commands: Vec<Command>, transaction: bool) {
         let to = self.outbox.assign(client);
         self.handle_request(to, commands, transaction);
-        self.pump();
+        self.drain_engine_replies();
     }
 
     /// Input: a Raft message from a peer. Messages for another replica, or arriving while this
@@ -186,7 +192,7 @@ impl Replica {
             // An error is a message raft-rs ignores (a stale or unknown peer's): a lost message.
             let _ = raft.step(message);
         }
-        self.pump();
+        // The Ready waits for the turn's `tick`, with the other messages the turn brought.
     }
 
     pub fn complete(&mut self, volume: Volume, completion: IoCompletion) {
@@ -197,7 +203,8 @@ impl Replica {
         self.pump();
     }
 
-    /// Input: the end of the driver's loop turn, with its monotonic and Unix times.
+    /// Input: the end of the driver's loop turn, with its monotonic and Unix times: the turn's
+    /// requests and messages make one Ready here. Call it after every turn that had input.
     pub fn tick(&mut self, now_ms: u64, unix_ms: u64) {
         for engine in [&mut self.log_engine, &mut self.state_engine] {
             engine.set_unix_time_ms(unix_ms);
@@ -320,6 +327,7 @@ impl Replica {
                 progress |= self.check_engines();
                 progress |= self.continue_load();
                 progress |= self.handle_readies();
+                progress |= self.ask_deferred_reads();
                 progress |= self.start_ready_reads();
             }
             if !progress {

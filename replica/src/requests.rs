@@ -95,9 +95,29 @@ impl Replica {
         let context = self.read_next;
         self.read_next += 1;
         let raft = self.raft.as_mut().expect("a leader runs Raft");
-        raft.read_index(context.to_le_bytes().to_vec());
+        // raft-rs 0.7 drops a ReadIndex silently while the leader has not committed an entry
+        // of its own term: such reads wait here until it has.
+        if raft.raft.commit_to_current_term() {
+            raft.read_index(context.to_le_bytes().to_vec());
+        } else {
+            self.reads_deferred.push(context);
+        }
         let read = PendingRead { to, request, asked_at_tick: self.raft_ticks };
         self.reads_pending.insert(context, read);
+    }
+
+    /// Asks the reads deferred until the leader committed in its term, once it has.
+    pub(crate) fn ask_deferred_reads(&mut self) -> bool {
+        let Some(raft) = self.raft.as_mut() else { return false };
+        if self.reads_deferred.is_empty() || self.role != StateRole::Leader || !raft.raft.commit_to_current_term() {
+            return false;
+        }
+        for context in std::mem::take(&mut self.reads_deferred) {
+            if self.reads_pending.contains_key(&context) {
+                raft.read_index(context.to_le_bytes().to_vec());
+            }
+        }
+        true
     }
 
     /// MOVED to the leader this replica knows, for the request's first key; CLUSTERDOWN when
