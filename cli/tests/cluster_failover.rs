@@ -14,7 +14,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -412,5 +411,50 @@ fn three_replicas_survive_leader_kills_and_pauses_under_load_with_a_linearizable
     );
     assert!(history.acknowledged > 100, "the load ran");
     assert_eq!(undecided, 0, "every key's history decided");
-    let _ = Path::new("");
+}
+
+fn redis_cli(port: u16, words: &[&str]) -> String {
+    let output =
+        Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(words).output().expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// `redis-cli -c` sent to a follower follows MOVED to the leader, and after the leader is
+/// killed, MOVED names the new one.
+#[test]
+fn redis_cli_in_cluster_mode_follows_moved_to_the_leader_and_to_the_next_after_a_kill() {
+    if !support::redis_tools_present() {
+        return;
+    }
+    // Clear of the other test's client and bus ports (21,000 to 40,000).
+    let base_port = 41_000 + (std::process::id() % 9_000) as u16 / 4 * 4;
+    let mut cluster = Cluster { base_port, dir: tempfile::tempdir().unwrap(), children: BTreeMap::new() };
+    for id in 1..=REPLICAS {
+        cluster.start(id);
+    }
+    let leader = cluster.leader(Duration::from_secs(20));
+    let follower = leader % REPLICAS + 1;
+    assert_eq!(redis_cli(cluster.port(follower), &["SET", "color", "blue"]), "OK");
+    assert_eq!(redis_cli(cluster.port(follower), &["GET", "color"]), "blue");
+    let nodes = redis_cli(cluster.port(follower), &["CLUSTER", "NODES"]);
+    let master_line = nodes.lines().find(|line| line.contains("master")).expect("a master in CLUSTER NODES");
+    assert!(master_line.contains(&format!(":{}@", cluster.port(leader))), "{nodes}");
+    let mut child = cluster.children.remove(&leader).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let survivor = follower;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = redis_cli(cluster.port(survivor), &["SET", "color", "green"]);
+        if reply == "OK" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no write after the kill: {reply}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(redis_cli(cluster.port(survivor), &["GET", "color"]), "green");
+    let new_leader = leader_named_by(cluster.port(survivor)).unwrap();
+    assert_ne!(new_leader, leader);
+    let slots = redis_cli(cluster.port(survivor), &["CLUSTER", "SLOTS"]);
+    assert!(slots.contains(&cluster.port(new_leader).to_string()), "{slots}");
 }

@@ -337,6 +337,11 @@ impl ClusterSim {
                 let number = self.clients[client].operations;
                 self.clients[client].operations += 1;
                 let operation = ClientOperation::draw(&mut self.workload_rng, client, number);
+                // A quarter of reads go to any replica, as a Redis Cluster client reading from
+                // replicas (READONLY) would: a follower must redirect them, not answer.
+                if !operation.is_write() && self.workload_rng.gen_range(0..4) == 0 {
+                    self.clients[client].target = self.workload_rng.gen_range(0..self.nodes.len());
+                }
                 self.history.note_pair(&operation);
                 let call = self.history.now();
                 self.send(client, operation, call, 0);
