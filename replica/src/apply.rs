@@ -17,7 +17,14 @@ pub(crate) struct ApplyGroup {
     pub entries: Vec<(u64, u64, usize)>,
     /// A truncation among the entries: the first index to keep, once they are applied.
     pub truncate_to: Option<u64>,
+    /// The EXEC, kept to run again if it fails whole with the engine still writable (a read
+    /// error on a value it needed).
+    pub request: Request,
+    pub attempts: u32,
 }
+
+/// Times an apply runs at most before the replica halts.
+const APPLY_ATTEMPTS_MAX: u32 = 3;
 
 impl Replica {
     /// Queues entries past what was already queued, in order. `committed`: raft-rs said so
@@ -76,8 +83,9 @@ impl Replica {
             value: last_index.to_string().into_bytes(),
             condition: quill_core::command::SetCondition::Always,
         });
-        self.apply_groups.push_back(ApplyGroup { entries: group, truncate_to });
-        self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, Request::Exec { commands });
+        let request = Request::Exec { commands };
+        self.apply_groups.push_back(ApplyGroup { entries: group, truncate_to, request: request.clone(), attempts: 1 });
+        self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, request);
     }
 
     pub(crate) fn on_apply_reply(&mut self, tag: ApplyTag, reply: Reply) {
@@ -93,10 +101,7 @@ impl Replica {
             Reply::Array(Some(replies)) if replies.len() == commands + 1 && replies[commands] == Reply::ok() => replies,
             // The keyspace refused the EXEC: a local failure (the volume failing or full),
             // never the entries' fault. Skipping them would fork this replica's state.
-            other => {
-                let last = group.entries.last().map_or(0, |(index, _, _)| *index);
-                return self.halt(format!("applying entries up to {last} failed: {other:?}"));
-            }
+            other => return self.on_apply_failed(group, other),
         };
         let mut replies = replies.into_iter();
         for (index, term, count) in group.entries {
@@ -116,6 +121,23 @@ impl Replica {
         }
         self.maybe_propose_truncation();
         self.start_apply();
+    }
+
+    /// An apply failed whole. With the keyspace still writable (a read it needed failed) and
+    /// this the only apply in flight, nothing of it took effect: it runs again. Otherwise the
+    /// replica halts.
+    fn on_apply_failed(&mut self, mut group: ApplyGroup, reply: Reply) {
+        let alone = self.apply_groups.is_empty();
+        let writable = self.state_engine.read_only_reason().is_none();
+        if alone && writable && group.attempts < APPLY_ATTEMPTS_MAX {
+            group.attempts += 1;
+            let request = group.request.clone();
+            self.apply_groups.push_back(group);
+            self.apply_lane.push(&mut self.state_engine, ApplyTag::Group, request);
+            return;
+        }
+        let last = group.entries.last().map_or(0, |(index, _, _)| *index);
+        self.halt(format!("applying entries up to {last} failed ({} attempts): {reply:?}", group.attempts));
     }
 
     /// The proposal at `index` gets its replies if the entry applied is the one it proposed;
