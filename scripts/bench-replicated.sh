@@ -59,5 +59,5 @@ cleanup
 trap - EXIT
 
 echo "failover: ${KILLS:-20} leader kills under load (cli/tests/cluster_failover.rs)"
-QUILL_CLUSTER_KILLS=${KILLS:-20} QUILL_CLUSTER_PAUSES=0 cargo test --release -p quill-cli --test cluster_failover -- --nocapture 2>&1 \
+QUILL_CLUSTER_KILLS=${KILLS:-20} QUILL_CLUSTER_PAUSES=0 cargo test --release -p quill-cli --test cluster_failover -- --nocapture three_replicas 2>&1 \
   | grep -E 'kills,|panicked|test result'

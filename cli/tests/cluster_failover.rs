@@ -59,7 +59,14 @@ impl Cluster {
             .spawn()
             .expect("start a replica");
         self.children.insert(id, child);
-        wait_for_port(self.port(id));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port(id))).is_err() {
+            if let Ok(Some(status)) = self.children.get_mut(&id).unwrap().try_wait() {
+                panic!("replica {id} exited with {status}: {}", self.log(id));
+            }
+            assert!(Instant::now() < deadline, "replica {id} never listened: {}", self.log(id));
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn log(&self, id: u64) -> String {
@@ -88,14 +95,6 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
