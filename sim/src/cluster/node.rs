@@ -33,6 +33,37 @@ pub struct SimNode {
     pub replica_config: ReplicaConfig,
 }
 
+impl SimVolume {
+    /// The storage queue and what it works with. `opening`: the engine is recovering (its
+    /// writes then are repairs, judged by the fault budget as such).
+    fn parts<'a>(
+        &'a mut self,
+        trace: &'a mut Trace,
+        knobs: &'a Knobs,
+        tick: u64,
+        opening: bool,
+    ) -> (&'a mut Storage, StorageContext<'a>) {
+        let cx = StorageContext {
+            disk: &mut self.disk,
+            faults: &mut self.faults,
+            trace,
+            knobs,
+            tick,
+            recovering: opening,
+            cannot_repair: opening,
+        };
+        (&mut self.storage, cx)
+    }
+}
+
+/// Whether the engine of `volume` is still opening.
+fn opening(replica: &Replica, volume: Volume) -> bool {
+    match volume {
+        Volume::Log => !replica.log_engine().is_ready(),
+        Volume::State => !replica.state_engine().is_ready(),
+    }
+}
+
 fn volume_index(volume: Volume) -> usize {
     match volume {
         Volume::Log => 0,
@@ -97,21 +128,10 @@ impl SimNode {
     pub fn issue_io(&mut self, tick: u64, knobs: &Knobs, trace: &mut Trace) -> Result<(), String> {
         let Some(replica) = self.replica.as_mut() else { return Ok(()) };
         while let Some((volume, request)) = replica.poll_io() {
-            let opening = match volume {
-                Volume::Log => !replica.log_engine().is_ready(),
-                Volume::State => !replica.state_engine().is_ready(),
-            };
+            let opening = opening(replica, volume);
             let target = &mut self.volumes[volume_index(volume)];
-            let mut cx = StorageContext {
-                disk: &mut target.disk,
-                faults: &mut target.faults,
-                trace,
-                knobs,
-                tick,
-                recovering: opening,
-                cannot_repair: opening,
-            };
-            target.storage.issue(request, &mut cx).map_err(|(expected, got)| format!("{expected}: {got}"))?;
+            let (storage, mut cx) = target.parts(trace, knobs, tick, opening);
+            storage.issue(request, &mut cx).map_err(|(expected, got)| format!("{expected}: {got}"))?;
         }
         Ok(())
     }
@@ -124,20 +144,9 @@ impl SimNode {
                 let Some(replica) = self.replica.as_mut() else { return progress };
                 let target = &mut self.volumes[volume_index(volume)];
                 let Some((issued, pending)) = target.storage.pop_due(tick, &mut target.faults.ledger) else { break };
-                let opening = match volume {
-                    Volume::Log => !replica.log_engine().is_ready(),
-                    Volume::State => !replica.state_engine().is_ready(),
-                };
-                let mut cx = StorageContext {
-                    disk: &mut target.disk,
-                    faults: &mut target.faults,
-                    trace,
-                    knobs,
-                    tick,
-                    recovering: opening,
-                    cannot_repair: opening,
-                };
-                let result = target.storage.complete(issued, &pending, &mut cx);
+                let opening = opening(replica, volume);
+                let (storage, mut cx) = target.parts(trace, knobs, tick, opening);
+                let result = storage.complete(issued, &pending, &mut cx);
                 replica.complete(volume, IoCompletion { token: pending.token(), result });
                 progress = true;
             }
