@@ -166,7 +166,8 @@ impl ClusterSim {
             self.drain(index);
         }
         let outcome = self.workload().and_then(|()| self.final_phase()).and_then(|()| self.check());
-        self.report.violation = outcome.err();
+        let pending = self.report.violation.take();
+        self.report.violation = outcome.err().or(pending);
         self.finish_report()
     }
 
@@ -245,6 +246,15 @@ impl ClusterSim {
         }
         if halted {
             let reason = self.nodes[index].replica.as_ref().and_then(|r| r.halt_reason().map(str::to_string));
+            // A halt is a degraded path: an I/O error this start of the replica met explains it.
+            let explained =
+                self.nodes[index].volumes.iter().any(|volume| volume.faults.ledger.io_errors_since_start > 0);
+            if !explained {
+                let why = reason.clone().unwrap_or_default();
+                self.report
+                    .violation
+                    .get_or_insert(format!("replica {} halted with no I/O error to explain it: {why}", index + 1));
+            }
             self.trace.record(self.tick, &[12, index as u64], |line| {
                 line.push_str(&format!("replica {} halted: {}", index + 1, reason.unwrap_or_default()))
             });
