@@ -15,15 +15,19 @@ pub enum ClusterBug {
     /// next one's applied index passes it, and a restart skips it (the bug the cluster
     /// simulator found first, seed 110 with heavy faults).
     ApplyPassesFailedEntry,
+    /// The log is truncated right at the lowest `matched` index, with no margin (the swarm's
+    /// third find: a leader then needed a snapshot to bring a restarted replica back).
+    TruncateWithoutMargin,
 }
 
 impl ClusterBug {
-    pub const ALL: [ClusterBug; 5] = [
+    pub const ALL: [ClusterBug; 6] = [
         ClusterBug::AckBeforeMajority,
         ClusterBug::ApplyBeforeCommit,
         ClusterBug::VoteSentBeforePersisted,
         ClusterBug::FollowerServesReads,
         ClusterBug::ApplyPassesFailedEntry,
+        ClusterBug::TruncateWithoutMargin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +37,7 @@ impl ClusterBug {
             ClusterBug::VoteSentBeforePersisted => "vote-sent-before-persisted",
             ClusterBug::FollowerServesReads => "follower-serves-reads",
             ClusterBug::ApplyPassesFailedEntry => "apply-passes-failed-entry",
+            ClusterBug::TruncateWithoutMargin => "truncate-without-margin",
         }
     }
 

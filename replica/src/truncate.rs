@@ -23,7 +23,10 @@ impl Replica {
         // the others replaced rejects an append, raft-rs walks back over a few entries below
         // its `matched` index to find where the logs agree (seed 61 of 3 heavy replicas: with
         // no margin, the leader needed entry 214 after truncating to 215, and sent a snapshot).
-        let margin = self.config.truncate_after_entries / 2;
+        let margin = match self.config.has_bug(crate::ClusterBug::TruncateWithoutMargin) {
+            true => 0,
+            false => self.config.truncate_after_entries / 2,
+        };
         let first = matched_min.min(self.applied).saturating_sub(margin);
         if first < self.log_first_index + self.config.truncate_after_entries {
             return;
