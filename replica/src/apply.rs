@@ -172,7 +172,10 @@ impl Replica {
     pub(crate) fn on_read_state(&mut self, context: &[u8], index: u64) {
         let Ok(bytes) = <[u8; 8]>::try_from(context) else { return };
         let Some(read) = self.reads_pending.remove(&u64::from_le_bytes(bytes)) else { return };
-        debug_assert!(self.reads_ready.back().is_none_or(|(last, _, _)| *last <= index));
+        // Reads run in the order they came (ReadIndex answers in that order), each once the
+        // apply has reached its index, the writes before it, and the read before it.
+        let previous = self.reads_ready.back().map_or(0, |(last, _, _)| *last);
+        let index = index.max(read.after_index).max(previous);
         self.reads_ready.push_back((index, read.to, read.request));
     }
 

@@ -79,6 +79,9 @@ pub(crate) struct PendingRead {
     pub to: ReplyTo,
     pub request: Request,
     pub asked_at_tick: u64,
+    /// The log's last index when the read arrived: it runs only once that is applied, so a
+    /// read sees every write its connection sent before it (Redis's order on a connection).
+    pub after_index: u64,
 }
 
 pub struct Replica {

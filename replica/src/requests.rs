@@ -95,6 +95,7 @@ impl Replica {
         let context = self.read_next;
         self.read_next += 1;
         let raft = self.raft.as_mut().expect("a leader runs Raft");
+        let after_index = raft.raft.raft_log.last_index();
         // raft-rs 0.7 drops a ReadIndex silently while the leader has not committed an entry
         // of its own term: such reads wait here until it has.
         if raft.raft.commit_to_current_term() {
@@ -102,7 +103,7 @@ impl Replica {
         } else {
             self.reads_deferred.push(context);
         }
-        let read = PendingRead { to, request, asked_at_tick: self.raft_ticks };
+        let read = PendingRead { to, request, asked_at_tick: self.raft_ticks, after_index };
         self.reads_pending.insert(context, read);
     }
 
