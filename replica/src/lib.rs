@@ -9,7 +9,9 @@
 //! one of the two volumes), [`Replica::tick`] (time for the engines) and
 //! [`Replica::raft_tick`] (one tick of Raft's logical clock; the driver decides when each
 //! replica's clock moves). Outputs, drained after each input in this order:
-//! [`Replica::poll_io`], [`Replica::poll_message`], [`Replica::poll_reply`].
+//! [`Replica::poll_io`], [`Replica::poll_message`], [`Replica::poll_reply`]. `submit` and
+//! `step` only hand their input to raft-rs (refusals and redirects are answered at once); the
+//! turn's Ready is taken at `tick`, so call `tick` at the end of every turn that had input.
 //!
 //! # The storage contract with raft-rs (`Ready`)
 //!
@@ -19,11 +21,15 @@
 //!   once the log engine has answered that every write of that Ready is durable, and only
 //!   then is raft-rs told (`on_persist_ready`), in Ready order.
 //! - Committed entries (raft-rs hands out only those this replica has persisted) are applied
-//!   in order, each as one EXEC on the keyspace's engine that also records the applied index
-//!   under a reserved key: one batch, so a restart neither applies an entry twice nor skips
-//!   one. Writes and EXECs are one entry each: a transaction stays atomic across failover.
+//!   in order, together as one EXEC on the keyspace's engine that also records the last one's
+//!   index under a reserved key, one EXEC at a time: a restart neither applies an entry twice
+//!   nor skips one. Writes and EXECs are one entry each: a transaction stays atomic across
+//!   failover.
 //! - Reads are linearizable: ReadIndex (raft-rs's `ReadOnlySafe`: the leader confirms its role
-//!   with a quorum), then the read runs once this replica has applied up to that index.
+//!   with a quorum), then the read runs once this replica has applied up to that index and up
+//!   to every entry its log held when the read arrived.
+//! - The log is truncated by an entry the leader proposes (truncate.rs), never past what every
+//!   replica has persisted; no snapshot is sent (docs/replication.md says what that leaves out).
 //!
 //! # Replies a client can get instead of a result
 //!
