@@ -55,6 +55,8 @@ struct Client {
     target: usize,
     /// The operation to send at `next_tick` (a retry), if any.
     retry: Option<(ClientOperation, u64, u32)>,
+    /// Operations a replica acknowledged.
+    acknowledged: u64,
 }
 
 pub struct ClusterSim {
@@ -420,6 +422,7 @@ impl ClusterSim {
         };
         match verdict {
             Verdict::Done(reply) => {
+                self.clients[client].acknowledged += 1;
                 let pending = self.clients[client].pending.take().expect("pending");
                 if let Err(violation) = self.history.record_done(&pending.operation, pending.call, reply) {
                     self.report.violation.get_or_insert(violation);
@@ -504,23 +507,25 @@ impl ClusterSim {
         self.settle_replicas()
     }
 
-    /// Runs one operation of `client` to a result, retrying, by `deadline`.
+    /// Runs one operation of `client` until a replica acknowledges it, by `deadline`: an
+    /// attempt that ends unknown or given up is sent again (a SET of the same value, or a read,
+    /// may repeat).
     fn run_one(&mut self, client: usize, operation: ClientOperation, deadline: u64) -> Result<(), String> {
-        let call = self.history.now();
-        self.clients[client].next_tick = self.tick;
-        self.clients[client].retry = Some((operation.clone(), call, 0));
-        let operations = self.clients[client].operations;
-        self.clients[client].operations += 1;
-        let done = |sim: &ClusterSim| sim.clients[client].pending.is_none() && sim.clients[client].retry.is_none();
+        let acknowledged = self.clients[client].acknowledged;
+        let idle = |sim: &ClusterSim| sim.clients[client].pending.is_none() && sim.clients[client].retry.is_none();
         while self.tick < deadline {
+            if idle(self) {
+                if self.clients[client].acknowledged > acknowledged {
+                    return Ok(());
+                }
+                let call = self.history.now();
+                self.clients[client].next_tick = self.tick;
+                self.clients[client].retry = Some((operation.clone(), call, 0));
+            }
             self.step()?;
             self.start_operations();
-            if done(self) {
-                return Ok(());
-            }
         }
-        let _ = operations;
-        Err(format!("{operation:?} still waits at tick {}", self.tick))
+        Err(format!("{operation:?} was not acknowledged by tick {}", self.tick))
     }
 
     /// Every replica applies everything committed.
