@@ -174,7 +174,9 @@ impl ClusterSim {
     }
 
     fn workload(&mut self) -> Result<(), String> {
-        while self.ops_started < self.options.ops || self.clients.iter().any(|client| client.pending.is_some()) {
+        // Retries waiting to be sent again count as unfinished too.
+        let busy = |client: &Client| client.pending.is_some() || client.retry.is_some();
+        while self.ops_started < self.options.ops || self.clients.iter().any(busy) {
             if self.tick > WORKLOAD_TICKS_MAX {
                 return Err(format!("the workload did not finish within {WORKLOAD_TICKS_MAX} ticks"));
             }
