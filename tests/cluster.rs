@@ -83,3 +83,17 @@ fn the_seeds_that_found_the_skipped_apply_fail_with_it_and_pass_without() {
         eprintln!("seed {seed}: {}", report.violation.unwrap_or_default());
     }
 }
+
+/// The fourth find: a log truncated right at the lowest `matched` index made a leader need a
+/// snapshot for a replica that restarted with a replaced tail. The margin fixed it; the old way
+/// is the planted bug `truncate-without-margin`, which this seed (5 replicas, heavy, 400 ops)
+/// still meets. Redraw with `quill sim --replicas 5 --seeds 400 --faults heavy --plant-cluster
+/// truncate-without-margin` when the draws change.
+#[test]
+fn the_seed_that_meets_a_truncation_without_margin_fails_with_it_and_passes_without() {
+    let mut options = ClusterOptions::new(226, 400, FaultLevel::Heavy, 5);
+    assert!(run_cluster_seed(&options).passed(), "seed 226 passes");
+    options.planted_bug = Some(ClusterBug::TruncateWithoutMargin);
+    let violation = run_cluster_seed(&options).violation.expect("seed 226 fails without the margin");
+    assert!(violation.contains("a snapshot at index"), "{violation}");
+}
