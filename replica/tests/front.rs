@@ -2,7 +2,9 @@
 //! pipelined requests answered in order whether the front or the replica answers them, MULTI
 //! framing, the CLUSTER commands a cluster client asks, and a malformed frame refused.
 
-use quill_core::{Config, Engine, IoCompletion, IoKind};
+mod support;
+
+use quill_core::{Config, Engine};
 use quill_replica::{Front, Replica, ReplicaConfig, Role, Volume};
 
 const VOLUME_BYTES: u64 = 4 << 20;
@@ -40,18 +42,8 @@ impl Harness {
             let mut progress = false;
             while let Some((volume, request)) = self.front.replica_mut().poll_io() {
                 progress = true;
-                let disk = &mut self.disks[usize::from(volume == Volume::State)];
-                let result = match request.kind {
-                    IoKind::Read { offset_bytes, length_bytes } => {
-                        Ok(disk[offset_bytes as usize..][..length_bytes as usize].to_vec())
-                    }
-                    IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
-                        disk[offset_bytes as usize..][..data.len()].copy_from_slice(&data);
-                        Ok(Vec::new())
-                    }
-                    IoKind::Sync => Ok(Vec::new()),
-                };
-                self.front.replica_mut().complete(volume, IoCompletion { token: request.token, result });
+                let completion = support::perform(&mut self.disks[usize::from(volume == Volume::State)], request);
+                self.front.replica_mut().complete(volume, completion);
             }
             self.front.collect();
             if !progress {

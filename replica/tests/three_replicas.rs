@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use quill_core::{Config, Engine, IoCompletion, IoKind, Reply};
+mod support;
+
+use quill_core::{Config, Engine, Reply};
 use quill_replica::{Replica, ReplicaConfig, Role, Volume};
 
 const VOLUME_BYTES: u64 = 4 << 20;
@@ -47,18 +49,8 @@ impl Cluster {
             for node in &mut self.nodes {
                 while let Some((volume, request)) = node.replica.poll_io() {
                     progress = true;
-                    let disk = node.disks.get_mut(&volume).unwrap();
-                    let result = match request.kind {
-                        IoKind::Read { offset_bytes, length_bytes } => {
-                            Ok(disk[offset_bytes as usize..][..length_bytes as usize].to_vec())
-                        }
-                        IoKind::Write { offset_bytes, data } | IoKind::WriteDurable { offset_bytes, data } => {
-                            disk[offset_bytes as usize..][..data.len()].copy_from_slice(&data);
-                            Ok(Vec::new())
-                        }
-                        IoKind::Sync => Ok(Vec::new()),
-                    };
-                    node.replica.complete(volume, IoCompletion { token: request.token, result });
+                    let completion = support::perform(node.disks.get_mut(&volume).unwrap(), request);
+                    node.replica.complete(volume, completion);
                 }
                 while let Some(message) = node.replica.poll_message() {
                     messages.push(message);
