@@ -128,8 +128,9 @@ impl Replica {
             ));
         }
         if !leftover.is_empty() {
-            let keys = leftover.into_iter().map(raft_log::entry_key).collect();
-            self.log_lane.push(&mut self.log_engine, LogTag::Cleanup, Request::Del { keys });
+            for delete in raft_log::delete_requests(leftover) {
+                self.log_lane.push(&mut self.log_engine, LogTag::Cleanup, delete);
+            }
         }
         let mut hard_state = load.hard_state;
         // An entry applied was committed; the hard state recording that may not have been

@@ -21,8 +21,9 @@ pub const HARD_STATE_KEY: &[u8] = b"raft/hard-state";
 /// The log's first entry after a truncation (8 bytes, little-endian): entries before it are
 /// gone, and this one's term is the log's anchor (raft-rs's snapshot metadata).
 pub const FIRST_INDEX_KEY: &[u8] = b"raft/first-index";
-/// Entries deleted per request of a truncation at most.
-const DELETES_PER_REQUEST_MAX: u64 = 1024;
+/// Entries deleted per request at most: a request is one batch, and a batch holds a bounded
+/// number of tombstones (about 45 bytes each; 128 fit the smallest batches the simulator draws).
+const DELETES_PER_REQUEST_MAX: usize = 128;
 const ENTRY_PREFIX: &[u8] = b"raft/entry/";
 
 pub fn entry_key(index: u64) -> Vec<u8> {
@@ -37,8 +38,9 @@ pub fn entry_index(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(suffix.try_into().ok()?))
 }
 
-/// The requests that make `entries` and `hard_state` durable, deleting the entries from
-/// `stale_from` to `stale_to` (inclusive) that they replace.
+/// The requests that make `entries` and `hard_state` durable, then delete the entries from
+/// `stale_from` to `stale_to` (inclusive) that they replace. A crash between them leaves
+/// stale entries of a lower term after the new ones, which the next load drops.
 pub fn persist_requests(
     entries: &[Entry],
     hard_state: Option<&HardState>,
@@ -51,7 +53,7 @@ pub fn persist_requests(
     for entry in entries {
         let value = entry.write_to_bytes().expect("an entry encodes");
         if bytes + value.len() > chunk_bytes && !pairs.is_empty() {
-            requests.push(exec(std::mem::take(&mut pairs), None));
+            requests.push(exec(std::mem::take(&mut pairs)));
             bytes = 0;
         }
         bytes += value.len();
@@ -60,22 +62,25 @@ pub fn persist_requests(
     if let Some(hard_state) = hard_state {
         pairs.push((HARD_STATE_KEY.to_vec(), hard_state.write_to_bytes().expect("a hard state encodes")));
     }
-    let stale_keys = stale.map(|(from, to)| (from..=to).map(entry_key).collect());
-    if !pairs.is_empty() || stale_keys.is_some() {
-        requests.push(exec(pairs, stale_keys));
+    if !pairs.is_empty() {
+        requests.push(exec(pairs));
+    }
+    if let Some((from, to)) = stale {
+        // In EXECs too: the persist path reads every reply as an EXEC's.
+        let deletes = delete_requests(from..=to);
+        requests.extend(deletes.into_iter().map(|delete| Request::Exec { commands: vec![delete] }));
     }
     requests
 }
 
-fn exec(pairs: Vec<(Vec<u8>, Vec<u8>)>, stale_keys: Option<Vec<Vec<u8>>>) -> Request {
-    let mut commands = Vec::new();
-    if !pairs.is_empty() {
-        commands.push(Request::MSet { pairs });
-    }
-    if let Some(keys) = stale_keys {
-        commands.push(Request::Del { keys });
-    }
-    Request::Exec { commands }
+fn exec(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Request {
+    Request::Exec { commands: vec![Request::MSet { pairs }] }
+}
+
+/// DELs of the entries at `indexes`, at most `DELETES_PER_REQUEST_MAX` keys each.
+pub fn delete_requests(indexes: impl IntoIterator<Item = u64>) -> Vec<Request> {
+    let keys: Vec<Vec<u8>> = indexes.into_iter().map(entry_key).collect();
+    keys.chunks(DELETES_PER_REQUEST_MAX).map(|chunk| Request::Del { keys: chunk.to_vec() }).collect()
 }
 
 /// The requests that truncate the log before `first` (entries from `old_first`): the new first
@@ -86,12 +91,7 @@ pub fn truncate_requests(old_first: u64, first: u64) -> Vec<Request> {
         value: first.to_le_bytes().to_vec(),
         condition: SetCondition::Always,
     }];
-    let mut from = old_first;
-    while from < first {
-        let to = first.min(from + DELETES_PER_REQUEST_MAX);
-        requests.push(Request::Del { keys: (from..to).map(entry_key).collect() });
-        from = to;
-    }
+    requests.extend(delete_requests(old_first..first));
     requests
 }
 
@@ -190,7 +190,7 @@ mod tests {
             })
             .collect();
         assert_eq!(deleted, (1..2_050).collect::<Vec<_>>());
-        assert_eq!(requests.len(), 4);
+        assert_eq!(requests.len(), 1 + 2_049usize.div_ceil(DELETES_PER_REQUEST_MAX));
     }
 
     #[test]
@@ -198,12 +198,27 @@ mod tests {
         let entries: Vec<Entry> =
             (1..=5).map(|index| Entry { index, term: 1, data: vec![7; 100].into(), ..Default::default() }).collect();
         let hard_state = HardState { term: 1, vote: 2, commit: 3, ..Default::default() };
-        let requests = persist_requests(&entries, Some(&hard_state), Some((6, 7)), 250);
-        assert_eq!(requests.len(), 3);
-        let Request::Exec { commands } = requests.last().unwrap() else { panic!("an EXEC") };
+        let requests = persist_requests(&entries, Some(&hard_state), Some((6, 300)), 250);
+        // Entries in chunks of at most 250 bytes, the hard state with the last, then the stale
+        // entries' deletes in bounded EXECs.
+        assert_eq!(requests.len(), 3 + 295usize.div_ceil(DELETES_PER_REQUEST_MAX));
+        let Request::Exec { commands } = &requests[2] else { panic!("an EXEC") };
         let Request::MSet { pairs } = &commands[0] else { panic!("an MSET") };
         assert_eq!(pairs.last().unwrap().0, HARD_STATE_KEY);
-        assert!(matches!(&commands[1], Request::Del { keys } if keys.len() == 2));
+        let deleted: usize = requests[3..]
+            .iter()
+            .map(|request| match request {
+                Request::Exec { commands } => match &commands[..] {
+                    [Request::Del { keys }] => {
+                        assert!(keys.len() <= DELETES_PER_REQUEST_MAX);
+                        keys.len()
+                    }
+                    other => panic!("a DEL alone, not {other:?}"),
+                },
+                other => panic!("an EXEC, not {other:?}"),
+            })
+            .sum();
+        assert_eq!(deleted, 295);
         let decoded = decode_entry(&pairs[0].0, &pairs[0].1).unwrap();
         assert_eq!(decoded.index, 5);
     }
