@@ -10,6 +10,9 @@ use crate::proposal::{self, Command, COMMANDS_PER_ENTRY_MAX};
 use crate::replica::{PendingRead, Proposal, Replica};
 use crate::{slot, RESERVED_KEY_PREFIX};
 
+/// An entry's protobuf fields around its data, at most (index, term, type, context).
+const ENTRY_OVERHEAD_BYTES_MAX: usize = 64;
+
 impl Replica {
     pub(crate) fn handle_request(&mut self, to: ReplyTo, commands: Vec<Command>, transaction: bool) {
         let request = match self.parse(&commands, transaction) {
@@ -42,7 +45,14 @@ impl Replica {
             return Err(Reply::error("ERR a request carries one command, or 1 to 1024 in a transaction"));
         }
         let bytes: usize = commands.iter().flatten().map(Vec::len).sum();
-        if bytes > self.config.request_bytes_max {
+        // An entry is a value of the log engine (the arguments, their lengths and the entry's
+        // own fields) and its commands run in one EXEC of the keyspace engine: a larger one
+        // would be refused on every replica, at every start.
+        let arguments: usize = commands.iter().map(Vec::len).sum();
+        let encoding_bytes = 4 + 4 * commands.len() + 4 * arguments; // proposal.rs's lengths
+        let log_limit = self.log_engine.value_bytes_max().saturating_sub(ENTRY_OVERHEAD_BYTES_MAX + encoding_bytes);
+        let bytes_max = self.config.request_bytes_max.min(log_limit).min(self.state_engine.value_bytes_max());
+        if bytes > bytes_max {
             return Err(Reply::error(format!("ERR request of {bytes} bytes is above the replicated limit")));
         }
         let mut parsed = Vec::with_capacity(commands.len());
